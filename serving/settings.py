@@ -1,0 +1,176 @@
+"""Settings of the whole serving stack: one typed, frozen, validated object.
+
+The local launcher (`serving.launcher`), the Envoy config generator (`serving.envoy`) and the
+Kubernetes manifests read the same `ServingSettings`, so a port, a replica count or a timeout
+is defined once. Load it from YAML with `load_settings(path)`; unknown keys are errors.
+
+A port of 0 means "pick a free loopback port at start" (local runs only); the front listener
+defaults to 127.0.0.1:8080 for REST and gRPC alike.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from aiqleads.errors import ConfigError
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+MODEL_NAME = "lead_recommender"
+# Where the pipeline's Pusher writes versioned SavedModels: <base>/<version>/saved_model.pb.
+DEFAULT_MODEL_BASE_PATH = REPO_ROOT / "runs" / "serving_models" / MODEL_NAME
+DEFAULT_RUN_DIR = REPO_ROOT / "runs" / "serve"
+FRONT_PORT = 8080
+
+Port = int
+
+
+def _port_field(default: int, description: str) -> int:
+    return Field(default, ge=0, le=65535, description=description)
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RedisSettings(_Frozen):
+    """The prediction cache and online feature store."""
+
+    host: str = "127.0.0.1"
+    port: Port = _port_field(0, "Redis port; 0 picks a free port")
+    db: int = Field(0, ge=0, le=15)
+    max_memory_mb: int = Field(256, ge=16, le=65536)
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/{self.db}"
+
+
+class ModelServerSettings(_Frozen):
+    """TF-Serving-compatible model servers (or the real `tensorflow_model_server`)."""
+
+    replicas: int = Field(2, ge=1, le=16)
+    grpc_port: Port = _port_field(0, "gRPC port of replica 0; 0 picks free ports")
+    rest_port: Port = _port_field(0, "REST port of replica 0; 0 picks free ports")
+    enable_batching: bool = False
+    file_system_poll_wait_seconds: int = Field(2, ge=1, le=3600)
+
+
+class GatewaySettings(_Frozen):
+    """Caching gateways: the recommendation API in front of the model servers."""
+
+    replicas: int = Field(2, ge=1, le=16)
+    rest_port: Port = _port_field(0, "REST port of replica 0; 0 picks free ports")
+    grpc_port: Port = _port_field(0, "gRPC port of replica 0; 0 picks free ports")
+    cache_ttl_seconds: int = Field(300, ge=1, le=86400)
+    canary_fraction: float = Field(0.0, ge=0.0, le=1.0)
+
+
+class RateLimitSettings(_Frozen):
+    """Envoy's local rate limit (a token bucket per Envoy worker set)."""
+
+    requests_per_second: int = Field(2000, ge=1, le=1_000_000)
+    burst: int = Field(4000, ge=1, le=1_000_000)
+
+    @field_validator("burst")
+    @classmethod
+    def _burst_covers_rate(cls, v: int, info) -> int:
+        rate = info.data.get("requests_per_second")
+        if rate is not None and v < rate:
+            raise ValueError(f"burst ({v}) must be >= requests_per_second ({rate})")
+        return v
+
+
+class HealthCheckSettings(_Frozen):
+    """Active health checks Envoy runs against every gateway and model server."""
+
+    interval_ms: int = Field(2000, ge=50, le=300_000)
+    timeout_ms: int = Field(1000, ge=10, le=60_000)
+    unhealthy_threshold: int = Field(2, ge=1, le=100)
+    healthy_threshold: int = Field(1, ge=1, le=100)
+
+
+class EnvoySettings(_Frozen):
+    """The front proxy: one listener for REST and gRPC, an internal one for model servers."""
+
+    host: str = "127.0.0.1"
+    port: Port = _port_field(FRONT_PORT, "front listener (REST and gRPC)")
+    admin_port: Port = _port_field(0, "admin (/stats/prometheus); 0 picks a free port")
+    model_listener_port: Port = _port_field(0, "internal listener the gateways call")
+    lb_policy: Literal["ROUND_ROBIN", "LEAST_REQUEST"] = "LEAST_REQUEST"
+    request_timeout_ms: int = Field(2000, ge=10, le=300_000)
+    per_try_timeout_ms: int = Field(700, ge=10, le=300_000)
+    connect_timeout_ms: int = Field(250, ge=10, le=60_000)
+    num_retries: int = Field(2, ge=0, le=10)
+    concurrency: int = Field(2, ge=1, le=64)
+    max_connections: int = Field(4096, ge=1, le=1_000_000)
+    max_pending_requests: int = Field(4096, ge=1, le=1_000_000)
+    health_check: HealthCheckSettings = HealthCheckSettings()
+    rate_limit: RateLimitSettings = RateLimitSettings()
+
+    @field_validator("per_try_timeout_ms")
+    @classmethod
+    def _try_within_request(cls, v: int, info) -> int:
+        total = info.data.get("request_timeout_ms")
+        if total is not None and v > total:
+            raise ValueError(f"per_try_timeout_ms ({v}) exceeds request_timeout_ms ({total})")
+        return v
+
+
+class ServingSettings(_Frozen):
+    """Everything the serving stack needs, local or on Kubernetes."""
+
+    model_name: str = Field(MODEL_NAME, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    model_base_path: pathlib.Path = DEFAULT_MODEL_BASE_PATH
+    run_dir: pathlib.Path = DEFAULT_RUN_DIR
+    startup_timeout_seconds: float = Field(180.0, gt=0, le=3600)
+    stop_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    redis: RedisSettings = RedisSettings()
+    model_servers: ModelServerSettings = ModelServerSettings()
+    gateways: GatewaySettings = GatewaySettings()
+    envoy: EnvoySettings = EnvoySettings()
+
+    def with_overrides(self, **changes: object) -> ServingSettings:
+        """A validated copy with dotted-path overrides, e.g. ``{"envoy.port": 9000}``."""
+        data = self.model_dump()
+        for dotted, value in changes.items():
+            node = data
+            *parents, leaf = dotted.split(".")
+            for key in parents:
+                node = node[key]
+            node[leaf] = value
+        return parse_settings(data, source="overrides")
+
+
+def parse_settings(data: dict, source: str = "settings") -> ServingSettings:
+    """Validate a mapping into `ServingSettings`, naming every bad field in one line."""
+    try:
+        return ServingSettings.model_validate(data)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+            for err in e.errors()
+        )
+        raise ConfigError(f"invalid serving settings in {source}: {problems}") from e
+
+
+def load_settings(path: pathlib.Path | str | None = None) -> ServingSettings:
+    """Settings from a YAML file (relative paths resolve against the file), or the defaults."""
+    if path is None:
+        return ServingSettings()
+    path = pathlib.Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as e:
+        raise ConfigError(f"cannot read serving settings {path}: {e.strerror}") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"serving settings {path} is not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"serving settings {path} must be a mapping at the top level")
+    for key in ("model_base_path", "run_dir"):
+        if key in data and not pathlib.Path(str(data[key])).is_absolute():
+            data[key] = str((path.parent / str(data[key])).resolve())
+    return parse_settings(data, source=str(path))
