@@ -1,0 +1,1 @@
+"""Interaction ExampleGen: joins raw spans into labelled tf.Examples (spec/component/executor)."""

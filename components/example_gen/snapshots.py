@@ -1,0 +1,65 @@
+"""Serving snapshots: the catalogue and the users as of a day, computed like training data.
+
+The Trainer's ``recommend`` signature embeds the active catalogue and the user aggregates;
+both come from here, through the same as-of joins ExampleGen uses (``features_join``), so a
+feature means the same at training and serving time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import pathlib
+
+import numpy as np
+import pandas as pd
+
+from aiqleads import contracts as c
+from components.example_gen import features_join, raw_tables
+from transforms import features as f
+
+
+def _as_date(as_of: dt.date | str) -> dt.date:
+    if isinstance(as_of, dt.datetime):
+        return as_of.date()
+    if isinstance(as_of, dt.date):
+        return as_of
+    return dt.date.fromisoformat(str(as_of))
+
+
+def load_catalogue(data_root: str | pathlib.Path, as_of: dt.date | str) -> pd.DataFrame:
+    """The leads active at the end of ``as_of``, one row per ``lead_id``.
+
+    Columns: ``lead_id``, the lead-side features (``features_join.LEAD_FEATURES``) and the
+    market-side features of the lead's region (latest market row on or before ``as_of``).
+    Active means status ``active`` and listed on or before ``as_of``.
+    """
+    day = _as_date(as_of)
+    leads = raw_tables.read_leads(data_root)
+    listed = leads[c.LISTED_DATE] <= pd.Timestamp(day)
+    active = leads[(leads[c.STATUS] == "active") & listed]
+    queries = pd.DataFrame({c.LEAD_ID: active[c.LEAD_ID].to_numpy()})
+    # Lead age and market rows are taken at the last second of the day.
+    queries[features_join.QUERY_TS] = raw_tables.day_end_seconds(day) - 1
+    out = features_join.attach_lead_features(queries, leads)
+    market = raw_tables.read_market(data_root, raw_tables.spans_up_to(data_root, day))
+    out = features_join.attach_market_features(out, market)
+    out = out.drop(columns=[features_join.QUERY_TS])
+    columns = [f.LEAD_ID, *features_join.LEAD_FEATURES, *features_join.MARKET_FEATURES]
+    return out[columns].sort_values(f.LEAD_ID, kind="stable").reset_index(drop=True)
+
+
+def load_user_snapshot(data_root: str | pathlib.Path, as_of: dt.date | str) -> pd.DataFrame:
+    """User-side features of every known user as of the end of ``as_of``, keyed by ``user_id``.
+
+    Aggregates cover all events of the spans up to and including ``as_of``.
+    """
+    day = _as_date(as_of)
+    users = raw_tables.read_users(data_root)
+    users = users[users[c.SIGNUP_DATE] <= pd.Timestamp(day)]
+    leads = raw_tables.read_leads(data_root)
+    history = raw_tables.read_events(data_root, raw_tables.spans_up_to(data_root, day))
+    queries = pd.DataFrame({c.USER_ID: users[c.USER_ID].to_numpy()})
+    queries[features_join.QUERY_TS] = np.int64(raw_tables.day_end_seconds(day))
+    out = features_join.attach_user_features(queries, history, leads, users)
+    columns = [f.USER_ID, *features_join.USER_FEATURES]
+    return out[columns].sort_values(f.USER_ID, kind="stable").reset_index(drop=True)
