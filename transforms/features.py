@@ -40,6 +40,9 @@ MARKET_MEDIAN_PRICE = "market_median_price"  # float
 MARKET_INVENTORY = "market_inventory"  # float
 MARKET_PRICE_TREND = "market_price_trend"  # float
 
+# Slicing: the lead price relative to its regional median (ExampleGen writes it for TFMA).
+PRICE_BAND = "price_band"  # bytes: below_market | at_market | above_market | unknown
+
 ENGAGEMENT_LEVELS = {"negative": 0, "view": 1, "click": 2, "inquiry": 3, "purchase": 4}
 
 # The `recommend` serving signature (retrieval then rank over the active catalogue).
