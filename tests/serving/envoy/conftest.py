@@ -1,0 +1,125 @@
+"""A real Envoy in front of named test backends, all on free loopback ports, stopped by PID."""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+
+import pytest
+
+from serving.envoy.config import (
+    CLUSTER_GATEWAY_GRPC,
+    CLUSTER_GATEWAY_REST,
+    CLUSTER_MODEL_GRPC,
+    CLUSTER_MODEL_REST,
+    Replica,
+    Upstreams,
+)
+from serving.envoy.runtime import envoy_argv, healthy_members, write_config
+from serving.process import Child, free_port, http_status, wait_until
+from serving.settings import ServingSettings
+
+BACKEND = pathlib.Path(__file__).with_name("backend.py")
+# Short health checks so removal and recovery take a fraction of a second.
+FAST_HEALTH = {
+    "envoy.health_check.interval_ms": 100,
+    "envoy.health_check.timeout_ms": 100,
+    "envoy.health_check.unhealthy_threshold": 2,
+    "envoy.health_check.healthy_threshold": 1,
+}
+CLUSTERS = (CLUSTER_GATEWAY_REST, CLUSTER_GATEWAY_GRPC, CLUSTER_MODEL_GRPC, CLUSTER_MODEL_REST)
+
+
+class Proxy:
+    """Envoy plus its backends; ``backends[name]`` is the Child of that test backend."""
+
+    def __init__(self, tmp: pathlib.Path) -> None:
+        self.tmp = tmp
+        self.children: list[Child] = []
+        self.backends: dict[str, Child] = {}
+        self.settings: ServingSettings | None = None
+
+    def _backend(self, name: str, fail: bool) -> Replica:
+        replica = Replica("127.0.0.1", free_port(), free_port())
+        argv = [sys.executable, str(BACKEND), "--name", name]
+        argv += ["--rest-port", str(replica.rest_port), "--grpc-port", str(replica.grpc_port)]
+        if fail:
+            argv.append("--fail")
+        url = f"http://127.0.0.1:{replica.rest_port}/healthz"
+        child = Child(name, argv, self.tmp / f"{name}.log", lambda: http_status(url)[0] == 200)
+        child.start()
+        self.children.append(child)
+        self.backends[name] = child
+        return replica
+
+    def start(
+        self,
+        gateways: tuple[str, ...] = ("gw0",),
+        model_servers: tuple[str, ...] = ("ms0",),
+        failing: tuple[str, ...] = (),
+        **overrides: object,
+    ) -> Proxy:
+        upstreams = Upstreams(
+            gateways=tuple(self._backend(n, n in failing) for n in gateways),
+            model_servers=tuple(self._backend(n, n in failing) for n in model_servers),
+        )
+        self.settings = ServingSettings().with_overrides(
+            **{
+                "envoy.port": free_port(),
+                "envoy.admin_port": free_port(),
+                "envoy.model_listener_port": free_port(),
+                "envoy.concurrency": 1,
+                **FAST_HEALTH,
+                **overrides,
+            }
+        )
+        for child in self.children:
+            wait_until(child.ready, 30, f"test backend {child.name}")
+        config = write_config(self.tmp / "envoy.yaml", self.settings, upstreams)
+        envoy = Child(
+            "envoy",
+            envoy_argv(config, 1),
+            self.tmp / "envoy.log",
+            lambda: http_status(f"{self.admin}/ready")[0] == 200,
+        )
+        envoy.start()
+        self.children.append(envoy)
+        wait_until(envoy.ready, 30, "envoy")
+        expected = {
+            CLUSTER_GATEWAY_REST: len(gateways),
+            CLUSTER_GATEWAY_GRPC: len(gateways),
+            CLUSTER_MODEL_GRPC: len(model_servers),
+            CLUSTER_MODEL_REST: len(model_servers),
+        }
+        wait_until(
+            lambda: all(self.healthy(c) == n for c, n in expected.items()),
+            15,
+            "every backend healthy in envoy",
+        )
+        return self
+
+    @property
+    def front(self) -> str:
+        return f"127.0.0.1:{self.settings.envoy.port}"
+
+    @property
+    def model_listener(self) -> str:
+        return f"127.0.0.1:{self.settings.envoy.model_listener_port}"
+
+    @property
+    def admin(self) -> str:
+        return f"http://127.0.0.1:{self.settings.envoy.admin_port}"
+
+    def healthy(self, cluster: str) -> int:
+        return healthy_members(self.settings.envoy.admin_port, cluster)
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            child.stop(timeout=5)
+
+
+@pytest.fixture
+def proxy(tmp_path: pathlib.Path):
+    harness = Proxy(tmp_path)
+    yield harness
+    harness.stop()
