@@ -1,0 +1,44 @@
+"""The interaction ExampleGen component: a constructor over the spec and executor."""
+
+from __future__ import annotations
+
+from tfx import types
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.types import standard_artifacts
+
+from components.example_gen import executor, spec
+
+
+class InteractionExampleGen(base_component.BaseComponent):
+    """Joins a rolling window of raw spans into labelled train/eval tf.Examples.
+
+    ``input_fingerprint`` (``window.fingerprint``) is computed where the pipeline is built;
+    it changes when a span arrives or a file changes, so caching reuses unchanged runs.
+    """
+
+    SPEC_CLASS = spec.InteractionExampleGenSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
+
+    def __init__(
+        self,
+        data_root: str,
+        window_spans: int,
+        eval_days: int,
+        input_fingerprint: str,
+        negatives_per_positive: int = 4,
+        hard_fraction: float = 0.5,
+        seed: int = 0,
+        as_of: str = "",
+    ) -> None:
+        component_spec = spec.InteractionExampleGenSpec(
+            data_root=data_root,
+            window_spans=window_spans,
+            eval_days=eval_days,
+            as_of=as_of,
+            negatives_per_positive=negatives_per_positive,
+            hard_fraction=hard_fraction,
+            seed=seed,
+            input_fingerprint=input_fingerprint,
+            examples=types.Channel(type=standard_artifacts.Examples),
+        )
+        super().__init__(spec=component_spec)

@@ -1,0 +1,87 @@
+"""Executor of the interaction ExampleGen: a thin ``Do()`` over ``generate()``."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import os
+from typing import Any
+
+from tfx import types
+from tfx.dsl.components.base import base_executor
+from tfx.types import artifact_utils
+
+from components.example_gen import interactions, tf_examples, window
+from components.example_gen import spec as s
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerateResult:
+    """What ``generate`` wrote: the window and the example counts per split."""
+
+    window: list[dt.date]
+    counts: dict[str, int]
+    paths: dict[str, str]
+
+
+def span_number(day: dt.date) -> int:
+    """The TFX span of a day: YYYYMMDD as an int (readable and increasing)."""
+    return day.year * 10_000 + day.month * 100 + day.day
+
+
+def generate(
+    data_root: str,
+    output_uri: str,
+    window_spans: int,
+    eval_days: int,
+    sampling: interactions.SamplingConfig,
+    as_of: dt.date | None = None,
+) -> GenerateResult:
+    """Validate the window's files, build the examples and write ``Split-<name>`` folders."""
+    days = window.select_window(data_root, window_spans, as_of)
+    window.validate_window(data_root, days)
+    examples = interactions.build_examples(data_root, days, eval_days, sampling)
+    counts, paths = {}, {}
+    for split in interactions.SPLITS:
+        part = examples[examples[interactions.SPLIT] == split]
+        records = tf_examples.encode(part)
+        split_dir = os.path.join(output_uri, artifact_utils.get_split_uri_name(split))
+        paths[split] = tf_examples.write_split(records, split_dir)
+        counts[split] = len(records)
+    return GenerateResult(window=days, counts=counts, paths=paths)
+
+
+class Executor(base_executor.BaseExecutor):
+    """Writes the Examples artifact (train/eval splits, span = newest day as YYYYMMDD)."""
+
+    def Do(
+        self,
+        input_dict: dict[str, list[types.Artifact]],
+        output_dict: dict[str, list[types.Artifact]],
+        exec_properties: dict[str, Any],
+    ) -> None:
+        examples = artifact_utils.get_single_instance(output_dict[s.EXAMPLES_KEY])
+        as_of = exec_properties.get(s.AS_OF_KEY) or ""
+        result = generate(
+            data_root=exec_properties[s.DATA_ROOT_KEY],
+            output_uri=examples.uri,
+            window_spans=int(exec_properties[s.WINDOW_SPANS_KEY]),
+            eval_days=int(exec_properties[s.EVAL_DAYS_KEY]),
+            sampling=interactions.SamplingConfig(
+                negatives_per_positive=int(exec_properties[s.NEGATIVES_KEY]),
+                hard_fraction=float(exec_properties[s.HARD_FRACTION_KEY]),
+                seed=int(exec_properties[s.SEED_KEY]),
+            ),
+            as_of=dt.date.fromisoformat(as_of) if as_of else None,
+        )
+        examples.split_names = artifact_utils.encode_split_names(list(interactions.SPLITS))
+        examples.span = span_number(result.window[-1])
+        examples.version = 0
+        examples.set_string_custom_property(s.WINDOW_FIRST_PROPERTY, str(result.window[0]))
+        examples.set_string_custom_property(s.WINDOW_LAST_PROPERTY, str(result.window[-1]))
+        for split, count in result.counts.items():
+            examples.set_int_custom_property(s.COUNT_PROPERTY_PREFIX + split, count)
+        log.info("ExampleGen window %s..%s: %s", result.window[0], result.window[-1], result.counts)

@@ -1,0 +1,190 @@
+"""Labelled interactions for a rolling window of spans: labels, negatives, time split.
+
+Decisions (docs/pipeline.md):
+- One positive example per (user, lead, UTC day). Its label is the strongest event of that
+  day (purchase 4 > inquiry 3 > click 2 > view 1) and its time is the *first* event of that
+  day, so the features never include the same-day events that led up to the label.
+- Negatives (label 0) per positive, at the positive's time: a share of "hard" negatives from
+  the positive lead's region (uniform) and the rest drawn by popularity (event count in the
+  window, plus one). A candidate is dropped when the user engaged with it anywhere in the
+  window or when it was listed after the event date, and repeats are dropped; there is no
+  resampling, so a positive can get fewer than the configured count. Negatives come from the
+  whole catalogue listed by then, whatever the lead's current status (status has no history).
+  Seeded.
+- Split by time: examples of the last ``eval_days`` days of the window are ``eval``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import pathlib
+
+import numpy as np
+import pandas as pd
+
+from aiqleads import contracts as c
+from aiqleads.errors import DataError
+from components.example_gen import features_join, raw_tables
+from transforms import features as f
+
+TS = raw_tables.TS_SECONDS
+SPLIT = "split"
+TRAIN = "train"
+EVAL = "eval"
+SPLITS = (TRAIN, EVAL)
+_LEVEL = {name: f.ENGAGEMENT_LEVELS[name] for name in c.EVENT_TYPES}
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingConfig:
+    """How many negatives per positive, the hard (same-region) share and the seed."""
+
+    negatives_per_positive: int = 4
+    hard_fraction: float = 0.5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.negatives_per_positive <= 100:
+            raise DataError(
+                f"negatives_per_positive must be in 0..100, got {self.negatives_per_positive}"
+            )
+        if not 0.0 <= self.hard_fraction <= 1.0:
+            raise DataError(f"hard_fraction must be in [0, 1], got {self.hard_fraction}")
+
+
+def label_interactions(events: pd.DataFrame) -> pd.DataFrame:
+    """Collapse events into one row per (user, lead, day): strongest label, first time."""
+    if events.empty:
+        return pd.DataFrame(
+            {c.USER_ID: [], c.LEAD_ID: [], TS: np.array([], np.int64), f.ENGAGEMENT: []}
+        )
+    frame = pd.DataFrame(
+        {
+            c.USER_ID: events[c.USER_ID].to_numpy(),
+            c.LEAD_ID: events[c.LEAD_ID].to_numpy(),
+            TS: events[TS].to_numpy(np.int64),
+            f.ENGAGEMENT: events[c.EVENT_TYPE].map(_LEVEL).to_numpy(),
+        }
+    )
+    if frame[f.ENGAGEMENT].isna().any():
+        bad = sorted(set(events[c.EVENT_TYPE][frame[f.ENGAGEMENT].isna()]))
+        raise DataError(f"unknown event types {bad}; expected one of {list(c.EVENT_TYPES)}")
+    frame["_day"] = frame[TS] // raw_tables.DAY_SECONDS
+    grouped = frame.groupby([c.USER_ID, c.LEAD_ID, "_day"], sort=True)
+    out = grouped.agg(**{TS: (TS, "min"), f.ENGAGEMENT: (f.ENGAGEMENT, "max")}).reset_index()
+    out[f.ENGAGEMENT] = out[f.ENGAGEMENT].astype(np.int64)
+    return out.drop(columns=["_day"]).sort_values([TS, c.USER_ID, c.LEAD_ID], kind="stable")
+
+
+def sample_negatives(
+    positives: pd.DataFrame,
+    leads: pd.DataFrame,
+    popularity: pd.Series,
+    sampling: SamplingConfig,
+) -> pd.DataFrame:
+    """Negatives for ``positives`` (user_id, lead_id, ts): hard same-region + popularity."""
+    n_neg = sampling.negatives_per_positive
+    empty = pd.DataFrame(
+        {c.USER_ID: [], c.LEAD_ID: [], TS: np.array([], np.int64), f.ENGAGEMENT: []}
+    )
+    if n_neg == 0 or positives.empty or leads.empty:
+        return empty
+    rng = np.random.default_rng(sampling.seed)
+    lead_ids = leads[c.LEAD_ID].to_numpy()
+    region_of = dict(zip(leads[c.LEAD_ID], leads[c.REGION], strict=True))
+    n_hard = int(round(n_neg * sampling.hard_fraction))
+    n_pop = n_neg - n_hard
+
+    pos_user = positives[c.USER_ID].to_numpy()
+    pos_ts = positives[TS].to_numpy(np.int64)
+    picks_user, picks_ts, picks_lead = [], [], []
+    if n_pop:
+        weights = popularity.reindex(lead_ids).fillna(0).to_numpy(float) + 1.0
+        chosen = rng.choice(len(lead_ids), size=(len(positives), n_pop), p=weights / weights.sum())
+        picks_user.append(np.repeat(pos_user, n_pop))
+        picks_ts.append(np.repeat(pos_ts, n_pop))
+        picks_lead.append(lead_ids[chosen.ravel()])
+    if n_hard:
+        pos_region = positives[c.LEAD_ID].map(region_of).to_numpy()
+        by_region = {
+            region: group.to_numpy()
+            for region, group in leads.groupby(c.REGION, sort=True)[c.LEAD_ID]
+        }
+        hard = np.empty((len(positives), n_hard), dtype=object)
+        for region, members in by_region.items():
+            rows = np.flatnonzero(pos_region == region)
+            if rows.size:
+                hard[rows] = members[rng.integers(0, len(members), size=(rows.size, n_hard))]
+        keep = hard.ravel() != None  # noqa: E711 (object array: positives of unknown leads)
+        picks_user.append(np.repeat(pos_user, n_hard)[keep])
+        picks_ts.append(np.repeat(pos_ts, n_hard)[keep])
+        picks_lead.append(hard.ravel()[keep])
+    negatives = pd.DataFrame(
+        {
+            c.USER_ID: np.concatenate(picks_user),
+            c.LEAD_ID: np.concatenate(picks_lead),
+            TS: np.concatenate(picks_ts).astype(np.int64),
+        }
+    )
+    # Drop leads the user engaged with in the window and leads not yet listed.
+    engaged = positives[[c.USER_ID, c.LEAD_ID]].drop_duplicates().assign(_engaged=True)
+    negatives = negatives.merge(engaged, on=[c.USER_ID, c.LEAD_ID], how="left")
+    listed = leads.set_index(c.LEAD_ID)[c.LISTED_DATE]
+    listed_s = raw_tables.to_seconds(listed.reindex(negatives[c.LEAD_ID]))
+    day_start = negatives[TS].to_numpy() // raw_tables.DAY_SECONDS * raw_tables.DAY_SECONDS
+    ok = negatives["_engaged"].isna().to_numpy() & (listed_s <= day_start)
+    negatives = negatives[ok].drop(columns=["_engaged"]).drop_duplicates()
+    negatives[f.ENGAGEMENT] = np.int64(0)
+    return negatives.reset_index(drop=True)
+
+
+def split_by_time(ts_seconds: np.ndarray, last_day: dt.date, eval_days: int) -> np.ndarray:
+    """``eval`` for the last ``eval_days`` UTC days up to ``last_day``, ``train`` before."""
+    first_eval_day = last_day - dt.timedelta(days=eval_days - 1)
+    cut = raw_tables.day_end_seconds(first_eval_day) - raw_tables.DAY_SECONDS
+    return np.where(np.asarray(ts_seconds) >= cut, EVAL, TRAIN)
+
+
+def build_examples(
+    data_root: str | pathlib.Path,
+    window: list[dt.date],
+    eval_days: int,
+    sampling: SamplingConfig,
+) -> pd.DataFrame:
+    """All examples of ``window`` (sorted span days) with raw features, label and split.
+
+    User aggregates use every span up to the window's last day (history before the window
+    counts); examples come from the window's spans only.
+    """
+    if not window:
+        raise DataError(f"no spans to read under {data_root}/spans")
+    if not 1 <= eval_days < len(window):
+        raise DataError(
+            f"eval_days={eval_days} must be at least 1 and less than the window "
+            f"({len(window)} spans), so that both splits have data"
+        )
+    last_day = window[-1]
+    leads = raw_tables.read_leads(data_root)
+    users = raw_tables.read_users(data_root)
+    history = raw_tables.read_events(data_root, raw_tables.spans_up_to(data_root, last_day))
+    window_events = history[history[TS] >= raw_tables.day_end_seconds(window[0]) - 86_400]
+    unknown = set(window_events[c.LEAD_ID]) - set(leads[c.LEAD_ID])
+    if unknown:
+        raise DataError(f"events refer to leads missing from leads.csv: {sorted(unknown)[:5]}")
+    positives = label_interactions(window_events)
+    popularity = window_events.groupby(c.LEAD_ID).size()
+    negatives = sample_negatives(positives, leads, popularity, sampling)
+    examples = pd.concat([positives, negatives], ignore_index=True)
+    examples = examples.sort_values([TS, c.USER_ID, c.LEAD_ID], kind="stable")
+    examples = examples.reset_index(drop=True)
+    market = raw_tables.read_market(data_root, raw_tables.spans_up_to(data_root, last_day))
+    examples = features_join.attach_lead_features(examples, leads)
+    examples = features_join.attach_market_features(examples, market)
+    examples = features_join.attach_user_features(examples, history, leads, users)
+    examples[f.PRICE_BAND] = features_join.price_band(
+        examples[f.PRICE], examples[f.MARKET_MEDIAN_PRICE]
+    )
+    examples[f.EVENT_TIMESTAMP] = examples[TS].astype(np.int64)
+    examples[SPLIT] = split_by_time(examples[TS].to_numpy(), last_day, eval_days)
+    return examples.drop(columns=[TS])

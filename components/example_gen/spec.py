@@ -1,0 +1,39 @@
+"""Component spec of the interaction ExampleGen: parameter and output keys as constants."""
+
+from __future__ import annotations
+
+from tfx.types import component_spec, standard_artifacts
+
+DATA_ROOT_KEY = "data_root"
+WINDOW_SPANS_KEY = "window_spans"
+EVAL_DAYS_KEY = "eval_days"
+AS_OF_KEY = "as_of"  # ISO date or "" for the newest span
+NEGATIVES_KEY = "negatives_per_positive"
+HARD_FRACTION_KEY = "hard_fraction"
+SEED_KEY = "seed"
+FINGERPRINT_KEY = "input_fingerprint"
+EXAMPLES_KEY = "examples"
+
+# Custom properties recorded on the Examples artifact.
+WINDOW_FIRST_PROPERTY = "window_first_span"
+WINDOW_LAST_PROPERTY = "window_last_span"
+COUNT_PROPERTY_PREFIX = "num_examples_"
+
+
+class InteractionExampleGenSpec(component_spec.ComponentSpec):
+    """Reads a rolling window of raw spans and emits labelled train/eval tf.Examples."""
+
+    PARAMETERS = {
+        DATA_ROOT_KEY: component_spec.ExecutionParameter(type=str),
+        WINDOW_SPANS_KEY: component_spec.ExecutionParameter(type=int),
+        EVAL_DAYS_KEY: component_spec.ExecutionParameter(type=int),
+        AS_OF_KEY: component_spec.ExecutionParameter(type=str),
+        NEGATIVES_KEY: component_spec.ExecutionParameter(type=int),
+        HARD_FRACTION_KEY: component_spec.ExecutionParameter(type=float),
+        SEED_KEY: component_spec.ExecutionParameter(type=int),
+        FINGERPRINT_KEY: component_spec.ExecutionParameter(type=str),
+    }
+    INPUTS = {}
+    OUTPUTS = {
+        EXAMPLES_KEY: component_spec.ChannelParameter(type=standard_artifacts.Examples),
+    }
