@@ -10,7 +10,7 @@ from typing import Any
 
 from tfx import types
 from tfx.dsl.components.base import base_executor
-from tfx.types import artifact_utils
+from tfx.types import artifact_utils, standard_artifact_utils
 
 from components.example_gen import interactions, tf_examples, window
 from components.example_gen import spec as s
@@ -48,7 +48,7 @@ def generate(
     for split in interactions.SPLITS:
         part = examples[examples[interactions.SPLIT] == split]
         records = tf_examples.encode(part)
-        split_dir = os.path.join(output_uri, artifact_utils.get_split_uri_name(split))
+        split_dir = os.path.join(output_uri, f"Split-{split}")
         paths[split] = tf_examples.write_split(records, split_dir)
         counts[split] = len(records)
     return GenerateResult(window=days, counts=counts, paths=paths)
@@ -77,7 +77,7 @@ class Executor(base_executor.BaseExecutor):
             ),
             as_of=dt.date.fromisoformat(as_of) if as_of else None,
         )
-        examples.split_names = artifact_utils.encode_split_names(list(interactions.SPLITS))
+        examples.split_names = standard_artifact_utils.encode_split_names(list(interactions.SPLITS))
         examples.span = span_number(result.window[-1])
         examples.version = 0
         examples.set_string_custom_property(s.WINDOW_FIRST_PROPERTY, str(result.window[0]))
