@@ -1,0 +1,186 @@
+"""`aiqleads serve` (the local serving stack) and `aiqleads recommend` (a call through Envoy)."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import urllib.error
+import urllib.request
+
+import click
+
+from aiqleads.errors import ServiceError
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+MAX_K = 100
+MAX_USER_ID = 128
+
+
+@click.command()
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Front port (REST and gRPC) on 127.0.0.1; 0 picks a free one [default: 8080].",
+)
+@click.option(
+    "--model-base-path",
+    type=click.Path(path_type=pathlib.Path),
+    default=None,
+    help="Versioned SavedModels (<dir>/<version>/saved_model.pb) "
+    "[default: the pipeline's push destination].",
+)
+@click.option(
+    "--model-servers",
+    type=click.IntRange(1, 16),
+    default=None,
+    help="Model server replicas [default: 2].",
+)
+@click.option(
+    "--gateways",
+    type=click.IntRange(1, 16),
+    default=None,
+    help="Caching gateway replicas [default: 2].",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
+    default=None,
+    help="Serving settings YAML (serving/settings.py); flags override it.",
+)
+@click.option(
+    "--run-dir",
+    type=click.Path(file_okay=False, path_type=pathlib.Path),
+    default=None,
+    help="Logs, Redis data and the Envoy config [default: runs/serve].",
+)
+def serve(
+    port: int | None,
+    model_base_path: pathlib.Path | None,
+    model_servers: int | None,
+    gateways: int | None,
+    config_path: pathlib.Path | None,
+    run_dir: pathlib.Path | None,
+) -> None:
+    """Run Redis, model servers, caching gateways and Envoy on loopback until Ctrl-C."""
+    from serving.launcher import ServingStack, serve_forever
+    from serving.settings import load_settings
+
+    overrides = {
+        "envoy.port": port,
+        "model_base_path": model_base_path and str(model_base_path.resolve()),
+        "model_servers.replicas": model_servers,
+        "gateways.replicas": gateways,
+        "run_dir": run_dir and str(run_dir.resolve()),
+    }
+    settings = load_settings(config_path).with_overrides(
+        **{k: v for k, v in overrides.items() if v is not None}
+    )
+
+    def say(line: str) -> None:
+        click.echo(f"[serve] {line}", err=True)
+
+    stack = ServingStack(settings, progress=say)
+
+    def report() -> None:  # progress goes to stderr, the endpoints to stdout once healthy
+        ms, gw = len(stack.topology.model_servers), len(stack.topology.gateways)
+        click.echo(f"AIQLeads serving stack up: {ms} model servers, {gw} gateways, Envoy, Redis")
+        for name, address in stack.endpoints().items():
+            click.echo(f"  {name:<16} {address}")
+        click.echo(f"  {'logs':<16} {stack.settings.run_dir / 'logs'}")
+        click.echo(
+            f"try: aiqleads recommend --user <id> --url http://{stack.settings.envoy.host}:"
+            f"{stack.settings.envoy.port}"
+        )
+
+    serve_forever(stack, on_ready=report)
+    restarts = sum(c.restarts for c in stack.children)
+    click.echo(f"stopped every process ({len(stack.children)} children, {restarts} restarts)")
+
+
+def _validate_location(latitude: float | None, longitude: float | None) -> None:
+    if (latitude is None) != (longitude is None):
+        raise click.BadParameter("give both --lat and --lon, or neither")
+
+
+@click.command()
+@click.option("--user", "user_id", required=True, help="The user to recommend leads to.")
+@click.option(
+    "--k", type=click.IntRange(1, MAX_K), default=10, show_default=True, help="How many leads."
+)
+@click.option(
+    "--lat",
+    "latitude",
+    type=click.FloatRange(-90, 90),
+    default=None,
+    help="Current latitude of the user (with --lon).",
+)
+@click.option(
+    "--lon",
+    "longitude",
+    type=click.FloatRange(-180, 180),
+    default=None,
+    help="Current longitude of the user (with --lat).",
+)
+@click.option(
+    "--url", default=DEFAULT_URL, show_default=True, help="The Envoy front door of a running stack."
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0.1, 60),
+    default=5.0,
+    show_default=True,
+    help="Seconds to wait for the answer.",
+)
+def recommend(
+    user_id: str,
+    k: int,
+    latitude: float | None,
+    longitude: float | None,
+    url: str,
+    timeout: float,
+) -> None:
+    """Ask the running stack (through Envoy) for a user's top-K leads and print them."""
+    if not user_id.strip() or len(user_id) > MAX_USER_ID:
+        raise click.BadParameter(f"must be 1..{MAX_USER_ID} characters", param_hint="--user")
+    _validate_location(latitude, longitude)
+    if not url.startswith(("http://", "https://")):
+        raise click.BadParameter(f"{url!r} is not an http(s) URL", param_hint="--url")
+    body: dict = {"user_id": user_id, "k": k}
+    if latitude is not None:
+        body.update(latitude=latitude, longitude=longitude)
+    answer = call_recommendations(url, body, timeout)
+    items = answer.get("items", [])
+    click.echo(
+        f"user {user_id} | model version {answer.get('model_version')} | "
+        f"variant {answer.get('variant')} | cached {'yes' if answer.get('cached') else 'no'} | "
+        f"request {answer.get('request_id')}"
+    )
+    click.echo(f"{'rank':>4}  {'lead_id':<24} {'score':>8}")
+    for rank, item in enumerate(items, start=1):
+        click.echo(f"{rank:>4}  {item['lead_id']:<24} {item['score']:>8.4f}")
+    click.echo(f"{len(items)} leads")
+
+
+def call_recommendations(url: str, body: dict, timeout: float) -> dict:
+    """POST /v1/recommendations; ServiceError with the server's reason on any failure."""
+    request = urllib.request.Request(
+        f"{url.rstrip('/')}/v1/recommendations",
+        data=json.dumps(body).encode(),
+        headers={"content-type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        detail = e.read().decode(errors="replace").strip().replace("\n", " ")[:300]
+        raise ServiceError(f"{url} answered {e.code}: {detail}") from e
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
+        reason = getattr(e, "reason", e)
+        raise ServiceError(
+            f"no serving stack answers at {url} ({reason}): start one with `aiqleads serve`"
+        ) from e
+    except json.JSONDecodeError as e:
+        raise ServiceError(f"{url} answered something that is not JSON: {e}") from e

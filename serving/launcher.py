@@ -1,0 +1,345 @@
+"""The local serving stack: Redis, N model servers, M gateways and Envoy on loopback.
+
+`ServingStack.start()` checks the binaries and the model, picks free ports for every port
+left at 0, writes and validates the Envoy config, starts the children, and waits until Envoy
+routes to every replica. `supervise()` restarts a crashed child with exponential backoff;
+`stop()` ends every child by PID (SIGTERM, then SIGKILL).
+
+Children get SIGTERM from the kernel when the thread that started them exits, so call
+`start()` and `supervise()` from the thread that lives as long as the stack (the main
+thread for `aiqleads serve`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+from aiqleads.errors import ServiceError
+from serving.envoy.config import (
+    CLUSTER_GATEWAY_GRPC,
+    CLUSTER_GATEWAY_REST,
+    CLUSTER_MODEL_GRPC,
+    CLUSTER_MODEL_REST,
+    Replica,
+    Upstreams,
+)
+from serving.envoy.runtime import envoy_argv, healthy_members, validate_config, write_config
+from serving.process import Child, find_binary, free_port, http_status, redis_ping, wait_until
+from serving.settings import ServingSettings
+
+MAX_BACKOFF_SECONDS = 10.0
+STABLE_AFTER_SECONDS = 30.0  # a child that ran this long restarts without accumulated backoff
+
+
+def model_versions(base_path: pathlib.Path) -> list[int]:
+    """Versions under a model base path (`<base>/<version>/saved_model.pb`), ascending."""
+    if not base_path.is_dir():
+        return []
+    return sorted(
+        int(p.name)
+        for p in base_path.iterdir()
+        if p.name.isdigit() and (p / "saved_model.pb").is_file()
+    )
+
+
+def require_model(base_path: pathlib.Path) -> int:
+    """The latest version under ``base_path``, or a ServiceError that says how to get one."""
+    versions = model_versions(base_path)
+    if not versions:
+        raise ServiceError(
+            f"no model version under {base_path}: run `aiqleads pipeline run` (or `make demo`)"
+            " to train and push one, or pass --model-base-path"
+        )
+    return versions[-1]
+
+
+def _ports(base: int, count: int) -> list[int]:
+    return [base + i for i in range(count)] if base else [free_port() for _ in range(count)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Topology:
+    """Concrete addresses of one stack: settings with every port resolved, and replicas."""
+
+    settings: ServingSettings
+    model_servers: tuple[Replica, ...]
+    gateways: tuple[Replica, ...]
+
+    @property
+    def upstreams(self) -> Upstreams:
+        return Upstreams(gateways=self.gateways, model_servers=self.model_servers)
+
+
+def resolve_topology(settings: ServingSettings) -> Topology:
+    """Fill every port left at 0 with a free loopback port."""
+    env, ms, gw = settings.envoy, settings.model_servers, settings.gateways
+    resolved = settings.with_overrides(
+        **{
+            "redis.port": settings.redis.port or free_port(),
+            "envoy.port": env.port or free_port(),
+            "envoy.admin_port": env.admin_port or free_port(),
+            "envoy.model_listener_port": env.model_listener_port or free_port(),
+        }
+    )
+
+    def replicas(grpc_base: int, rest_base: int, count: int) -> tuple[Replica, ...]:
+        pairs = zip(_ports(grpc_base, count), _ports(rest_base, count), strict=True)
+        return tuple(Replica("127.0.0.1", g, r) for g, r in pairs)
+
+    return Topology(
+        settings=resolved,
+        model_servers=replicas(ms.grpc_port, ms.rest_port, ms.replicas),
+        gateways=replicas(gw.grpc_port, gw.rest_port, gw.replicas),
+    )
+
+
+class ServingStack:
+    """Start, supervise and stop the local stack described by ``settings``."""
+
+    def __init__(self, settings: ServingSettings, progress: Callable[[str], None] = print) -> None:
+        self.topology = resolve_topology(settings)
+        self.settings = self.topology.settings
+        self.progress = progress
+        self.children: list[Child] = []
+        self.restart_log: list[tuple[float, str]] = []  # (monotonic time, child name)
+        self._backoff: dict[str, float] = {}
+        self._restart_at: dict[str, float] = {}
+        self._started_at: dict[str, float] = {}
+        self.stopping = threading.Event()  # set to abandon a startup in progress
+
+    # -- construction ------------------------------------------------------------------
+    def _children(self) -> list[Child]:
+        s, topo = self.settings, self.topology
+        logs = s.run_dir / "logs"
+        redis_dir = s.run_dir / "redis"
+        redis_dir.mkdir(parents=True, exist_ok=True)
+        redis_bin = find_binary("redis-server", "the Debian package redis-server")
+        model_server_bin = find_binary("aiqleads-model-server", "the project (pip install -e .)")
+        children = [
+            Child(
+                "redis",
+                [
+                    redis_bin,
+                    "--port",
+                    str(s.redis.port),
+                    "--bind",
+                    s.redis.host,
+                    "--dir",
+                    str(redis_dir),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--maxmemory",
+                    f"{s.redis.max_memory_mb}mb",
+                    "--maxmemory-policy",
+                    "allkeys-lru",
+                ],  # fmt: skip
+                logs / "redis.log",
+                lambda: redis_ping(s.redis.host, s.redis.port),
+            )
+        ]
+        for i, r in enumerate(topo.model_servers):
+            argv = [
+                model_server_bin,
+                f"--port={r.grpc_port}",
+                f"--rest_api_port={r.rest_port}",
+                f"--model_name={s.model_name}",
+                f"--model_base_path={s.model_base_path}",
+                f"--file_system_poll_wait_seconds={s.model_servers.file_system_poll_wait_seconds}",
+            ]
+            if s.model_servers.enable_batching:
+                argv.append("--enable_batching=true")
+            url = f"http://{r.host}:{r.rest_port}/v1/models/{s.model_name}"
+            children.append(
+                Child(
+                    f"model-server-{i}",
+                    argv,
+                    logs / f"model-server-{i}.log",
+                    lambda url=url: _model_available(url),
+                    env={"TF_CPP_MIN_LOG_LEVEL": "2"},
+                )
+            )
+        config = write_config(s.run_dir / "envoy.yaml", s, topo.upstreams)
+        validate_config(config)
+        admin = f"http://{s.envoy.host}:{s.envoy.admin_port}"
+        children.append(
+            Child(
+                "envoy",
+                envoy_argv(config, s.envoy.concurrency),
+                logs / "envoy.log",
+                lambda: http_status(f"{admin}/ready")[0] == 200,
+            )
+        )
+        model_address = f"{s.envoy.host}:{s.envoy.model_listener_port}"
+        for i, r in enumerate(topo.gateways):
+            argv = [
+                sys.executable, "-m", "serving.gateway",
+                "--host", r.host,
+                "--rest-port", str(r.rest_port),
+                "--grpc-port", str(r.grpc_port),
+                "--redis-url", s.redis.url,
+                "--model-server", model_address,
+                "--model-name", s.model_name,
+                "--cache-ttl-seconds", str(s.gateways.cache_ttl_seconds),
+                "--log-dir", str(s.run_dir / f"gateway-{i}"),
+                "--canary-fraction", str(s.gateways.canary_fraction),
+            ]  # fmt: skip
+            url = f"http://{r.host}:{r.rest_port}/healthz"
+            children.append(
+                Child(
+                    f"gateway-{i}",
+                    argv,
+                    logs / f"gateway-{i}.log",
+                    lambda url=url: http_status(url)[0] == 200,
+                    env={"TF_CPP_MIN_LOG_LEVEL": "2"},
+                )
+            )
+        return children
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self) -> None:
+        """Start every child and wait until Envoy routes to all replicas; stop all on failure."""
+        s = self.settings
+        version = require_model(s.model_base_path)
+        self.progress(f"model {s.model_name} version {version} from {s.model_base_path}")
+        self.children = self._children()
+        deadline = time.monotonic() + s.startup_timeout_seconds
+        try:
+            for child in self.children:
+                child.start()
+                self._started_at[child.name] = time.monotonic()
+            for child in self.children:
+                self._wait_ready(child, deadline)
+            waited = wait_until(
+                lambda: self._check_stopping() or self.fully_routed(),
+                max(deadline - time.monotonic(), 1),
+                "envoy routing to every replica",
+            )
+            self.progress(f"envoy routes to every replica ({waited:.1f} s)")
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self, child: Child, deadline: float) -> None:
+        def ready() -> bool:
+            self._check_stopping()
+            if child.exit_code() is not None:
+                raise ServiceError(
+                    f"{child.name} exited with code {child.exit_code()} during startup "
+                    f"(log {child.log_path}): {child.log_tail(1)}"
+                )
+            return child.ready()
+
+        waited = wait_until(ready, max(deadline - time.monotonic(), 1), child.name, interval=0.2)
+        self.progress(f"{child.name} ready (pid {child.pid}, {waited:.1f} s)")
+
+    def _check_stopping(self) -> bool:
+        if self.stopping.is_set():
+            raise KeyboardInterrupt("stopped during startup")
+        return False
+
+    def fully_routed(self) -> bool:
+        """True when every gateway and model server is healthy in Envoy's clusters."""
+        admin = self.settings.envoy.admin_port
+        want = {
+            CLUSTER_GATEWAY_REST: len(self.topology.gateways),
+            CLUSTER_GATEWAY_GRPC: len(self.topology.gateways),
+            CLUSTER_MODEL_GRPC: len(self.topology.model_servers),
+            CLUSTER_MODEL_REST: len(self.topology.model_servers),
+        }
+        return all(healthy_members(admin, c) == n for c, n in want.items())
+
+    def child(self, name: str) -> Child:
+        return next(c for c in self.children if c.name == name)
+
+    def endpoints(self) -> dict[str, str]:
+        """Human-readable addresses of the stack, front door first."""
+        s, topo = self.settings, self.topology
+        front = f"{s.envoy.host}:{s.envoy.port}"
+        out = {
+            "REST": f"http://{front}/v1/recommendations",
+            "gRPC": f"{front} (aiqleads.recommendations.v1.Recommendations)",
+            "Envoy admin": f"http://{s.envoy.host}:{s.envoy.admin_port}/stats/prometheus",
+            "Redis": s.redis.url,
+        }
+        for i, r in enumerate(topo.gateways):
+            out[f"gateway-{i}"] = f"http://{r.host}:{r.rest_port}/metrics (gRPC :{r.grpc_port})"
+        for i, r in enumerate(topo.model_servers):
+            out[f"model-server-{i}"] = f"http://{r.host}:{r.rest_port}/v1/models/{s.model_name}"
+        return out
+
+    def supervise_once(self) -> None:
+        """Restart children that exited, each after its own exponential backoff."""
+        now = time.monotonic()
+        for child in self.children:
+            if child.exit_code() is None:
+                continue
+            name = child.name
+            if name not in self._restart_at:
+                ran = now - self._started_at.get(name, now)
+                backoff = 0.5 if ran > STABLE_AFTER_SECONDS else self._backoff.get(name, 0.25) * 2
+                self._backoff[name] = min(backoff, MAX_BACKOFF_SECONDS)
+                self._restart_at[name] = now + self._backoff[name]
+                self.progress(
+                    f"{name} exited with code {child.exit_code()}; "
+                    f"restarting in {self._backoff[name]:.1f} s"
+                )
+            elif now >= self._restart_at.pop(name):
+                child.restarts += 1
+                child.start()
+                self._started_at[name] = time.monotonic()
+                self.restart_log.append((time.monotonic(), name))
+                self.progress(f"{name} restarted (pid {child.pid}, restart #{child.restarts})")
+
+    def supervise(self, stop: threading.Event, poll_seconds: float = 0.1) -> None:
+        """Keep the stack up until ``stop`` is set."""
+        while not stop.wait(poll_seconds):
+            self.supervise_once()
+
+    def stop(self) -> None:
+        """Stop every child, front door first, by PID; waits until each is reaped."""
+        for child in reversed(self.children):
+            child.stop(timeout=self.settings.stop_timeout_seconds)
+
+    def __enter__(self) -> ServingStack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _model_available(url: str) -> bool:
+    status, body = http_status(url)
+    return status == 200 and b"AVAILABLE" in body
+
+
+def serve_forever(stack: ServingStack, on_ready: Callable[[], None] | None = None) -> None:
+    """Start, call ``on_ready``, supervise until SIGINT/SIGTERM, then stop everything.
+
+    Installs signal handlers, so call it from the main thread.
+    """
+    stop = stack.stopping
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        stack.start()
+        if on_ready is not None:
+            on_ready()
+        if not stop.is_set():
+            stack.progress("serving; Ctrl-C or SIGTERM stops every process")
+            stack.supervise(stop)
+    finally:
+        if any(c.pid for c in stack.children):
+            stack.progress("stopping")
+        stack.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
