@@ -1,0 +1,112 @@
+"""Launcher pieces that need no model: ports, model discovery, binaries, supervision, errors."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import sys
+import time
+
+import pytest
+
+from aiqleads.errors import ServiceError
+from serving.launcher import model_versions, require_model, resolve_topology
+from serving.process import Child, find_binary, redis_ping, wait_until
+from serving.settings import ServingSettings
+
+
+def test_resolve_topology_fills_free_ports_and_keeps_fixed_ones() -> None:
+    settings = ServingSettings().with_overrides(
+        **{"gateways.replicas": 3, "model_servers.grpc_port": 9500, "model_servers.rest_port": 9600}
+    )
+    topo = resolve_topology(settings)
+    assert [(r.grpc_port, r.rest_port) for r in topo.model_servers] == [(9500, 9600), (9501, 9601)]
+    assert len(topo.gateways) == 3
+    env = topo.settings.envoy
+    assert env.port == 8080  # the front door stays where the user expects it
+    free = [topo.settings.redis.port, env.admin_port, env.model_listener_port]
+    free += [p for r in topo.gateways for p in (r.grpc_port, r.rest_port)]
+    assert 0 not in free and len(set(free)) == len(free)
+
+
+def test_model_versions_need_a_numeric_dir_with_a_saved_model(tmp_path: pathlib.Path) -> None:
+    for name in ("1", "12", "3", "tmp-4", "5"):
+        (tmp_path / name).mkdir()
+    for name in ("1", "12", "3", "tmp-4"):
+        (tmp_path / name / "saved_model.pb").write_bytes(b"")
+    assert model_versions(tmp_path) == [1, 3, 12]  # "5" has no SavedModel yet
+    assert require_model(tmp_path) == 12
+    assert model_versions(tmp_path / "missing") == []
+
+
+def test_no_model_tells_the_user_to_run_the_pipeline(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(ServiceError, match=r"run `aiqleads pipeline run` \(or `make demo`\)"):
+        require_model(tmp_path)
+
+
+def test_a_missing_binary_names_what_to_install() -> None:
+    with pytest.raises(ServiceError, match=r"no-such-server not found: install Thing \(run `make"):
+        find_binary("no-such-server", "Thing")
+    assert find_binary("envoy", "Envoy").startswith(str(pathlib.Path(sys.executable).parent))
+
+
+def test_child_stop_ends_its_whole_process_group(tmp_path: pathlib.Path) -> None:
+    # A shell that spawns a grandchild: stopping the child must take the grandchild too.
+    pid_file = tmp_path / "grandchild.pid"
+    child = Child(
+        "shell",
+        ["/bin/sh", "-c", f"sleep 300 & echo $! > {pid_file}; wait"],
+        tmp_path / "shell.log",
+        pid_file.exists,
+    )
+    child.start()
+    wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(), 10, "grandchild")
+    grandchild = int(pid_file.read_text())
+    child.stop(timeout=5)
+    assert child.exit_code() is not None
+    wait_until(lambda: not _alive(grandchild), 5, "grandchild gone")
+
+
+def test_redis_child_starts_answers_and_stops(tmp_path: pathlib.Path) -> None:
+    from serving.process import free_port
+
+    port = free_port()
+    redis = Child(
+        "redis",
+        [
+            find_binary("redis-server", "redis"),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(tmp_path),
+            "--save",
+            "",
+        ],  # fmt: skip
+        tmp_path / "redis.log",
+        lambda: redis_ping("127.0.0.1", port),
+    )
+    redis.start()
+    try:
+        wait_until(redis.ready, 10, "redis")
+        redis.signal(signal.SIGKILL)
+        wait_until(lambda: redis.exit_code() is not None, 5, "redis exit")
+        assert not redis_ping("127.0.0.1", port)
+        redis.start()  # what the supervisor does after its backoff
+        wait_until(redis.ready, 10, "redis again")
+    finally:
+        redis.stop()
+    assert not redis_ping("127.0.0.1", port)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (reaped later by init) counts as gone.
+    stat = pathlib.Path(f"/proc/{pid}/stat")
+    time.sleep(0.01)
+    return stat.exists() and stat.read_text().split()[2] != "Z"
