@@ -1,0 +1,130 @@
+"""Reading and writing data-set files: contract-ordered CSV tables and the manifest.
+
+Tables are read as text (every cell a ``str``, empty string for null) so validation sees
+exactly what is in the file; writers put columns in contract order so the same data gives
+the same bytes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import pathlib
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+import pandas as pd
+
+from aiqleads import contracts, layout
+from aiqleads.errors import DataError
+
+
+def read_text_table(path: pathlib.Path) -> pd.DataFrame:
+    """Read a CSV file with every cell as text (null -> empty string)."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        return pd.read_csv(
+            path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8"
+        )
+    except pd.errors.EmptyDataError as e:
+        raise DataError(f"{path}: the file is empty (expected a CSV header line)") from e
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not a readable UTF-8 CSV file ({e})") from e
+
+
+def write_table(frame: pd.DataFrame, path: pathlib.Path, contract: contracts.Contract) -> int:
+    """Write ``frame`` with the contract's columns in order; returns the row count.
+
+    Written to a temporary file beside ``path`` first, then renamed, so a reader never sees a
+    half-written table.
+    """
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    missing = [c for c in contract.columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{contract.name}: frame lacks columns {missing}")
+    atomic_write_csv(frame.loc[:, list(contract.columns)], path)
+    return len(frame)
+
+
+def atomic_write_csv(frame: pd.DataFrame, path: pathlib.Path) -> None:
+    """Write a frame as CSV (no index, '\\n' line ends) through a temporary file."""
+    path = pathlib.Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
+            frame.to_csv(out, index=False, lineterminator="\n")
+        os.replace(tmp, path)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_manifest(root: pathlib.Path, manifest: dict[str, Any]) -> pathlib.Path:
+    """Write ``manifest.json`` (sorted keys, stable bytes)."""
+    path = pathlib.Path(root) / layout.MANIFEST
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
+def read_manifest(root: pathlib.Path) -> dict[str, Any]:
+    """The data set's manifest, or an empty dict when it has none."""
+    path = pathlib.Path(root) / layout.MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: unreadable manifest ({e})") from e
+
+
+def check_dataset_dir(root: pathlib.Path) -> pathlib.Path:
+    """The data-set root, or a DataError that says what is missing."""
+    root = pathlib.Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such data-set directory")
+    for contract in (contracts.LEADS, contracts.USERS):
+        if not layout.table_path(root, contract).is_file():
+            raise DataError(
+                f"{root}: not a data set (no {contract.file_name}); create one with "
+                "`aiqleads data synth` or `aiqleads data import`"
+            )
+    return root
+
+
+def iter_span_tables(
+    root: pathlib.Path, contract: contracts.Contract
+) -> Iterator[tuple[dt.date, pathlib.Path]]:
+    """(day, path) of every span file of a span contract (events or market), oldest first."""
+    for day in layout.list_spans(root):
+        yield day, layout.table_path(root, contract, day)
+
+
+def prepare_output_dir(out: pathlib.Path, overwrite: bool) -> pathlib.Path:
+    """Make ``out`` ready for a new data set; refuse to mix with an existing one."""
+    out = pathlib.Path(out)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise DataError(f"{out}: not empty; choose a new --out or pass --overwrite")
+        if not (out / layout.MANIFEST).is_file():
+            raise DataError(f"{out}: not empty and not a data set; refusing to overwrite it")
+        _remove_dataset(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _remove_dataset(root: pathlib.Path) -> None:
+    import shutil
+
+    for name in (layout.SPANS_DIR, layout.GROUND_TRUTH_DIR):
+        shutil.rmtree(root / name, ignore_errors=True)
+    for child in root.iterdir():
+        if child.is_file() and (child.suffix == ".csv" or child.name == layout.MANIFEST):
+            child.unlink()
