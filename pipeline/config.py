@@ -1,0 +1,200 @@
+"""The pipeline configuration: one typed, frozen object loaded from YAML and the environment.
+
+Precedence: defaults < YAML file < environment variables ``AIQLEADS_PIPELINE__<SECTION>__<KEY>``
+(for example ``AIQLEADS_PIPELINE__EXAMPLE_GEN__WINDOW_SPANS=7``; values are parsed as YAML
+scalars). Unknown keys are errors. Relative paths resolve against the repository root.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import pathlib
+from typing import Any
+
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from aiqleads.errors import ConfigError
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+ENV_PREFIX = "AIQLEADS_PIPELINE__"
+DEFAULT_RUNS_DIR = "runs"
+MODEL_NAME = "lead_recommender"
+
+DEFAULT_NUMERIC_DRIFT = (
+    "lead_latitude",
+    "lead_longitude",
+    "price",
+    "market_demand",
+    "market_median_price",
+    "market_price_trend",
+    "user_latitude",
+    "user_longitude",
+)
+DEFAULT_CATEGORICAL_DRIFT = ("region", "property_type", "engagement", "price_band")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ExampleGenConfig(_Section):
+    """Rolling window, split and negative sampling of the interaction ExampleGen."""
+
+    window_spans: int = Field(14, ge=2, le=366)
+    eval_days: int = Field(2, ge=1, le=60)
+    negatives_per_positive: int = Field(4, ge=0, le=100)
+    hard_fraction: float = Field(0.5, ge=0.0, le=1.0)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+
+    @pydantic.model_validator(mode="after")
+    def _eval_inside_window(self) -> ExampleGenConfig:
+        if self.eval_days >= self.window_spans:
+            raise ValueError(
+                f"eval_days ({self.eval_days}) must be smaller than window_spans "
+                f"({self.window_spans}) so that both splits have data"
+            )
+        return self
+
+
+class DriftConfig(_Section):
+    """Span-to-span drift and training/serving skew thresholds (TFDV)."""
+
+    enabled: bool = True
+    numeric_features: tuple[str, ...] = DEFAULT_NUMERIC_DRIFT
+    categorical_features: tuple[str, ...] = DEFAULT_CATEGORICAL_DRIFT
+    js_divergence_threshold: float = Field(0.15, gt=0.0, le=1.0)
+    linf_threshold: float = Field(0.2, gt=0.0, le=1.0)
+    serving_log_dir: str | None = None
+
+
+class TrainerConfig(_Section):
+    """Trainer steps and model hyper-parameters passed to ``run_fn`` as ``custom_config``."""
+
+    train_steps: int = Field(2000, ge=1, le=10_000_000)
+    eval_steps: int = Field(200, ge=1, le=1_000_000)
+    hyperparameters: dict[str, int | float | str | bool] = Field(default_factory=dict)
+
+
+class EvaluatorConfig(_Section):
+    """TFMA gate: value thresholds and the change threshold against the latest blessed model."""
+
+    top_k: int = Field(10, ge=1, le=1000)
+    min_auc: float = Field(0.6, ge=0.0, le=1.0)
+    min_ndcg: float = Field(0.05, ge=0.0, le=1.0)
+    max_auc_drop: float = Field(0.02, ge=0.0, le=1.0)
+
+
+class SmokeConfig(_Section):
+    """In-process serving smoke check before the push."""
+
+    latency_budget_ms: float = Field(20.0, gt=0.0, le=10_000.0)
+
+
+class PipelineConfig(_Section):
+    """Everything a run needs; the orchestrator-specific parts (Beam args, metadata) too."""
+
+    name: str = Field("aiqleads-recommender", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    data_root: str = "runs/data/default"
+    runs_dir: str = DEFAULT_RUNS_DIR
+    serving_model_dir: str = f"runs/serving_models/{MODEL_NAME}"
+    as_of: dt.date | None = None
+    enable_cache: bool = True
+    beam_args: tuple[str, ...] = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+    example_gen: ExampleGenConfig = ExampleGenConfig()
+    drift: DriftConfig = DriftConfig()
+    trainer: TrainerConfig = TrainerConfig()
+    evaluator: EvaluatorConfig = EvaluatorConfig()
+    smoke: SmokeConfig = SmokeConfig()
+
+    def path(self, value: str) -> pathlib.Path:
+        """A configured path, absolute (relative ones are under the repository root)."""
+        p = pathlib.Path(value).expanduser()
+        return p if p.is_absolute() else REPO_ROOT / p
+
+    @property
+    def data_path(self) -> pathlib.Path:
+        return self.path(self.data_root)
+
+    @property
+    def pipeline_root(self) -> pathlib.Path:
+        return self.path(self.runs_dir) / "pipelines" / self.name
+
+    @property
+    def metadata_path(self) -> pathlib.Path:
+        return self.path(self.runs_dir) / "metadata" / f"{self.name}.sqlite"
+
+    @property
+    def serving_model_path(self) -> pathlib.Path:
+        return self.path(self.serving_model_dir)
+
+    def with_overrides(self, **changes: Any) -> PipelineConfig:
+        """A validated copy with top-level fields replaced (e.g. ``data_root``)."""
+        return _validate({**self.model_dump(), **changes}, "overrides")
+
+
+def _validate(raw: dict[str, Any], source: str) -> PipelineConfig:
+    try:
+        return PipelineConfig.model_validate(raw)
+    except pydantic.ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+            for err in e.errors()
+        )
+        raise ConfigError(f"invalid pipeline config ({source}): {problems}") from e
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for key, value in sorted(environ.items()):
+        if not key.startswith(ENV_PREFIX):
+            continue
+        parts = [p.lower() for p in key[len(ENV_PREFIX) :].split("__")]
+        if not all(parts):
+            raise ConfigError(f"malformed environment variable {key}")
+        node = tree
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"environment variable {key} conflicts with another one")
+        try:
+            node[parts[-1]] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"cannot parse {key}={value!r}: {e}") from e
+    return tree
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(
+    path: str | pathlib.Path | None = None, environ: dict[str, str] | None = None
+) -> PipelineConfig:
+    """Defaults, then the YAML file at ``path`` (if any), then environment overrides."""
+    raw: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        path = pathlib.Path(path)
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except OSError as e:
+            raise ConfigError(f"cannot read pipeline config {path}: {e.strerror}") from e
+        except yaml.YAMLError as e:
+            raise ConfigError(f"pipeline config {path} is not valid YAML: {e}") from e
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"pipeline config {path} must be a mapping at the top level")
+        raw, source = loaded, str(path)
+    env = _env_overrides(dict(os.environ if environ is None else environ))
+    if env:
+        raw = _merge(raw, env)
+        source += " + environment"
+    return _validate(raw, source)
