@@ -1,0 +1,296 @@
+"""Serving benchmark: latency, throughput, cache hit rate and failover through Envoy.
+
+Starts the local stack (Redis, model servers, caching gateways, Envoy) on free loopback
+ports and drives it with an open-loop asyncio/aiohttp load generator replaying a
+frequent-user trace (Zipf over users). Every figure comes from this one run:
+
+- floor: the SavedModel's ``recommend`` signature called in-process;
+- baseline: Envoy's own ``/ping`` direct response at the same offered load (what the load
+  generator and one proxy hop cost, with no gateway or model behind them);
+- steps: offered loads (default 100, 200, 300, 600 req/s): p50/p95/p99 for cache hits and
+  misses, achieved throughput, hit rate, errors, and end-to-end p50 / floor p50;
+- failover at 200 req/s: kill a model server, then a gateway, then Redis; failed requests
+  and the time until the killed replica is back in rotation.
+
+Latency is measured from each request's *scheduled* send time, so a generator or stack
+that falls behind shows up in the figures (no coordinated omission).
+
+    .venv/bin/python benchmarks/serving.py [--rates 100,200,300,600] [--duration 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import pathlib
+import signal
+import sys
+import tempfile
+import threading
+import time
+
+import numpy as np
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from serving.envoy.config import CLUSTER_GATEWAY_REST, CLUSTER_MODEL_GRPC  # noqa: E402
+from serving.envoy.runtime import healthy_members  # noqa: E402
+from serving.launcher import ServingStack, model_versions  # noqa: E402
+from serving.process import free_port, redis_ping, wait_until  # noqa: E402
+from serving.settings import DEFAULT_MODEL_BASE_PATH, ServingSettings  # noqa: E402
+
+TARGET_RATE = 200
+_RECOMMEND = "/v1/recommendations"
+
+
+def zipf_users(n_users: int, exponent: float, size: int, seed: int) -> list[str]:
+    """A frequent-user trace: user ranks drawn with P(rank r) proportional to r^-exponent."""
+    rng = np.random.default_rng(seed)
+    weights = 1.0 / np.arange(1, n_users + 1) ** exponent
+    ranks = rng.choice(n_users, size=size, p=weights / weights.sum())
+    return [f"user-{r:05d}" for r in ranks]
+
+
+class Result:
+    """Per-request outcomes of one load step."""
+
+    def __init__(self) -> None:
+        self.latency_ms: list[float] = []
+        self.cached: list[bool] = []
+        self.errors: dict[str, int] = {}
+        self.send_lag_ms: list[float] = []
+        self.elapsed = 0.0
+
+    def error(self, kind: str) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+
+    @property
+    def n_errors(self) -> int:
+        return sum(self.errors.values())
+
+
+async def run_load(
+    url: str, users: list[str], rate: float, duration: float, path: str, k: int = 10
+) -> Result:
+    """``users[i]`` is the user of request i (pass a slice to start further into a trace)."""
+    """Open loop: request i is sent at start + i/rate whatever happened to earlier ones."""
+    import aiohttp
+
+    result = Result()
+    timeout = aiohttp.ClientTimeout(total=5)
+    connector = aiohttp.TCPConnector(limit=512, force_close=False)
+    n = int(rate * duration)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def one(i: int, scheduled: float) -> None:
+            now = time.perf_counter()
+            if scheduled > now:
+                await asyncio.sleep(scheduled - now)
+            result.send_lag_ms.append((time.perf_counter() - scheduled) * 1000)
+            body = {"user_id": users[i % len(users)], "k": k}
+            try:
+                async with session.post(url + path, json=body) as resp:
+                    payload = await resp.read()
+                    if resp.status != 200:
+                        result.error(f"http {resp.status}")
+                        return
+            except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+                result.error(type(e).__name__)
+                return
+            result.latency_ms.append((time.perf_counter() - scheduled) * 1000)
+            result.cached.append(b'"cached": true' in payload or b'"cached":true' in payload)
+
+        start = time.perf_counter() + 0.05
+        tasks = [asyncio.create_task(one(i, start + i / rate)) for i in range(n)]
+        await asyncio.gather(*tasks)
+        result.elapsed = time.perf_counter() - start
+    return result
+
+
+def pct(values: list[float] | np.ndarray, q: float) -> float:
+    return float(np.percentile(values, q)) if len(values) else float("nan")
+
+
+def in_process_floor(base_path: pathlib.Path, calls: int = 300) -> tuple[float, float]:
+    """p50/p95 ms of the SavedModel's `recommend` signature called directly, batch of one."""
+    import tensorflow as tf
+
+    version = model_versions(base_path)[-1]
+    fn = tf.saved_model.load(str(base_path / str(version))).signatures["recommend"]
+    inputs = {}
+    for name, spec in fn.structured_input_signature[1].items():
+        if spec.dtype == tf.string:
+            inputs[name] = tf.constant(["user-00001"])
+        elif spec.dtype.is_floating:
+            inputs[name] = tf.constant([float("nan")], dtype=spec.dtype)
+        else:
+            inputs[name] = tf.constant([10], dtype=spec.dtype)
+    for _ in range(20):
+        fn(**inputs)
+    times = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        fn(**inputs)
+        times.append((time.perf_counter() - t0) * 1000)
+    return pct(times, 50), pct(times, 95)
+
+
+def fixture_model(tmp: pathlib.Path) -> pathlib.Path:
+    """The tests' tiny real SavedModel, until the pipeline has pushed one."""
+    sys.path.insert(0, str(REPO / "tests" / "fixtures"))
+    from recommend_model import build_recommend_model
+
+    base = tmp / "lead_recommender"
+    build_recommend_model(base, version=1)
+    return base
+
+
+def print_step(label: str, rate: float, r: Result, floor_p50: float | None) -> dict:
+    lat = np.array(r.latency_ms)
+    cached = np.array(r.cached, dtype=bool)
+    hits, misses = lat[cached] if len(lat) else lat, lat[~cached] if len(lat) else lat
+    achieved = len(lat) / r.elapsed if r.elapsed else 0.0
+    hit_rate = cached.mean() if len(cached) else float("nan")
+    row = {
+        "hit_p50": pct(hits, 50), "hit_p95": pct(hits, 95), "hit_p99": pct(hits, 99),
+        "miss_p50": pct(misses, 50), "miss_p95": pct(misses, 95), "miss_p99": pct(misses, 99),
+        "all_p50": pct(lat, 50), "hit_rate": hit_rate, "errors": r.n_errors,
+    }  # fmt: skip
+    ratio = f"{row['all_p50'] / floor_p50:6.1f}x" if floor_p50 else "   -  "
+    print(
+        f"{label:<9}{rate:>6.0f} {achieved:>8.1f} | "
+        f"{row['hit_p50']:6.2f} {row['hit_p95']:6.2f} {row['hit_p99']:6.2f} | "
+        f"{row['miss_p50']:6.2f} {row['miss_p95']:6.2f} {row['miss_p99']:6.2f} | "
+        f"{hit_rate * 100:5.1f}% {len(misses):>5} {r.n_errors:>5} | {ratio} "
+        f"lag p99 {pct(r.send_lag_ms, 99):.1f}" + (f"  {r.errors}" if r.errors else ""),
+        flush=True,
+    )
+    return row
+
+
+HEADER = (
+    f"{'step':<9}{'offer':>6} {'achieved':>8} | {'hit p50':>6} {'p95':>6} {'p99':>6} | "
+    f"{'miss50':>6} {'p95':>6} {'p99':>6} | {'hits':>6} {'miss':>5} {'errs':>5} | "
+    "p50/floor  (ms)"
+)
+
+
+def failover(stack: ServingStack, url: str, users: list[str], duration: float) -> None:
+    """Kill a model server, then a gateway, then Redis, each under load at TARGET_RATE."""
+    admin = stack.settings.envoy.admin_port
+    redis = stack.settings.redis
+    victims = [
+        ("model-server-0", lambda: healthy_members(admin, CLUSTER_MODEL_GRPC)
+         == len(stack.topology.model_servers)),
+        ("gateway-0", lambda: healthy_members(admin, CLUSTER_GATEWAY_REST)
+         == len(stack.topology.gateways)),
+        ("redis", lambda: redis_ping(redis.host, redis.port)),
+    ]  # fmt: skip
+    print(f"\nfailover under {TARGET_RATE} req/s (kill -9 one process per phase)")
+    print(
+        f"{'killed':<16}{'requests':>9}{'failed':>8}{'restarted after':>17}{'in rotation after':>19}"
+    )
+    for name, back_in_rotation in victims:
+        child = stack.child(name)
+        results: list[Result] = []
+
+        def drive(out: list[Result] = results, trace: list[str] = users) -> None:
+            out.append(asyncio.run(run_load(url, trace, TARGET_RATE, duration, _RECOMMEND)))
+
+        load = threading.Thread(target=drive)
+        restarts_before = child.restarts
+        load.start()
+        time.sleep(min(2.0, duration / 4))
+        killed_at = time.monotonic()
+        child.signal(signal.SIGKILL)
+        wait_until(lambda c=child, n=restarts_before: c.restarts > n, 60, f"{name} restart")
+        restarted = next(t for t, who in reversed(stack.restart_log) if who == name) - killed_at
+        # The new process serves, and Envoy routes to every replica again.
+        wait_until(
+            lambda c=child, ok=back_in_rotation: c.ready() and ok(),
+            240,
+            f"{name} back in rotation",
+            interval=0.05,
+        )
+        in_rotation = time.monotonic() - killed_at
+        load.join()
+        users = users[int(TARGET_RATE * duration) :]
+        r = results[0]
+        total = len(r.latency_ms) + r.n_errors
+        print(
+            f"{name:<16}{total:>9}{r.n_errors:>8}{restarted:>15.1f} s{in_rotation:>17.1f} s"
+            + (f"  {r.errors}" if r.errors else ""),
+            flush=True,
+        )
+        wait_until(stack.fully_routed, 240, "stack fully routed again")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rates", default="100,200,300,600", help="offered loads, req/s")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per step (<=60)")
+    parser.add_argument("--users", type=int, default=1000, help="distinct users in the trace")
+    parser.add_argument("--zipf", type=float, default=1.3, help="Zipf exponent of user ranks")
+    parser.add_argument("--model-servers", type=int, default=2)
+    parser.add_argument("--gateways", type=int, default=2)
+    parser.add_argument("--model-base-path", type=pathlib.Path, default=None)
+    parser.add_argument("--skip-failover", action="store_true")
+    args = parser.parse_args()
+    rates = [float(x) for x in args.rates.split(",")]
+    if not 1 <= args.duration <= 60 or not all(0 < x <= 5000 for x in rates):
+        parser.error("--duration must be 1..60 s and each rate 1..5000 req/s")
+
+    with tempfile.TemporaryDirectory(prefix="aiqleads-bench-") as tmp_name:
+        tmp = pathlib.Path(tmp_name)
+        base = args.model_base_path or DEFAULT_MODEL_BASE_PATH
+        if not model_versions(base):
+            print(f"no pushed model under {base}; using the tests' fixture SavedModel", flush=True)
+            base = fixture_model(tmp)
+        floor_p50, floor_p95 = in_process_floor(base)
+        print(f"in-process floor (recommend signature, batch 1): p50 {floor_p50:.3f} ms, "
+              f"p95 {floor_p95:.3f} ms", flush=True)  # fmt: skip
+
+        settings = ServingSettings().with_overrides(
+            **{
+                "model_base_path": str(base),
+                "run_dir": str(tmp / "run"),
+                "envoy.port": free_port(),
+                "model_servers.replicas": args.model_servers,
+                "gateways.replicas": args.gateways,
+                "envoy.rate_limit.requests_per_second": 100_000,
+                "envoy.rate_limit.burst": 100_000,
+            }
+        )
+        stack = ServingStack(settings, progress=lambda line: print(f"  [stack] {line}", flush=True))
+        stack.start()
+        stop = threading.Event()
+        supervisor = threading.Thread(target=stack.supervise, args=(stop,), daemon=True)
+        supervisor.start()
+        try:
+            url = f"http://127.0.0.1:{stack.settings.envoy.port}"
+            trace = zipf_users(args.users, args.zipf, 200_000, seed=7)
+            print(f"\ntrace: Zipf({args.zipf}) over {args.users} users; "
+                  f"{args.duration:.0f} s per step; latency in ms from scheduled send", flush=True)  # fmt: skip
+            print(HEADER)
+            offset = 0  # each step continues the trace; the cache stays warm as in production
+            for rate in rates:
+                n = int(rate * args.duration)
+                users = trace[offset : offset + n]
+                base_r = asyncio.run(run_load(url, users, rate, args.duration, "/ping"))
+                print_step("baseline", rate, base_r, None)
+                r = asyncio.run(run_load(url, users, rate, args.duration, "/v1/recommendations"))
+                print_step("stack", rate, r, floor_p50)
+                offset += n
+            if not args.skip_failover:
+                failover(stack, url, trace[offset:], max(args.duration, 10.0))
+        finally:
+            stop.set()
+            supervisor.join()
+            stack.stop()
+    print(f"\ntargets at {TARGET_RATE} req/s: miss p95 < 10 ms, hit p95 < 3 ms, "
+          "hit rate > 95%, zero errors")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

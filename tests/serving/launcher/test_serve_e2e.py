@@ -1,0 +1,150 @@
+"""`aiqleads serve` as a user runs it: up, healthy, answers through Envoy, supervised, and
+SIGTERM leaves no process behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import re
+import signal
+import subprocess
+import sys
+import threading
+import urllib.request
+
+import grpc
+import pytest
+
+from serving.process import free_port, wait_until
+
+REPO = pathlib.Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(REPO / "tests" / "fixtures"))
+BIN = pathlib.Path(sys.executable).parent
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def model_base(tmp_path_factory) -> pathlib.Path:
+    from recommend_model import build_recommend_model
+
+    base = tmp_path_factory.mktemp("models") / "lead_recommender"
+    build_recommend_model(base, version=1)
+    return base
+
+
+class _Lines:
+    """Collects a stream's lines in a thread so the test can wait for one."""
+
+    def __init__(self, stream) -> None:
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, pattern: str, timeout: float) -> re.Match:
+        found: list[re.Match] = []
+
+        def seen() -> bool:
+            found[:] = [m for line in self.lines if (m := re.search(pattern, line))]
+            return bool(found)
+
+        wait_until(seen, timeout, f"a line matching {pattern!r}", interval=0.2)
+        return found[-1]
+
+    def pids(self) -> set[int]:
+        return {int(p) for line in self.lines for p in re.findall(r"\(pid (\d+)", line)}
+
+
+def _post(url: str, body: dict) -> dict:
+    request = urllib.request.Request(
+        url, json.dumps(body).encode(), {"content-type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def _gone(pid: int) -> bool:
+    stat = pathlib.Path(f"/proc/{pid}/stat")
+    return not stat.exists() or stat.read_text().split()[2] == "Z"
+
+
+def test_serve_recommends_through_envoy_survives_a_crash_and_stops_cleanly(
+    model_base: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    from recommend_model import expected_items
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            str(BIN / "aiqleads"),
+            "serve",
+            "--port",
+            str(port),
+            "--model-base-path",
+            str(model_base),
+            "--model-servers",
+            "2",
+            "--gateways",
+            "2",
+            "--run-dir",
+            str(tmp_path / "run"),
+        ],  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    out, err = _Lines(proc.stdout), _Lines(proc.stderr)
+    try:
+        out.wait_for(r"AIQLeads serving stack up", timeout=240)
+        assert any(f"http://127.0.0.1:{port}/v1/recommendations" in line for line in out.lines)
+        front = f"http://127.0.0.1:{port}"
+
+        # REST through Envoy: the fixture model's ranking, then the same answer from cache.
+        want = [[lead, pytest.approx(score)] for lead, score in expected_items("alice", 3, 1)]
+        first = _post(f"{front}/v1/recommendations", {"user_id": "alice", "k": 3})
+        assert [[i["lead_id"], i["score"]] for i in first["items"]] == want
+        assert first["model_version"] == 1
+        again = _post(f"{front}/v1/recommendations", {"user_id": "alice", "k": 3})
+        assert again["cached"] is True and again["items"] == first["items"]
+
+        # gRPC on the same front port.
+        from serving.protos.generated import recommendations_pb2 as pb
+        from serving.protos.generated import recommendations_pb2_grpc as pb_grpc
+
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            reply = pb_grpc.RecommendationsStub(channel).Recommend(
+                pb.RecommendRequest(user_id="bob", k=2), timeout=10
+            )
+        assert [(i.lead_id, pytest.approx(i.score)) for i in reply.items] == expected_items(
+            "bob", 2, 1
+        )
+
+        # The CLI client prints the same table.
+        table = subprocess.run(
+            [str(BIN / "aiqleads"), "recommend", "--user", "alice", "--k", "3", "--url", front],
+            capture_output=True, text=True, timeout=120, check=True,
+        ).stdout  # fmt: skip
+        rows = [line.split() for line in table.splitlines() if re.match(r"^\s+\d+\s", line)]
+        assert [(r[1], float(r[2])) for r in rows] == [
+            (lead, pytest.approx(score, abs=1e-4)) for lead, score in expected_items("alice", 3, 1)
+        ]
+
+        # A crashed gateway is restarted by the supervisor; requests keep succeeding.
+        gateway_pid = int(err.wait_for(r"gateway-0 ready \(pid (\d+)", 5).group(1))
+        os.kill(gateway_pid, signal.SIGKILL)
+        for i in range(20):
+            assert _post(f"{front}/v1/recommendations", {"user_id": f"u{i}", "k": 2})["items"]
+        err.wait_for(r"gateway-0 restarted \(pid \d+", timeout=60)
+    finally:
+        pids = err.pids()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+    assert code == 0, "\n".join(err.lines[-10:])
+    assert len(pids) >= 6  # redis, 2 model servers, envoy, 2 gateways (+ the restart)
+    wait_until(lambda: all(_gone(p) for p in pids), 10, "every child process gone")
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
