@@ -36,6 +36,9 @@ REST_MODELS = "/v1/models"
 PING_PATH = "/ping"  # answered by Envoy itself: liveness and the load generator's baseline
 GATEWAY_HEALTH_PATH = "/healthz"
 RETRY_ON = "5xx,reset,connect-failure,refused-stream,unavailable"
+# Feedback is not idempotent: retry only when the request cannot have reached a gateway.
+SAFE_RETRY_ON = "connect-failure,refused-stream,reset-before-request"
+GRPC_FEEDBACK = "/aiqleads.recommendations.v1.Recommendations/Feedback"
 
 Discovery = Literal["static", "dns"]
 
@@ -164,14 +167,14 @@ def _cluster(
     return cluster
 
 
-def _route(match: dict, cluster: str, env: EnvoySettings) -> dict:
+def _route(match: dict, cluster: str, env: EnvoySettings, retry_on: str = RETRY_ON) -> dict:
     return {
         "match": match,
         "route": {
             "cluster": cluster,
             "timeout": _seconds(env.request_timeout_ms),
             "retry_policy": {
-                "retry_on": RETRY_ON,
+                "retry_on": retry_on,
                 "num_retries": env.num_retries,
                 "per_try_timeout": _seconds(env.per_try_timeout_ms),
                 "retry_host_predicate": [
@@ -265,10 +268,11 @@ def build_envoy_config(settings: ServingSettings, upstreams: Upstreams) -> dict:
             "match": {"path": PING_PATH},
             "direct_response": {"status": 200, "body": {"inline_string": "ok"}},
         },
+        _route({"path": GRPC_FEEDBACK, **grpc}, CLUSTER_GATEWAY_GRPC, env, SAFE_RETRY_ON),
         _route({"prefix": GRPC_RECOMMENDATIONS, **grpc}, CLUSTER_GATEWAY_GRPC, env),
         _route({"prefix": GRPC_PREDICTION, **grpc}, CLUSTER_GATEWAY_GRPC, env),
         _route({"path": REST_RECOMMENDATIONS}, CLUSTER_GATEWAY_REST, env),
-        _route({"path": REST_FEEDBACK}, CLUSTER_GATEWAY_REST, env),
+        _route({"path": REST_FEEDBACK}, CLUSTER_GATEWAY_REST, env, SAFE_RETRY_ON),
         _route({"prefix": REST_MODELS}, CLUSTER_GATEWAY_REST, env),
     ]
     model_routes = [

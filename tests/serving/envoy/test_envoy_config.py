@@ -60,6 +60,7 @@ def test_front_routes_map_each_api_to_the_gateway_clusters() -> None:
     }
     assert by_match == {
         "/ping": None,  # answered by Envoy itself
+        "/aiqleads.recommendations.v1.Recommendations/Feedback": "gateway_grpc",
         "/aiqleads.recommendations.v1.Recommendations/": "gateway_grpc",
         "/tensorflow.serving.PredictionService/": "gateway_grpc",
         "/v1/recommendations": "gateway_rest",
@@ -70,7 +71,12 @@ def test_front_routes_map_each_api_to_the_gateway_clusters() -> None:
     assert listener["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 8080}
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
     assert hcm["codec_type"] == "AUTO"
-    retry = front[1]["route"]["retry_policy"]
+    retries = {r["match"].get("prefix") or r["match"]["path"]: r["route"]["retry_policy"]
+               for r in front if "route" in r}  # fmt: skip
+    # Feedback is not idempotent: no retry once a gateway may have seen it.
+    for path in ("/v1/feedback", "/aiqleads.recommendations.v1.Recommendations/Feedback"):
+        assert retries[path]["retry_on"] == "connect-failure,refused-stream,reset-before-request"
+    retry = retries["/aiqleads.recommendations.v1.Recommendations/"]
     assert retry["num_retries"] == 2
     assert retry["retry_host_predicate"][0]["name"] == "envoy.retry_host_predicates.previous_hosts"
     assert {"5xx", "reset", "connect-failure", "unavailable"} <= set(retry["retry_on"].split(","))
