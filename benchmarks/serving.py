@@ -146,7 +146,9 @@ def fixture_model(tmp: pathlib.Path) -> pathlib.Path:
     return base
 
 
-def print_step(label: str, rate: float, r: Result, floor_p50: float | None) -> dict:
+def print_step(
+    label: str, rate: float, r: Result, floor_p50: float | None, ideal: float | None = None
+) -> dict:
     lat = np.array(r.latency_ms)
     cached = np.array(r.cached, dtype=bool)
     hits, misses = lat[cached] if len(lat) else lat, lat[~cached] if len(lat) else lat
@@ -163,7 +165,9 @@ def print_step(label: str, rate: float, r: Result, floor_p50: float | None) -> d
         f"{row['hit_p50']:6.2f} {row['hit_p95']:6.2f} {row['hit_p99']:6.2f} | "
         f"{row['miss_p50']:6.2f} {row['miss_p95']:6.2f} {row['miss_p99']:6.2f} | "
         f"{hit_rate * 100:5.1f}% {len(misses):>5} {r.n_errors:>5} | {ratio} "
-        f"lag p99 {pct(r.send_lag_ms, 99):.1f}" + (f"  {r.errors}" if r.errors else ""),
+        f"lag p99 {pct(r.send_lag_ms, 99):.1f}"
+        + (f"  ideal hit rate {ideal * 100:.1f}%" if ideal is not None else "")
+        + (f"  {r.errors}" if r.errors else ""),
         flush=True,
     )
     return row
@@ -274,13 +278,19 @@ def main() -> None:
                   f"{args.duration:.0f} s per step; latency in ms from scheduled send", flush=True)  # fmt: skip
             print(HEADER)
             offset = 0  # each step continues the trace; the cache stays warm as in production
+            seen: set[str] = set()
             for rate in rates:
                 n = int(rate * args.duration)
                 users = trace[offset : offset + n]
+                # The best any cache could do: requests whose user already came before.
+                repeats = 0
+                for user in users:
+                    repeats += user in seen
+                    seen.add(user)
                 base_r = asyncio.run(run_load(url, users, rate, args.duration, "/ping"))
                 print_step("baseline", rate, base_r, None)
-                r = asyncio.run(run_load(url, users, rate, args.duration, "/v1/recommendations"))
-                print_step("stack", rate, r, floor_p50)
+                r = asyncio.run(run_load(url, users, rate, args.duration, _RECOMMEND))
+                print_step("stack", rate, r, floor_p50, repeats / n)
                 offset += n
             if not args.skip_failover:
                 failover(stack, url, trace[offset:], max(args.duration, 10.0))
