@@ -1,0 +1,202 @@
+"""The Redis answer cache: versioned keys, TTL, single-flight per key, and a circuit breaker.
+
+Redis is an accelerator, never a dependency: every Redis failure degrades to "no cache"
+(counted in the metrics), a short socket timeout bounds each call, and after a failure the
+circuit stays open (no Redis calls at all) for a backoff that doubles up to `max_backoff`.
+The first call after the backoff is a trial; its success closes the circuit again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from serving.gateway.metrics import GatewayMetrics
+
+KEY_PREFIX = "aiqleads:gw:v1"
+
+
+class CircuitBreaker:
+    """Closed while calls succeed; open for a doubling backoff after each failure."""
+
+    def __init__(
+        self,
+        min_backoff: float = 0.2,
+        max_backoff: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._min, self._max, self._clock = min_backoff, max_backoff, clock
+        self._backoff = 0.0
+        self._open_until = 0.0
+        self._trial_running = False
+
+    @property
+    def is_closed(self) -> bool:
+        return self._backoff == 0.0
+
+    def allow(self) -> bool:
+        """True when a call may go to Redis now (closed, or the one trial after a backoff)."""
+        if self._backoff == 0.0:
+            return True
+        if self._trial_running or self._clock() < self._open_until:
+            return False
+        self._trial_running = True
+        return True
+
+    def record_success(self) -> None:
+        self._backoff, self._trial_running = 0.0, False
+
+    def record_failure(self) -> None:
+        self._backoff = min(self._max, max(self._min, self._backoff * 2))
+        self._open_until = self._clock() + self._backoff
+        self._trial_running = False
+
+
+class RedisCache:
+    """Byte values in Redis with a TTL; every method returns a neutral value when Redis fails."""
+
+    def __init__(
+        self,
+        url: str,
+        ttl_seconds: int,
+        metrics: GatewayMetrics,
+        timeout_seconds: float = 0.05,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
+        self.ttl_seconds = ttl_seconds
+        self._metrics = metrics
+        self._breaker = breaker or CircuitBreaker()
+        self._client = aioredis.Redis.from_url(
+            url,
+            socket_timeout=timeout_seconds,
+            socket_connect_timeout=timeout_seconds,
+            retry_on_timeout=False,
+            max_connections=256,
+        )
+        metrics.redis_up.set(0)
+
+    @property
+    def client(self) -> aioredis.Redis:
+        return self._client
+
+    @property
+    def is_up(self) -> bool:
+        return self._breaker.is_closed
+
+    async def _call(self, operation: str, fn: Callable[[], Awaitable], default):
+        if not self._breaker.allow():
+            self._metrics.cache_errors.labels(operation).inc()
+            return default
+        try:
+            result = await fn()
+        except (RedisError, OSError, asyncio.TimeoutError):
+            self._breaker.record_failure()
+            self._metrics.redis_up.set(0)
+            self._metrics.cache_errors.labels(operation).inc()
+            # Drop pooled sockets so the next trial opens a fresh connection.
+            await self._client.connection_pool.disconnect(inuse_connections=True)
+            return default
+        self._breaker.record_success()
+        self._metrics.redis_up.set(1)
+        return result
+
+    async def ping(self) -> bool:
+        return bool(await self._call("ping", self._client.ping, False))
+
+    async def get(self, key: str) -> bytes | None:
+        return await self._call("get", lambda: self._client.get(key), None)
+
+    async def set(self, key: str, value: bytes) -> None:
+        await self._call("set", lambda: self._client.set(key, value, ex=self.ttl_seconds), None)
+
+    async def try_lock(self, key: str, ttl_ms: int) -> bool | None:
+        """True if this replica holds the fill lock, False if another does, None if unknown."""
+        return await self._call(
+            "lock", lambda: self._client.set(f"{key}:lock", b"1", nx=True, px=ttl_ms), None
+        )
+
+    async def unlock(self, key: str) -> None:
+        await self._call("unlock", lambda: self._client.delete(f"{key}:lock"), None)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+@dataclass(frozen=True)
+class Loaded:
+    value: bytes
+    source: str  # "hit" (Redis), "miss" (this request called the model), "coalesced"
+
+
+class CachingLoader:
+    """Cache-aside loading with one model call per key in flight.
+
+    In this process, concurrent loads of one key share a single future. Across replicas, a
+    short Redis lock (`SET NX PX`) lets one replica compute while the others poll the cache
+    for at most the lock's lifetime, then compute themselves.
+    """
+
+    def __init__(
+        self,
+        cache: RedisCache,
+        metrics: GatewayMetrics,
+        lock_ttl_ms: int = 1000,
+        poll_seconds: float = 0.005,
+    ) -> None:
+        self._cache, self._metrics = cache, metrics
+        self._lock_ttl_ms, self._poll = lock_ttl_ms, poll_seconds
+        self._inflight: dict[str, asyncio.Future] = {}
+
+    async def load(self, kind: str, key: str, compute: Callable[[], Awaitable[bytes]]) -> Loaded:
+        """The value of `key`: from Redis, from a load in flight, or computed and stored."""
+        pending = self._inflight.get(key)
+        if pending is not None:
+            self._metrics.cache_coalesced.labels(kind).inc()
+            return Loaded(await asyncio.shield(pending), "coalesced")
+        cached = await self._cache.get(key)
+        if cached is not None:
+            self._metrics.cache_hits.labels(kind).inc()
+            return Loaded(cached, "hit")
+        pending = self._inflight.get(key)  # another task may have started while we read
+        if pending is not None:
+            self._metrics.cache_coalesced.labels(kind).inc()
+            return Loaded(await asyncio.shield(pending), "coalesced")
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            loaded = await self._fill(kind, key, compute)
+        except BaseException as e:
+            future.set_exception(e)
+            future.exception()  # followers re-raise it; mark it retrieved for the leader
+            raise
+        else:
+            future.set_result(loaded.value)
+            return loaded
+        finally:
+            del self._inflight[key]
+
+    async def _fill(self, kind: str, key: str, compute: Callable[[], Awaitable[bytes]]) -> Loaded:
+        locked = await self._cache.try_lock(key, self._lock_ttl_ms)
+        if locked is False:  # another replica is computing this key: wait for its answer
+            deadline = time.monotonic() + self._lock_ttl_ms / 1000
+            while time.monotonic() < deadline:
+                await asyncio.sleep(self._poll)
+                cached = await self._cache.get(key)
+                if cached is not None:
+                    self._metrics.cache_hits.labels(kind).inc()
+                    return Loaded(cached, "hit")
+                if not self._cache.is_up:
+                    break
+        self._metrics.cache_misses.labels(kind).inc()
+        try:
+            value = await compute()
+            await self._cache.set(key, value)
+        finally:
+            if locked:
+                await self._cache.unlock(key)
+        return Loaded(value, "miss")

@@ -1,0 +1,108 @@
+"""Every Prometheus metric of the gateway, in one registry per gateway instance."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.002,
+    0.003,
+    0.005,
+    0.0075,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
+SCORE_BUCKETS = tuple(i / 10 for i in range(-10, 11)) + (2.0, 5.0)
+
+
+class GatewayMetrics:
+    """The gateway's metrics; `render()` gives the Prometheus text exposition."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.latency = Histogram(
+            "aiqleads_gateway_request_seconds",
+            "Request latency by endpoint and cache status (hit, miss, coalesced, none).",
+            ("endpoint", "cache"),
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.requests = Counter(
+            "aiqleads_gateway_requests",
+            "Requests by endpoint and response code.",
+            ("endpoint", "code"),
+            registry=r,
+        )
+        self.errors = Counter(
+            "aiqleads_gateway_errors",
+            "Failed requests by endpoint and error kind.",
+            ("endpoint", "kind"),
+            registry=r,
+        )
+        self.cache_hits = Counter(
+            "aiqleads_gateway_cache_hits", "Answers read from Redis.", ("kind",), registry=r
+        )
+        self.cache_misses = Counter(
+            "aiqleads_gateway_cache_misses",
+            "Lookups that went to the model.",
+            ("kind",),
+            registry=r,
+        )
+        self.cache_coalesced = Counter(
+            "aiqleads_gateway_cache_coalesced",
+            "Requests that shared another request's model call (single-flight).",
+            ("kind",),
+            registry=r,
+        )
+        self.cache_errors = Counter(
+            "aiqleads_gateway_cache_errors",
+            "Redis operations that failed or were skipped because the circuit was open.",
+            ("operation",),
+            registry=r,
+        )
+        self.redis_up = Gauge(
+            "aiqleads_gateway_redis_up", "1 when Redis answers, 0 when it does not.", registry=r
+        )
+        self.model_calls = Counter(
+            "aiqleads_gateway_model_calls",
+            "Calls to the model servers by method and outcome.",
+            ("method", "outcome"),
+            registry=r,
+        )
+        self.model_version = Gauge(
+            "aiqleads_gateway_model_version",
+            "Model version each variant is served by (0 when unknown).",
+            ("variant",),
+            registry=r,
+        )
+        self.scores = Histogram(
+            "aiqleads_gateway_score",
+            "Scores of the recommended leads, by variant.",
+            ("variant",),
+            buckets=SCORE_BUCKETS,
+            registry=r,
+        )
+        self.feedback = Counter(
+            "aiqleads_gateway_feedback",
+            "Feedback events by type and variant.",
+            ("event_type", "variant"),
+            registry=r,
+        )
+        self.log_dropped = Counter(
+            "aiqleads_gateway_log_dropped",
+            "Log records dropped because the log could not be written.",
+            ("log",),
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

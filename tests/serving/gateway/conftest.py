@@ -1,0 +1,227 @@
+"""Fixtures of the gateway tests: a real redis-server, real SavedModels, a gateway in a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import pathlib
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import redis
+
+ROOT = pathlib.Path(__file__).resolve().parents[3]
+MODEL_NAME = "lead_recommender"
+
+
+def _load(name: str, path: pathlib.Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+recommend_model = _load("recommend_model", ROOT / "tests" / "fixtures" / "recommend_model.py")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisProcess:
+    """A real redis-server on a loopback port, stopped and restarted by PID."""
+
+    def __init__(self, directory: pathlib.Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.directory),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port, socket_timeout=0.2)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, socket_timeout=1)
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    server = RedisProcess(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def model_versions(tmp_path_factory) -> pathlib.Path:
+    """Versions 1 and 2 of the fixture recommender, built once per session."""
+    base = tmp_path_factory.mktemp("built_models")
+    for version in (1, 2):
+        recommend_model.build_recommend_model(base, version)
+    return base
+
+
+@pytest.fixture
+def model_base(tmp_path, model_versions) -> pathlib.Path:
+    """A model base path holding version 1 only; tests push version 2 with `push_version`."""
+    base = tmp_path / "models" / MODEL_NAME
+    base.mkdir(parents=True)
+    shutil.copytree(model_versions / "1", base / "1")
+    return base
+
+
+def push_version(model_versions: pathlib.Path, base: pathlib.Path, version: int) -> None:
+    shutil.copytree(model_versions / str(version), base / f".tmp-{version}")
+    (base / f".tmp-{version}").rename(base / str(version))
+
+
+@pytest.fixture
+def model_server(model_base):
+    stub = _load(
+        "fixture_model_server", pathlib.Path(__file__).with_name("fixture_model_server.py")
+    )
+    server = stub.FixtureModelServer(MODEL_NAME, model_base)
+    server.start()
+    yield server
+    server.stop()
+
+
+class GatewayThread:
+    """One in-process gateway replica running on its own event loop in a thread."""
+
+    def __init__(self, config) -> None:
+        from serving.gateway.app import Gateway
+
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.gateway = self.call(self._build(Gateway, config))
+        self.call(self.gateway.start())
+
+    @staticmethod
+    async def _build(cls, config):
+        return cls(config)
+
+    def call(self, coro, timeout: float = 30):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway.rest_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.gateway.grpc_port}"
+
+    def stop(self) -> None:
+        self.call(self.gateway.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
+
+
+@pytest.fixture
+def start_gateway(redis_server, model_server, tmp_path):
+    """Factory: start a gateway on free ports against the test Redis and model server."""
+    from serving.gateway.config import parse_config
+
+    started = []
+
+    def start(**overrides) -> GatewayThread:
+        settings = {
+            "rest_port": 0,
+            "grpc_port": 0,
+            "redis_url": redis_server.url,
+            "model_servers": (f"127.0.0.1:{model_server.port}",),
+            "model_name": MODEL_NAME,
+            "version_refresh_seconds": 0.2,
+            "log_dir": tmp_path / "logs",
+            "request_timeout_ms": 2000,
+            **overrides,
+        }
+        gateway = GatewayThread(parse_config(settings))
+        started.append(gateway)
+        deadline = time.monotonic() + 20
+        while not gateway.gateway.service.ready:
+            assert time.monotonic() < deadline, "the gateway never learned a model version"
+            time.sleep(0.02)
+        return gateway
+
+    yield start
+    for gateway in started:
+        gateway.stop()
+
+
+@pytest.fixture
+def push(model_versions, model_base):
+    """Push a built version of the fixture model into the served base path."""
+    return lambda version: push_version(model_versions, model_base, version)
+
+
+@pytest.fixture
+def expected():
+    """`expected(user_id, k, version, with_location=False)`: the JSON items, derived by hand."""
+
+    def items(user_id: str, k: int, version: int, with_location: bool = False) -> list[dict]:
+        return [
+            {"lead_id": lead, "score": pytest.approx(score, abs=1e-6)}
+            for lead, score in recommend_model.expected_items(user_id, k, version, with_location)
+        ]
+
+    return items
+
+
+@pytest.fixture
+def recommend():
+    """`recommend(gateway, **body)`: POST /v1/recommendations, asserting 200."""
+    import requests
+
+    def call(gateway, **body) -> dict:
+        response = requests.post(f"{gateway.url}/v1/recommendations", json=body, timeout=10)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    return call

@@ -1,0 +1,97 @@
+"""The gateway's cache against a real Redis: hits, misses, versioned keys, TTL, single-flight."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from serving.gateway.validation import RecommendRequest
+
+
+def test_miss_then_hit_returns_the_models_answer_and_calls_it_once(
+    start_gateway, model_server, recommend, expected
+):
+    gateway = start_gateway()
+    first = recommend(gateway, user_id="alice", k=3)
+    # "alice" has 5 characters: under version 1, lead i scores ((7i + 3 + 5) mod 10) / 10,
+    # so lead-06 scores 0.0 ... lead-03 scores 0.9, lead-00 0.8 and lead-07 0.7.
+    assert first["items"] == [
+        {"lead_id": "lead-03", "score": pytest.approx(0.9)},
+        {"lead_id": "lead-00", "score": pytest.approx(0.8)},
+        {"lead_id": "lead-07", "score": pytest.approx(0.7)},
+    ]
+    assert (first["model_version"], first["variant"], first["cached"]) == (1, "stable", False)
+    second = recommend(gateway, user_id="alice", k=3)
+    assert second["cached"] is True
+    assert second["items"] == first["items"]
+    assert second["request_id"] != first["request_id"]
+    assert model_server.predict_calls == 1
+
+
+def test_every_input_is_part_of_the_key(start_gateway, model_server, recommend, expected):
+    gateway = start_gateway()
+    recommend(gateway, user_id="alice", k=3)
+    other_k = recommend(gateway, user_id="alice", k=2)
+    other_user = recommend(gateway, user_id="bob", k=3)
+    located = recommend(gateway, user_id="alice", k=3, latitude=40.7, longitude=-74.0)
+    assert [r["cached"] for r in (other_k, other_user, located)] == [False, False, False]
+    assert other_user["items"] == expected("bob", 3, 1)
+    assert located["items"] == expected("alice", 3, 1, with_location=True)
+    assert model_server.predict_calls == 4
+
+
+def test_new_model_version_changes_the_key_and_serves_fresh_results(
+    start_gateway, push, redis_server, recommend, expected
+):
+    gateway = start_gateway()
+    assert recommend(gateway, user_id="carol", k=4)["items"] == expected("carol", 4, 1)
+    assert recommend(gateway, user_id="carol", k=4)["cached"] is True
+    push(2)
+    deadline = time.monotonic() + 10
+    while (answer := recommend(gateway, user_id="carol", k=4))["model_version"] != 2:
+        assert time.monotonic() < deadline, "the gateway never noticed version 2"
+        time.sleep(0.05)
+    assert answer["cached"] is False
+    assert answer["items"] == expected("carol", 4, 2)
+    assert answer["items"] != expected("carol", 4, 1)
+    keys = sorted(k.decode() for k in redis_server.client().keys("aiqleads:gw:v1:rec:*"))
+    assert [k.split(":")[4:6] for k in keys] == [
+        [("lead_recommender"), "1"],
+        ["lead_recommender", "2"],
+    ]
+
+
+def test_entries_expire_after_the_ttl(start_gateway, redis_server, recommend):
+    gateway = start_gateway(cache_ttl_seconds=7)
+    recommend(gateway, user_id="dave", k=2)
+    (key,) = redis_server.client().keys("aiqleads:gw:v1:rec:*")
+    assert 0 < redis_server.client().ttl(key) <= 7
+
+
+def test_fifty_concurrent_identical_requests_make_one_model_call(
+    start_gateway, model_server, recommend, expected
+):
+    gateway = start_gateway()
+    model_server.predict_delay = 0.3  # keep the first call in flight while the others arrive
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        answers = list(pool.map(lambda _: recommend(gateway, user_id="erin", k=5), range(50)))
+    assert model_server.predict_calls == 1
+    assert all(a["items"] == expected("erin", 5, 1) for a in answers)
+    assert len({a["request_id"] for a in answers}) == 50
+    metrics = requests.get(f"{gateway.url}/metrics", timeout=5).text
+    assert 'aiqleads_gateway_cache_misses_total{kind="recommend"} 1.0' in metrics
+
+
+def test_two_replicas_share_the_cache(start_gateway, model_server, recommend, expected):
+    first, second = start_gateway(), start_gateway()
+    assert recommend(first, user_id="frank", k=2)["cached"] is False
+    assert recommend(second, user_id="frank", k=2)["cached"] is True
+    assert model_server.predict_calls == 1
+
+
+def test_request_dataclass_reports_location():
+    assert RecommendRequest("u", 1, 1.0, 2.0).has_location
+    assert not RecommendRequest("u", 1).has_location
