@@ -1,0 +1,1 @@
+"""Drift and skew check: newest span vs previous span, and training vs serving (TFDV)."""

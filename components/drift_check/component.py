@@ -1,0 +1,40 @@
+"""The drift check component: a constructor over the spec and executor."""
+
+from __future__ import annotations
+
+import json
+
+from tfx import types
+from tfx.dsl.components.base import base_component, executor_spec
+
+from components.drift_check import executor, spec
+
+
+class DriftCheck(base_component.BaseComponent):
+    """Stops the run before training when the newest span drifted or serving skews.
+
+    ``numeric``/``categorical`` map feature names to Jensen-Shannon / L-infinity thresholds.
+    """
+
+    SPEC_CLASS = spec.DriftCheckSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
+
+    def __init__(
+        self,
+        examples: types.BaseChannel,
+        schema: types.BaseChannel,
+        numeric: dict[str, float],
+        categorical: dict[str, float],
+        serving_log_dir: str | None = None,
+        max_serving_records: int = 200_000,
+    ) -> None:
+        thresholds = json.dumps({"numeric": numeric, "categorical": categorical}, sort_keys=True)
+        component_spec = spec.DriftCheckSpec(
+            examples=examples,
+            schema=schema,
+            thresholds_json=thresholds,
+            serving_log_dir=serving_log_dir or "",
+            max_serving_records=max_serving_records,
+            report=types.Channel(type=spec.DriftReport),
+        )
+        super().__init__(spec=component_spec)

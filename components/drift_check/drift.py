@@ -1,0 +1,224 @@
+"""Pure drift/skew logic: per-span statistics, TFDV comparators, a readable report.
+
+Drift compares the newest span of the window with the span before it; skew compares the
+training data with features logged by serving (when a log directory is configured).
+Numeric features use the Jensen-Shannon divergence, categorical ones the L-infinity
+distance, each with a threshold from the config. A feature above its threshold is a
+violation; any violation fails the check.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import tensorflow_data_validation as tfdv
+from tensorflow_data_validation.statistics import stats_impl
+from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
+
+from transforms import features as f
+
+DRIFT = "drift"
+SKEW = "skew"
+JS = "jensen_shannon_divergence"
+LINF = "l_infinity"
+_MEASURE_NAMES = {
+    anomalies_pb2.DriftSkewInfo.Measurement.JENSEN_SHANNON_DIVERGENCE: JS,
+    anomalies_pb2.DriftSkewInfo.Measurement.L_INFTY: LINF,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Thresholds:
+    """Which features to compare and how far each may move (feature -> threshold).
+
+    ``numeric`` features use the Jensen-Shannon divergence, ``categorical`` ones the
+    L-infinity distance between the value frequencies.
+    """
+
+    numeric: dict[str, float]
+    categorical: dict[str, float]
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return tuple(self.numeric) + tuple(self.categorical)
+
+
+@dataclasses.dataclass(frozen=True)
+class Measurement:
+    """One feature compared across two data sets."""
+
+    kind: str  # drift | skew
+    feature: str
+    measure: str  # jensen_shannon_divergence | l_infinity
+    value: float
+    threshold: float
+
+    @property
+    def violated(self) -> bool:
+        return self.value > self.threshold
+
+
+@dataclasses.dataclass(frozen=True)
+class DriftReport:
+    """The outcome: what was compared with what, every measurement, and the verdict."""
+
+    current_span: str
+    previous_span: str | None
+    serving_records: int
+    measurements: tuple[Measurement, ...]
+
+    @property
+    def violations(self) -> tuple[Measurement, ...]:
+        return tuple(m for m in self.measurements if m.violated)
+
+    @property
+    def passed(self) -> bool:
+        return not self.violations
+
+    @property
+    def reason(self) -> str:
+        """One line naming every violation (empty when the check passed)."""
+        return "; ".join(
+            f"{m.kind} on {m.feature}: {m.measure} {m.value:.3f} > {m.threshold:.3f}"
+            for m in self.violations
+        )
+
+    def to_json(self) -> str:
+        body = {
+            "passed": self.passed,
+            "reason": self.reason,
+            "current_span": self.current_span,
+            "previous_span": self.previous_span,
+            "serving_records": self.serving_records,
+            "measurements": [
+                {**dataclasses.asdict(m), "violated": m.violated} for m in self.measurements
+            ],
+        }
+        return json.dumps(body, indent=2, sort_keys=True)
+
+    def to_text(self) -> str:
+        lines = [
+            f"Drift check: {'PASSED' if self.passed else 'FAILED'}",
+            f"newest span {self.current_span} vs previous span {self.previous_span or '-'}; "
+            f"serving records: {self.serving_records}",
+            f"{'kind':<6} {'feature':<28} {'measure':<26} {'value':>8} {'limit':>8}",
+        ]
+        for m in sorted(self.measurements, key=lambda m: (m.kind, m.feature)):
+            flag = "  VIOLATION" if m.violated else ""
+            lines.append(
+                f"{m.kind:<6} {m.feature:<28} {m.measure:<26} {m.value:>8.4f} "
+                f"{m.threshold:>8.4f}{flag}"
+            )
+        if not self.passed:
+            lines.append(f"reason: {self.reason}")
+        return "\n".join(lines) + "\n"
+
+
+def split_newest_spans(
+    frame: pd.DataFrame,
+) -> tuple[dt.date, dt.date | None, pd.DataFrame, pd.DataFrame]:
+    """Rows of the newest UTC day and of the day before the newest (by event time)."""
+    days = pd.to_datetime(frame[f.EVENT_TIMESTAMP], unit="s").dt.date
+    present = sorted(days.unique())
+    if not present:
+        raise ValueError("no examples to check for drift")
+    newest = present[-1]
+    previous = present[-2] if len(present) > 1 else None
+    return newest, previous, frame[days == newest], frame[days == previous]
+
+
+def _list_array(values: pd.Series) -> pa.Array:
+    items = []
+    for v in values.to_numpy(dtype=object):
+        if v is None or (isinstance(v, float) and not np.isfinite(v)):
+            items.append(None)
+        elif isinstance(v, bytes | str):
+            items.append([v.encode() if isinstance(v, str) else v])
+        else:
+            items.append([v])
+    return pa.array(items)
+
+
+def statistics(
+    frame: pd.DataFrame, features: tuple[str, ...], schema: schema_pb2.Schema
+) -> statistics_pb2.DatasetFeatureStatisticsList:
+    """TFDV statistics of ``features`` of ``frame``; NaN/None are missing values."""
+    present = [name for name in features if name in frame.columns]
+    arrays = [_list_array(frame[name]) for name in present]
+    batch = pa.RecordBatch.from_arrays(arrays, present)
+    options = tfdv.StatsOptions(schema=schema, num_histogram_buckets=20)
+    return stats_impl.generate_statistics_in_memory(batch, options)
+
+
+def drift_schema(schema: schema_pb2.Schema, thresholds: Thresholds) -> schema_pb2.Schema:
+    """A copy of ``schema`` with drift and skew comparators on the configured features."""
+    out = schema_pb2.Schema()
+    out.CopyFrom(schema)
+    by_name = {feature.name: feature for feature in out.feature}
+    for name in thresholds.features:
+        if name not in by_name:
+            raise ValueError(f"drift feature {name!r} is not in the schema")
+    for name, limit in thresholds.numeric.items():
+        for comparator in (by_name[name].drift_comparator, by_name[name].skew_comparator):
+            comparator.jensen_shannon_divergence.threshold = limit
+    for name, limit in thresholds.categorical.items():
+        for comparator in (by_name[name].drift_comparator, by_name[name].skew_comparator):
+            comparator.infinity_norm.threshold = limit
+    return out
+
+
+def _measurements(anomalies: anomalies_pb2.Anomalies, kind: str) -> list[Measurement]:
+    out = []
+    for info in anomalies.drift_skew_info:
+        name = ".".join(info.path.step)
+        measures = info.drift_measurements if kind == DRIFT else info.skew_measurements
+        for m in measures:
+            measure = _MEASURE_NAMES.get(m.type)
+            if measure is None:
+                continue
+            out.append(Measurement(kind, name, measure, float(m.value), float(m.threshold)))
+    return out
+
+
+def compare(
+    current: pd.DataFrame,
+    previous: pd.DataFrame | None,
+    serving: pd.DataFrame | None,
+    training: pd.DataFrame | None,
+    schema: schema_pb2.Schema,
+    thresholds: Thresholds,
+    current_span: str,
+    previous_span: str | None,
+) -> DriftReport:
+    """Measure drift (``current`` vs ``previous``) and skew (``training`` vs ``serving``)."""
+    compared = drift_schema(schema, thresholds)
+    names = thresholds.features
+    measurements: list[Measurement] = []
+    if previous is not None and len(previous) and len(current):
+        anomalies = tfdv.validate_statistics(
+            statistics(current, names, compared),
+            compared,
+            previous_statistics=statistics(previous, names, compared),
+        )
+        measurements += _measurements(anomalies, DRIFT)
+    serving_records = 0 if serving is None else len(serving)
+    if serving_records and training is not None and len(training):
+        logged = tuple(name for name in names if name in serving.columns)
+        if logged:
+            anomalies = tfdv.validate_statistics(
+                statistics(training, logged, compared),
+                compared,
+                serving_statistics=statistics(serving, logged, compared),
+            )
+            measurements += _measurements(anomalies, SKEW)
+    return DriftReport(
+        current_span=current_span,
+        previous_span=previous_span,
+        serving_records=serving_records,
+        measurements=tuple(measurements),
+    )

@@ -1,0 +1,68 @@
+"""Read examples (gzipped TFRecords of an Examples artifact) and serving logs into frames."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import pathlib
+
+import pandas as pd
+import tensorflow as tf
+
+
+def _value(feature: tf.train.Feature) -> object:
+    kind = feature.WhichOneof("kind")
+    values = getattr(feature, kind).value if kind else []
+    if not values:
+        return None
+    value = values[0]
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def read_examples(examples_uri: str, splits: list[str]) -> pd.DataFrame:
+    """All examples of ``splits`` as a frame, one column per feature (None when missing)."""
+    rows = []
+    for split in splits:
+        files = sorted(glob.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
+        if not files:
+            continue
+        for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
+            example = tf.train.Example.FromString(record.numpy())
+            rows.append({k: _value(v) for k, v in example.features.feature.items()})
+    return pd.DataFrame(rows)
+
+
+def read_serving_logs(log_dir: str | None, max_records: int) -> pd.DataFrame | None:
+    """Features logged by serving: ``*.jsonl*`` files, one JSON object a line.
+
+    A record's features are its ``features`` object when present, else its top-level scalar
+    values; only keys named like raw features are compared later. Unparseable lines are
+    skipped. Returns None when no directory is configured or it holds no log.
+    """
+    if not log_dir:
+        return None
+    root = pathlib.Path(log_dir)
+    files = sorted(root.glob("*.jsonl*")) if root.is_dir() else []
+    rows: list[dict] = []
+    for path in files:
+        with path.open(encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if len(rows) >= max_records:
+                    break
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if not isinstance(record, dict):
+                    continue
+                source = record.get("features", record)
+                if isinstance(source, dict):
+                    rows.append(
+                        {
+                            k: v
+                            for k, v in source.items()
+                            if isinstance(v, str | int | float) and not isinstance(v, bool)
+                        }
+                    )
+    return pd.DataFrame(rows) if rows else None

@@ -1,0 +1,109 @@
+"""Executor of the drift check: a thin ``Do()`` over ``run_check()``.
+
+On a violation ``Do`` returns a failed ``ExecutorOutput`` whose message is the report, so
+the execution is FAILED in MLMD with the reason attached and nothing downstream runs. TFX
+removes a failed execution's output folder, so the report is also kept beside it in
+``rejected-<id>/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import pandas as pd
+import tensorflow_data_validation as tfdv
+from tfx import types
+from tfx.dsl.components.base import base_executor
+from tfx.proto.orchestration import execution_result_pb2
+from tfx.types import artifact_utils, standard_artifact_utils
+from tfx.utils import io_utils
+
+from components.drift_check import drift, example_io
+from components.drift_check import spec as s
+from transforms import features as f
+
+FAILED_PRECONDITION = 9  # google.rpc.Code
+TRAIN_SPLIT = "train"
+
+
+def thresholds_from_json(text: str) -> drift.Thresholds:
+    raw = json.loads(text)
+    return drift.Thresholds(
+        numeric={k: float(v) for k, v in raw.get("numeric", {}).items()},
+        categorical={k: float(v) for k, v in raw.get("categorical", {}).items()},
+    )
+
+
+def run_check(
+    examples_uri: str,
+    splits: list[str],
+    schema_path: str,
+    thresholds: drift.Thresholds,
+    serving_log_dir: str | None,
+    max_serving_records: int,
+) -> drift.DriftReport:
+    """Read the window's examples and serving logs; compare; report.
+
+    Only positives (real events) are compared: sampled negatives follow the sampler, not
+    the users. Skew compares the training split's positives with the serving logs.
+    """
+    by_split = {split: example_io.read_examples(examples_uri, [split]) for split in splits}
+    frame = pd.concat(by_split.values(), ignore_index=True)
+    if frame.empty:
+        raise ValueError(f"no examples under {examples_uri}")
+    positives = frame[frame[f.ENGAGEMENT] > 0]
+    newest, previous, current, before = drift.split_newest_spans(positives)
+    training = by_split.get(TRAIN_SPLIT, frame)
+    return drift.compare(
+        current=current,
+        previous=before,
+        serving=example_io.read_serving_logs(serving_log_dir, max_serving_records),
+        training=training[training[f.ENGAGEMENT] > 0],
+        schema=tfdv.load_schema_text(schema_path),
+        thresholds=thresholds,
+        current_span=str(newest),
+        previous_span=None if previous is None else str(previous),
+    )
+
+
+def write_report(report: drift.DriftReport, directory: str) -> None:
+    os.makedirs(directory, exist_ok=True)
+    io_utils.write_string_file(os.path.join(directory, s.REPORT_JSON), report.to_json())
+    io_utils.write_string_file(os.path.join(directory, s.REPORT_TEXT), report.to_text())
+
+
+class Executor(base_executor.BaseExecutor):
+    """Compares spans and serving logs; fails the execution on any violation."""
+
+    def Do(
+        self,
+        input_dict: dict[str, list[types.Artifact]],
+        output_dict: dict[str, list[types.Artifact]],
+        exec_properties: dict[str, Any],
+    ) -> execution_result_pb2.ExecutorOutput | None:
+        examples = artifact_utils.get_single_instance(input_dict[s.EXAMPLES_KEY])
+        schema = artifact_utils.get_single_instance(input_dict[s.SCHEMA_KEY])
+        report_artifact = artifact_utils.get_single_instance(output_dict[s.REPORT_KEY])
+        report = run_check(
+            examples_uri=examples.uri,
+            splits=standard_artifact_utils.decode_split_names(examples.split_names),
+            schema_path=io_utils.get_only_uri_in_dir(schema.uri),
+            thresholds=thresholds_from_json(exec_properties[s.THRESHOLDS_KEY]),
+            serving_log_dir=exec_properties.get(s.SERVING_LOG_DIR_KEY) or None,
+            max_serving_records=int(exec_properties[s.MAX_SERVING_RECORDS_KEY]),
+        )
+        write_report(report, report_artifact.uri)
+        report_artifact.set_int_custom_property(s.PASSED_PROPERTY, int(report.passed))
+        report_artifact.set_string_custom_property(s.REASON_PROPERTY, report.reason)
+        if report.passed:
+            return None
+        parent, name = os.path.split(report_artifact.uri.rstrip("/"))
+        write_report(report, os.path.join(parent, f"rejected-{name}"))
+        return execution_result_pb2.ExecutorOutput(
+            execution_result=execution_result_pb2.ExecutionResult(
+                code=FAILED_PRECONDITION,
+                result_message=f"drift check failed: {report.reason}\n\n{report.to_text()}",
+            )
+        )

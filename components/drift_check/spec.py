@@ -1,0 +1,38 @@
+"""Component spec of the drift check: keys as constants and its report artifact type."""
+
+from __future__ import annotations
+
+from tfx.types import artifact, component_spec, standard_artifacts
+
+EXAMPLES_KEY = "examples"
+SCHEMA_KEY = "schema"
+REPORT_KEY = "report"
+THRESHOLDS_KEY = "thresholds_json"  # {"numeric": {feature: js}, "categorical": {feature: linf}}
+SERVING_LOG_DIR_KEY = "serving_log_dir"  # "" when there are no serving logs
+MAX_SERVING_RECORDS_KEY = "max_serving_records"
+
+REPORT_JSON = "drift_report.json"
+REPORT_TEXT = "drift_report.txt"
+PASSED_PROPERTY = "passed"
+REASON_PROPERTY = "reason"
+
+
+class DriftReport(artifact.Artifact):
+    """The drift/skew report of one run (JSON and text files in the artifact's folder)."""
+
+    TYPE_NAME = "AiqleadsDriftReport"
+
+
+class DriftCheckSpec(component_spec.ComponentSpec):
+    """Newest span vs previous span (drift) and training vs serving logs (skew)."""
+
+    PARAMETERS = {
+        THRESHOLDS_KEY: component_spec.ExecutionParameter(type=str),
+        SERVING_LOG_DIR_KEY: component_spec.ExecutionParameter(type=str),
+        MAX_SERVING_RECORDS_KEY: component_spec.ExecutionParameter(type=int),
+    }
+    INPUTS = {
+        EXAMPLES_KEY: component_spec.ChannelParameter(type=standard_artifacts.Examples),
+        SCHEMA_KEY: component_spec.ChannelParameter(type=standard_artifacts.Schema),
+    }
+    OUTPUTS = {REPORT_KEY: component_spec.ChannelParameter(type=DriftReport)}

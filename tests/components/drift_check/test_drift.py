@@ -1,0 +1,160 @@
+"""Drift/skew logic with hand-derived distances, and the executor on the tiny data set."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow_data_validation as tfdv
+from tfx.types import standard_artifacts
+
+from components.drift_check import component, drift, executor
+from components.drift_check import spec as s
+from components.example_gen import executor as example_gen_executor
+from components.example_gen import interactions
+from transforms import features as f
+
+REPO = pathlib.Path(__file__).resolve().parents[3]
+TINY = REPO / "tests" / "testdata" / "pipeline" / "tiny"
+SCHEMA = REPO / "pipeline" / "schema" / "schema.pbtxt"
+
+
+@pytest.fixture(scope="module")
+def schema():
+    return tfdv.load_schema_text(str(SCHEMA))
+
+
+def _frame(regions: list[str], prices: list[float]) -> pd.DataFrame:
+    return pd.DataFrame({f.REGION: regions, f.PRICE: prices})
+
+
+def test_linf_is_largest_frequency_change(schema):
+    # previous: a 50 %, b 50 %; current: a 100 % -> L-infinity = 0.5.
+    th = drift.Thresholds(numeric={}, categorical={f.REGION: 0.3})
+    report = drift.compare(
+        _frame(["a"] * 100, [1.0] * 100),
+        _frame(["a"] * 50 + ["b"] * 50, [1.0] * 100),
+        None,
+        None,
+        schema,
+        th,
+        "2026-01-02",
+        "2026-01-01",
+    )
+    [m] = report.measurements
+    assert (m.kind, m.feature, m.measure) == ("drift", f.REGION, drift.LINF)
+    assert m.value == pytest.approx(0.5)
+    assert not report.passed and "region" in report.reason
+
+
+def test_js_divergence_zero_for_same_and_one_for_disjoint(schema):
+    rng = np.random.default_rng(0)
+    th = drift.Thresholds(numeric={f.PRICE: 0.1}, categorical={})
+    low = list(rng.uniform(100, 200, 500))
+    same = drift.compare(
+        _frame(["a"] * 500, low), _frame(["a"] * 500, low), None, None, schema, th, "d", "p"
+    )
+    assert same.measurements[0].value == pytest.approx(0.0, abs=1e-6) and same.passed
+    high = list(rng.uniform(10_000, 20_000, 500))
+    moved = drift.compare(
+        _frame(["a"] * 500, high), _frame(["a"] * 500, low), None, None, schema, th, "d", "p"
+    )
+    assert moved.measurements[0].value == pytest.approx(1.0, abs=1e-3)
+    assert moved.measurements[0].violated
+
+
+def test_missing_values_are_ignored_and_skew_uses_logged_features(schema):
+    th = drift.Thresholds(numeric={f.PRICE: 0.5}, categorical={f.REGION: 0.3})
+    training = _frame(["a", "b"] * 50, [1.0, np.nan] * 50)
+    serving = pd.DataFrame({f.REGION: ["b"] * 10})  # logs without prices
+    report = drift.compare(training, None, serving, training, schema, th, "d", None)
+    assert [(m.kind, m.feature) for m in report.measurements] == [("skew", f.REGION)]
+    assert report.measurements[0].value == pytest.approx(0.5)
+    assert report.serving_records == 10
+    text = report.to_text()
+    assert "FAILED" in text and "skew   region" in text
+
+
+def test_unknown_drift_feature_is_rejected(schema):
+    with pytest.raises(ValueError, match="nope"):
+        drift.drift_schema(schema, drift.Thresholds(numeric={"nope": 0.1}, categorical={}))
+
+
+def _examples(tmp_path: pathlib.Path) -> standard_artifacts.Examples:
+    artifact = standard_artifacts.Examples()
+    artifact.uri = str(tmp_path / "examples")
+    example_gen_executor.generate(
+        str(TINY), artifact.uri, 4, 1, interactions.SamplingConfig(negatives_per_positive=2)
+    )
+    artifact.split_names = '["train", "eval"]'
+    return artifact
+
+
+def _schema_artifact() -> standard_artifacts.Schema:
+    artifact = standard_artifacts.Schema()
+    artifact.uri = str(SCHEMA.parent)
+    return artifact
+
+
+def _run(tmp_path, thresholds: dict, log_dir: str = ""):
+    drift_report_artifact = s.DriftReport()
+    drift_report_artifact.uri = str(tmp_path / "DriftCheck" / "report" / "7")
+    props = {
+        s.THRESHOLDS_KEY: json.dumps(thresholds),
+        s.SERVING_LOG_DIR_KEY: log_dir,
+        s.MAX_SERVING_RECORDS_KEY: 1000,
+    }
+    inputs = {s.EXAMPLES_KEY: [_examples(tmp_path)], s.SCHEMA_KEY: [_schema_artifact()]}
+    result = executor.Executor().Do(inputs, {s.REPORT_KEY: [drift_report_artifact]}, props)
+    return result, drift_report_artifact
+
+
+def test_executor_passes_and_writes_report(tmp_path):
+    # Newest tiny span (2026-01-04) vs 2026-01-03: lead_latitude moves, loose limit passes.
+    result, artifact = _run(tmp_path, {"numeric": {f.LEAD_LATITUDE: 1.0}, "categorical": {}})
+    assert result is None
+    body = json.loads((pathlib.Path(artifact.uri) / s.REPORT_JSON).read_text())
+    assert body["passed"] and body["current_span"] == "2026-01-04"
+    assert body["previous_span"] == "2026-01-03"
+    assert artifact.get_int_custom_property(s.PASSED_PROPERTY) == 1
+
+
+def test_executor_fails_execution_with_reason_on_drift(tmp_path):
+    # Positives on 2026-01-03 (U1/L4 townhouse, U1/L1 house, U2/L5 house) vs 2026-01-04
+    # (U3/L2 condo, U2/L1 house): condo share goes 0 -> 0.5, so L-infinity = 0.5.
+    result, artifact = _run(tmp_path, {"numeric": {}, "categorical": {f.PROPERTY_TYPE: 0.2}})
+    assert result.execution_result.code == executor.FAILED_PRECONDITION
+    message = result.execution_result.result_message
+    assert message.startswith("drift check failed: drift on property_type: l_infinity 0.500")
+    rejected = pathlib.Path(artifact.uri).parent / "rejected-7" / s.REPORT_TEXT
+    assert "VIOLATION" in rejected.read_text()
+
+
+def test_executor_measures_serving_skew_from_jsonl_logs(tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    lines = [json.dumps({"features": {f.REGION: "west"}, "user_id": "U1"})] * 20 + ["not json"]
+    (logs / "requests.jsonl").write_text("\n".join(lines) + "\n")
+    th = {"numeric": {}, "categorical": {f.REGION: 0.9}}
+    result, artifact = _run(tmp_path, th, log_dir=str(logs))
+    body = json.loads((pathlib.Path(artifact.uri) / s.REPORT_JSON).read_text())
+    skew = [m for m in body["measurements"] if m["kind"] == "skew"]
+    assert body["serving_records"] == 20
+    assert skew and skew[0]["value"] == pytest.approx(1.0)  # "west" never seen in training
+    assert result.execution_result.code == executor.FAILED_PRECONDITION
+
+
+def test_component_channels():
+    from tfx import types
+
+    check = component.DriftCheck(
+        examples=types.Channel(type=standard_artifacts.Examples),
+        schema=types.Channel(type=standard_artifacts.Schema),
+        numeric={f.PRICE: 0.1},
+        categorical={f.REGION: 0.2},
+    )
+    assert check.outputs[s.REPORT_KEY].type_name == "AiqleadsDriftReport"
+    assert json.loads(check.exec_properties[s.THRESHOLDS_KEY])["numeric"] == {f.PRICE: 0.1}
