@@ -1,0 +1,104 @@
+"""Small units: circuit breaker, variant assignment and label fallback, config, log rotation."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from aiqleads.errors import ConfigError
+from serving.gateway.cache import CircuitBreaker
+from serving.gateway.config import parse_config
+from serving.gateway.errors import ModelUnavailableError
+from serving.gateway.feedback_log import JsonlLog
+from serving.gateway.metrics import GatewayMetrics
+from serving.gateway.variants import VersionView, assign_variant
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_circuit_breaker_opens_with_doubling_backoff_and_allows_one_trial():
+    clock = Clock()
+    breaker = CircuitBreaker(min_backoff=0.5, max_backoff=2.0, clock=clock)
+    assert breaker.allow() and breaker.is_closed
+    breaker.record_failure()  # open for 0.5 s
+    assert not breaker.allow()
+    clock.now += 0.5
+    assert breaker.allow()  # the one trial
+    assert not breaker.allow()  # no second call while the trial runs
+    breaker.record_failure()  # open for 1.0 s
+    clock.now += 0.9
+    assert not breaker.allow()
+    clock.now += 0.1
+    assert breaker.allow()
+    breaker.record_failure()  # 2.0 s (capped)
+    clock.now += 2.0
+    assert breaker.allow()
+    breaker.record_failure()  # still 2.0 s, not 4.0
+    clock.now += 2.0
+    assert breaker.allow()
+    breaker.record_success()
+    assert breaker.is_closed and breaker.allow() and breaker.allow()
+
+
+def test_variant_assignment_is_a_deterministic_hash_split():
+    assert assign_variant("anyone", 0.0) == "stable"
+    assert assign_variant("anyone", 1.0) == "canary"
+    # sha256("alice") starts with 2bd806c9...: bucket 0x2bd806c97f0e00af / 2**64 = 0.1713...
+    assert hashlib.sha256(b"alice").hexdigest().startswith("2bd806c9")
+    assert assign_variant("alice", 0.18) == "canary"
+    assert assign_variant("alice", 0.17) == "stable"
+    users = [f"user-{i}" for i in range(2000)]
+    share = sum(assign_variant(u, 0.25) == "canary" for u in users) / len(users)
+    assert 0.22 < share < 0.28
+
+
+def test_labels_resolve_and_fall_back_to_the_latest_version_as_stable():
+    both = VersionView(latest=5, labels=(("stable", 3), ("canary", 4)))
+    assert both.resolve("stable") == ("stable", 3)
+    assert both.resolve("canary") == ("canary", 4)
+    only_stable = VersionView(latest=5, labels=(("stable", 3),))
+    assert only_stable.resolve("canary") == ("stable", 3)
+    no_labels = VersionView(latest=5)
+    assert no_labels.resolve("canary") == ("stable", 5)
+    with pytest.raises(ModelUnavailableError, match="no model version is available yet"):
+        VersionView().resolve("stable")
+
+
+def test_config_rejects_bad_values_naming_each_field():
+    with pytest.raises(ConfigError) as error:
+        parse_config(
+            {"model_servers": ("nohostport",), "canary_fraction": 1.5, "redis_url": "http://x"}
+        )
+    message = str(error.value)
+    for field in ("model_servers", "canary_fraction", "redis_url"):
+        assert field in message
+    with pytest.raises(ConfigError, match="unknown_flag"):
+        parse_config({"unknown_flag": 1})
+    config = parse_config({"model_servers": ("127.0.0.1:1", "127.0.0.1:2")})
+    assert config.grpc_target == "ipv4:127.0.0.1:1,127.0.0.1:2"
+
+
+def test_jsonl_log_rotates_by_size_and_keeps_a_capped_number_of_files(tmp_path):
+    log = JsonlLog(tmp_path, "feedback", GatewayMetrics(), max_bytes=1024, backups=2)
+    for i in range(200):
+        log.write({"n": i, "pad": "x" * 20})  # 33-35 bytes a line
+    log.close()
+    files = sorted(tmp_path.iterdir())
+    assert [f.name for f in files] == ["feedback.jsonl", "feedback.jsonl.1", "feedback.jsonl.2"]
+    assert all(f.stat().st_size <= 1024 for f in files)
+    newest = [
+        json.loads(line)["n"] for line in (tmp_path / "feedback.jsonl").read_text().splitlines()
+    ]
+    assert newest[-1] == 199
+    kept = sum(len(f.read_text().splitlines()) for f in files)
+    assert kept < 200  # the oldest records were dropped with the oldest file
+    older = [json.loads(x)["n"] for x in (tmp_path / "feedback.jsonl.1").read_text().splitlines()]
+    assert older[-1] + 1 == newest[0]  # no record lost between rotations
