@@ -18,6 +18,7 @@ COMMANDS = (
     ("aiqleads.commands.data", "data"),
     ("aiqleads.commands.serve", "serve"),
     ("aiqleads.commands.serve", "recommend"),
+    ("aiqleads.commands.kfp", "kfp"),
 )
 
 
