@@ -173,7 +173,7 @@ def _request_tensors(body: dict, signature, rows: bool) -> dict:
             columns = {next(iter(inputs)): given}
         else:
             raise InvalidRequestError(f"inputs must be an object with {', '.join(inputs)}")
-    missing = [name for name in inputs if name not in columns or None in _flat(columns[name])]
+    missing = sorted(n for n in inputs if n not in columns or None in _flat(columns[n]))
     if missing:
         raise InvalidRequestError(f"missing input(s): {', '.join(missing)}")
     unknown = sorted(set(columns) - set(inputs))
