@@ -167,6 +167,8 @@ def workload_patches(settings: ServingSettings) -> list[dict]:
         f"--redis-url={redis_url}",
         f"--model-server={ENVOY_INTERNAL_SERVICE}:{env.model_listener_port}",
         f"--model-name={settings.model_name}",
+        f"--cache-ttl-seconds={gw.cache_ttl_seconds}",
+        f"--canary-fraction={gw.canary_fraction}",
     ]
     envoy_args = ["-c", ENVOY_CONFIG_PATH, f"--concurrency={env.concurrency}", "--log-level=info"]
     redis_args = [

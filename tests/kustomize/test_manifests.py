@@ -275,6 +275,31 @@ def test_gateway_runs_the_project_image_and_reads_the_password_from_the_secret(b
     assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
 
 
+def test_gateway_arguments_are_accepted_by_the_gateway(built):
+    from serving.gateway.__main__ import main as gateway_main
+    from serving.gateway.config import parse_config
+
+    for overlay, path in built.items():
+        settings = load_settings(KUSTOMIZE / "overlays" / overlay / "serving.yaml")
+        pod = _one(_objects(path), "Deployment", "aiqleads-gateway")["spec"]["template"]["spec"]
+        args = [a.replace("$(REDIS_PASSWORD)", "0123abcd") for a in pod["containers"][0]["args"]]
+        params = dict(gateway_main.make_context("gateway", args).params)
+        params["model_servers"] = tuple(params["model_servers"])
+        config = parse_config(params)
+        assert config.host == "0.0.0.0"
+        assert (config.rest_port, config.grpc_port) == (
+            settings.gateways.rest_port,
+            settings.gateways.grpc_port,
+        )
+        assert config.model_servers == (
+            f"aiqleads-envoy-internal:{settings.envoy.model_listener_port}",
+        )
+        assert config.redis_url == "redis://:0123abcd@aiqleads-redis:6379/0"
+        assert config.cache_ttl_seconds == settings.gateways.cache_ttl_seconds
+        ports = {p["name"]: p["containerPort"] for p in pod["containers"][0]["ports"]}
+        assert ports == {"rest": config.rest_port, "grpc": config.grpc_port}
+
+
 def test_no_secret_literal_is_committed(built):
     tracked = subprocess.run(
         ["git", "ls-files", "-z"], cwd=REPO, capture_output=True, text=True, check=True
