@@ -1,0 +1,73 @@
+"""The TFMA evaluation config: ranking metrics per user, AUC, slices and the push gate.
+
+The gate blesses a candidate when, on the overall slice, AUC and NDCG@k reach their value
+thresholds and AUC does not drop by more than ``max_auc_drop`` against the latest blessed
+model (the change threshold is skipped on the first run, when there is no baseline).
+"""
+
+from __future__ import annotations
+
+import json
+
+import tensorflow_model_analysis as tfma
+
+from pipeline import ranking_metrics
+from pipeline.config import EvaluatorConfig
+from transforms import features as f
+
+SERVING_SIGNATURE = "serving_default"
+SLICE_FEATURES = (f.REGION, f.PROPERTY_TYPE, f.PRICE_BAND)
+NDCG_NAME = "ndcg"
+METRICS_MODULE = ranking_metrics.__name__
+
+
+def _config(**kwargs: object) -> str:
+    """TFMA metric configs are JSON objects without the outer braces."""
+    return json.dumps(kwargs)[1:-1]
+
+
+def build_eval_config(cfg: EvaluatorConfig) -> tfma.EvalConfig:
+    """Model spec on the raw-example signature, label ``engagement``, metrics and slices."""
+    higher = tfma.MetricDirection.HIGHER_IS_BETTER
+    auc_threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": cfg.min_auc}),
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=higher, absolute={"value": -cfg.max_auc_drop}
+        ),
+    )
+    ndcg_threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": cfg.min_ndcg})
+    )
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(signature_name=SERVING_SIGNATURE, label_key=f.ENGAGEMENT)],
+        slicing_specs=[tfma.SlicingSpec()]
+        + [tfma.SlicingSpec(feature_keys=[key]) for key in SLICE_FEATURES],
+        metrics_specs=[
+            tfma.MetricsSpec(
+                metrics=[
+                    tfma.MetricConfig(class_name="ExampleCount"),
+                    tfma.MetricConfig(
+                        class_name=ranking_metrics.EngagementAUC.__name__,
+                        module=METRICS_MODULE,
+                        config=_config(gain_key=f.ENGAGEMENT),
+                        threshold=auc_threshold,
+                    ),
+                ]
+            ),
+            tfma.MetricsSpec(
+                query_key=f.USER_ID,
+                metrics=[
+                    tfma.MetricConfig(
+                        class_name="NDCG",
+                        config=_config(gain_key=f.ENGAGEMENT, top_k_list=[cfg.top_k]),
+                        threshold=ndcg_threshold,
+                    ),
+                    tfma.MetricConfig(
+                        class_name=ranking_metrics.TopKRanking.__name__,
+                        module=METRICS_MODULE,
+                        config=_config(gain_key=f.ENGAGEMENT, top_k=cfg.top_k),
+                    ),
+                ],
+            ),
+        ],
+    )

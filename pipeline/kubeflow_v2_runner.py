@@ -1,0 +1,126 @@
+"""Compile the pipeline for Kubeflow Pipelines 2.x with TFX's KubeflowV2DagRunner.
+
+The same ``create_pipeline(config)`` the local runner runs is compiled here into a KFP
+``PipelineSpec`` YAML (schema 2.1.0), the package format ``kfp.Client.upload_pipeline``
+and the KFP UI accept. Orchestrator choices are configuration:
+
+- the container image, the pipeline root and the KFP endpoint come from ``KfpSettings``
+  (``pipeline/kfp_client.py``);
+- the Beam arguments (DirectRunner, DataflowRunner, FlinkRunner, SparkRunner through the
+  portable runner) come from the pipeline config's ``beam_args``.
+
+The compiled spec also declares a ``trigger_reason`` string input (default ``manual``)
+so that every run records why it was started.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from typing import Any
+
+import yaml
+
+from aiqleads.errors import ConfigError
+from pipeline.config import PipelineConfig
+from pipeline.kfp_client import TRIGGER_REASON_PARAMETER, KfpSettings
+
+# The container command TFX's v2 launcher runs in every step (Dockerfile ENTRYPOINT too).
+TFX_V2_ENTRYPOINT = (
+    "python",
+    "-m",
+    "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor",
+)
+DEFAULT_PACKAGE = pathlib.Path("runs") / "kfp" / "aiqleads_pipeline.yaml"
+DEFAULT_REASON = "manual"
+
+
+@dataclasses.dataclass(frozen=True)
+class Compiled:
+    path: pathlib.Path
+    pipeline_name: str
+    tasks: tuple[str, ...]
+    image: str
+    pipeline_root: str
+    beam_args: tuple[str, ...]
+
+
+def build_pipeline_spec(config: PipelineConfig, kfp_settings: KfpSettings) -> dict[str, Any]:
+    """The KFP ``PipelineSpec`` of ``create_pipeline(config)`` as a JSON-style dict."""
+    from tfx import v1 as tfx  # heavy: TensorFlow and Beam load here
+
+    from pipeline.pipeline import create_pipeline
+
+    # Runs on the cluster write under the KFP pipeline root, not the local runs/ folder;
+    # KFP keeps its own metadata, so no metadata connection.
+    tfx_pipeline = create_pipeline(
+        config,
+        beam_pipeline_args=list(config.beam_args),
+        pipeline_root=kfp_settings.pipeline_root,
+    )
+    runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
+        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
+            display_name=kfp_settings.pipeline_name,
+            default_image=kfp_settings.image,
+            default_commands=list(TFX_V2_ENTRYPOINT),
+            use_pipeline_spec_2_1=True,
+        )
+    )
+    job = runner.run(tfx_pipeline, write_out=False)
+    spec = job["pipelineSpec"]
+    spec["defaultPipelineRoot"] = kfp_settings.pipeline_root
+    root_inputs = spec["root"].setdefault("inputDefinitions", {}).setdefault("parameters", {})
+    if TRIGGER_REASON_PARAMETER in root_inputs:
+        raise ConfigError(f"the pipeline already defines a {TRIGGER_REASON_PARAMETER!r} input")
+    root_inputs[TRIGGER_REASON_PARAMETER] = {
+        "parameterType": "STRING",
+        "defaultValue": DEFAULT_REASON,
+        "isOptional": True,
+    }
+    # Runtime parameter defaults of the TFX pipeline become the spec's input defaults.
+    for name, value in job.get("runtimeConfig", {}).get("parameterValues", {}).items():
+        if name in root_inputs and "defaultValue" not in root_inputs[name]:
+            root_inputs[name]["defaultValue"] = value
+    check_pipeline_spec(spec)
+    return spec
+
+
+def check_pipeline_spec(spec: dict[str, Any]) -> None:
+    """Parse the spec with KFP's own protos: a malformed spec fails here, not on upload."""
+    from google.protobuf import json_format
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    try:
+        json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())
+    except json_format.ParseError as e:
+        raise ConfigError(f"the compiled pipeline is not a valid KFP PipelineSpec: {e}") from e
+
+
+def render_package(spec: dict[str, Any]) -> str:
+    """YAML text of the package, with a short header (KFP's compiler writes one too)."""
+    header = (
+        "# PIPELINE DEFINITION\n"
+        f"# Name: {spec['pipelineInfo']['name']}\n"
+        "# Compiled by `aiqleads pipeline compile` (TFX KubeflowV2DagRunner).\n"
+    )
+    return header + yaml.safe_dump(spec, sort_keys=True)
+
+
+def compile_pipeline(
+    config: PipelineConfig, kfp_settings: KfpSettings, out: pathlib.Path
+) -> Compiled:
+    """Compile and write the package to ``out`` (a ``.yaml`` file)."""
+    out = pathlib.Path(out)
+    if out.suffix not in (".yaml", ".yml"):
+        raise ConfigError(f"the package is a .yaml file, got {out}")
+    spec = build_pipeline_spec(config, kfp_settings)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render_package(spec))
+    return Compiled(
+        path=out,
+        pipeline_name=spec["pipelineInfo"]["name"],
+        tasks=tuple(sorted(spec["root"]["dag"]["tasks"])),
+        image=kfp_settings.image,
+        pipeline_root=kfp_settings.pipeline_root,
+        beam_args=tuple(config.beam_args),
+    )

@@ -1,0 +1,142 @@
+"""Run the pipeline on this machine: LocalDagRunner, MLMD in SQLite, Beam DirectRunner.
+
+Prints a line when each component starts and ends (cached or run, with its wall time) and
+returns a summary read back from MLMD. A failed component raises ``PipelineRunFailed``
+naming the component and its reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+
+from tfx import v1 as tfx
+
+from aiqleads.errors import AiqleadsError
+from pipeline import pipeline as wiring
+from pipeline import run_report
+from pipeline.config import PipelineConfig
+
+
+class PipelineRunFailed(AiqleadsError):
+    """A component failed; the message names it and says why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSummary:
+    run_id: str | None
+    runs: list[run_report.ComponentRun]
+    drift_report_uri: str | None
+    evaluation_uri: str | None
+    blessing_uri: str | None
+    pushed_to: str | None
+    seconds: float
+
+
+class _ProgressHandler(logging.Handler):
+    """Turns the runner's "Component X is running/finished" log lines into progress lines."""
+
+    def __init__(self, total: int, say: Callable[[str], None]) -> None:
+        super().__init__(level=logging.INFO)
+        self._total, self._say = total, say
+        self._started: dict[str, float] = {}
+        self._cached: set[str] = set()
+        self._current: str | None = None
+        self._done = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.msg if isinstance(record.msg, str) else ""
+        if msg == "Component %s is running." and record.args:
+            self._current = str(record.args[0])
+            self._started[self._current] = time.perf_counter()
+            self._say(f"[{self._done + 1}/{self._total}] {self._current} ...")
+        elif msg.startswith("A cached execution") and self._current:
+            self._cached.add(self._current)
+        elif msg == "Component %s is finished." and record.args:
+            node = str(record.args[0])
+            self._done += 1
+            took = time.perf_counter() - self._started.get(node, time.perf_counter())
+            how = "cached" if node in self._cached else "done"
+            self._say(f"[{self._done}/{self._total}] {node} {how} in {took:.1f}s")
+
+
+def run(
+    config: PipelineConfig,
+    stage: str = "push",
+    say: Callable[[str], None] = print,
+) -> RunSummary:
+    """Build and run the pipeline for ``config``; return what happened."""
+    config.metadata_path.parent.mkdir(parents=True, exist_ok=True)
+    config.pipeline_root.mkdir(parents=True, exist_ok=True)
+    metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(
+        str(config.metadata_path)
+    )
+    pipeline = wiring.create_pipeline(config, metadata_connection_config=metadata, stage=stage)
+    handler = _ProgressHandler(len(pipeline.components), say)
+    absl_logger = logging.getLogger("absl")
+    warnings_to_stderr = logging.StreamHandler()
+    warnings_to_stderr.setLevel(logging.WARNING)
+    saved = (absl_logger.level, absl_logger.propagate)
+    absl_logger.addHandler(handler)
+    absl_logger.addHandler(warnings_to_stderr)
+    absl_logger.setLevel(logging.INFO)
+    absl_logger.propagate = False  # the runner's INFO chatter becomes progress lines
+    started = time.perf_counter()
+    error: Exception | None = None
+    try:
+        tfx.orchestration.LocalDagRunner().run(pipeline)
+    except Exception as e:  # noqa: BLE001 - any component failure: report it from MLMD
+        error = e
+    finally:
+        absl_logger.removeHandler(handler)
+        absl_logger.removeHandler(warnings_to_stderr)
+        absl_logger.setLevel(saved[0])
+        absl_logger.propagate = saved[1]
+    summary = summarize(config, time.perf_counter() - started)
+    if error is not None:
+        failed = [r for r in summary.runs if r.state == "FAILED"]
+        if failed:
+            reason = failed[-1].message.strip().splitlines()[0] if failed[-1].message else ""
+            reason = reason or f"{type(error).__name__}: {str(error).splitlines()[0]}"
+            raise PipelineRunFailed(f"{failed[-1].component} failed: {reason}") from error
+        raise PipelineRunFailed(f"pipeline run failed: {type(error).__name__}: {error}") from error
+    return summary
+
+
+def summarize(config: PipelineConfig, seconds: float) -> RunSummary:
+    """What the latest run of ``config``'s pipeline did, from MLMD."""
+    store = run_report.connect(config.metadata_path)
+    run_id = run_report.latest_run_id(store, config.name)
+    runs = run_report.component_runs(store, config.name, run_id) if run_id else []
+    return RunSummary(
+        run_id=run_id,
+        runs=runs,
+        drift_report_uri=run_report.artifact_uri(store, runs, wiring.DRIFT_CHECK),
+        evaluation_uri=_evaluation_uri(store, runs),
+        blessing_uri=_blessing_uri(store, runs),
+        pushed_to=run_report.pushed_model(store, runs, wiring.PUSHER),
+        seconds=seconds,
+    )
+
+
+def _evaluator_artifacts(store, runs):
+    for r in runs:
+        if r.component == wiring.EVALUATOR and r.state in ("COMPLETE", "CACHED"):
+            return run_report.output_artifacts(store, r.execution_id)
+    return []
+
+
+def _evaluation_uri(store, runs) -> str | None:
+    for artifact in _evaluator_artifacts(store, runs):
+        if artifact.uri.rstrip("/").split("/")[-2] == "evaluation":
+            return artifact.uri
+    return None
+
+
+def _blessing_uri(store, runs) -> str | None:
+    for artifact in _evaluator_artifacts(store, runs):
+        if artifact.uri.rstrip("/").split("/")[-2] == "blessing":
+            return artifact.uri
+    return None

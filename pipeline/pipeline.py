@@ -1,0 +1,176 @@
+"""``create_pipeline(config)``: the TFX pipeline wiring, nothing else (DESIGN.md section 1).
+
+ExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator -> DriftCheck ->
+Transform -> Trainer -> Resolver (latest blessed model) -> Evaluator ->
+ServingSmokeValidation -> Pusher. Orchestrator-specific inputs (pipeline root, metadata
+connection, Beam arguments) come in as arguments, so the local and Kubeflow runners share it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import pathlib
+from typing import Any
+
+from tfx import v1 as tfx
+
+from components.drift_check.component import DriftCheck
+from components.example_gen import window
+from components.example_gen.component import InteractionExampleGen
+from pipeline import eval_config
+from pipeline.config import PipelineConfig
+
+SCHEMA_PATH = pathlib.Path(__file__).resolve().parent / "schema" / "schema.pbtxt"
+PREPROCESSING_FN = "transforms.preprocessing.preprocessing_fn"
+RUN_FN = "components.trainer.run_fn.run_fn"
+
+# Component ids, in run order (also the progress and benchmark labels).
+EXAMPLE_GEN = "InteractionExampleGen"
+STATISTICS_GEN = "StatisticsGen"
+SCHEMA_GEN = "ImportSchemaGen"
+EXAMPLE_VALIDATOR = "ExampleValidator"
+DRIFT_CHECK = "DriftCheck"
+TRANSFORM = "Transform"
+TRAINER = "Trainer"
+RESOLVER = "latest_blessed_model_resolver"
+EVALUATOR = "Evaluator"
+SMOKE = "ServingSmokeValidation"
+PUSHER = "Pusher"
+
+STAGES = ("drift_check", "transform", "push")
+"""How far to wire: ``push`` is the product; the shorter ones serve development and tests."""
+
+
+def window_inputs(config: PipelineConfig) -> tuple[str, str]:
+    """(fingerprint, as_of ISO date) of the window the run will read.
+
+    Computed where the pipeline is built: the fingerprint keys ExampleGen's cache, and the
+    Trainer builds its serving snapshots as of the window's last span.
+    """
+    days = window.select_window(config.data_path, config.example_gen.window_spans, config.as_of)
+    return window.fingerprint(config.data_path, days), days[-1].isoformat()
+
+
+def trainer_custom_config(config: PipelineConfig, as_of: str) -> dict[str, Any]:
+    """What ``run_fn`` receives as ``custom_config``."""
+    return {
+        "data_root": str(config.data_path),
+        "as_of": as_of,
+        "latency_budget_ms": config.smoke.latency_budget_ms,
+        **config.trainer.hyperparameters,
+    }
+
+
+def create_pipeline(
+    config: PipelineConfig,
+    metadata_connection_config: Any | None = None,
+    beam_pipeline_args: list[str] | None = None,
+    pipeline_root: str | None = None,
+    stage: str = "push",
+    as_of: dt.date | None = None,
+) -> tfx.dsl.Pipeline:
+    """The pipeline for ``config``; ``stage`` stops the wiring early (see ``STAGES``)."""
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+    if as_of is not None:
+        config = config.with_overrides(as_of=as_of)
+    fingerprint, window_end = window_inputs(config)
+    eg = config.example_gen
+
+    example_gen = InteractionExampleGen(
+        data_root=str(config.data_path),
+        window_spans=eg.window_spans,
+        eval_days=eg.eval_days,
+        input_fingerprint=fingerprint,
+        negatives_per_positive=eg.negatives_per_positive,
+        hard_fraction=eg.hard_fraction,
+        seed=eg.seed,
+        as_of=window_end,
+    ).with_id(EXAMPLE_GEN)
+    examples = example_gen.outputs["examples"]
+    statistics_gen = tfx.components.StatisticsGen(examples=examples).with_id(STATISTICS_GEN)
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=str(SCHEMA_PATH)).with_id(SCHEMA_GEN)
+    schema = schema_gen.outputs["schema"]
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema
+    ).with_id(EXAMPLE_VALIDATOR)
+    components: list[Any] = [example_gen, statistics_gen, schema_gen, example_validator]
+
+    gate: Any = example_validator
+    if config.drift.enabled:
+        drift_check = DriftCheck(
+            examples=examples,
+            schema=schema,
+            numeric=dict(config.drift.numeric),
+            categorical=dict(config.drift.categorical),
+            serving_log_dir=(
+                str(config.path(config.drift.serving_log_dir))
+                if config.drift.serving_log_dir
+                else None
+            ),
+            max_serving_records=config.drift.max_serving_records,
+        ).with_id(DRIFT_CHECK)
+        drift_check.add_upstream_node(example_validator)
+        components.append(drift_check)
+        gate = drift_check
+
+    if stage != "drift_check":
+        transform = tfx.components.Transform(
+            examples=examples, schema=schema, preprocessing_fn=PREPROCESSING_FN
+        ).with_id(TRANSFORM)
+        # Training data never passes a failed drift check, nor an unvalidated window.
+        transform.add_upstream_node(gate)
+        components.append(transform)
+
+    if stage == "push":
+        components += _train_evaluate_push(config, examples, schema, transform, window_end)
+
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.name,
+        pipeline_root=pipeline_root or str(config.pipeline_root),
+        components=components,
+        enable_cache=config.enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=list(beam_pipeline_args or config.beam_args),
+    )
+
+
+def _train_evaluate_push(config, examples, schema, transform, window_end) -> list[Any]:
+    # Imported here: the model helper's packages are only needed for the full pipeline.
+    from components.serving_smoke.component import ServingSmokeValidation
+
+    trainer = tfx.components.Trainer(
+        run_fn=RUN_FN,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema,
+        train_args=tfx.proto.TrainArgs(num_steps=config.trainer.train_steps),
+        eval_args=tfx.proto.EvalArgs(num_steps=config.trainer.eval_steps),
+        custom_config=trainer_custom_config(config, window_end),
+    ).with_id(TRAINER)
+    resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id(RESOLVER)
+    evaluator = tfx.components.Evaluator(
+        examples=examples,
+        model=trainer.outputs["model"],
+        baseline_model=resolver.outputs["model"],
+        eval_config=eval_config.build_eval_config(config.evaluator),
+    ).with_id(EVALUATOR)
+    smoke = ServingSmokeValidation(
+        model=trainer.outputs["model"],
+        blessing=evaluator.outputs["blessing"],
+        latency_budget_ms=config.smoke.latency_budget_ms,
+    ).with_id(SMOKE)
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=smoke.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(
+                base_directory=str(config.serving_model_path)
+            )
+        ),
+    ).with_id(PUSHER)
+    return [trainer, resolver, evaluator, smoke, pusher]

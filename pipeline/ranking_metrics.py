@@ -1,0 +1,231 @@
+"""TFMA metrics for lead ranking: top-k hit rate, precision and recall per user, and AUC of
+"engaged vs not" on the graded engagement label.
+
+TFMA ships NDCG but no per-query hit rate/precision/recall, and its binary metrics expect a
+0/1 label; the label here is 0..4 (``transforms.features.ENGAGEMENT``), engaged meaning > 0.
+Query metrics need ``query_key`` (the user id) in their ``MetricsSpec``: TFMA then hands each
+combiner all eval examples of one user at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import apache_beam as beam
+import numpy as np
+from tensorflow_model_analysis.metrics import metric_types, metric_util
+from tensorflow_model_analysis.proto import config_pb2
+from tensorflow_model_analysis.utils import util
+
+from transforms import features as f
+
+HIT_RATE = "hit_rate"
+PRECISION = "precision"
+RECALL = "recall"
+AUC_NAME = "engagement_auc"
+
+
+def metric_name(kind: str, top_k: int) -> str:
+    """``hit_rate@10`` and friends: the names the evaluation table and thresholds use."""
+    return f"{kind}@{top_k}"
+
+
+def _predictions(element, eval_config, model_name, output_name, example_weighted):
+    _, predictions, weight = next(
+        metric_util.to_label_prediction_example_weight(
+            element,
+            eval_config=eval_config,
+            model_name=model_name,
+            output_name=output_name,
+            example_weighted=example_weighted,
+            flatten=False,
+            require_single_example_weight=True,
+        )
+    )
+    return np.asarray(predictions, dtype=float).reshape(-1), float(weight)
+
+
+class _TopKCombiner(beam.CombineFn):
+    """Sums per-user hit, precision and recall at k over users with a relevant lead."""
+
+    def __init__(
+        self, keys, eval_config, model_name, output_name, example_weighted, gain_key, top_k
+    ):
+        self._keys = keys  # hit, precision, recall
+        self._eval_config = eval_config
+        self._model_name = model_name
+        self._output_name = output_name
+        self._example_weighted = example_weighted
+        self._gain_key = gain_key
+        self._top_k = top_k
+
+    def create_accumulator(self) -> list[float]:
+        return [0.0, 0.0, 0.0, 0.0]  # hit, precision, recall, users
+
+    def add_input(self, acc: list[float], element) -> list[float]:
+        scores, weight = _predictions(
+            element, self._eval_config, self._model_name, self._output_name, self._example_weighted
+        )
+        gains = util.get_by_keys(element.combined_features, [self._gain_key]).reshape(-1)
+        if gains.size != scores.size:
+            raise ValueError(f"{self._gain_key} has {gains.size} values for {scores.size} scores")
+        relevant = gains > 0
+        n_relevant = int(relevant.sum())
+        if n_relevant == 0 or weight <= 0:
+            return acc
+        order = np.argsort(-scores, kind="stable")[: self._top_k]
+        found = int(relevant[order].sum())
+        acc[0] += weight * (found > 0)
+        acc[1] += weight * found / self._top_k
+        acc[2] += weight * found / n_relevant
+        acc[3] += weight
+        return acc
+
+    def merge_accumulators(self, accumulators: Iterable[list[float]]) -> list[float]:
+        total = [0.0, 0.0, 0.0, 0.0]
+        for acc in accumulators:
+            total = [a + b for a, b in zip(total, acc, strict=True)]
+        return total
+
+    def extract_output(self, acc: list[float]) -> dict:
+        users = acc[3]
+        return {
+            key: (acc[i] / users if users else float("nan")) for i, key in enumerate(self._keys)
+        }
+
+
+def _top_k_ranking(
+    gain_key: str = f.ENGAGEMENT,
+    top_k: int = 10,
+    name: str = "top_k_ranking",
+    eval_config: config_pb2.EvalConfig | None = None,
+    model_names: list[str] | None = None,
+    output_names: list[str] | None = None,
+    example_weighted: bool = False,
+    query_key: str = "",
+) -> metric_types.MetricComputations:
+    if not query_key:
+        raise ValueError("TopKRanking needs query_key (the user id) in its MetricsSpec")
+    computations = []
+    for model_name in model_names or [""]:
+        for output_name in output_names or [""]:
+            keys = [
+                metric_types.MetricKey(
+                    metric_name(kind, top_k),
+                    model_name=model_name,
+                    output_name=output_name,
+                    example_weighted=example_weighted,
+                )
+                for kind in (HIT_RATE, PRECISION, RECALL)
+            ]
+            computations.append(
+                metric_types.MetricComputation(
+                    keys=keys,
+                    preprocessors=[
+                        metric_types.CombinedFeaturePreprocessor(feature_keys=[query_key, gain_key])
+                    ],
+                    combiner=_TopKCombiner(
+                        keys,
+                        eval_config,
+                        model_name,
+                        output_name,
+                        example_weighted,
+                        gain_key,
+                        top_k,
+                    ),
+                )
+            )
+    return computations
+
+
+class TopKRanking(metric_types.Metric):
+    """hit_rate@k, precision@k and recall@k per user (relevant: ``gain_key`` > 0)."""
+
+    def __init__(self, gain_key: str = f.ENGAGEMENT, top_k: int = 10, name: str = "top_k_ranking"):
+        super().__init__(_top_k_ranking, gain_key=gain_key, top_k=top_k, name=name)
+
+
+metric_types.register_metric(TopKRanking)
+
+
+def auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Exact ROC AUC with ties counted half (Mann-Whitney U)."""
+    scores = np.asarray(scores, dtype=float)
+    positive = np.asarray(positive, dtype=bool)
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores), dtype=float)
+    sorted_scores = scores[order]
+    # Average ranks over ties.
+    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    avg = first + (counts + 1) / 2.0
+    ranks[order] = np.repeat(avg, counts)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+class _AUCCombiner(beam.CombineFn):
+    """Collects (score, engaged) pairs; the eval split is small enough to rank exactly."""
+
+    def __init__(self, key, eval_config, model_name, output_name, gain_key):
+        self._key = key
+        self._eval_config = eval_config
+        self._model_name = model_name
+        self._output_name = output_name
+        self._gain_key = gain_key
+
+    def create_accumulator(self) -> tuple[list, list]:
+        return [], []
+
+    def add_input(self, acc, element):
+        scores, _ = _predictions(
+            element, self._eval_config, self._model_name, self._output_name, False
+        )
+        gains = util.get_by_keys(element.combined_features, [self._gain_key]).reshape(-1)
+        acc[0].extend(scores.tolist())
+        acc[1].extend((gains > 0).tolist())
+        return acc
+
+    def merge_accumulators(self, accumulators):
+        scores, labels = [], []
+        for acc in accumulators:
+            scores.extend(acc[0])
+            labels.extend(acc[1])
+        return scores, labels
+
+    def extract_output(self, acc) -> dict:
+        return {self._key: auc(np.asarray(acc[0]), np.asarray(acc[1]))}
+
+
+def _engagement_auc(
+    gain_key: str = f.ENGAGEMENT,
+    name: str = AUC_NAME,
+    eval_config: config_pb2.EvalConfig | None = None,
+    model_names: list[str] | None = None,
+    output_names: list[str] | None = None,
+) -> metric_types.MetricComputations:
+    computations = []
+    for model_name in model_names or [""]:
+        for output_name in output_names or [""]:
+            key = metric_types.MetricKey(name, model_name=model_name, output_name=output_name)
+            computations.append(
+                metric_types.MetricComputation(
+                    keys=[key],
+                    preprocessors=[
+                        metric_types.CombinedFeaturePreprocessor(feature_keys=[gain_key])
+                    ],
+                    combiner=_AUCCombiner(key, eval_config, model_name, output_name, gain_key),
+                )
+            )
+    return computations
+
+
+class EngagementAUC(metric_types.Metric):
+    """ROC AUC of the score for "engaged" (``gain_key`` > 0) against sampled negatives."""
+
+    def __init__(self, gain_key: str = f.ENGAGEMENT, name: str = AUC_NAME):
+        super().__init__(_engagement_auc, gain_key=gain_key, name=name)
+
+
+metric_types.register_metric(EngagementAUC)
