@@ -122,7 +122,7 @@ class PredictPassThrough:
         if signature_name not in signatures:
             raise InvalidRequestError(
                 f"serving signature {signature_name!r} not found; the model has "
-                f"{', '.join(sorted(signatures))}"
+                f"{', '.join(sorted(n for n in signatures if not n.startswith('__')))}"
             )
         return signatures[signature_name]
 
