@@ -150,7 +150,7 @@ def validate(root, quarantine) -> None:
     finally:
         bar.close()
     for contract, (rows, bad) in report.rows_by_contract().items():
-        files = sum(1 for t in report.tables if t.contract == contract)
+        files = sum(t.files for t in report.tables if t.contract == contract)
         suffix = f", {bad:,} quarantined" if bad else ""
         click.echo(f"  {contract:<7} {files:>5} file(s) {rows - bad:>10,} good rows{suffix}")
     for v in report.violations[:10]:

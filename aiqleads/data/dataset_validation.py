@@ -16,7 +16,14 @@ import pandas as pd
 
 from aiqleads import contracts, layout
 from aiqleads.data import io
-from aiqleads.data.validate import TableReport, Violation, validate_frame, write_quarantine
+from aiqleads.data.validate import (
+    TableReport,
+    Violation,
+    check_columns,
+    quarantine_path_for,
+    validate_frame,
+    write_quarantine,
+)
 from aiqleads.errors import DataError
 
 
@@ -48,33 +55,60 @@ class DatasetReport:
         return [v for t in self.tables for v in t.violations]
 
 
+def _known(values: pd.Series, ids: set[str]) -> np.ndarray:
+    return np.fromiter((v in ids for v in values), dtype=bool, count=len(values))
+
+
 def _span_checks(
     frame: pd.DataFrame,
     contract: contracts.Contract,
-    day: str,
+    day_of_row: np.ndarray,
     user_ids: set[str],
     lead_ids: set[str],
-    seen_events: set[str],
 ) -> list[tuple[str, np.ndarray, str]]:
     if contract is contracts.MARKET:
         if contracts.DATE not in frame.columns:
             return []
-        wrong_day = (frame[contracts.DATE] != day).to_numpy()
-        return [(contracts.DATE, wrong_day, f"not the span's day {day}")]
+        wrong_day = frame[contracts.DATE].to_numpy(object) != day_of_row
+        return [(contracts.DATE, wrong_day, "not the day of the span folder")]
     checks = []
     if contracts.TIMESTAMP in frame.columns:
-        wrong_day = (frame[contracts.TIMESTAMP].str.slice(0, 10) != day).to_numpy()
-        checks.append((contracts.TIMESTAMP, wrong_day, f"not on the span's day {day}"))
+        wrong_day = frame[contracts.TIMESTAMP].str.slice(0, 10).to_numpy(object) != day_of_row
+        checks.append((contracts.TIMESTAMP, wrong_day, "not on the day of the span folder"))
     if contracts.USER_ID in frame.columns:
-        unknown = ~frame[contracts.USER_ID].isin(user_ids).to_numpy()
+        unknown = ~_known(frame[contracts.USER_ID], user_ids)
         checks.append((contracts.USER_ID, unknown, "no such user in users.csv"))
     if contracts.LEAD_ID in frame.columns:
-        unknown = ~frame[contracts.LEAD_ID].isin(lead_ids).to_numpy()
+        unknown = ~_known(frame[contracts.LEAD_ID], lead_ids)
         checks.append((contracts.LEAD_ID, unknown, "no such lead in leads.csv"))
-    if contracts.EVENT_ID in frame.columns and seen_events:
-        reused = frame[contracts.EVENT_ID].isin(seen_events).to_numpy()
-        checks.append((contracts.EVENT_ID, reused, "event id already used in an earlier span"))
     return checks
+
+
+def _read_spans(root: pathlib.Path, contract: contracts.Contract, progress):
+    """All span files of ``contract`` as one text frame, with each row's file, line, day."""
+    frames, names, file_of, line_of, day_of = [], [], [], [], []
+    for i, day in enumerate(layout.list_spans(root)):
+        path = layout.table_path(root, contract, day)
+        if not path.is_file():
+            raise DataError(f"{path}: missing; every span folder holds {contract.file_name}")
+        if progress:
+            progress(str(path.relative_to(root)))
+        frame = io.read_text_table(path)
+        check_columns([str(c) for c in frame.columns], contract, str(path))
+        frames.append(frame)
+        names.append(path)
+        file_of.append(np.full(len(frame), i, dtype=np.int64))
+        line_of.append(np.arange(len(frame), dtype=np.int64) + 2)
+        day_of.append(np.full(len(frame), layout.span_name(day), dtype=object))
+    if not frames:
+        return (
+            pd.DataFrame(columns=list(contract.columns)),
+            [],
+            (np.zeros(0, np.int64),) * 2,
+            np.zeros(0, object),
+        )
+    joined = pd.concat(frames, ignore_index=True)
+    return joined, names, (np.concatenate(file_of), np.concatenate(line_of)), np.concatenate(day_of)
 
 
 def validate_dataset(
@@ -86,43 +120,58 @@ def validate_dataset(
 
     Without ``quarantine`` a DataError names the first violations (after all files were
     checked, so its counts are complete). With it, each file's bad rows move to its
-    quarantine file and the file keeps its good rows.
+    quarantine file and the file keeps its good rows. Span files of one contract are checked
+    together, so an event id is unique across the whole data set.
     """
     root = io.check_dataset_dir(pathlib.Path(root))
     report = DatasetReport(root=root)
 
-    def check(path: pathlib.Path, contract, frame=None, extra=None) -> TableReport:
+    def check_table(contract) -> TableReport:
+        path = layout.table_path(root, contract)
         if progress:
             progress(str(path.relative_to(root)))
-        frame = io.read_text_table(path) if frame is None else frame
-        result = validate_frame(frame, contract, source=str(path), extra_checks=extra)
+        result = validate_frame(io.read_text_table(path), contract, source=str(path))
         if quarantine:
             write_quarantine(result, path, keep_good=True)
         report.tables.append(result)
         return result
 
-    leads = check(layout.table_path(root, contracts.LEADS), contracts.LEADS)
-    users = check(layout.table_path(root, contracts.USERS), contracts.USERS)
+    leads = check_table(contracts.LEADS)
+    users = check_table(contracts.USERS)
     lead_ids = set(leads.good[contracts.LEAD_ID])
     user_ids = set(users.good[contracts.USER_ID])
-    seen_events: set[str] = set()
-    for day in layout.list_spans(root):
-        day_text = layout.span_name(day)
-        for contract in (contracts.EVENTS, contracts.MARKET):
-            path = layout.table_path(root, contract, day)
-            if not path.is_file():
-                raise DataError(f"{path}: missing; every span folder holds {contract.file_name}")
-            frame = io.read_text_table(path)
-            extra = _span_checks(frame, contract, day_text, user_ids, lead_ids, seen_events)
-            result = check(path, contract, frame, extra)
-            if contract is contracts.EVENTS:
-                seen_events.update(result.good[contracts.EVENT_ID])
+    for contract in (contracts.EVENTS, contracts.MARKET):
+        frame, paths, (file_of, line_of), day_of = _read_spans(root, contract, progress)
+        extra = _span_checks(frame, contract, day_of, user_ids, lead_ids)
+        names = [str(p) for p in paths]
+        result = validate_frame(
+            frame,
+            contract,
+            source=str(root / layout.SPANS_DIR),
+            extra_checks=extra,
+            locations=(file_of, line_of, names),
+        )
+        if quarantine and result.bad_rows:
+            _quarantine_spans(frame, result, paths, file_of, line_of, contract)
+        report.tables.append(result)
     if not quarantine and report.bad_rows:
         first = report.violations[:3]
-        files = sum(1 for t in report.tables if t.bad_rows)
         raise DataError(
-            f"{root}: {report.bad_rows} of {report.rows} rows in {files} file(s) break the "
-            f"contracts: {'; '.join(str(v) for v in first)}; rerun with --quarantine to move "
-            "them aside"
+            f"{root}: {report.bad_rows} of {report.rows} rows break the contracts: "
+            f"{'; '.join(str(v) for v in first)}; rerun with --quarantine to move them aside"
         )
     return report
+
+
+def _quarantine_spans(frame, result: TableReport, paths, file_of, line_of, contract) -> None:
+    """Split a joined span table's verdict back into its files."""
+    bad = result.bad_mask
+    bad_files = np.unique(file_of[bad])
+    bad_pos = np.flatnonzero(bad)
+    for i in bad_files:
+        in_file = file_of == i
+        path = paths[i]
+        keep = frame.loc[in_file & ~bad, list(contract.columns)]
+        rows = result.bad.loc[file_of[bad_pos] == i]
+        io.atomic_write_csv(rows, quarantine_path_for(path))
+        io.atomic_write_csv(keep, path)

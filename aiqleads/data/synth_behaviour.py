@@ -31,6 +31,8 @@ OTHER_TYPE_AFFINITY = 0.25
 PRICE_TOLERANCE = 0.35
 """Standard deviation of log(price / budget) that still feels affordable."""
 CHUNK = 131_072
+REDRAWS = 6
+"""How often a view whose candidates are all off the market draws new ones."""
 
 # Funnel probabilities: base + slope * match, per step (click | view, inquiry | click,
 # purchase | inquiry).
@@ -179,6 +181,10 @@ def _draw_candidates(rng, u, pop, by_region, by_group) -> np.ndarray:
     return np.where(local, r_order[r_pos], g_order[g_pos])
 
 
+def _on_market(cat: Catalogue, leads: np.ndarray, day: np.ndarray) -> np.ndarray:
+    return (cat.available_from[leads] <= day[:, None]) & (day[:, None] < cat.available_until[leads])
+
+
 def _simulate_chunk(pop, cat, days, u, offset, rng, hooks, by_region, by_group) -> Events:
     n = len(u)
     # Day of each view: uniform over the days the user is signed up.
@@ -193,11 +199,15 @@ def _simulate_chunk(pop, cat, days, u, offset, rng, hooks, by_region, by_group) 
     delays = rng.exponential(STEP_DELAY, size=(n, 3)).astype(np.int64) + STEP_MIN_DELAY
     has_request = rng.random(n) < REQUEST_SHARE
 
+    open_ = _on_market(cat, cands, day)
+    for _ in range(REDRAWS):  # views whose candidates are all off the market try again
+        closed = np.flatnonzero(~open_.any(axis=1))
+        if not len(closed):
+            break
+        cands[closed] = _draw_candidates(rng, u[closed], pop, by_region, by_group)
+        open_[closed] = _on_market(cat, cands[closed], day[closed])
     users2d = np.broadcast_to(u[:, None], cands.shape)
     score = match_score(pop, cat, users2d, cands)
-    open_ = (cat.available_from[cands] <= day[:, None]) & (
-        day[:, None] < cat.available_until[cands]
-    )
     utility = np.where(open_, np.log(score + 0.02) / CHOICE_TEMPERATURE + gumbel, -np.inf)
     best = np.argmax(utility, axis=1)
     lead = cands[np.arange(n), best]

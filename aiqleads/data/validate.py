@@ -60,6 +60,8 @@ class TableReport:
     good: pd.DataFrame
     bad: pd.DataFrame
     violations: list[Violation]
+    bad_mask: np.ndarray | None = None
+    files: int = 1
     quarantine_path: pathlib.Path | None = None
 
     @property
@@ -77,7 +79,9 @@ def as_text_frame(frame: pd.DataFrame) -> pd.DataFrame:
     out = {}
     for col in frame.columns:
         series = frame[col]
-        if series.dtype == object or pd.api.types.is_string_dtype(series):
+        if series.dtype == object and not series.hasnans:
+            out[col] = series  # already text (as read by io.read_text_table)
+        elif series.dtype == object or pd.api.types.is_string_dtype(series):
             out[col] = series.where(series.notna(), "").astype(str)
         else:
             text = series.astype(str)
@@ -168,7 +172,7 @@ def _row_problems(
     if dup.any():
         mask = np.zeros(len(text), dtype=bool)
         mask[np.flatnonzero(~bad)[dup.to_numpy()]] = True
-        failed.append((",".join(key), mask, "duplicate key, already on an earlier line"))
+        failed.append((",".join(key), mask, "duplicate key, already used on an earlier row"))
         bad |= mask
     return bad, failed
 
@@ -178,10 +182,13 @@ def validate_frame(
     contract: Contract,
     source: str = "<frame>",
     extra_checks: list[tuple[str, np.ndarray, str]] | None = None,
+    locations: tuple[np.ndarray, np.ndarray, list[str]] | None = None,
 ) -> TableReport:
     """Validate a frame against ``contract``; rows are numbered as lines of its CSV file.
 
     ``extra_checks`` adds (column, bad-row mask, message) rules, e.g. referential ones.
+    ``locations`` = (file index per row, line per row, file names) when the frame joins
+    several files (keys must then be unique across all of them).
     Nothing is raised for bad rows: the report carries the good and bad rows.
     """
     columns = [str(c) for c in frame.columns]
@@ -192,6 +199,12 @@ def validate_frame(
         if mask.any():
             failed.append((column, mask, message))
             bad |= mask
+    if locations is None:
+        file_of = np.zeros(len(text), dtype=np.int64)
+        line_of = np.arange(len(text)) + 1 + HEADER_LINES
+        names = [source]
+    else:
+        file_of, line_of, names = locations
     reasons = np.full(len(text), "", dtype=object)
     violations: list[Violation] = []
     for column, mask, message in failed:
@@ -200,12 +213,11 @@ def validate_frame(
         for row in rows[:MAX_REPORTED]:
             value = text.at[row, column] if column in text.columns else ""
             shown = f" (value {value[:40]!r})" if column in text.columns else ""
-            violations.append(
-                Violation(source, int(row) + 1 + HEADER_LINES, column, message + shown)
-            )
-    violations.sort(key=lambda v: (v.line, v.column))
+            where = names[file_of[row]]
+            violations.append(Violation(where, int(line_of[row]), column, message + shown))
+    violations.sort(key=lambda v: (v.source, v.line, v.column))
     bad_rows = text.loc[bad].copy()
-    bad_rows.insert(0, LINE_COLUMN, np.flatnonzero(bad) + 1 + HEADER_LINES)
+    bad_rows.insert(0, LINE_COLUMN, line_of[bad])
     bad_rows[REASON_COLUMN] = [r.rstrip("; ") for r in reasons[bad]]
     good = text.loc[~bad, list(contract.columns)].reset_index(drop=True)
     return TableReport(
@@ -215,6 +227,8 @@ def validate_frame(
         good=good,
         bad=bad_rows.reset_index(drop=True),
         violations=violations[:MAX_REPORTED],
+        bad_mask=bad,
+        files=len(names),
     )
 
 

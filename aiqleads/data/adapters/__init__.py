@@ -1,0 +1,175 @@
+"""Adapters from the real data sets in ``../shared/data`` to the contracts and span layout.
+
+Each adapter module has ``SOURCE_DIR`` (its folder under the shared data root), ``build(source,
+seed) -> Imported`` and an attribution; `run` resolves the paths, writes the data set, checks
+it against the contracts and returns a summary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import importlib
+import os
+import pathlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import aiqleads
+from aiqleads import contracts, layout
+from aiqleads.data import io, spans
+from aiqleads.errors import DataError
+
+ENV_SHARED_DATA = "AIQLEADS_SHARED_DATA"
+MODULES = {
+    "kingcounty": "aiqleads.data.adapters.kingcounty",
+    "barossa": "aiqleads.data.adapters.barossa",
+    "uci-restaurant": "aiqleads.data.adapters.uci_restaurant",
+}
+
+
+@dataclasses.dataclass
+class Imported:
+    """A data set in contract form, before it is written."""
+
+    leads: pd.DataFrame
+    users: pd.DataFrame
+    events: pd.DataFrame  # sorted by timestamp
+    market: pd.DataFrame  # sorted by date
+    manifest: dict[str, Any]
+    span_days: list[dt.date] | None = None  # None: the days that have events or market rows
+
+
+@dataclasses.dataclass
+class ImportSummary:
+    out: pathlib.Path
+    rows: dict[str, int]
+    span_count: int
+    first_span: str
+    last_span: str
+    seconds: float
+
+
+def default_shared_data() -> pathlib.Path:
+    """``$AIQLEADS_SHARED_DATA``, else ``<repo>/../shared/data``."""
+    env = os.environ.get(ENV_SHARED_DATA)
+    if env:
+        return pathlib.Path(env)
+    return pathlib.Path(aiqleads.__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def source_dir(name: str, source: pathlib.Path | None = None) -> pathlib.Path:
+    """The folder holding data set ``name``'s files; a DataError says how to point at it."""
+    module = _module(name)
+    root = pathlib.Path(source) if source is not None else default_shared_data()
+    folder = root / module.SOURCE_DIR
+    if not folder.is_dir():
+        # --source may also name the data set's own folder.
+        if root.is_dir() and all((root / f).is_file() for f in module.SOURCE_FILES):
+            return root
+        raise DataError(
+            f"{folder}: no such folder; pass --source DIR (the shared data folder) or set "
+            f"{ENV_SHARED_DATA}"
+        )
+    missing = [f for f in module.SOURCE_FILES if not (folder / f).is_file()]
+    if missing:
+        raise DataError(f"{folder}: missing {', '.join(missing)}")
+    return folder
+
+
+def _module(name: str):
+    if name not in MODULES:
+        raise DataError(f"unknown data set {name!r}; one of {', '.join(MODULES)}")
+    return importlib.import_module(MODULES[name])
+
+
+def read_source_csv(path: pathlib.Path, **kwargs: Any) -> pd.DataFrame:
+    """Read a source CSV file, with a DataError naming it when it cannot be parsed."""
+    try:
+        return pd.read_csv(path, **kwargs)
+    except (OSError, ValueError, pd.errors.ParserError) as e:
+        raise DataError(f"{path}: cannot read ({e})") from e
+
+
+def require_columns(frame: pd.DataFrame, columns: list[str], path: pathlib.Path) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; is this the right file?")
+
+
+def run(
+    name: str,
+    out: pathlib.Path,
+    source: pathlib.Path | None = None,
+    seed: int = 42,
+    overwrite: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> ImportSummary:
+    """Import data set ``name`` into ``out`` and check the result against the contracts."""
+    from aiqleads.data.dataset_validation import validate_dataset
+
+    started = time.perf_counter()
+    say = progress or (lambda _m: None)
+    module = _module(name)
+    folder = source_dir(name, source)
+    out = io.prepare_output_dir(pathlib.Path(out), overwrite)
+    say(f"reading {folder}")
+    data = module.build(folder, seed)
+    say(
+        f"writing leads {len(data.leads):,}, users {len(data.users):,}, events "
+        f"{len(data.events):,}, market {len(data.market):,}"
+    )
+    written = write_dataset(out, data)
+    say("checking the contracts")
+    validate_dataset(out)
+    rows = {
+        "leads": len(data.leads),
+        "users": len(data.users),
+        "events": len(data.events),
+        "market": len(data.market),
+    }
+    return ImportSummary(
+        out, rows, len(written), written[0], written[-1], time.perf_counter() - started
+    )
+
+
+def write_dataset(out: pathlib.Path, data: Imported) -> list[str]:
+    """Write the tables, one span folder per day, and the manifest; returns the span names."""
+    io.write_table(data.leads, layout.table_path(out, contracts.LEADS), contracts.LEADS)
+    io.write_table(data.users, layout.table_path(out, contracts.USERS), contracts.USERS)
+    e_day = _day_numbers(data.events[contracts.TIMESTAMP].str.slice(0, 10))
+    m_day = _day_numbers(data.market[contracts.DATE])
+    if data.span_days is not None:
+        days = sorted({_to_number(d) for d in data.span_days})
+    else:
+        days = sorted(set(e_day.tolist()) | set(m_day.tolist()))
+    if not days:
+        raise DataError("the source yielded no events and no market rows")
+    names = spans.write_spans(out, _EPOCH, days, data.events, e_day, data.market, m_day)
+    rows = {
+        "leads": len(data.leads),
+        "users": len(data.users),
+        "events": len(data.events),
+        "market": len(data.market),
+    }
+    manifest = dict(data.manifest)
+    manifest.update(rows=rows, spans={"first": names[0], "last": names[-1], "count": len(names)})
+    manifest["event_mix"] = spans.event_mix(data.events)
+    io.write_manifest(out, manifest)
+    return names
+
+
+_EPOCH = dt.date(1970, 1, 1)
+
+
+def _to_number(day: dt.date) -> int:
+    return (day - _EPOCH).days
+
+
+def _day_numbers(dates: pd.Series) -> np.ndarray:
+    values = pd.to_datetime(dates, format="%Y-%m-%d").to_numpy().astype("datetime64[D]")
+    return values.astype(np.int64)
