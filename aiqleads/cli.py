@@ -16,6 +16,7 @@ from aiqleads.errors import AiqleadsError
 # (module, attribute) of each top-level command; modules are imported only when the CLI runs.
 COMMANDS = (
     ("aiqleads.commands.data", "data"),
+    ("aiqleads.commands.pipeline", "pipeline"),
     ("aiqleads.commands.serve", "serve"),
     ("aiqleads.commands.serve", "recommend"),
     ("aiqleads.commands.kfp", "kfp"),

@@ -1,0 +1,133 @@
+"""`aiqleads pipeline run`: the TFX pipeline on this machine (LocalDagRunner, SQLite MLMD).
+
+Heavy imports (TFX, TensorFlow) happen inside the command, so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import pathlib
+
+import click
+
+from aiqleads.errors import ConfigError, DataError
+
+STAGES = ("drift_check", "transform", "push")
+
+
+def _date(_ctx, _param, value: str | None) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as e:
+        raise click.BadParameter(f"{value!r} is not a YYYY-MM-DD date") from e
+
+
+def _ensure_default_data(path: pathlib.Path) -> None:
+    """Generate the default synthetic data set into ``path`` when it is not there yet."""
+    if path.is_dir() and any(path.iterdir()):
+        return
+    from aiqleads.data import synth
+
+    click.echo(f"no data at {path}: generating the default synthetic data set")
+    summary = synth.generate(synth.preset("default"), path, progress=lambda m: click.echo(f"  {m}"))
+    click.echo(f"  {sum(summary.rows.values()):,} rows in {len(summary.spans)} spans")
+
+
+def _print_drift(uri: str | None) -> None:
+    if not uri:
+        return
+    path = pathlib.Path(uri) / "drift_report.json"
+    if not path.is_file():
+        return
+    body = json.loads(path.read_text())
+    worst = sorted(body["measurements"], key=lambda m: m["value"] / m["threshold"], reverse=True)[
+        :3
+    ]
+    click.echo(
+        f"\ndrift check: {'passed' if body['passed'] else 'FAILED'} "
+        f"({body['current_span']} vs {body['previous_span']}, "
+        f"{len(body['measurements'])} features, serving records {body['serving_records']})"
+    )
+    for m in worst:
+        click.echo(
+            f"  {m['kind']} {m['feature']}: {m['measure']} {m['value']:.4f} "
+            f"(limit {m['threshold']:.4f})"
+        )
+
+
+@click.group("pipeline")
+def pipeline() -> None:
+    """Run the TFX training pipeline (ExampleGen ... Pusher) locally."""
+
+
+@pipeline.command("run")
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False, path_type=pathlib.Path),
+    default=None,
+    help="Data set root (leads.csv, users.csv, spans/). Default: the config's data_root; "
+    "the default synthetic set is generated into runs/data/default when missing.",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=pathlib.Path),
+    default=None,
+    help="Pipeline config YAML (see docs/pipeline.md); AIQLEADS_PIPELINE__* env vars override.",
+)
+@click.option(
+    "--as-of",
+    callback=_date,
+    default=None,
+    help="Read the window ending at this span (YYYY-MM-DD) instead of the newest one.",
+)
+@click.option(
+    "--stage",
+    type=click.Choice(STAGES),
+    default="push",
+    show_default=True,
+    help="Stop the wiring early (development): after the drift check or after Transform.",
+)
+def run(
+    data_dir: pathlib.Path | None,
+    config_file: pathlib.Path | None,
+    as_of: dt.date | None,
+    stage: str,
+) -> None:
+    """Run the pipeline: per-component progress, then drift, evaluation and push summary."""
+    from pipeline import config as config_lib
+
+    cfg = config_lib.load_config(config_file)
+    if data_dir is not None:
+        if not data_dir.is_dir():
+            raise DataError(f"--data {data_dir} is not a directory")
+        cfg = cfg.with_overrides(data_root=str(data_dir.resolve()))
+    elif cfg.data_root == config_lib.PipelineConfig.model_fields["data_root"].default:
+        _ensure_default_data(cfg.data_path)
+    if not cfg.data_path.is_dir():
+        raise ConfigError(f"data_root {cfg.data_path} does not exist; pass --data DIR")
+    if as_of is not None:
+        cfg = cfg.with_overrides(as_of=as_of)
+
+    from pipeline import evaluation_table, local_runner, run_report
+
+    click.echo(f"pipeline {cfg.name}: data {cfg.data_path}, runs under {cfg.pipeline_root}")
+    summary = local_runner.run(cfg, stage=stage, say=click.echo)
+    click.echo("")
+    click.echo(run_report.format_timings(summary.runs))
+    _print_drift(summary.drift_report_uri)
+    if summary.evaluation_uri:
+        click.echo("\nevaluation (overall slice, candidate vs latest blessed model):")
+        click.echo(
+            evaluation_table.format_table(evaluation_table.overall_metrics(summary.evaluation_uri))
+        )
+    if stage == "push":
+        where = summary.pushed_to or "nothing pushed (not blessed)"
+        click.echo(f"\npushed model: {where}")
+    click.echo(
+        f"\nrun {summary.run_id} finished in {summary.seconds:.0f}s; MLMD: {cfg.metadata_path}"
+    )
