@@ -304,9 +304,12 @@ class ServingStack:
             self.supervise_once()
 
     def stop(self) -> None:
-        """Stop every child, front door first, by PID; waits until each is reaped."""
+        """Stop every child by PID: SIGTERM to all at once, SIGKILL what outlives the timeout."""
         for child in reversed(self.children):
-            child.stop(timeout=self.settings.stop_timeout_seconds)
+            child.signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.settings.stop_timeout_seconds
+        for child in reversed(self.children):
+            child.stop(timeout=max(deadline - time.monotonic(), 0.1))
 
     def __enter__(self) -> ServingStack:
         self.start()
