@@ -10,12 +10,15 @@ from typing import Any
 
 from tfx import types
 from tfx.dsl.components.base import base_executor
+from tfx.proto.orchestration import execution_result_pb2
 from tfx.types import artifact_utils, standard_artifact_utils
 
+from aiqleads.errors import DataError
 from components.example_gen import interactions, tf_examples, window
 from components.example_gen import spec as s
 
 log = logging.getLogger(__name__)
+FAILED_PRECONDITION = 9  # google.rpc.Code
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +57,24 @@ def generate(
     return GenerateResult(window=days, counts=counts, paths=paths)
 
 
+def generate_from_properties(
+    output_uri: str, exec_properties: dict[str, Any], as_of: str
+) -> GenerateResult:
+    """``generate`` with the component's execution properties."""
+    return generate(
+        data_root=exec_properties[s.DATA_ROOT_KEY],
+        output_uri=output_uri,
+        window_spans=int(exec_properties[s.WINDOW_SPANS_KEY]),
+        eval_days=int(exec_properties[s.EVAL_DAYS_KEY]),
+        sampling=interactions.SamplingConfig(
+            negatives_per_positive=int(exec_properties[s.NEGATIVES_KEY]),
+            hard_fraction=float(exec_properties[s.HARD_FRACTION_KEY]),
+            seed=int(exec_properties[s.SEED_KEY]),
+        ),
+        as_of=dt.date.fromisoformat(as_of) if as_of else None,
+    )
+
+
 class Executor(base_executor.BaseExecutor):
     """Writes the Examples artifact (train/eval splits, span = newest day as YYYYMMDD)."""
 
@@ -62,21 +83,19 @@ class Executor(base_executor.BaseExecutor):
         input_dict: dict[str, list[types.Artifact]],
         output_dict: dict[str, list[types.Artifact]],
         exec_properties: dict[str, Any],
-    ) -> None:
+    ) -> execution_result_pb2.ExecutorOutput | None:
         examples = artifact_utils.get_single_instance(output_dict[s.EXAMPLES_KEY])
         as_of = exec_properties.get(s.AS_OF_KEY) or ""
-        result = generate(
-            data_root=exec_properties[s.DATA_ROOT_KEY],
-            output_uri=examples.uri,
-            window_spans=int(exec_properties[s.WINDOW_SPANS_KEY]),
-            eval_days=int(exec_properties[s.EVAL_DAYS_KEY]),
-            sampling=interactions.SamplingConfig(
-                negatives_per_positive=int(exec_properties[s.NEGATIVES_KEY]),
-                hard_fraction=float(exec_properties[s.HARD_FRACTION_KEY]),
-                seed=int(exec_properties[s.SEED_KEY]),
-            ),
-            as_of=dt.date.fromisoformat(as_of) if as_of else None,
-        )
+        try:
+            result = generate_from_properties(examples.uri, exec_properties, as_of)
+        except DataError as e:
+            # A failed execution whose message MLMD keeps: the bad span never reaches training.
+            log.error("ExampleGen rejected the window: %s", e)
+            return execution_result_pb2.ExecutorOutput(
+                execution_result=execution_result_pb2.ExecutionResult(
+                    code=FAILED_PRECONDITION, result_message=f"contract violation: {e}"
+                )
+            )
         examples.split_names = standard_artifact_utils.encode_split_names(list(interactions.SPLITS))
         examples.span = span_number(result.window[-1])
         examples.version = 0
@@ -85,3 +104,4 @@ class Executor(base_executor.BaseExecutor):
         for split, count in result.counts.items():
             examples.set_int_custom_property(s.COUNT_PROPERTY_PREFIX + split, count)
         log.info("ExampleGen window %s..%s: %s", result.window[0], result.window[-1], result.counts)
+        return None

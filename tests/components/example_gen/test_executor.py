@@ -4,6 +4,7 @@ contract violations that stop the run."""
 from __future__ import annotations
 
 import pathlib
+import re
 import shutil
 
 import pytest
@@ -74,8 +75,16 @@ def test_contract_violation_fails_with_file_and_line(tmp_path):
     events.write_text(events.read_text().replace("purchase", "teleport"))
     out = standard_artifacts.Examples()
     out.uri = str(tmp_path / "examples")
-    with pytest.raises(DataError, match=r"2026-01-03/events.csv.*line 3.*event_type"):
-        executor.Executor().Do({}, {s.EXAMPLES_KEY: [out]}, _props(**{s.DATA_ROOT_KEY: str(root)}))
+    result = executor.Executor().Do(
+        {}, {s.EXAMPLES_KEY: [out]}, _props(**{s.DATA_ROOT_KEY: str(root)})
+    )
+    assert result.execution_result.code == executor.FAILED_PRECONDITION
+    assert re.search(
+        r"contract violation: .*2026-01-03/events.csv.*line 3.*event_type",
+        result.execution_result.result_message,
+    )
+    with pytest.raises(DataError, match="teleport"):
+        window.validate_window(root, window.select_window(root, 4))
     assert not (tmp_path / "examples" / "Split-train").exists()
     # Outside the window the bad span is not read.
     assert window.select_window(root, 1) == [window.select_window(root, 4)[-1]]
