@@ -36,6 +36,10 @@ def _client(path: pathlib.Path | None):
     return KfpClient(settings)
 
 
+def _version_name() -> str:
+    return f"v{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}"
+
+
 @click.command("compile")
 @click.option(
     "--config",
@@ -100,7 +104,7 @@ def upload(
 ) -> None:
     """Upload the package as a new pipeline version (the pipeline on first upload)."""
     client = _client(kfp_config)
-    version_name = version_name or f"v{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}"
+    version_name = version_name or _version_name()
     if not 0 < len(version_name) <= 128:
         raise click.BadParameter("1-128 characters", param_hint="--version")
     uploaded = client.upload(package, version_name)
@@ -128,15 +132,31 @@ def upload(
     help="A pipeline parameter (repeatable); values are YAML scalars.",
 )
 @click.option("--version-id", default=None, help="Pipeline version to run [default: latest].")
+@click.option(
+    "--package",
+    type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
+    default=None,
+    help="Upload this package as a new version first, then run it (the daily job does).",
+)
 def run(
-    kfp_config: pathlib.Path | None, reason: str, params: tuple[str, ...], version_id: str | None
+    kfp_config: pathlib.Path | None,
+    reason: str,
+    params: tuple[str, ...],
+    version_id: str | None,
+    package: pathlib.Path | None,
 ) -> None:
     """Start one run now (manual, or from the retraining trigger with its reason)."""
     from pipeline.kfp_client import check_reason, parse_parameters
 
+    if package and version_id:
+        raise click.UsageError("--package uploads a new version: do not pass --version-id too")
     reason = check_reason(reason)
     parsed = parse_parameters(params)
     client = _client(kfp_config)
+    if package:
+        uploaded = client.upload(package, _version_name())
+        version_id = uploaded.version_id or client.latest_version(uploaded.pipeline_id)
+        click.echo(f"[kfp] uploaded {package.name} as version {version_id}", err=True)
     run_id = client.run(reason, params=parsed, version_id=version_id)
     click.echo(f"started run {run_id} of {client.settings.pipeline_name} (reason: {reason})")
 

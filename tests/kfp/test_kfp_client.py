@@ -175,6 +175,22 @@ def test_run_starts_the_latest_version_with_parameters_and_reason(invoke, server
     assert second.pipeline_version_reference.pipeline_version_id == "version-2"
 
 
+def test_run_with_a_package_uploads_it_then_runs_that_version(invoke, server, package):
+    invoke("kfp", "run", "--reason", "schedule", "--package", str(package))  # first: creates
+    server.requests.clear()
+    invoke("kfp", "run", "--reason", "schedule", "--package", str(package))  # then: a version
+    writes = server.calls(skip_reads=True)
+    assert writes == [("POST", f"{API}/pipelines/upload_version"), ("POST", f"{API}/runs")]
+    uploaded = server.state.versions["pipeline-1"][-1]
+    run = _roundtrip(server.last("POST", f"{API}/runs").json(), "V2beta1Run")
+    assert run.pipeline_version_reference.pipeline_version_id == uploaded
+    assert run.runtime_config.parameters == {"trigger_reason": "schedule"}
+    bad = invoke(
+        "kfp", "run", "--reason", "x", "--package", str(package), "--version-id", "v", ok=False
+    )
+    assert bad.exit_code != 0 and "--version-id" in bad.output
+
+
 def test_schedule_creates_the_daily_recurring_run_once(invoke, server, package):
     invoke("kfp", "upload", "--package", str(package))
     server.requests.clear()

@@ -75,11 +75,17 @@ def _one(objects: list[dict], kind: str, name_prefix: str) -> dict:
 
 
 def _pod_specs(objects: list[dict]) -> list[tuple[str, dict]]:
-    return [
+    specs = [
         (o["metadata"]["name"], o["spec"]["template"]["spec"])
         for o in objects
         if o["kind"] in ("Deployment", "StatefulSet")
     ]
+    specs += [
+        (o["metadata"]["name"], o["spec"]["jobTemplate"]["spec"]["template"]["spec"])
+        for o in objects
+        if o["kind"] == "CronJob"
+    ]
+    return specs
 
 
 def test_generated_files_are_up_to_date():
@@ -255,7 +261,8 @@ def test_every_container_is_hardened_bounded_and_probed(built):
                 for key in ("cpu", "memory"):
                     assert key in container["resources"]["requests"], where
                     assert key in container["resources"]["limits"], where
-                assert "readinessProbe" in container and "livenessProbe" in container, where
+                if "restartPolicy" not in pod:  # servers; a job's pod runs to completion
+                    assert "readinessProbe" in container and "livenessProbe" in container, where
                 assert ":" in container["image"] and not container["image"].endswith(":latest")
 
 
@@ -298,6 +305,30 @@ def test_gateway_arguments_are_accepted_by_the_gateway(built):
         assert config.cache_ttl_seconds == settings.gateways.cache_ttl_seconds
         ports = {p["name"]: p["containerPort"] for p in pod["containers"][0]["ports"]}
         assert ports == {"rest": config.rest_port, "grpc": config.grpc_port}
+
+
+def test_daily_retraining_job_uses_the_overlay_configs_and_the_pipeline_image(built):
+    from pipeline.config import load_config
+    from pipeline.kfp_client import load_kfp_settings
+
+    for overlay, path in built.items():
+        objects = _objects(path)
+        job = _one(objects, "CronJob", "aiqleads-retraining")
+        config_map = _one(objects, "ConfigMap", "aiqleads-retraining")
+        files = KUSTOMIZE / "overlays" / overlay / "retraining"
+        kfp = load_kfp_settings(files / "kfp.yaml", environ={})
+        pipeline = load_config(files / "pipeline.yaml", environ={})
+        assert config_map["data"]["kfp.yaml"] == (files / "kfp.yaml").read_text()
+        assert job["spec"]["concurrencyPolicy"] == "Forbid"  # at most one retraining at once
+        # Same daily time as the KFP recurring run (KFP's cron has a leading seconds field).
+        assert kfp.schedule_cron.split()[1:] == job["spec"]["schedule"].split()
+        pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        assert container["image"] == kfp.image  # the steps run the image that compiled them
+        script = container["args"][0]
+        assert "aiqleads pipeline compile" in script and "--reason schedule" in script
+        mounts = {m["mountPath"] for m in container["volumeMounts"]}
+        assert str(pipeline.data_path).startswith("/data/") and "/data" in mounts
 
 
 def test_no_secret_literal_is_committed(built):
