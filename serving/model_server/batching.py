@@ -1,0 +1,173 @@
+"""Request batching: concurrent calls on one signature are merged along dimension 0.
+
+A `Batcher` owns a bounded queue per signature and `num_batch_threads` workers. A worker
+takes the oldest task, waits up to `batch_timeout_micros` for more, merges tasks whose inputs
+are compatible (same keys, same inner shapes) up to `max_batch_size` rows, runs the signature
+once and hands each caller its rows back. A full queue answers UNAVAILABLE.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import threading
+import time
+import weakref
+
+import numpy as np
+
+from serving.model_server.config import BatchingOptions
+from serving.model_server.errors import Code, ServingError
+
+
+class _Task:
+    __slots__ = ("inputs", "rows", "future")
+
+    def __init__(self, inputs: dict, rows: int) -> None:
+        self.inputs, self.rows = inputs, rows
+        self.future: concurrent.futures.Future = concurrent.futures.Future()
+
+
+def _rows(inputs: dict) -> int | None:
+    """Common dimension 0 of all inputs, or None when they cannot be batched."""
+    sizes = {np.shape(v)[0] if np.ndim(v) else None for v in inputs.values()}
+    return sizes.pop() if len(sizes) == 1 and None not in sizes else None
+
+
+def _compatible(a: dict, b: dict) -> bool:
+    if a.keys() != b.keys():
+        return False
+    return all(
+        np.shape(a[k])[1:] == np.shape(b[k])[1:]
+        and np.asarray(a[k]).dtype == np.asarray(b[k]).dtype
+        for k in a
+    )
+
+
+class _Queue:
+    """The batching queue and workers of one signature."""
+
+    def __init__(self, run, options: BatchingOptions, on_batch) -> None:
+        self._run, self._options, self._on_batch = run, options, on_batch
+        self._tasks: collections.deque[_Task] = collections.deque()
+        self._cv = threading.Condition()
+        self._closed = False
+        limit = options.max_enqueued_batches * options.max_batch_size
+        self._max_tasks = min(limit, 1 << 20)
+        self._workers = [
+            threading.Thread(target=self._work, daemon=True, name="batch-worker")
+            for _ in range(options.num_batch_threads)
+        ]
+        for w in self._workers:
+            w.start()
+
+    def submit(self, inputs: dict, rows: int) -> concurrent.futures.Future:
+        task = _Task(inputs, rows)
+        with self._cv:
+            if self._closed:
+                raise ServingError(Code.UNAVAILABLE, "the batching queue is shutting down")
+            if len(self._tasks) >= self._max_tasks:
+                raise ServingError(
+                    Code.UNAVAILABLE,
+                    "The batch scheduling queue to which this task was submitted is full",
+                )
+            self._tasks.append(task)
+            self._cv.notify()
+        return task.future
+
+    def _take(self) -> list[_Task] | None:
+        opts = self._options
+        with self._cv:
+            while not self._tasks and not self._closed:
+                self._cv.wait()
+            if not self._tasks:
+                return None
+            first = self._tasks.popleft()
+            batch, rows = [first], first.rows
+            deadline = time.monotonic() + opts.batch_timeout_micros / 1e6
+            while rows < opts.max_batch_size:
+                if not self._tasks:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or self._closed:
+                        break
+                    self._cv.wait(remaining)
+                    continue
+                nxt = self._tasks[0]
+                if rows + nxt.rows > opts.max_batch_size or not _compatible(
+                    first.inputs, nxt.inputs
+                ):
+                    break
+                batch.append(self._tasks.popleft())
+                rows += nxt.rows
+            return batch
+
+    def _work(self) -> None:
+        while (batch := self._take()) is not None:
+            self._execute(batch)
+
+    def _execute(self, batch: list[_Task]) -> None:
+        if len(batch) == 1:
+            self._resolve(batch[0], lambda: self._run(batch[0].inputs))
+            return
+        keys = batch[0].inputs.keys()
+        merged = {k: np.concatenate([np.asarray(t.inputs[k]) for t in batch]) for k in keys}
+        total = sum(t.rows for t in batch)
+        try:
+            outputs = self._run(merged)
+        except Exception as e:  # every caller of the batch gets the error
+            for t in batch:
+                t.future.set_exception(e)
+            return
+        if any(np.ndim(v) == 0 or np.shape(v)[0] != total for v in outputs.values()):
+            for t in batch:  # outputs not split-able by rows: run each task alone
+                self._resolve(t, lambda t=t: self._run(t.inputs))
+            return
+        self._on_batch(total)
+        start = 0
+        for t in batch:
+            end = start + t.rows
+            t.future.set_result({k: v[start:end] for k, v in outputs.items()})
+            start = end
+
+    def _resolve(self, task: _Task, fn) -> None:
+        try:
+            result = fn()
+        except Exception as e:
+            task.future.set_exception(e)
+        else:
+            self._on_batch(task.rows)
+            task.future.set_result(result)
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+
+
+class Batcher:
+    """Batching queues keyed by signature object; queues go away with their servable."""
+
+    def __init__(self, options: BatchingOptions, on_batch=lambda rows: None) -> None:
+        self.options = options
+        self._on_batch = on_batch
+        self._queues: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def run(self, signature, inputs: dict) -> dict:
+        """Run `signature` on `inputs`, merged with concurrent calls when possible."""
+        rows = _rows(inputs)
+        if rows is None or rows > self.options.max_batch_size:
+            return signature.call(inputs)
+        with self._lock:
+            queue = self._queues.get(signature)
+            if queue is None:
+                ref = weakref.ref(signature)  # the queue must not keep the signature alive
+                queue = _Queue(lambda x, ref=ref: ref().call(x), self.options, self._on_batch)
+                self._queues[signature] = queue
+                weakref.finalize(signature, queue.close)
+        return queue.submit(inputs, rows).result()
+
+    def close(self) -> None:
+        with self._lock:
+            for queue in list(self._queues.values()):
+                queue.close()

@@ -1,0 +1,248 @@
+"""One loaded SavedModel version: its signatures, their metadata, and calls into TensorFlow.
+
+TF1 (graph) and TF2 SavedModels both load through `tf.saved_model.load`; signature metadata
+comes from the `MetaGraphDef` on disk, exactly what TF Serving reports. Calls go straight to
+the signature's concrete function with flat tensors (no per-call signature binding), and,
+like TF Serving's session feeds, only dtypes are enforced: shapes are the graph's business.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import threading
+from collections.abc import Callable
+
+import numpy as np
+
+from serving.model_server.errors import Code, ServingError, invalid, not_found
+
+SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
+SERVING_TAG = "serve"
+DEFAULT_SIGNATURE = "serving_default"
+PREDICT_METHOD = "tensorflow/serving/predict"
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
+
+
+def is_complete_version_dir(path: pathlib.Path) -> bool:
+    """True once the SavedModel's graph file is there (a version still being copied is not)."""
+    return any((path / name).is_file() for name in SAVED_MODEL_FILES)
+
+
+def read_meta_graph(export_dir: pathlib.Path):
+    """The `serve`-tagged MetaGraphDef of a SavedModel on disk."""
+    from google.protobuf import text_format
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel()
+    pb = export_dir / "saved_model.pb"
+    if pb.is_file():
+        saved.ParseFromString(pb.read_bytes())
+    else:
+        text_format.Parse((export_dir / "saved_model.pbtxt").read_text(), saved)
+    for meta_graph in saved.meta_graphs:
+        if SERVING_TAG in meta_graph.meta_info_def.tags:
+            return meta_graph
+    raise invalid(f"SavedModel {export_dir} has no MetaGraphDef tagged {SERVING_TAG!r}")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Signature:
+    """A callable signature: input keys in call order, dtypes, output keys, and a runner.
+
+    `runner` takes the inputs as a list in `input_keys` order and returns output key ->
+    numpy array.
+    """
+
+    name: str
+    method_name: str
+    input_keys: tuple[str, ...]
+    input_dtypes: dict  # key -> tf.DType
+    output_keys: tuple[str, ...]
+    runner: Callable[[list], dict]
+
+    def call(self, inputs: dict) -> dict:
+        """Run on `inputs` (key -> numpy array or Python values); key -> numpy array out."""
+        import tensorflow as tf
+
+        sent, expected = set(inputs), set(self.input_keys)
+        if sent != expected:
+            raise invalid(
+                f"input size does not match signature: {len(sent)}!={len(expected)} "
+                f"len({{{','.join(sorted(sent))}}}) != len({{{','.join(sorted(expected))}}}). "
+                f"Sent extra: {{{','.join(sorted(sent - expected))}}}. "
+                f"Missing but required: {{{','.join(sorted(expected - sent))}}}."
+            )
+        flat = [self._check(i, key, inputs[key]) for i, key in enumerate(self.input_keys)]
+        try:
+            return self.runner(flat)
+        except tf.errors.InvalidArgumentError as e:
+            raise invalid(e.message) from e
+        except tf.errors.OpError as e:
+            raise ServingError(Code(e.error_code), e.message) from e
+
+    def _check(self, i: int, key: str, value) -> np.ndarray:
+        """`value` as a numpy array of the signature's dtype; INVALID_ARGUMENT otherwise."""
+        want = self.input_dtypes[key]
+        is_string = want.name == "string"
+        if not isinstance(value, np.ndarray):
+            try:
+                value = np.asarray(value, dtype=object if is_string else want.as_numpy_dtype)
+            except (TypeError, ValueError) as e:
+                raise invalid(f"input '{key}' cannot be read as {want.name}: {e}") from e
+        got = value.dtype
+        ok = (got.kind in "OSU") if is_string else (got == want.as_numpy_dtype)
+        if not ok:
+            shown = "string" if got.kind in "OSU" else _dtype_name(got)
+            raise invalid(f"Expects arg[{i}] ({key}) to be {want.name} but {shown} is provided")
+        return value
+
+
+def _dtype_name(dtype: np.dtype) -> str:
+    import tensorflow as tf
+
+    try:
+        return tf.as_dtype(dtype).name
+    except TypeError:
+        return str(dtype)
+
+
+def _method(meta_graph, key: str) -> str:
+    sig = meta_graph.signature_def.get(key)
+    return sig.method_name if sig is not None and sig.method_name else PREDICT_METHOD
+
+
+def _tf2_signatures(export_dir: pathlib.Path, meta_graph) -> tuple[object, dict]:
+    """Signatures of a TF2 SavedModel: its concrete functions, called with flat tensors."""
+    import tensorflow as tf
+
+    model = tf.saved_model.load(str(export_dir), tags=[SERVING_TAG])
+    out = {}
+    for key, fn in model.signatures.items():
+        kwargs = fn.structured_input_signature[1]
+        # The flat call order: the function's keyword order when it records one.
+        keys = tuple(getattr(fn, "_arg_keywords", None) or sorted(kwargs))
+        output_keys = tuple(sorted(fn.structured_outputs))
+
+        def run(flat, fn=fn, output_keys=output_keys):
+            outputs = fn._call_flat([tf.convert_to_tensor(x) for x in flat], fn.captured_inputs)
+            return {k: outputs[k].numpy() for k in output_keys}
+
+        out[key] = Signature(
+            key,
+            _method(meta_graph, key),
+            keys,
+            {k: kwargs[k].dtype for k in keys},
+            output_keys,
+            run,
+        )
+    return model, out
+
+
+def _tf1_signatures(export_dir: pathlib.Path) -> tuple[object, dict]:
+    """Signatures of a TF1 SavedModel: a Session with one callable per signature.
+
+    This is how TF Serving runs them (feeds and fetches by tensor name), so reference
+    variables and graph-only ops work, and feed shapes are left to the graph.
+    """
+    import tensorflow as tf
+    from tensorflow.core.protobuf import config_pb2
+
+    graph = tf.Graph()
+    session = tf.compat.v1.Session(graph=graph)
+    with graph.as_default():
+        meta = tf.compat.v1.saved_model.loader.load(session, [SERVING_TAG], str(export_dir))
+    out = {}
+    for key, sig in meta.signature_def.items():
+        if any(not t.name for t in list(sig.inputs.values()) + list(sig.outputs.values())):
+            continue  # sparse or composite tensors: not servable over TF Serving's APIs
+        keys = tuple(sorted(sig.inputs))
+        output_keys = tuple(sorted(sig.outputs))
+        options = config_pb2.CallableOptions(
+            feed=[sig.inputs[k].name for k in keys],
+            fetch=[sig.outputs[k].name for k in output_keys],
+        )
+        # A session callable runs the step directly: no Python-side feed shape checks.
+        run_session = session._make_callable_from_options(options)
+
+        def run(flat, run_session=run_session, output_keys=output_keys):
+            return dict(zip(output_keys, (np.asarray(v) for v in run_session(*flat)), strict=True))
+
+        dtypes = {k: tf.as_dtype(sig.inputs[k].dtype) for k in keys}
+        out[key] = Signature(key, sig.method_name or PREDICT_METHOD, keys, dtypes, output_keys, run)
+    return session, out
+
+
+class Servable:
+    """A loaded SavedModel version. Thread-safe; holders are counted so unload can drain."""
+
+    def __init__(self, name: str, version: int, export_dir: pathlib.Path) -> None:
+        self.name = name
+        self.version = version
+        self.export_dir = export_dir
+        self.meta_graph = read_meta_graph(export_dir)
+        if self.meta_graph.object_graph_def.nodes:  # written by TF2's tf.saved_model.save
+            self._model, self.signatures = _tf2_signatures(export_dir, self.meta_graph)
+        else:
+            self._model, self.signatures = _tf1_signatures(export_dir)
+        self._holders = 0
+        self._retired = False
+        self._lock = threading.Condition()
+
+    def signature(self, name: str) -> Signature:
+        """The signature `name` ('' means `serving_default`), or FAILED_PRECONDITION."""
+        key = name or DEFAULT_SIGNATURE
+        try:
+            return self.signatures[key]
+        except KeyError:
+            raise ServingError(
+                Code.FAILED_PRECONDITION, f'Serving signature key "{key}" not found.'
+            ) from None
+
+    def signature_def_map(self):
+        """`SignatureDefMap` proto of this version (what GetModelMetadata returns)."""
+        from tensorflow_serving.apis import get_model_metadata_pb2
+
+        out = get_model_metadata_pb2.SignatureDefMap()
+        for key, sig in self.meta_graph.signature_def.items():
+            if key.startswith("__"):  # internal entries (e.g. __saved_model_init_op)
+                continue
+            out.signature_def[key].CopyFrom(sig)
+        return out
+
+    # Reference counting: requests hold a servable while they use it.
+    def acquire(self) -> bool:
+        with self._lock:
+            if self._retired:
+                return False
+            self._holders += 1
+            return True
+
+    def release(self) -> None:
+        with self._lock:
+            self._holders -= 1
+            if self._holders == 0:
+                self._lock.notify_all()
+
+    def retire(self, timeout: float | None = None) -> bool:
+        """Refuse new holders and wait until the current ones are done (True when drained)."""
+        with self._lock:
+            self._retired = True
+            drained = self._lock.wait_for(lambda: self._holders == 0, timeout=timeout)
+            if drained:
+                if hasattr(self._model, "close"):  # a TF1 Session
+                    self._model.close()
+                self._model = None
+                self.signatures = {}
+            return drained
+
+
+def lookup_missing(name: str, version: int | None) -> Exception:
+    """TF Serving's NOT_FOUND for a servable that is not loaded."""
+    which = f"Latest({name})" if version is None else f"Specific({name}, {version})"
+    return not_found(f"Servable not found for request: {which}")
+
+
+def as_numpy(value) -> np.ndarray:
+    return value if isinstance(value, np.ndarray) else np.asarray(value)

@@ -1,0 +1,99 @@
+"""numpy <-> `TensorProto` conversion, filling the typed `*_val` fields like TF Serving does."""
+
+from __future__ import annotations
+
+import numpy as np
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+
+from serving.model_server.errors import invalid
+
+MAX_ELEMENTS = 1 << 24  # bound on one request tensor (16M elements)
+
+_NP_TO_DT = {
+    np.dtype(np.float32): types_pb2.DT_FLOAT,
+    np.dtype(np.float64): types_pb2.DT_DOUBLE,
+    np.dtype(np.int32): types_pb2.DT_INT32,
+    np.dtype(np.int64): types_pb2.DT_INT64,
+    np.dtype(np.int16): types_pb2.DT_INT16,
+    np.dtype(np.int8): types_pb2.DT_INT8,
+    np.dtype(np.uint8): types_pb2.DT_UINT8,
+    np.dtype(np.uint16): types_pb2.DT_UINT16,
+    np.dtype(np.uint32): types_pb2.DT_UINT32,
+    np.dtype(np.uint64): types_pb2.DT_UINT64,
+    np.dtype(np.bool_): types_pb2.DT_BOOL,
+    np.dtype(np.float16): types_pb2.DT_HALF,
+}
+_DT_TO_NP = {v: k for k, v in _NP_TO_DT.items()}
+_FIELD = {
+    types_pb2.DT_FLOAT: "float_val",
+    types_pb2.DT_DOUBLE: "double_val",
+    types_pb2.DT_INT32: "int_val",
+    types_pb2.DT_INT16: "int_val",
+    types_pb2.DT_INT8: "int_val",
+    types_pb2.DT_UINT8: "int_val",
+    types_pb2.DT_UINT16: "int_val",
+    types_pb2.DT_INT64: "int64_val",
+    types_pb2.DT_UINT32: "uint32_val",
+    types_pb2.DT_UINT64: "uint64_val",
+    types_pb2.DT_BOOL: "bool_val",
+}
+
+
+def to_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
+    """A `TensorProto` with dtype, shape and the typed value field (`AsProtoField` style)."""
+    proto = tensor_pb2.TensorProto()
+    proto.tensor_shape.CopyFrom(
+        tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in array.shape]
+        )
+    )
+    if array.dtype.kind in ("O", "S", "U"):
+        proto.dtype = types_pb2.DT_STRING
+        proto.string_val.extend(
+            v if isinstance(v, bytes) else str(v).encode() for v in array.ravel().tolist()
+        )
+        return proto
+    dtype = _NP_TO_DT.get(array.dtype)
+    if dtype is None:
+        raise invalid(f"output dtype {array.dtype} cannot be returned")
+    proto.dtype = dtype
+    if dtype == types_pb2.DT_HALF:
+        proto.half_val.extend(array.ravel().view(np.uint16).tolist())
+    else:
+        getattr(proto, _FIELD[dtype]).extend(array.ravel().tolist())
+    return proto
+
+
+def from_proto(proto: tensor_pb2.TensorProto, key: str) -> np.ndarray:
+    """The numpy value of a request `TensorProto`; INVALID_ARGUMENT when malformed."""
+    shape = [d.size for d in proto.tensor_shape.dim]
+    if any(d < 0 for d in shape):
+        raise invalid(f"input '{key}': tensor shape {shape} has a negative dimension")
+    count = int(np.prod(shape)) if shape else 1
+    if count > MAX_ELEMENTS:
+        raise invalid(f"input '{key}' has {count} elements; the limit is {MAX_ELEMENTS}")
+    if proto.dtype == types_pb2.DT_STRING:
+        values = list(proto.string_val)
+        if len(values) == 1 and count != 1:
+            values = values * count
+        if len(values) != count:
+            raise invalid(f"input '{key}': {len(values)} strings for shape {shape}")
+        return np.array(values, dtype=object).reshape(shape)
+    np_dtype = _DT_TO_NP.get(proto.dtype)
+    if np_dtype is None:
+        raise invalid(f"input '{key}': unsupported dtype {types_pb2.DataType.Name(proto.dtype)}")
+    if proto.tensor_content:
+        if len(proto.tensor_content) != count * np_dtype.itemsize:
+            raise invalid(f"input '{key}': tensor_content size does not match shape {shape}")
+        return np.frombuffer(proto.tensor_content, dtype=np_dtype).reshape(shape)
+    if proto.dtype == types_pb2.DT_HALF:
+        values = np.array(proto.half_val, dtype=np.uint16).view(np.float16)
+    else:
+        values = np.array(getattr(proto, _FIELD[proto.dtype]), dtype=np_dtype)
+    if values.size == 1 and count != 1:
+        values = np.full(count, values[0], dtype=np_dtype)
+    if values.size == 0 and count:
+        values = np.zeros(count, dtype=np_dtype)
+    if values.size != count:
+        raise invalid(f"input '{key}': {values.size} values for shape {shape}")
+    return values.reshape(shape)

@@ -1,0 +1,183 @@
+"""gRPC conformance through the official `tensorflow_serving.apis` stubs.
+
+half_plus_two is y = 0.5 * x + 2 (expected values by hand).
+"""
+
+from __future__ import annotations
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+    regression_pb2,
+)
+
+TIMEOUT = 30
+
+
+@pytest.fixture
+def predictions(channel):
+    return prediction_service_pb2_grpc.PredictionServiceStub(channel)
+
+
+@pytest.fixture
+def models(channel):
+    return model_service_pb2_grpc.ModelServiceStub(channel)
+
+
+def _predict_request(model="half_plus_two", x=(1.0, 2.0, 5.0), **spec):
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model
+    for key, value in spec.items():
+        if key == "version":
+            request.model_spec.version.value = value
+        else:
+            setattr(request.model_spec, key, value)
+    request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.array(x, np.float32).reshape(-1, 1)))
+    return request
+
+
+def test_predict_and_response_model_spec(predictions):
+    response = predictions.Predict(_predict_request(), timeout=TIMEOUT)
+    np.testing.assert_array_equal(tf.make_ndarray(response.outputs["y"]), [[2.5], [3.0], [4.5]])
+    assert response.model_spec.name == "half_plus_two"
+    assert response.model_spec.version.value == 123
+    assert response.model_spec.signature_name == "serving_default"
+
+
+def test_predict_float_val_encoding_and_scalar_broadcast(predictions):
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "half_plus_three"
+    tensor = request.inputs["x"]
+    tensor.dtype = tf.float32.as_datatype_enum
+    tensor.tensor_shape.dim.add().size = 2
+    tensor.float_val.extend([4.0, 6.0])
+    response = predictions.Predict(request, timeout=TIMEOUT)
+    np.testing.assert_array_equal(tf.make_ndarray(response.outputs["y"]), [5.0, 6.0])
+
+
+def test_predict_output_filter(predictions):
+    request = _predict_request()
+    request.output_filter.append("y")
+    assert list(predictions.Predict(request, timeout=TIMEOUT).outputs) == ["y"]
+    request.output_filter[:] = ["nope"]
+    with pytest.raises(grpc.RpcError) as e:
+        predictions.Predict(request, timeout=TIMEOUT)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize(
+    ("spec", "code", "message"),
+    [
+        (
+            {"model": "nope"},
+            grpc.StatusCode.NOT_FOUND,
+            "Servable not found for request: Latest(nope)",
+        ),
+        (
+            {"version": 999},
+            grpc.StatusCode.NOT_FOUND,
+            "Servable not found for request: Specific(half_plus_two, 999)",
+        ),
+        (
+            {"version_label": "nope"},
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "Unrecognized servable version label: nope",
+        ),
+        (
+            {"signature_name": "nope"},
+            grpc.StatusCode.FAILED_PRECONDITION,
+            'Serving signature key "nope" not found.',
+        ),
+    ],
+)
+def test_predict_error_codes(predictions, spec, code, message):
+    with pytest.raises(grpc.RpcError) as e:
+        predictions.Predict(_predict_request(**spec), timeout=TIMEOUT)
+    assert e.value.code() == code
+    assert e.value.details() == message
+
+
+def test_predict_wrong_dtype_and_missing_input_are_invalid_argument(predictions):
+    request = _predict_request()
+    request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.array([[1]], np.int32)))
+    with pytest.raises(grpc.RpcError) as e:
+        predictions.Predict(request, timeout=TIMEOUT)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    del request.inputs["x"]
+    request.inputs["z"].CopyFrom(tf.make_tensor_proto(np.array([[1.0]], np.float32)))
+    with pytest.raises(grpc.RpcError) as e:
+        predictions.Predict(request, timeout=TIMEOUT)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def _examples(target, xs):
+    for x in xs:
+        target.examples.add().features.feature["x"].float_list.value.append(x)
+
+
+def test_classify(predictions):
+    request = classification_pb2.ClassificationRequest()
+    request.model_spec.name = "half_plus_two"
+    request.model_spec.signature_name = "classify_x_to_y"
+    _examples(request.input.example_list, [2.0, 8.0])
+    response = predictions.Classify(request, timeout=TIMEOUT)
+    scores = [[c.score for c in row.classes] for row in response.result.classifications]
+    assert scores == [[3.0], [6.0]]
+    assert response.model_spec.version.value == 123
+    assert response.model_spec.signature_name == "classify_x_to_y"
+
+
+def test_regress(predictions):
+    request = regression_pb2.RegressionRequest()
+    request.model_spec.name = "half_plus_two"
+    request.model_spec.signature_name = "regress_x_to_y"
+    _examples(request.input.example_list, [2.0, 4.0])
+    response = predictions.Regress(request, timeout=TIMEOUT)
+    assert [r.value for r in response.result.regressions] == [3.0, 4.0]
+
+
+def test_regress_on_predict_signature_is_invalid_argument(predictions):
+    request = regression_pb2.RegressionRequest()
+    request.model_spec.name = "half_plus_two"  # serving_default is a predict signature
+    _examples(request.input.example_list, [2.0])
+    with pytest.raises(grpc.RpcError) as e:
+        predictions.Regress(request, timeout=TIMEOUT)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_get_model_metadata(predictions):
+    request = get_model_metadata_pb2.GetModelMetadataRequest()
+    request.model_spec.name = "half_plus_two"
+    request.metadata_field.append("signature_def")
+    response = predictions.GetModelMetadata(request, timeout=TIMEOUT)
+    assert response.model_spec.version.value == 123
+    sigmap = get_model_metadata_pb2.SignatureDefMap()
+    response.metadata["signature_def"].Unpack(sigmap)
+    assert set(sigmap.signature_def) == {
+        "serving_default",
+        "classify_x_to_y",
+        "regress_x_to_y",
+        "regress_x_to_y2",
+        "regress_x2_to_y3",
+    }
+    assert sigmap.signature_def["serving_default"].inputs["x"].name == "x:0"
+
+
+def test_get_model_status(models):
+    request = get_model_status_pb2.GetModelStatusRequest()
+    request.model_spec.name = "half_plus_three"
+    response = models.GetModelStatus(request, timeout=TIMEOUT)
+    [status] = response.model_version_status
+    assert (status.version, status.state, status.status.error_code) == (123, 30, 0)
+    request.model_spec.name = "nope"
+    with pytest.raises(grpc.RpcError) as e:
+        models.GetModelStatus(request, timeout=TIMEOUT)
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
