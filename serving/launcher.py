@@ -291,7 +291,8 @@ class ServingStack:
                     f"{name} exited with code {child.exit_code()}; "
                     f"restarting in {self._backoff[name]:.1f} s"
                 )
-            elif now >= self._restart_at.pop(name):
+            elif now >= self._restart_at[name]:
+                del self._restart_at[name]
                 child.restarts += 1
                 child.start()
                 self._started_at[name] = time.monotonic()

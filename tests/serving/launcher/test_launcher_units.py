@@ -11,7 +11,7 @@ import time
 import pytest
 
 from aiqleads.errors import ServiceError
-from serving.launcher import model_versions, require_model, resolve_topology
+from serving.launcher import ServingStack, model_versions, require_model, resolve_topology
 from serving.process import Child, find_binary, redis_ping, wait_until
 from serving.settings import ServingSettings
 
@@ -110,3 +110,29 @@ def _alive(pid: int) -> bool:
     stat = pathlib.Path(f"/proc/{pid}/stat")
     time.sleep(0.01)
     return stat.exists() and stat.read_text().split()[2] != "Z"
+
+
+def test_supervisor_restarts_a_crashed_child_with_growing_backoff(tmp_path: pathlib.Path) -> None:
+    lines: list[str] = []
+    stack = ServingStack(ServingSettings(run_dir=tmp_path), progress=lines.append)
+    sleeper = Child("sleeper", ["/bin/sleep", "60"], tmp_path / "s.log", lambda: True)
+    crasher = Child("crasher", ["/bin/false"], tmp_path / "c.log", lambda: True)
+    stack.children = [sleeper, crasher]
+    for child in stack.children:
+        child.start()
+    first_pid = sleeper.pid
+    sleeper.signal(signal.SIGKILL)
+    try:
+        wait_until(lambda: stack.supervise_once() or sleeper.restarts == 1, 5, "sleeper restart")
+        assert sleeper.running() and sleeper.pid != first_pid
+        # /bin/false keeps crashing: waits between restarts double (0.5 s, 1 s, 2 s, ...).
+        wait_until(lambda: stack.supervise_once() or crasher.restarts == 3, 10, "3 restarts")
+        times = [t for t, name in stack.restart_log if name == "crasher"]
+        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        assert gaps[0] >= 0.9 and gaps[1] >= 1.9 and gaps[1] > gaps[0]
+        assert any(
+            line.startswith("crasher exited with code 1; restarting in 2.0 s") for line in lines
+        )
+    finally:
+        stack.stop()
+    assert not sleeper.running()
