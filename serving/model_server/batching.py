@@ -138,6 +138,10 @@ class _Queue:
             self._on_batch(task.rows)
             task.future.set_result(result)
 
+    def pending(self) -> int:
+        with self._cv:
+            return len(self._tasks)
+
     def close(self) -> None:
         with self._cv:
             self._closed = True
@@ -166,6 +170,12 @@ class Batcher:
                 self._queues[signature] = queue
                 weakref.finalize(signature, queue.close)
         return queue.submit(inputs, rows).result()
+
+    def pending(self, signature) -> int:
+        """Calls waiting in `signature`'s queue (not yet taken by a worker)."""
+        with self._lock:
+            queue = self._queues.get(signature)
+        return 0 if queue is None else queue.pending()
 
     def close(self) -> None:
         with self._lock:

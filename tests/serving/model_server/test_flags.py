@@ -1,0 +1,45 @@
+"""Flag parsing: absl's forms, TF Serving's defaults, clear errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from serving.model_server.flags import FlagError, parse_flags
+
+
+def test_defaults_are_tf_servings():
+    flags = parse_flags(["--model_base_path=/m"])
+    assert (flags.port, flags.rest_api_port, flags.model_name) == (8500, 0, "default")
+    assert (flags.file_system_poll_wait_seconds, flags.rest_api_timeout_in_ms) == (1, 30000)
+    assert flags.host == "0.0.0.0" and flags.enable_batching is False
+
+
+def test_equals_and_space_forms_and_booleans():
+    flags = parse_flags(
+        ["--port", "9000", "--rest_api_port=9001", "-model_name", "m", "--model_base_path=/x",
+         "--enable_batching"]
+    )  # fmt: skip
+    assert (flags.port, flags.rest_api_port, flags.model_name) == (9000, 9001, "m")
+    assert flags.enable_batching is True
+    assert parse_flags(["--model_base_path=/x", "--enable_batching=false"]).enable_batching is False
+    assert parse_flags(["--model_base_path=/x", "--noenable_batching"]).enable_batching is False
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--model_base_path=/x", "--bogus=1"], "Unknown command line flag 'bogus'"),
+        (["--model_base_path=/x", "--port=abc"], "--port: expected an integer, got 'abc'"),
+        (["--model_base_path=/x", "--port=70000"], "--port: 70000 is not a port"),
+        (["--model_base_path=/x", "--enable_batching=maybe"], "expected true or false"),
+        (["--model_base_path"], "Missing value for flag '--model_base_path'"),
+        (["--port=1"], "model_base_path and server_options.model_config_file are empty"),
+        (["--model_base_path=/x", "--port=0"], "no listener"),
+        (["--model_base_path=/x", "stray"], "unexpected argument 'stray'"),
+        (["--model_base_path=/x", "--file_system_poll_wait_seconds=-1"], "must be >= 0"),
+    ],
+)
+def test_bad_flags_raise_clear_errors(argv, message):
+    with pytest.raises(FlagError, match=None) as e:
+        parse_flags(argv)
+    assert message in str(e.value)
