@@ -33,6 +33,7 @@ TFX_V2_ENTRYPOINT = (
 )
 DEFAULT_PACKAGE = pathlib.Path("runs") / "kfp" / "aiqleads_pipeline.yaml"
 DEFAULT_REASON = "manual"
+FINGERPRINT_PARAMETER = "input_fingerprint"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,8 +46,13 @@ class Compiled:
     beam_args: tuple[str, ...]
 
 
-def build_pipeline_spec(config: PipelineConfig, kfp_settings: KfpSettings) -> dict[str, Any]:
-    """The KFP ``PipelineSpec`` of ``create_pipeline(config)`` as a JSON-style dict."""
+def build_pipeline_spec(
+    config: PipelineConfig, kfp_settings: KfpSettings, stage: str = "push"
+) -> dict[str, Any]:
+    """The KFP ``PipelineSpec`` of ``create_pipeline(config)`` as a JSON-style dict.
+
+    ``stage`` is create_pipeline's: ``push`` (the product) or a shorter development wiring.
+    """
     from tfx import v1 as tfx  # heavy: TensorFlow and Beam load here
 
     from pipeline.pipeline import create_pipeline
@@ -57,6 +63,7 @@ def build_pipeline_spec(config: PipelineConfig, kfp_settings: KfpSettings) -> di
         config,
         beam_pipeline_args=list(config.beam_args),
         pipeline_root=kfp_settings.pipeline_root,
+        stage=stage,
     )
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
@@ -96,6 +103,28 @@ def check_pipeline_spec(spec: dict[str, Any]) -> None:
         raise ConfigError(f"the compiled pipeline is not a valid KFP PipelineSpec: {e}") from e
 
 
+def normalised_spec(spec: dict[str, Any], paths: dict[str, str]) -> dict[str, Any]:
+    """The spec with machine- and data-specific values replaced, for golden comparisons.
+
+    ``paths`` maps absolute path prefixes (the checkout, a data folder) to placeholders;
+    ExampleGen's ``input_fingerprint`` (a hash of the input files) becomes ``<FINGERPRINT>``.
+    """
+
+    def walk(node: Any, key: str = "") -> Any:
+        if isinstance(node, dict):
+            if key == FINGERPRINT_PARAMETER and "runtimeValue" in node:
+                return {"runtimeValue": {"constant": "<FINGERPRINT>"}}
+            return {k: walk(v, k) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        if isinstance(node, str):
+            for prefix, placeholder in sorted(paths.items(), key=lambda kv: -len(kv[0])):
+                node = node.replace(prefix, placeholder)
+        return node
+
+    return walk(spec)
+
+
 def render_package(spec: dict[str, Any]) -> str:
     """YAML text of the package, with a short header (KFP's compiler writes one too)."""
     header = (
@@ -107,13 +136,13 @@ def render_package(spec: dict[str, Any]) -> str:
 
 
 def compile_pipeline(
-    config: PipelineConfig, kfp_settings: KfpSettings, out: pathlib.Path
+    config: PipelineConfig, kfp_settings: KfpSettings, out: pathlib.Path, stage: str = "push"
 ) -> Compiled:
     """Compile and write the package to ``out`` (a ``.yaml`` file)."""
     out = pathlib.Path(out)
     if out.suffix not in (".yaml", ".yml"):
         raise ConfigError(f"the package is a .yaml file, got {out}")
-    spec = build_pipeline_spec(config, kfp_settings)
+    spec = build_pipeline_spec(config, kfp_settings, stage=stage)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render_package(spec))
     return Compiled(

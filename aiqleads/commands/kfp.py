@@ -55,8 +55,18 @@ def _version_name() -> str:
     default=None,
     help="Where to write the KFP package (.yaml) [default: runs/kfp/aiqleads_pipeline.yaml].",
 )
+@click.option(
+    "--stage",
+    type=click.Choice(["drift_check", "transform", "push"]),
+    default="push",
+    show_default=True,
+    help="How far to wire the pipeline (push is the product; shorter ones for development).",
+)
 def compile_command(
-    config_path: pathlib.Path | None, kfp_config: pathlib.Path | None, out: pathlib.Path | None
+    config_path: pathlib.Path | None,
+    kfp_config: pathlib.Path | None,
+    out: pathlib.Path | None,
+    stage: str,
 ) -> None:
     """Compile the pipeline into a Kubeflow Pipelines 2.x package (KubeflowV2DagRunner)."""
     from pipeline.config import REPO_ROOT, load_config
@@ -68,7 +78,7 @@ def compile_command(
     started = time.monotonic()
     from pipeline.kubeflow_v2_runner import compile_pipeline
 
-    compiled = compile_pipeline(config, settings, out)
+    compiled = compile_pipeline(config, settings, out, stage=stage)
     click.echo(f"[compile] {len(compiled.tasks)} steps: {', '.join(compiled.tasks)}", err=True)
     click.echo(
         f"wrote {compiled.path} in {time.monotonic() - started:.0f}s\n"

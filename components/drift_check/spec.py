@@ -20,7 +20,8 @@ REASON_PROPERTY = "reason"
 class DriftReport(artifact.Artifact):
     """The drift/skew report of one run (JSON and text files in the artifact's folder)."""
 
-    TYPE_NAME = "AiqleadsDriftReport"
+    # KFP v2 needs custom artifact types named "<namespace>.<Name>" (KubeflowV2DagRunner).
+    TYPE_NAME = "aiqleads.DriftReport"
 
 
 class DriftCheckSpec(component_spec.ComponentSpec):
