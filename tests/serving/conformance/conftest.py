@@ -9,30 +9,15 @@ are unset, `aiqleads-model-server` is started on free loopback ports and stopped
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import pathlib
+import sys
 
 import grpc
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[3]
-TESTDATA = REPO.parent / "shared" / "testdata" / "tf_serving"
-
-
-@dataclasses.dataclass(frozen=True)
-class Target:
-    grpc_target: str
-    rest_url: str
-    testdata: str  # the reference models' folder as the server sees it
-
-
-def model_config_text(testdata: str) -> str:
-    """TF Serving's good_model_config.txt with its placeholders filled in."""
-    text = (TESTDATA / "good_model_config.txt").read_text()
-    return text.replace(
-        "${TEST_HALF_PLUS_TWO_DIR}", f"{testdata}/saved_model_half_plus_two_cpu"
-    ).replace("${TEST_HALF_PLUS_THREE_DIR}", f"{testdata}/saved_model_half_plus_three")
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from conformance_support import TESTDATA, Target, model_config_text  # noqa: E402
 
 
 @pytest.fixture(scope="session")

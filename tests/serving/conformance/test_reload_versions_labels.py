@@ -7,11 +7,10 @@ config so the other tests see the server as they expect.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import pathlib
 import time
 
+import conformance_support as support
 import grpc
 import numpy as np
 import pytest
@@ -26,24 +25,13 @@ from tensorflow_serving.apis import (
 )
 from tensorflow_serving.config import model_server_config_pb2
 
-_spec = importlib.util.spec_from_file_location(
-    "conformance_rest_client_reload", pathlib.Path(__file__).with_name("rest_client.py")
-)
-rest_client = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(rest_client)
-_conf = importlib.util.spec_from_file_location(
-    "conformance_conftest", pathlib.Path(__file__).with_name("conftest.py")
-)
-conftest = importlib.util.module_from_spec(_conf)
-_conf.loader.exec_module(conftest)
-
 TIMEOUT = 60
 VERSIONS_MODEL = "half_plus_two_versions"
 
 
 def _config(testdata: str, labels: dict[str, int] | None):
     config = text_format.Parse(
-        conftest.model_config_text(testdata), model_server_config_pb2.ModelServerConfig()
+        support.model_config_text(testdata), model_server_config_pb2.ModelServerConfig()
     )
     if labels is not None:
         extra = config.model_config_list.config.add()
@@ -106,22 +94,22 @@ def test_versions_and_labels_route_requests(two_versions, channel, target):
     assert _predict_version(predictions, version_label="stable") == 123
     assert _predict_version(predictions, version_label="canary") == 124
 
-    status, body = rest_client.call(
+    status, body = support.call(
         target.rest_url, "POST", f"/v1/models/{VERSIONS_MODEL}/labels/stable:predict",
         {"instances": [2.0]},
     )  # fmt: skip
     assert (status, body) == (200, {"predictions": [3.0]})
-    status, body = rest_client.call(target.rest_url, "GET", f"/v1/models/{VERSIONS_MODEL}")
+    status, body = support.call(target.rest_url, "GET", f"/v1/models/{VERSIONS_MODEL}")
     assert status == 200
     assert sorted(s["version"] for s in body["model_version_status"]) == ["123", "124"]
 
 
 def test_metadata_of_two_version_model_matches_tf_serving(two_versions, target):
-    status, body = rest_client.call(
+    status, body = support.call(
         target.rest_url, "GET", f"/v1/models/{VERSIONS_MODEL}/versions/123/metadata"
     )
     assert status == 200
-    expected_file = conftest.TESTDATA / "saved_model_half_plus_two_2_versions_metadata.json"
+    expected_file = support.TESTDATA / "saved_model_half_plus_two_2_versions_metadata.json"
     expected = json.loads(expected_file.read_text())
     expected["model_spec"]["name"] = VERSIONS_MODEL
     assert body == expected

@@ -7,24 +7,15 @@ y = 0.5 * x + 3; `regress_x_to_y2` of half_plus_two is y2 = 0.5 * x + 3.
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
-import pathlib
 
+import conformance_support as support
 import pytest
-
-_spec = importlib.util.spec_from_file_location(
-    "conformance_rest_client", pathlib.Path(__file__).with_name("rest_client.py")
-)
-rest_client = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(rest_client)
-
-TESTDATA = pathlib.Path(__file__).resolve().parents[4] / "shared" / "testdata" / "tf_serving"
 
 
 @pytest.fixture
 def rest(target):
-    return lambda method, path, body=None, raw=None: rest_client.call(
+    return lambda method, path, body=None, raw=None: support.call(
         target.rest_url, method, path, body, raw
     )
 
@@ -91,7 +82,7 @@ def test_regress_with_context(rest):
 def test_metadata_matches_tf_serving_answer(rest):
     status, body = rest("GET", "/v1/models/half_plus_two/metadata")
     assert status == 200
-    expected = json.loads((TESTDATA / "half_plus_two_model_metadata.json").read_text())
+    expected = json.loads((support.TESTDATA / "half_plus_two_model_metadata.json").read_text())
     expected["model_spec"]["name"] = "half_plus_two"  # the file was recorded as "default"
     assert body == expected
 

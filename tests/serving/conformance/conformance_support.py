@@ -1,10 +1,31 @@
-"""A tiny stdlib REST client for the conformance suite (status and parsed JSON body)."""
+"""Helpers of the conformance suite: the reference data folder, its model config, a REST call."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import pathlib
 import urllib.error
 import urllib.request
+
+REPO = pathlib.Path(__file__).resolve().parents[3]
+TESTDATA = REPO.parent / "shared" / "testdata" / "tf_serving"
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """The server under test."""
+
+    grpc_target: str
+    rest_url: str
+    testdata: str  # the reference models' folder as the server sees it
+
+
+def model_config_text(testdata: str) -> str:
+    """TF Serving's good_model_config.txt with its placeholders filled in for `testdata`."""
+    text = (TESTDATA / "good_model_config.txt").read_text()
+    text = text.replace("${TEST_HALF_PLUS_TWO_DIR}", f"{testdata}/saved_model_half_plus_two_cpu")
+    return text.replace("${TEST_HALF_PLUS_THREE_DIR}", f"{testdata}/saved_model_half_plus_three")
 
 
 def call(base: str, method: str, path: str, body=None, raw: bytes | None = None):
