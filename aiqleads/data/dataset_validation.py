@@ -86,29 +86,22 @@ def _span_checks(
 
 def _read_spans(root: pathlib.Path, contract: contracts.Contract, progress):
     """All span files of ``contract`` as one text frame, with each row's file, line, day."""
-    frames, names, file_of, line_of, day_of = [], [], [], [], []
-    for i, day in enumerate(layout.list_spans(root)):
-        path = layout.table_path(root, contract, day)
+    days = layout.list_spans(root)
+    paths = [layout.table_path(root, contract, day) for day in days]
+    for path in paths:
         if not path.is_file():
             raise DataError(f"{path}: missing; every span folder holds {contract.file_name}")
-        if progress:
-            progress(str(path.relative_to(root)))
-        frame = io.read_text_table(path)
-        check_columns([str(c) for c in frame.columns], contract, str(path))
-        frames.append(frame)
-        names.append(path)
-        file_of.append(np.full(len(frame), i, dtype=np.int64))
-        line_of.append(np.arange(len(frame), dtype=np.int64) + 2)
-        day_of.append(np.full(len(frame), layout.span_name(day), dtype=object))
-    if not frames:
-        return (
-            pd.DataFrame(columns=list(contract.columns)),
-            [],
-            (np.zeros(0, np.int64),) * 2,
-            np.zeros(0, object),
-        )
-    joined = pd.concat(frames, ignore_index=True)
-    return joined, names, (np.concatenate(file_of), np.concatenate(line_of)), np.concatenate(day_of)
+    if progress:
+        progress(f"{len(paths)} {contract.file_name} span files")
+    headers, counts, joined = io.read_text_tables(paths, contract.columns)
+    for header, path in zip(headers, paths, strict=True):
+        check_columns(header, contract, str(path))
+    file_of = np.repeat(np.arange(len(paths)), counts)
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    line_of = np.arange(len(joined), dtype=np.int64) - starts + 2
+    names = np.asarray([layout.span_name(d) for d in days], dtype=object)
+    day_of = names[file_of] if len(paths) else np.zeros(0, dtype=object)
+    return joined, paths, (file_of, line_of), day_of
 
 
 def validate_dataset(

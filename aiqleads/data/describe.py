@@ -25,23 +25,19 @@ def describe_dataset(root: pathlib.Path) -> dict[str, Any]:
     events = market = 0
     first_ts = last_ts = None
     regions_in_market: set[str] = set()
-    for day in days:
-        e = pd.read_csv(
-            layout.table_path(root, contracts.EVENTS, day),
-            usecols=[contracts.EVENT_TYPE, contracts.TIMESTAMP],
-            dtype=str,
-        )
-        events += len(e)
-        for kind, n in e[contracts.EVENT_TYPE].value_counts().items():
-            mix[kind] = mix.get(kind, 0) + int(n)
-        if len(e):
-            first_ts = first_ts or e[contracts.TIMESTAMP].min()
-            last_ts = e[contracts.TIMESTAMP].max()
-        m = pd.read_csv(
-            layout.table_path(root, contracts.MARKET, day), usecols=[contracts.REGION], dtype=str
-        )
-        market += len(m)
-        regions_in_market.update(m[contracts.REGION])
+    _, _, e = io.read_text_tables(
+        [layout.table_path(root, contracts.EVENTS, d) for d in days],
+        (contracts.EVENT_TYPE, contracts.TIMESTAMP),
+    )
+    _, _, m = io.read_text_tables(
+        [layout.table_path(root, contracts.MARKET, d) for d in days], (contracts.REGION,)
+    )
+    events, market = len(e), len(m)
+    for kind, n in e[contracts.EVENT_TYPE].value_counts().items():
+        mix[kind] = mix.get(kind, 0) + int(n)
+    if events:
+        first_ts, last_ts = e[contracts.TIMESTAMP].min(), e[contracts.TIMESTAMP].max()
+    regions_in_market = set(m[contracts.REGION])
     price = pd.to_numeric(leads[contracts.PRICE], errors="coerce").dropna().to_numpy()
     with_home = (users[contracts.HOME_LATITUDE] != "").sum()
     return {

@@ -7,6 +7,7 @@ the same bytes.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import json
 import os
@@ -15,6 +16,7 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from aiqleads import contracts, layout
@@ -34,6 +36,62 @@ def read_text_table(path: pathlib.Path) -> pd.DataFrame:
         raise DataError(f"{path}: the file is empty (expected a CSV header line)") from e
     except (pd.errors.ParserError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: not a readable UTF-8 CSV file ({e})") from e
+
+
+def read_text_tables(
+    paths: list[pathlib.Path], columns: tuple[str, ...]
+) -> tuple[list[list[str]], np.ndarray, pd.DataFrame]:
+    """Read many small CSV files fast (csv module) into one text frame with ``columns``.
+
+    Returns each file's header, each file's row count and the joined rows. A file whose
+    header lacks one of ``columns`` contributes its header only (the caller reports it).
+    """
+    headers, counts, rows = [], [], []
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8", newline="") as f:
+                body = list(csv.reader(f))
+        except FileNotFoundError as e:
+            raise DataError(f"{path}: no such file") from e
+        except (UnicodeDecodeError, csv.Error) as e:
+            raise DataError(f"{path}: not a readable UTF-8 CSV file ({e})") from e
+        if not body:
+            raise DataError(f"{path}: the file is empty (expected a CSV header line)")
+        header, body = body[0], body[1:]
+        headers.append(header)
+        ragged = next((i for i, r in enumerate(body) if len(r) != len(header)), None)
+        if ragged is not None:
+            raise DataError(
+                f"{path} line {ragged + 2}: {len(body[ragged])} fields, the header has {len(header)}"
+            )
+        if not set(columns) <= set(header):
+            counts.append(0)
+            continue
+        if tuple(header) != tuple(columns):
+            pick = [header.index(c) for c in columns]
+            body = [[r[i] for i in pick] for r in body]
+        counts.append(len(body))
+        rows.extend(body)
+    frame = pd.DataFrame(rows, columns=list(columns), dtype=object)
+    return headers, np.asarray(counts, dtype=np.int64), frame
+
+
+def csv_lines(frame: pd.DataFrame, columns: tuple[str, ...]) -> tuple[str, np.ndarray]:
+    """The CSV header line and one text line per row (formatted once, for slicing)."""
+    text = frame.loc[:, list(columns)].to_csv(index=False, lineterminator="\n")
+    lines = text.split("\n")
+    return lines[0] + "\n", np.array([line + "\n" for line in lines[1:-1]], dtype=object)
+
+
+def write_lines(path: pathlib.Path, header: str, lines: np.ndarray) -> None:
+    """Write a header and pre-formatted lines through a temporary file."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8", newline="") as out:
+        out.write(header)
+        out.write("".join(lines))
+    os.replace(tmp, path)
 
 
 def write_table(frame: pd.DataFrame, path: pathlib.Path, contract: contracts.Contract) -> int:

@@ -87,18 +87,14 @@ def write_spans(
     days = np.asarray(sorted(days), dtype=np.int64)
     e_bounds = np.searchsorted(event_day, np.stack([days, days + 1]))
     m_bounds = np.searchsorted(market_day, np.stack([days, days + 1]))
+    e_head, e_lines = io.csv_lines(events, contracts.EVENTS.columns)
+    m_head, m_lines = io.csv_lines(market, contracts.MARKET.columns)
     for i, d in enumerate(days):
         when = start + dt.timedelta(days=int(d))
-        io.write_table(
-            events.iloc[e_bounds[0, i] : e_bounds[1, i]],
-            layout.table_path(root, contracts.EVENTS, when),
-            contracts.EVENTS,
-        )
-        io.write_table(
-            market.iloc[m_bounds[0, i] : m_bounds[1, i]],
-            layout.table_path(root, contracts.MARKET, when),
-            contracts.MARKET,
-        )
+        events_path = layout.table_path(root, contracts.EVENTS, when)
+        io.write_lines(events_path, e_head, e_lines[e_bounds[0, i] : e_bounds[1, i]])
+        market_path = layout.table_path(root, contracts.MARKET, when)
+        io.write_lines(market_path, m_head, m_lines[m_bounds[0, i] : m_bounds[1, i]])
         names.append(layout.span_name(when))
         if progress:
             progress(1)
