@@ -11,6 +11,7 @@ import pathlib
 
 import click
 
+from aiqleads.commands.kfp import compile_command
 from aiqleads.errors import ConfigError, DataError
 
 STAGES = ("drift_check", "transform", "push")
@@ -131,3 +132,7 @@ def run(
     click.echo(
         f"\nrun {summary.run_id} finished in {summary.seconds:.0f}s; MLMD: {cfg.metadata_path}"
     )
+
+
+# `aiqleads pipeline compile` lives with the Kubeflow commands (aiqleads/commands/kfp.py).
+pipeline.add_command(compile_command)
