@@ -156,7 +156,9 @@ def validate(root, quarantine) -> None:
     for v in report.violations[:10]:
         click.echo(f"  quarantined: {v}")
     status = "valid" if not report.bad_rows else f"{report.bad_rows:,} bad rows quarantined"
-    click.echo(f"{root}: {report.rows:,} rows in {len(report.tables)} files; {status}")
+    click.echo(
+        f"{root}: {report.rows:,} rows in {sum(t.files for t in report.tables)} files; {status}"
+    )
 
 
 @data.command()
