@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import pathlib
 import signal
 import sys
@@ -203,13 +204,16 @@ def failover(stack: ServingStack, url: str, users: list[str], duration: float) -
             out.append(asyncio.run(run_load(url, trace, TARGET_RATE, duration, _RECOMMEND)))
 
         load = threading.Thread(target=drive)
-        restarts_before = child.restarts
         load.start()
         time.sleep(min(2.0, duration / 4))
         killed_at = time.monotonic()
         child.signal(signal.SIGKILL)
-        wait_until(lambda c=child, n=restarts_before: c.restarts > n, 60, f"{name} restart")
-        restarted = next(t for t, who in reversed(stack.restart_log) if who == name) - killed_at
+
+        def restarts(who: str = name, since: float = killed_at) -> list[float]:
+            return [t for t, n in list(stack.restart_log) if n == who and t > since]
+
+        wait_until(lambda: bool(restarts()), 60, f"{name} restart")
+        restarted = restarts()[0] - killed_at
         # The new process serves, and Envoy routes to every replica again.
         wait_until(
             lambda c=child, ok=back_in_rotation: c.ready() and ok(),
@@ -245,6 +249,8 @@ def main() -> None:
     if not 1 <= args.duration <= 60 or not all(0 < x <= 5000 for x in rates):
         parser.error("--duration must be 1..60 s and each rate 1..5000 req/s")
 
+    # Other work on the machine shows up in every figure: print it with them.
+    print("load average at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()), flush=True)
     with tempfile.TemporaryDirectory(prefix="aiqleads-bench-") as tmp_name:
         tmp = pathlib.Path(tmp_name)
         base = args.model_base_path or DEFAULT_MODEL_BASE_PATH
@@ -298,6 +304,7 @@ def main() -> None:
             stop.set()
             supervisor.join()
             stack.stop()
+    print("load average at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     print(f"\ntargets at {TARGET_RATE} req/s: miss p95 < 10 ms, hit p95 < 3 ms, "
           "hit rate > 95%, zero errors")  # fmt: skip
 
