@@ -1,0 +1,137 @@
+"""Compile test: `create_pipeline(config)` through KubeflowV2DagRunner into a KFP package.
+
+The package must parse with KFP's own PipelineSpec protos, hold every component of the
+local pipeline with its parameters, the image, pipeline root and Beam arguments from
+config, and match the golden file (regenerate on purpose: tests/kfp/regenerate_golden.py).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+import sys
+
+import pytest
+import yaml
+from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from aiqleads.commands.kfp import compile_command
+
+
+def _load_golden_module():
+    path = pathlib.Path(__file__).with_name("regenerate_golden.py")
+    spec = importlib.util.spec_from_file_location("aiqleads_kfp_golden", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+golden = _load_golden_module()
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    """(package path, parsed YAML, the TFX pipeline it came from), compiled once."""
+    from pipeline.kubeflow_v2_runner import compile_pipeline
+    from pipeline.pipeline import create_pipeline
+
+    config, settings = golden.golden_inputs()
+    out = tmp_path_factory.mktemp("kfp") / "aiqleads_pipeline.yaml"
+    compile_pipeline(config, settings, out, stage=golden.STAGE)
+    tfx_pipeline = create_pipeline(config, stage=golden.STAGE)
+    return out, yaml.safe_load(out.read_text()), tfx_pipeline
+
+
+def test_package_parses_with_the_kfp_pipeline_spec_protos(compiled):
+    _, spec, _ = compiled
+    message = json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())
+    assert message.schema_version == "2.1.0"
+    assert message.pipeline_info.name == "aiqleads-recommender"
+    assert message.default_pipeline_root == golden.PIPELINE_ROOT
+    reason = message.root.input_definitions.parameters["trigger_reason"]
+    assert reason.parameter_type == pipeline_spec_pb2.ParameterType.STRING
+    assert reason.default_value.string_value == "manual"
+
+
+def test_every_component_of_the_local_pipeline_is_a_task_with_its_parameters(compiled):
+    _, spec, tfx_pipeline = compiled
+    tasks = spec["root"]["dag"]["tasks"]
+    ids = {c.id for c in tfx_pipeline.components}
+    assert ids == set(tasks)
+    assert {"InteractionExampleGen", "StatisticsGen", "Transform"} <= ids
+    for component in tfx_pipeline.components:
+        task = tasks[component.id]
+        if not hasattr(component, "exec_properties"):
+            continue  # resolvers have no parameters
+        given = task.get("inputs", {}).get("parameters", {})
+        for name, value in component.exec_properties.items():
+            if value is None:
+                continue
+            assert name in given, f"{component.id}.{name} missing"
+        # Data dependencies of the local pipeline are the task's upstream tasks.
+        upstream = {node.id for node in component.upstream_nodes}
+        assert set(task.get("dependentTasks", [])) <= upstream | {
+            n.id for n in tfx_pipeline.components
+        }
+        for artifact in task.get("inputs", {}).get("artifacts", {}).values():
+            producer = artifact.get("taskOutputArtifact", {}).get("producerTask")
+            if producer:
+                assert producer in upstream, f"{component.id} reads {producer} not upstream"
+
+
+def test_image_entrypoint_and_beam_arguments_come_from_config(compiled):
+    _, spec, _ = compiled
+    config, settings = golden.golden_inputs()
+    executors = spec["deploymentSpec"]["executors"]
+    assert executors
+    for name, executor in executors.items():
+        if "container" not in executor:
+            continue  # importer / resolver
+        container = executor["container"]
+        assert container["image"] == settings.image, name
+        assert container["command"] == [
+            "python",
+            "-m",
+            "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor",
+        ]
+        if "--executor_class_path" in container["args"]:
+            assert container["args"][-len(config.beam_args) :] == list(config.beam_args), name
+
+
+def test_package_matches_the_golden_file(compiled):
+    _, spec, _ = compiled
+    want = golden.GOLDEN.read_text()
+    got = golden.render(spec)
+    assert got == want, (
+        "the compiled pipeline changed; if on purpose, run "
+        "`.venv/bin/python tests/kfp/regenerate_golden.py` and review the diff"
+    )
+
+
+def test_a_wiring_change_fails_the_golden_comparison():
+    from pipeline.kubeflow_v2_runner import build_pipeline_spec
+
+    config, settings = golden.golden_inputs()
+    rewired = config.model_copy(
+        update={"drift": config.drift.model_copy(update={"enabled": False})}
+    )
+    spec = build_pipeline_spec(rewired, settings, stage=golden.STAGE)
+    assert "DriftCheck" not in spec["root"]["dag"]["tasks"]
+    assert golden.render(spec) != golden.GOLDEN.read_text()
+
+
+def test_compile_command_writes_the_package(tmp_path, capsys, monkeypatch):
+    from aiqleads.errors import ConfigError
+
+    monkeypatch.setenv("AIQLEADS_PIPELINE__DATA_ROOT", str(golden.TINY_DATA))
+    monkeypatch.setenv("AIQLEADS_KFP__IMAGE", golden.IMAGE)
+    out = tmp_path / "pkg.yaml"
+    args = ["--out", str(out), "--stage", golden.STAGE]
+    compile_command.main(args, prog_name="aiqleads pipeline compile", standalone_mode=False)
+    captured = capsys.readouterr()
+    assert f"wrote {out}" in captured.out and "next: aiqleads kfp upload" in captured.out
+    assert yaml.safe_load(out.read_text())["pipelineInfo"]["name"] == "aiqleads-recommender"
+    with pytest.raises(ConfigError, match=r"is a \.yaml file"):
+        compile_command.main(["--out", str(tmp_path / "pkg.json")], standalone_mode=False)
