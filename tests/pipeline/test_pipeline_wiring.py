@@ -1,0 +1,95 @@
+"""create_pipeline: the component list, their order and the wiring, without running it."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+from tfx.dsl.compiler import compiler
+
+from pipeline import config
+from pipeline import pipeline as wiring
+
+TINY = pathlib.Path(__file__).resolve().parents[1] / "testdata" / "pipeline" / "tiny"
+
+
+@pytest.fixture()
+def cfg(tmp_path):
+    return config.PipelineConfig(
+        data_root=str(TINY), runs_dir=str(tmp_path), example_gen={"window_spans": 3, "eval_days": 1}
+    )
+
+
+def _ids(pipeline):
+    return [c.id for c in pipeline.components]
+
+
+def test_drift_stage_components_and_order(cfg):
+    p = wiring.create_pipeline(cfg, stage="drift_check")
+    ids = _ids(p)
+    assert sorted(ids) == sorted(
+        [
+            wiring.EXAMPLE_GEN,
+            wiring.STATISTICS_GEN,
+            wiring.SCHEMA_GEN,
+            wiring.EXAMPLE_VALIDATOR,
+            wiring.DRIFT_CHECK,
+        ]
+    )
+    # Topological order: the runner executes them in this order.
+    assert ids.index(wiring.EXAMPLE_GEN) < ids.index(wiring.STATISTICS_GEN)
+    assert ids.index(wiring.EXAMPLE_VALIDATOR) < ids.index(wiring.DRIFT_CHECK)
+    by_id = {c.id: c for c in p.components}
+    drift = by_id[wiring.DRIFT_CHECK]
+    assert {n.id for n in drift.upstream_nodes} >= {
+        wiring.EXAMPLE_GEN,
+        wiring.SCHEMA_GEN,
+        wiring.EXAMPLE_VALIDATOR,
+    }
+    gen = by_id[wiring.EXAMPLE_GEN]
+    assert gen.exec_properties["as_of"] == "2026-01-04"
+    assert gen.exec_properties["window_spans"] == 3
+    assert p.pipeline_info.pipeline_root == str(cfg.pipeline_root)
+    assert p.beam_pipeline_args == list(cfg.beam_args)
+    # Compiles to IR (what the Kubeflow runner also consumes).
+    ir = compiler.Compiler().compile(p)
+    assert len(ir.nodes) == 5
+
+
+def test_transform_waits_for_the_drift_check(cfg):
+    p = wiring.create_pipeline(cfg, stage="transform")
+    transform = {c.id: c for c in p.components}[wiring.TRANSFORM]
+    assert wiring.DRIFT_CHECK in {n.id for n in transform.upstream_nodes}
+    assert transform.exec_properties["preprocessing_fn"] == wiring.PREPROCESSING_FN
+
+
+def test_without_drift_check_transform_follows_the_validator(cfg):
+    p = wiring.create_pipeline(cfg.with_overrides(drift={"enabled": False}), stage="transform")
+    assert wiring.DRIFT_CHECK not in _ids(p)
+    transform = {c.id: c for c in p.components}[wiring.TRANSFORM]
+    assert wiring.EXAMPLE_VALIDATOR in {n.id for n in transform.upstream_nodes}
+
+
+def test_fingerprint_tracks_the_window(cfg, tmp_path):
+    a = wiring.create_pipeline(cfg, stage="drift_check")
+    b = wiring.create_pipeline(cfg, stage="drift_check")
+    earlier = wiring.create_pipeline(cfg.with_overrides(as_of="2026-01-03"), stage="drift_check")
+
+    def fp(p):
+        gen = {c.id: c for c in p.components}[wiring.EXAMPLE_GEN]
+        return gen.exec_properties["input_fingerprint"]
+
+    assert fp(a) == fp(b) != fp(earlier)
+
+
+def test_trainer_custom_config_carries_window_end_and_hyperparameters(cfg):
+    cfg = cfg.with_overrides(trainer={"hyperparameters": {"embedding_dim": 16}})
+    custom = wiring.trainer_custom_config(cfg, "2026-01-04")
+    assert custom["as_of"] == "2026-01-04"
+    assert custom["data_root"] == str(TINY)
+    assert custom["embedding_dim"] == 16
+
+
+def test_unknown_stage_is_rejected(cfg):
+    with pytest.raises(ValueError, match="stage"):
+        wiring.create_pipeline(cfg, stage="everything")
