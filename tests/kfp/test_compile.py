@@ -70,11 +70,9 @@ def test_every_component_of_the_local_pipeline_is_a_task_with_its_parameters(com
             if value is None:
                 continue
             assert name in given, f"{component.id}.{name} missing"
-        # Data dependencies of the local pipeline are the task's upstream tasks.
+        # The local pipeline's edges (data and explicit ordering) are the task's upstream.
         upstream = {node.id for node in component.upstream_nodes}
-        assert set(task.get("dependentTasks", [])) <= upstream | {
-            n.id for n in tfx_pipeline.components
-        }
+        assert set(task.get("dependentTasks", [])) == upstream, component.id
         for artifact in task.get("inputs", {}).get("artifacts", {}).values():
             producer = artifact.get("taskOutputArtifact", {}).get("producerTask")
             if producer:
