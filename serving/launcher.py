@@ -148,6 +148,7 @@ class ServingStack:
         for i, r in enumerate(topo.model_servers):
             argv = [
                 model_server_bin,
+                f"--host={r.host}",  # loopback only (TF Serving itself binds 0.0.0.0)
                 f"--port={r.grpc_port}",
                 f"--rest_api_port={r.rest_port}",
                 f"--model_name={s.model_name}",

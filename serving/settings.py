@@ -108,6 +108,7 @@ class EnvoySettings(_Frozen):
     concurrency: int = Field(2, ge=1, le=64)
     max_connections: int = Field(4096, ge=1, le=1_000_000)
     max_pending_requests: int = Field(4096, ge=1, le=1_000_000)
+    max_downstream_connections: int = Field(50_000, ge=1, le=1_000_000)
     health_check: HealthCheckSettings = HealthCheckSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
 

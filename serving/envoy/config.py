@@ -310,12 +310,13 @@ def build_envoy_config(settings: ServingSettings, upstreams: Upstreams) -> dict:
                 _cluster(CLUSTER_MODEL_REST, upstreams.model_servers, False, model_health, env, d),
             ],
         },
-        "layered_runtime": {
-            "layers": [
+        "overload_manager": {
+            "resource_monitors": [
                 {
-                    "name": "static",
-                    "static_layer": {
-                        "overload": {"global_downstream_max_connections": 50000},
+                    "name": "envoy.resource_monitors.global_downstream_max_connections",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
+                        "max_active_downstream_connections": env.max_downstream_connections,
                     },
                 }
             ]
