@@ -55,6 +55,12 @@ from serving.gateway.config import parse_config
     show_default=True,
     help="How often to ask the model servers for versions and labels.",
 )
+@click.option(
+    "--online-features/--no-online-features",
+    default=False,
+    show_default=True,
+    help="Fill a missing location from the user's Redis feature hash.",
+)
 def main(**flags: object) -> None:
     """Run one caching gateway replica (REST and gRPC) until SIGTERM or Ctrl-C."""
     servers = tuple(

@@ -10,6 +10,7 @@ from aiohttp import web
 from serving.gateway import grpc_service, rest
 from serving.gateway.cache import CachingLoader, RedisCache
 from serving.gateway.config import GatewayConfig
+from serving.gateway.features import OnlineFeatures
 from serving.gateway.feedback_log import JsonlLog, NullLog
 from serving.gateway.metrics import GatewayMetrics
 from serving.gateway.model_client import ModelClient
@@ -59,6 +60,7 @@ class Gateway:
             canary_fraction=config.canary_fraction,
             request_log=self.request_log,
             feedback_log=self.feedback_log,
+            features=OnlineFeatures(self.cache) if config.online_features else None,
         )
         self.passthrough = PredictPassThrough(self.model, self.service, self.loader)
         self.rest_port = config.rest_port

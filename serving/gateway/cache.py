@@ -114,6 +114,9 @@ class RedisCache:
     async def set(self, key: str, value: bytes) -> None:
         await self._call("set", lambda: self._client.set(key, value, ex=self.ttl_seconds), None)
 
+    async def hmget(self, key: str, fields: tuple[str, ...]) -> list | None:
+        return await self._call("hmget", lambda: self._client.hmget(key, fields), None)
+
     async def try_lock(self, key: str, ttl_ms: int) -> bool | None:
         """True if this replica holds the fill lock, False if another does, None if unknown."""
         return await self._call(

@@ -31,6 +31,7 @@ class GatewayConfig(BaseModel):
     redis_timeout_ms: int = Field(50, ge=1, le=10_000)
     lock_ttl_ms: int = Field(1000, ge=10, le=60_000)
     max_body_bytes: int = Field(16 * 1024, ge=256, le=16 * 1024 * 1024)
+    online_features: bool = False
     log_dir: pathlib.Path | None = None
     log_max_bytes: int = Field(16 * 1024 * 1024, ge=1024, le=1 << 34)
     log_backups: int = Field(4, ge=1, le=100)

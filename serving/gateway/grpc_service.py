@@ -83,7 +83,7 @@ class RecommendationsServicer(pb_grpc.RecommendationsServicer):
             cached=result.cached,
             items=[pb.RecommendedLead(lead_id=lead, score=score) for lead, score in result.items],
         )
-        return response, "hit" if result.cached else "miss"
+        return response, result.source
 
     @_observed("grpc:Feedback")
     async def Feedback(self, request: pb.FeedbackRequest, context):  # noqa: N802

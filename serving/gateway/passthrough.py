@@ -66,8 +66,8 @@ class PredictPassThrough:
         key = f"{KEY_PREFIX}:predict:{request.model_spec.name}:{version}:{digest}"
         return await self._loader.load("predict", key, lambda: self._model.predict_raw(pinned))
 
-    async def predict_json(self, path_tail: str, body: Any) -> dict:
-        """TF Serving's REST `:predict` (row `instances` or columnar `inputs`) through the cache."""
+    async def predict_json(self, path_tail: str, body: Any) -> tuple[dict, str]:
+        """TF Serving's REST `:predict` through the cache: the JSON answer and its cache source."""
         match = REST_PATH.match(path_tail)
         if not match:
             raise NotFoundError(
@@ -106,7 +106,7 @@ class PredictPassThrough:
         loaded = await self.predict(request.SerializeToString())
         response = predict_pb2.PredictResponse()
         response.ParseFromString(loaded.value)
-        return _response_json(response, rows)
+        return _response_json(response, rows), loaded.source
 
     async def _signature(self, version: int, signature_name: str):
         from tensorflow_serving.apis import get_model_metadata_pb2

@@ -50,9 +50,10 @@ async def _json_body(request: web.Request) -> object:
         raise PayloadTooLargeError(
             f"the body has {request.content_length} bytes; the limit is {limit}"
         )
-    raw = await request.content.read(limit + 1)
-    if len(raw) > limit:
-        raise PayloadTooLargeError(f"the body is over the limit of {limit} bytes")
+    try:
+        raw = await request.read()  # aiohttp enforces client_max_size while reading
+    except web.HTTPRequestEntityTooLarge as e:
+        raise PayloadTooLargeError(f"the body is over the limit; the limit is {limit}") from e
     try:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -87,7 +88,7 @@ async def _errors_and_metrics(request: web.Request, handler) -> web.StreamRespon
 
 async def recommend(request: web.Request) -> web.Response:
     result = await request.app[_SERVICE].recommend(parse_recommend(await _json_body(request)))
-    headers = {"X-Cache": "HIT" if result.cached else "MISS"}
+    headers = {"X-Cache": result.source}
     return web.json_response(result.to_json(), headers=headers)
 
 
@@ -98,9 +99,9 @@ async def feedback(request: web.Request) -> web.Response:
 
 async def predict(request: web.Request) -> web.Response:
     body = await _json_body(request)
-    answer = await request.app[_PASSTHROUGH].predict_json(request.match_info["tail"], body)
+    answer, source = await request.app[_PASSTHROUGH].predict_json(request.match_info["tail"], body)
     return web.Response(
-        text=json.dumps(answer), content_type="application/json", headers={"X-Cache": "-"}
+        text=json.dumps(answer), content_type="application/json", headers={"X-Cache": source}
     )
 
 

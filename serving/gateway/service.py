@@ -12,10 +12,11 @@ import json
 import time
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from serving.gateway.cache import KEY_PREFIX, CachingLoader
 from serving.gateway.errors import ModelUnavailableError, NotFoundError
+from serving.gateway.features import OnlineFeatures
 from serving.gateway.feedback_log import JsonlLog, NullLog
 from serving.gateway.metrics import GatewayMetrics
 from serving.gateway.model_client import ModelClient
@@ -32,6 +33,7 @@ class Recommendation:
     variant: str
     cached: bool
     items: tuple[tuple[str, float], ...]
+    source: str = "miss"  # hit, miss or coalesced: for metrics, not part of the answer
 
     def to_json(self) -> dict:
         return {
@@ -62,12 +64,14 @@ class RecommendationService:
         canary_fraction: float = 0.0,
         request_log: JsonlLog | NullLog | None = None,
         feedback_log: JsonlLog | NullLog | None = None,
+        features: OnlineFeatures | None = None,
     ) -> None:
         self._model, self._tracker, self._loader = model, tracker, loader
         self._metrics = metrics
         self._canary_fraction = canary_fraction
         self._request_log = request_log or NullLog()
         self._feedback_log = feedback_log or NullLog()
+        self._features = features
         self._recent: OrderedDict[str, tuple[int, str]] = OrderedDict()
 
     @property
@@ -87,6 +91,10 @@ class RecommendationService:
         return self._tracker.view
 
     async def recommend(self, request: RecommendRequest) -> Recommendation:
+        if self._features is not None and not request.has_location:
+            location = await self._features.user_location(request.user_id)
+            if location is not None:
+                request = replace(request, latitude=location[0], longitude=location[1])
         arm = assign_variant(request.user_id, self._canary_fraction)
         variant, version = (await self.versions()).resolve(arm)
         try:
@@ -103,6 +111,7 @@ class RecommendationService:
             variant=variant,
             cached=loaded.source == "hit",
             items=items,
+            source=loaded.source,
         )
         self._after(request, result, loaded.source)
         return result

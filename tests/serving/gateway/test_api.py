@@ -208,3 +208,16 @@ def test_rest_predict_pass_through_rows_and_columns(start_gateway, model_server,
         400,
         {"error": "serving signature 'nope' not found; the model has recommend, serving_default"},
     )
+
+
+def test_online_features_fill_a_missing_location(start_gateway, redis_server, recommend, expected):
+    gateway = start_gateway(online_features=True)
+    redis_server.client().hset(
+        "aiqleads:features:user:rita", mapping={"latitude": "40.7", "longitude": "-74.0"}
+    )
+    redis_server.client().hset("aiqleads:features:user:sam", mapping={"latitude": "999"})
+    assert recommend(gateway, user_id="rita", k=2)["items"] == expected("rita", 2, 1, True)
+    # Given coordinates win; an incomplete or missing hash means no location.
+    assert recommend(gateway, user_id="rita", k=2, latitude=1.0, longitude=2.0)["cached"] is False
+    assert recommend(gateway, user_id="sam", k=2)["items"] == expected("sam", 2, 1)
+    assert recommend(gateway, user_id="tom", k=2)["items"] == expected("tom", 2, 1)
