@@ -109,6 +109,19 @@ async def run_load(
     return result
 
 
+def stack_cpu_seconds(stack: ServingStack) -> float:
+    """User+system CPU seconds used so far by every live child of the stack."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for child in stack.children:
+        try:
+            fields = pathlib.Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
+
+
 def pct(values: list[float] | np.ndarray, q: float) -> float:
     return float(np.percentile(values, q)) if len(values) else float("nan")
 
@@ -181,8 +194,8 @@ HEADER = (
 )
 
 
-def failover(stack: ServingStack, url: str, users: list[str], duration: float) -> None:
-    """Kill a model server, then a gateway, then Redis, each under load at TARGET_RATE."""
+def failover(stack: ServingStack, url: str, users: list[str], duration: float, rate: float) -> None:
+    """Kill a model server, then a gateway, then Redis, each under load at ``rate``."""
     admin = stack.settings.envoy.admin_port
     redis = stack.settings.redis
     victims = [
@@ -192,7 +205,7 @@ def failover(stack: ServingStack, url: str, users: list[str], duration: float) -
          == len(stack.topology.gateways)),
         ("redis", lambda: redis_ping(redis.host, redis.port)),
     ]  # fmt: skip
-    print(f"\nfailover under {TARGET_RATE} req/s (kill -9 one process per phase)")
+    print(f"\nfailover under {rate:.0f} req/s (kill -9 one process per phase)")
     print(
         f"{'killed':<16}{'requests':>9}{'failed':>8}{'restarted after':>17}{'in rotation after':>19}"
     )
@@ -201,7 +214,7 @@ def failover(stack: ServingStack, url: str, users: list[str], duration: float) -
         results: list[Result] = []
 
         def drive(out: list[Result] = results, trace: list[str] = users) -> None:
-            out.append(asyncio.run(run_load(url, trace, TARGET_RATE, duration, _RECOMMEND)))
+            out.append(asyncio.run(run_load(url, trace, rate, duration, _RECOMMEND)))
 
         load = threading.Thread(target=drive)
         load.start()
@@ -223,7 +236,7 @@ def failover(stack: ServingStack, url: str, users: list[str], duration: float) -
         )
         in_rotation = time.monotonic() - killed_at
         load.join()
-        users = users[int(TARGET_RATE * duration) :]
+        users = users[int(rate * duration) :]
         r = results[0]
         total = len(r.latency_ms) + r.n_errors
         print(
@@ -243,10 +256,11 @@ def main() -> None:
     parser.add_argument("--model-servers", type=int, default=2)
     parser.add_argument("--gateways", type=int, default=2)
     parser.add_argument("--model-base-path", type=pathlib.Path, default=None)
+    parser.add_argument("--failover-rate", type=float, default=TARGET_RATE, help="req/s")
     parser.add_argument("--skip-failover", action="store_true")
     args = parser.parse_args()
     rates = [float(x) for x in args.rates.split(",")]
-    if not 1 <= args.duration <= 60 or not all(0 < x <= 5000 for x in rates):
+    if not 1 <= args.duration <= 60 or not all(0 < x <= 5000 for x in [*rates, args.failover_rate]):
         parser.error("--duration must be 1..60 s and each rate 1..5000 req/s")
 
     # Other work on the machine shows up in every figure: print it with them.
@@ -295,11 +309,20 @@ def main() -> None:
                     seen.add(user)
                 base_r = asyncio.run(run_load(url, users, rate, args.duration, "/ping"))
                 print_step("baseline", rate, base_r, None)
+                cpu0, gen0 = stack_cpu_seconds(stack), time.process_time()
                 r = asyncio.run(run_load(url, users, rate, args.duration, _RECOMMEND))
                 print_step("stack", rate, r, floor_p50, repeats / n)
+                done = max(len(r.latency_ms), 1)
+                print(
+                    f"{'':9}CPU per answered request: stack "
+                    f"{(stack_cpu_seconds(stack) - cpu0) / done * 1000:.2f} ms, load generator "
+                    f"{(time.process_time() - gen0) / done * 1000:.2f} ms; load average "
+                    "{:.1f}".format(os.getloadavg()[0]),
+                    flush=True,
+                )
                 offset += n
             if not args.skip_failover:
-                failover(stack, url, trace[offset:], max(args.duration, 10.0))
+                failover(stack, url, trace[offset:], max(args.duration, 10.0), args.failover_rate)
         finally:
             stop.set()
             supervisor.join()
