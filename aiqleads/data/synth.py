@@ -90,7 +90,7 @@ class SynthConfig:
             raise DataError(
                 f"synth: unknown drift {self.drift!r}; one of {', '.join(DRIFT_SCENARIOS)}"
             )
-        if not 1 <= self.drift_days < self.days:
+        if self.drift is not None and not 1 <= self.drift_days < self.days:
             raise DataError(f"synth: drift_days={self.drift_days} must be in [1, days={self.days})")
         return self
 
