@@ -32,7 +32,9 @@ USER_CLICKS = "user_clicks"  # int64
 USER_INQUIRIES = "user_inquiries"  # int64
 USER_PURCHASES = "user_purchases"  # int64
 USER_DAYS_SINCE_LAST = "user_days_since_last_event"  # float; missing for a first event
-USER_MEDIAN_PRICE = "user_median_price"  # float: median price of leads engaged with; missing if none
+USER_MEDIAN_PRICE = (
+    "user_median_price"  # float: median price of leads engaged with; missing if none
+)
 
 # Market side: the region's latest market row on or before the event date.
 MARKET_DEMAND = "market_demand"  # float
@@ -53,3 +55,77 @@ RECOMMEND_INPUT_LONGITUDE = "longitude"  # tf.float32 [B], NaN when unknown
 RECOMMEND_INPUT_K = "k"  # tf.int32 [B]; outputs have max(k) columns
 RECOMMEND_OUTPUT_LEAD_IDS = "lead_ids"  # tf.string [B, K]
 RECOMMEND_OUTPUT_SCORES = "scores"  # tf.float32 [B, K], descending per row
+
+# ---------------------------------------------------------------------------------------
+# Transformed features (written by `transforms.preprocessing.preprocessing_fn`, read by the
+# Trainer). Every one is a dense scalar per example: int64 for ids/buckets, float32 else.
+
+# Ids and categories (vocabulary indices with one OOV bucket; hashed geo cells).
+T_USER_INDEX = "user_index"
+T_LEAD_INDEX = "lead_index"
+T_REGION_INDEX = "region_index"
+T_PROPERTY_TYPE_INDEX = "property_type_index"
+T_FINE_CELL = "fine_cell_bucket"
+T_COARSE_CELL = "coarse_cell_bucket"
+T_CELL_X_TYPE = "fine_cell_x_property_type_bucket"
+
+# Lead side (numbers are z-scores over present values unless named otherwise).
+T_LOG_PRICE = "log_price_z"
+T_PRICE_MISSING = "price_missing"  # 0/1
+T_PRICE_VS_MARKET = "log_price_vs_market"  # log(price / regional median), clipped to +-3
+T_BEDROOMS = "bedrooms_z"
+T_BATHROOMS = "bathrooms_z"
+T_LOG_LIVING_AREA = "log_living_area_z"
+T_LOG_LEAD_AGE = "log_lead_age_z"
+T_LOG_MARKET_DEMAND = "log_market_demand_z"
+T_LOG_MARKET_INVENTORY = "log_market_inventory_z"
+T_MARKET_TREND = "market_price_trend_clipped"
+T_HOTSPOT_DISTANCE = "log_hotspot_distance_km"  # log1p km to the nearest learned hotspot
+T_CELL_DENSITY = "log_cell_density"  # log1p distinct leads in the fine cell
+
+# User side.
+T_USER_LOG_VIEWS = "user_log_views_z"
+T_USER_LOG_CLICKS = "user_log_clicks_z"
+T_USER_LOG_INQUIRIES = "user_log_inquiries_z"
+T_USER_LOG_PURCHASES = "user_log_purchases_z"
+T_USER_LOG_RECENCY = "user_log_recency_z"
+T_USER_RECENCY_MISSING = "user_recency_missing"
+T_USER_LOG_MEDIAN_PRICE = "user_log_median_price_z"
+T_USER_PRICE_MISSING = "user_median_price_missing"
+
+# Crosses between the user and the lead.
+T_DISTANCE = "log_user_lead_distance_km"  # log1p km, 0 when the user location is unknown
+T_USER_LOCATION_MISSING = "user_location_missing"
+T_PRICE_FIT = "price_fit"  # |log price - log user median price|, 0 when unknown
+
+# Training targets (absent at serving time).
+T_LABEL = "label"  # 1.0 engaged, 0.0 sampled negative
+T_WEIGHT = "example_weight"  # engagement weight of the example
+
+T_ID_FEATURES = (T_USER_INDEX, T_LEAD_INDEX, T_REGION_INDEX, T_PROPERTY_TYPE_INDEX)
+T_BUCKET_FEATURES = (T_FINE_CELL, T_COARSE_CELL, T_CELL_X_TYPE)
+T_USER_NUMERIC = (
+    T_USER_LOG_VIEWS,
+    T_USER_LOG_CLICKS,
+    T_USER_LOG_INQUIRIES,
+    T_USER_LOG_PURCHASES,
+    T_USER_LOG_RECENCY,
+    T_USER_RECENCY_MISSING,
+    T_USER_LOG_MEDIAN_PRICE,
+    T_USER_PRICE_MISSING,
+)
+T_LEAD_NUMERIC = (
+    T_LOG_PRICE,
+    T_PRICE_MISSING,
+    T_PRICE_VS_MARKET,
+    T_BEDROOMS,
+    T_BATHROOMS,
+    T_LOG_LIVING_AREA,
+    T_LOG_LEAD_AGE,
+    T_LOG_MARKET_DEMAND,
+    T_LOG_MARKET_INVENTORY,
+    T_MARKET_TREND,
+    T_HOTSPOT_DISTANCE,
+    T_CELL_DENSITY,
+)
+T_CROSS_NUMERIC = (T_DISTANCE, T_USER_LOCATION_MISSING, T_PRICE_FIT)
