@@ -1,0 +1,31 @@
+"""`aiqleads pipeline run`: help and one-line errors on bad input (no pipeline run)."""
+
+from __future__ import annotations
+
+from aiqleads import cli
+
+
+def test_help_lists_the_options(capsys):
+    assert cli.main(["pipeline", "run", "--help"]) == 0
+    out = capsys.readouterr().out
+    for option in ("--data", "--config", "--as-of", "--stage"):
+        assert option in out
+
+
+def test_missing_data_dir_is_one_line_exit_2(tmp_path, capsys):
+    assert cli.main(["pipeline", "run", "--data", str(tmp_path / "absent")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --data") and "\n" not in err
+
+
+def test_bad_config_is_one_line_exit_2(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("example_gen:\n  window_spans: 1\n")
+    assert cli.main(["pipeline", "run", "--config", str(path), "--data", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "invalid pipeline config" in err and "window_spans" in err and "\n" not in err
+
+
+def test_bad_as_of_is_a_usage_error(tmp_path, capsys):
+    assert cli.main(["pipeline", "run", "--data", str(tmp_path), "--as-of", "13/01/2026"]) == 2
+    assert "YYYY-MM-DD" in capsys.readouterr().err
