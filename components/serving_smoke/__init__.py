@@ -1,0 +1,1 @@
+"""Serving smoke validation: canary requests and a latency budget before the push."""

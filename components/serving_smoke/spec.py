@@ -1,0 +1,33 @@
+"""Component spec of the serving smoke validation: keys as constants."""
+
+from __future__ import annotations
+
+from tfx.types import component_spec, standard_artifacts
+
+MODEL_KEY = "model"
+UPSTREAM_BLESSING_KEY = "upstream_blessing"  # the Evaluator's blessing (optional)
+BLESSING_KEY = "blessing"
+LATENCY_BUDGET_MS_KEY = "latency_budget_ms"
+LATENCY_REQUESTS_KEY = "latency_requests"
+TOP_K_KEY = "top_k"
+
+REPORT_JSON = "smoke_report.json"
+REASON_PROPERTY = "reason"
+P95_PROPERTY = "recommend_p95_ms"
+
+
+class ServingSmokeValidationSpec(component_spec.ComponentSpec):
+    """Load the candidate SavedModel, send canary requests, time `recommend`."""
+
+    PARAMETERS = {
+        LATENCY_BUDGET_MS_KEY: component_spec.ExecutionParameter(type=float),
+        LATENCY_REQUESTS_KEY: component_spec.ExecutionParameter(type=int),
+        TOP_K_KEY: component_spec.ExecutionParameter(type=int),
+    }
+    INPUTS = {
+        MODEL_KEY: component_spec.ChannelParameter(type=standard_artifacts.Model),
+        UPSTREAM_BLESSING_KEY: component_spec.ChannelParameter(
+            type=standard_artifacts.ModelBlessing, optional=True
+        ),
+    }
+    OUTPUTS = {BLESSING_KEY: component_spec.ChannelParameter(type=standard_artifacts.ModelBlessing)}
