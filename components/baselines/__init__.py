@@ -1,0 +1,1 @@
+"""Classical baselines the model is compared with: regional popularity, item-item CF."""

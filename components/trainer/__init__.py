@@ -1,0 +1,1 @@
+"""The Trainer module: model, run_fn and serving signatures."""

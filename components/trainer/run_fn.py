@@ -1,0 +1,133 @@
+"""The Trainer's entry point: `run_fn(fn_args)` (module path, no module file).
+
+Reads Transform's gzipped TFRecords, trains `model.Recommender` for ``fn_args.train_steps``
+steps, and exports the SavedModel with `serving_default` and `recommend` to
+``fn_args.serving_model_dir``. ``custom_config`` must hold ``data_root`` and ``as_of`` (the
+serving snapshots' day) and may override `model.ModelConfig` fields.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+import os
+import pathlib
+from typing import Any
+
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from components.example_gen import raw_tables, snapshots
+from components.trainer import model as model_lib
+from components.trainer import signatures
+from transforms import features as f
+
+DATA_ROOT = "data_root"
+AS_OF = "as_of"
+MAX_EPOCHS = 10  # progress lines: training steps are split over at most this many epochs
+SUMMARY_FILE = "training_summary.json"
+
+log = logging.getLogger(__name__)
+
+
+class TrainerConfigError(ValueError):
+    """``custom_config`` lacks or mangles what the Trainer needs."""
+
+
+def _files(patterns: list[str] | str) -> list[str]:
+    patterns = [patterns] if isinstance(patterns, str) else list(patterns)
+    files: list[str] = []
+    for pattern in patterns:
+        if tf.io.gfile.isdir(pattern):
+            pattern = os.path.join(pattern, "*")
+        files.extend(sorted(tf.io.gfile.glob(pattern)))
+    if not files:
+        raise FileNotFoundError(f"no transformed examples match {patterns}")
+    return files
+
+
+def input_fn(
+    patterns: list[str] | str,
+    tft_output: Any,
+    batch_size: int,
+    repeat: bool = True,
+    seed: int = 7,
+) -> tf.data.Dataset:
+    """(features, labels, weights) batches from Transform's gzipped TFRecords."""
+    spec = dict(tft_output.transformed_feature_spec())
+    ds = tf.data.TFRecordDataset(_files(patterns), compression_type="GZIP")
+    if repeat:
+        ds = ds.shuffle(10_000, seed=seed, reshuffle_each_iteration=True).repeat()
+    ds = ds.batch(batch_size).map(lambda x: tf.io.parse_example(x, spec))
+
+    def split(batch):
+        label = batch.pop(f.T_LABEL)
+        weight = batch.pop(f.T_WEIGHT)
+        targets = {model_lib.SCORE: label, model_lib.RETRIEVAL: label}
+        weights = {model_lib.SCORE: weight, model_lib.RETRIEVAL: weight}
+        return batch, targets, weights
+
+    return ds.map(split).prefetch(2)
+
+
+def snapshot_day(custom: dict[str, Any]) -> tuple[str, dt.date]:
+    """(data_root, as_of) from ``custom_config``, validated."""
+    missing = [k for k in (DATA_ROOT, AS_OF) if not custom.get(k)]
+    if missing:
+        raise TrainerConfigError(f"custom_config needs {missing} for the serving snapshots")
+    try:
+        day = dt.date.fromisoformat(str(custom[AS_OF]))
+    except ValueError as e:
+        raise TrainerConfigError(f"custom_config as_of={custom[AS_OF]!r} is not YYYY-MM-DD") from e
+    root = str(custom[DATA_ROOT])
+    if not pathlib.Path(root).is_dir():
+        raise TrainerConfigError(f"custom_config data_root={root!r} is not a directory")
+    return root, day
+
+
+def build_export(model, tft_output, data_root: str, as_of: dt.date):
+    """The export module with the catalogue and users as of ``as_of``."""
+    catalogue = snapshots.load_catalogue(data_root, as_of)
+    users = snapshots.load_user_snapshot(data_root, as_of)
+    events = raw_tables.read_events(data_root, raw_tables.spans_up_to(data_root, as_of))
+    prior = signatures.popularity(events, catalogue[f.LEAD_ID].to_numpy())
+    return signatures.RecommenderExport(model, tft_output, catalogue, users, prior, as_of)
+
+
+def train(fn_args: Any) -> tuple[model_lib.Recommender, Any, dict[str, float]]:
+    """Train on ``fn_args``; returns (model, TFTransformOutput, final metrics)."""
+    cfg = model_lib.ModelConfig.from_custom_config(fn_args.custom_config)
+    tft_output = tft.TFTransformOutput(fn_args.transform_output)
+    vocab = model_lib.VocabSizes.from_transform_output(tft_output)
+    model = model_lib.build_model(vocab, cfg)
+    steps = max(int(fn_args.train_steps or 1), 1)
+    epochs = min(MAX_EPOCHS, steps)
+    train_ds = input_fn(fn_args.train_files, tft_output, cfg.batch_size, seed=cfg.seed)
+    eval_ds = input_fn(fn_args.eval_files, tft_output, cfg.batch_size, repeat=False)
+    eval_steps = int(fn_args.eval_steps) if fn_args.eval_steps else None
+    history = model.fit(
+        train_ds,
+        epochs=epochs,
+        steps_per_epoch=math.ceil(steps / epochs),
+        validation_data=eval_ds.take(eval_steps) if eval_steps else eval_ds,
+        verbose=2,
+    )
+    metrics = {k: float(v[-1]) for k, v in history.history.items()}
+    return model, tft_output, metrics
+
+
+def run_fn(fn_args: Any) -> None:
+    """TFX Trainer entry point."""
+    custom = dict(fn_args.custom_config or {})
+    data_root, as_of = snapshot_day(custom)
+    model, tft_output, metrics = train(fn_args)
+    module = build_export(model, tft_output, data_root, as_of)
+    signatures.export(module, fn_args.serving_model_dir)
+    summary = {"as_of": as_of.isoformat(), "catalogue_leads": module.n_leads, **metrics}
+    log.info("trainer: exported %s (%s)", fn_args.serving_model_dir, summary)
+    if getattr(fn_args, "model_run_dir", None):
+        tf.io.gfile.makedirs(fn_args.model_run_dir)
+        with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, SUMMARY_FILE), "w") as fh:
+            json.dump(summary, fh, indent=2)

@@ -1,0 +1,280 @@
+"""The exported SavedModel: `serving_default` (tf.Example -> score) and `recommend` (top-k).
+
+Both signatures take raw inputs and run the Transform graph inside (`tft_layer`), so
+clients never compute features. `recommend` embeds, as constants, the active catalogue
+and the user snapshot as of the training window's last day (`snapshots.py`, the same joins
+as training), the lead-tower embeddings precomputed over the catalogue, and a popularity
+prior per lead. For each request row:
+
+1. known user: user-tower embedding, dot product with every lead embedding (+ lead bias);
+   unknown user: the fallback ``log1p(popularity) - 0.5 * log1p(km to the request location)``
+   (popularity alone without a location) — never an error;
+2. the best ``SHORTLIST`` leads by that score;
+3. known users: the full model (towers, crosses, head) re-scores the shortlist;
+   unknown users keep the fallback order; scores are probabilities (sigmoid);
+4. ``K = min(max(k), shortlist, MAX_K)`` columns (at least 1), best first.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from components.trainer import model as model_lib
+from transforms import features as f
+from transforms import geo
+
+SHORTLIST = 100
+MAX_K = 100
+FALLBACK_DISTANCE_WEIGHT = 0.5
+NO_USER = "__no_user__"  # placeholder id for the user half of catalogue-only rows
+CANARY_ROWS = 8  # canary users and raw examples kept in the SavedModel for smoke checks
+
+
+def popularity(events: pd.DataFrame, lead_ids: np.ndarray) -> np.ndarray:
+    """Engagement-weighted event count per lead of ``lead_ids`` (views 1 ... purchases 8)."""
+    weights = {"view": 1.0, "click": 2.0, "inquiry": 4.0, "purchase": 8.0}
+    if events.empty:
+        return np.zeros(len(lead_ids))
+    w = events["event_type"].map(weights).fillna(0.0)
+    per_lead = w.groupby(events["lead_id"]).sum()
+    return per_lead.reindex(lead_ids).fillna(0.0).to_numpy(dtype=np.float64)
+
+
+def _column_constants(frame: pd.DataFrame, keys) -> dict[str, tf.Tensor]:
+    out = {}
+    for key in keys:
+        col = frame[key]
+        if col.dtype == object:
+            out[key] = tf.constant(col.astype(str).to_numpy(), tf.string)
+        else:
+            out[key] = tf.constant(col.astype(np.float64).to_numpy(), tf.float64)
+    return out
+
+
+def canary_examples(
+    catalogue: pd.DataFrame, users: pd.DataFrame, spec: dict, event_ts: float
+) -> list[bytes]:
+    """Raw serialized tf.Examples pairing catalogue leads with snapshot users (or none)."""
+    out = []
+    for i in range(min(CANARY_ROWS, len(catalogue))):
+        row = dict(catalogue.iloc[i])
+        if len(users):
+            row.update(dict(users.iloc[i % len(users)]))
+        else:
+            row[f.USER_ID] = NO_USER
+        row.setdefault(f.EVENT_TIMESTAMP, event_ts)
+        row.setdefault(f.PRICE_BAND, "unknown")
+        example = tf.train.Example()
+        for key, fs in spec.items():
+            value = row.get(key)
+            if value is None or (not isinstance(value, str) and not np.isfinite(value)):
+                if isinstance(fs, tf.io.FixedLenFeature):
+                    value = "" if fs.dtype == tf.string else 0
+                else:
+                    continue
+            feature = example.features.feature[key]
+            if fs.dtype == tf.string:
+                feature.bytes_list.value.append(str(value).encode())
+            elif fs.dtype == tf.int64:
+                feature.int64_list.value.append(int(value))
+            else:
+                feature.float_list.value.append(float(value))
+        out.append(example.SerializeToString())
+    return out
+
+
+class RecommenderExport(tf.Module):
+    """What `tf.saved_model.save` writes: model, Transform layer, snapshot constants."""
+
+    def __init__(
+        self,
+        model: model_lib.Recommender,
+        tft_output: Any,
+        catalogue: pd.DataFrame,
+        users: pd.DataFrame,
+        lead_popularity: np.ndarray,
+        as_of: dt.date,
+    ) -> None:
+        super().__init__()
+        if catalogue.empty:
+            raise ValueError("the catalogue has no active lead: nothing to recommend")
+        self.model = model
+        self.tft_layer = tft_output.transform_features_layer()
+        spec = dict(tft_output.raw_feature_spec())
+        spec.pop(f.ENGAGEMENT, None)
+        self._raw_spec = spec
+        self._event_ts = float(
+            (dt.datetime.combine(as_of, dt.time()) - dt.datetime(1970, 1, 1)).total_seconds()
+            + 86_399
+        )
+        lead_cols = [k for k in catalogue.columns if k in spec]
+        user_cols = [k for k in users.columns if k in spec and k != f.USER_ID]
+        self._lead_cols, self._user_cols = lead_cols, user_cols
+        self.lead_ids = tf.constant(catalogue[f.LEAD_ID].astype(str).to_numpy(), tf.string)
+        self.catalogue = _column_constants(catalogue, lead_cols)
+        self.user_values = _column_constants(users, user_cols)
+        self.n_leads = len(catalogue)
+        keys = tf.constant(users[f.USER_ID].astype(str).to_numpy(), tf.string)
+        self.user_table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(keys, tf.range(len(users), dtype=tf.int64)),
+            default_value=-1,
+        )
+        self.prior = tf.constant(np.log1p(lead_popularity), tf.float32)
+        n_canary = min(CANARY_ROWS, len(users))
+        canary_users = users[f.USER_ID].astype(str).to_numpy()[:n_canary]
+        self.canary_user_ids = tf.Variable(canary_users, dtype=tf.string, trainable=False)
+        self.canary_examples = tf.Variable(
+            canary_examples(catalogue, users, spec, self._event_ts), trainable=False
+        )
+        emb, bias = self._lead_embeddings()
+        self.lead_embeddings = tf.constant(emb)
+        self.lead_bias = tf.constant(bias)
+
+    # -- raw feature batches -------------------------------------------------------------
+
+    def _raw_feature(self, key: str, values: tf.Tensor) -> tf.Tensor | tf.SparseTensor:
+        spec = self._raw_spec[key]
+        if isinstance(spec, tf.io.FixedLenFeature):
+            if values.dtype != tf.string:
+                values = tf.where(tf.math.is_finite(values), values, tf.zeros_like(values))
+            return tf.reshape(tf.cast(values, spec.dtype), [-1, 1])
+        rows = tf.shape(values, out_type=tf.int64)[0]
+        mask = (
+            tf.ones_like(values, tf.bool)
+            if values.dtype == tf.string
+            else tf.math.is_finite(values)
+        )
+        where = tf.where(mask)
+        indices = tf.concat([where, tf.zeros_like(where)], axis=1)
+        kept = tf.cast(tf.boolean_mask(values, mask), spec.dtype)
+        return tf.SparseTensor(indices, kept, tf.stack([rows, tf.constant(1, tf.int64)]))
+
+    def _raw_batch(self, lead_rows: tf.Tensor, user: dict[str, tf.Tensor]) -> dict:
+        """Raw features for catalogue rows ``lead_rows`` [M] and user columns ``user`` [M]."""
+        m = tf.shape(lead_rows)[0]
+        raw: dict[str, tf.Tensor] = {}
+        for key in self._lead_cols:
+            raw[key] = self._raw_feature(key, tf.gather(self.catalogue[key], lead_rows))
+        for key, values in user.items():
+            raw[key] = self._raw_feature(key, values)
+        raw[f.LEAD_ID] = tf.reshape(tf.gather(self.lead_ids, lead_rows), [-1, 1])
+        fill = {f.EVENT_TIMESTAMP: self._event_ts, f.PRICE_BAND: "unknown"}
+        for key, spec in self._raw_spec.items():
+            if key in raw:
+                continue
+            if spec.dtype == tf.string:
+                value = tf.fill([m], fill.get(key, ""))
+            else:
+                value = tf.fill([m], tf.constant(fill.get(key, np.nan), tf.float64))
+            raw[key] = self._raw_feature(key, value)
+        return raw
+
+    def _empty_users(self, m: tf.Tensor) -> dict[str, tf.Tensor]:
+        user = {k: tf.fill([m], tf.constant(np.nan, tf.float64)) for k in self._user_cols}
+        counts = (f.USER_VIEWS, f.USER_CLICKS, f.USER_INQUIRIES, f.USER_PURCHASES)
+        for k in counts:
+            if k in user:
+                user[k] = tf.zeros([m], tf.float64)
+        user[f.USER_ID] = tf.fill([m], NO_USER)
+        return user
+
+    def _lead_embeddings(self) -> tuple[np.ndarray, np.ndarray]:
+        """Lead-tower outputs over the whole catalogue, computed once at export."""
+        rows = tf.range(self.n_leads, dtype=tf.int64)
+        t = self.tft_layer(self._raw_batch(rows, self._empty_users(tf.size(rows))))
+        tower = self.model.lead_tower
+        out = tower({k: t[k] for k in tower.input_names}, training=False)
+        return out["embedding"].numpy(), out["bias"].numpy()
+
+    def _users(self, user_id, latitude, longitude) -> tuple[dict, tf.Tensor]:
+        idx = self.user_table.lookup(user_id)
+        known = idx >= 0
+        safe = tf.maximum(idx, 0)
+        empty = self._empty_users(tf.size(user_id))
+        user = {}
+        for k in self._user_cols:
+            user[k] = tf.where(known, tf.gather(self.user_values[k], safe), empty[k])
+        req_lat = tf.cast(latitude, tf.float64)
+        req_lon = tf.cast(longitude, tf.float64)
+        has_loc = tf.math.is_finite(req_lat) & tf.math.is_finite(req_lon)
+        user[f.USER_LATITUDE] = tf.where(has_loc, req_lat, user[f.USER_LATITUDE])
+        user[f.USER_LONGITUDE] = tf.where(has_loc, req_lon, user[f.USER_LONGITUDE])
+        user[f.USER_ID] = user_id
+        return user, known
+
+    def score_pairs(self, user_ids: np.ndarray, lead_rows: np.ndarray) -> np.ndarray:
+        """Full-model probabilities for users ``[B]`` x catalogue rows ``[B, C]`` (eager).
+
+        The same features as ``recommend``'s re-ranking step; used by benchmarks that score
+        given candidates (sampled-negatives protocol).
+        """
+        b, c = lead_rows.shape
+        nan = tf.fill([b], np.float32(np.nan))
+        user, _ = self._users(tf.constant(user_ids, tf.string), nan, nan)
+        tiled = {key: tf.repeat(v, c) for key, v in user.items()}
+        t = self.tft_layer(self._raw_batch(tf.constant(lead_rows.reshape(-1), tf.int64), tiled))
+        out = self.model({key: t[key] for key in t if key not in (f.T_LABEL, f.T_WEIGHT)})
+        return tf.sigmoid(tf.reshape(out[model_lib.SCORE], [b, c])).numpy()
+
+    # -- signatures ----------------------------------------------------------------------
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve_examples(self, examples: tf.Tensor) -> dict[str, tf.Tensor]:
+        raw = tf.io.parse_example(examples, self._raw_spec)
+        t = self.tft_layer(raw)
+        out = self.model({k: t[k] for k in t if k not in (f.T_LABEL, f.T_WEIGHT)})
+        return {"score": tf.sigmoid(out[model_lib.SCORE])}
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None], tf.string, name=f.RECOMMEND_INPUT_USER_ID),
+            tf.TensorSpec([None], tf.float32, name=f.RECOMMEND_INPUT_LATITUDE),
+            tf.TensorSpec([None], tf.float32, name=f.RECOMMEND_INPUT_LONGITUDE),
+            tf.TensorSpec([None], tf.int32, name=f.RECOMMEND_INPUT_K),
+        ]
+    )
+    def recommend(self, user_id, latitude, longitude, k) -> dict[str, tf.Tensor]:
+        b = tf.size(user_id)
+        user, known = self._users(user_id, latitude, longitude)
+        # 1. Retrieval scores over the whole catalogue.
+        t_user = self.tft_layer(self._raw_batch(tf.zeros([b], tf.int64), user))
+        tower = self.model.user_tower
+        u = tower({key: t_user[key] for key in tower.input_names}, training=False)
+        dot = tf.matmul(u, self.lead_embeddings, transpose_b=True) + self.lead_bias[None, :]
+        lat = tf.cast(self.catalogue[f.LEAD_LATITUDE], tf.float32)[None, :]
+        lon = tf.cast(self.catalogue[f.LEAD_LONGITUDE], tf.float32)[None, :]
+        ulat = tf.cast(user[f.USER_LATITUDE], tf.float32)[:, None]
+        ulon = tf.cast(user[f.USER_LONGITUDE], tf.float32)[:, None]
+        km = geo.haversine_km(lat, lon, ulat, ulon)
+        penalty = tf.where(tf.math.is_finite(km), tf.math.log1p(km), tf.zeros_like(km))
+        fallback = self.prior[None, :] - FALLBACK_DISTANCE_WEIGHT * penalty
+        retrieval = tf.where(known[:, None], dot, fallback)
+        # 2. Shortlist.
+        s = min(SHORTLIST, self.n_leads)
+        short_scores, short = tf.math.top_k(retrieval, k=s)
+        # 3. Full scorer on the shortlist (B * S rows).
+        rows = tf.reshape(tf.cast(short, tf.int64), [-1])
+        tiled = {key: tf.repeat(v, s) for key, v in user.items()}
+        t = self.tft_layer(self._raw_batch(rows, tiled))
+        full = self.model({key: t[key] for key in t if key not in (f.T_LABEL, f.T_WEIGHT)})
+        full = tf.reshape(full[model_lib.SCORE], [b, s])
+        scores = tf.sigmoid(tf.where(known[:, None], full, short_scores))
+        # 4. Top K per row.
+        top_k = tf.minimum(tf.reduce_max(tf.concat([k, [1]], axis=0)), min(s, MAX_K))
+        best, order = tf.math.top_k(scores, k=top_k)
+        ids = tf.gather(self.lead_ids, tf.gather(short, order, batch_dims=1))
+        return {f.RECOMMEND_OUTPUT_LEAD_IDS: ids, f.RECOMMEND_OUTPUT_SCORES: best}
+
+
+def export(module: RecommenderExport, serving_model_dir: str) -> None:
+    """Write the SavedModel with both signatures (``serving_default`` and ``recommend``)."""
+    signatures = {
+        "serving_default": module.serve_examples.get_concrete_function(),
+        f.RECOMMEND_SIGNATURE: module.recommend.get_concrete_function(),
+    }
+    tf.saved_model.save(module, serving_model_dir, signatures=signatures)
