@@ -77,10 +77,35 @@ def read_text_tables(
 
 
 def csv_lines(frame: pd.DataFrame, columns: tuple[str, ...]) -> tuple[str, np.ndarray]:
-    """The CSV header line and one text line per row (formatted once, for slicing)."""
-    text = frame.loc[:, list(columns)].to_csv(index=False, lineterminator="\n")
+    """The CSV header line and one text line per row (formatted once, for slicing).
+
+    All-text columns whose cells need no quoting are joined directly (the events table of a
+    large data set); anything else goes through pandas' CSV writer.
+    """
+    sub = frame.loc[:, list(columns)]
+    header = ",".join(columns) + "\n"
+    if _plain_text(sub):
+        cols = [sub[c].tolist() for c in columns]
+        lines = [",".join(row) + "\n" for row in zip(*cols, strict=True)]
+        return header, np.array(lines, dtype=object)
+    text = sub.to_csv(index=False, lineterminator="\n")
     lines = text.split("\n")
     return lines[0] + "\n", np.array([line + "\n" for line in lines[1:-1]], dtype=object)
+
+
+def _plain_text(frame: pd.DataFrame) -> bool:
+    """True when every column holds str cells that CSV writes unquoted (no delimiter, quote
+    or line break; more than one column, so an empty cell needs no quotes either)."""
+    if len(frame.columns) < 2:
+        return False
+    for column in frame.columns:
+        values = frame[column]
+        if values.dtype != object or pd.api.types.infer_dtype(values, skipna=False) != "string":
+            return False
+        joined = "\x00".join(values)
+        if any(ch in joined for ch in (",", '"', "\n", "\r")):
+            return False
+    return True
 
 
 def write_lines(path: pathlib.Path, header: str, lines: np.ndarray) -> None:

@@ -31,7 +31,7 @@ def format_timestamps(start: dt.date, seconds: np.ndarray) -> np.ndarray:
     """ISO 8601 UTC timestamps (``...Z``) for second offsets from ``start`` 00:00 UTC."""
     base = np.datetime64(start, "s")
     text = np.datetime_as_string(base + seconds.astype("timedelta64[s]"), unit="s")
-    return np.char.add(text, "Z").astype(object)
+    return np.array([t + "Z" for t in text.tolist()], dtype=object)
 
 
 def events_frame(
@@ -50,7 +50,7 @@ def events_frame(
     seconds = events.seconds[order]
     request = events.request[order]
     if request_ids is None:
-        req_text = np.where(request >= 0, np.char.add("rq", request.astype(str)), "")
+        req_text = np.array([f"rq{r}" if r >= 0 else "" for r in request.tolist()], dtype=object)
     else:
         req_text = np.where(request >= 0, request_ids[np.maximum(request, 0)], "")
     frame = pd.DataFrame(

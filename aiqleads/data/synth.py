@@ -400,7 +400,7 @@ def _request_ids(seed: int, views: int) -> np.ndarray:
     """Opaque, seeded request ids (one per view; only some views carry theirs)."""
     rng = np.random.default_rng([seed, 7])
     raw = rng.integers(0, 2**48, size=views, dtype=np.int64)
-    return np.char.add("rq-", np.char.zfill(np.char.mod("%x", raw), 12)).astype(object)
+    return np.array([f"rq-{r:012x}" for r in raw.tolist()], dtype=object)
 
 
 def _manifest(config, span_names, rows, mix, drift) -> dict[str, Any]:
