@@ -55,28 +55,34 @@ def test_package_parses_with_the_kfp_pipeline_spec_protos(compiled):
     assert reason.default_value.string_value == "manual"
 
 
+def _task_names(tasks: dict, node_id: str) -> set[str]:
+    """The KFP tasks of one TFX node: itself, or for a resolver its ``<id>-*`` steps."""
+    return {name for name in tasks if name == node_id or name.startswith(f"{node_id}-")}
+
+
 def test_every_component_of_the_local_pipeline_is_a_task_with_its_parameters(compiled):
     _, spec, tfx_pipeline = compiled
     tasks = spec["root"]["dag"]["tasks"]
-    ids = {c.id for c in tfx_pipeline.components}
-    assert ids == set(tasks)
-    assert {"InteractionExampleGen", "StatisticsGen", "Transform"} <= ids
+    per_node = {c.id: _task_names(tasks, c.id) for c in tfx_pipeline.components}
+    assert all(per_node.values()), f"nodes without a task: {per_node}"
+    assert set().union(*per_node.values()) == set(tasks)
+    assert {"InteractionExampleGen", "StatisticsGen", "Transform"} <= set(per_node)
+    owner = {task: node for node, names in per_node.items() for task in names}
     for component in tfx_pipeline.components:
+        if component.id not in tasks:
+            continue  # a resolver: its steps have no parameters of their own
         task = tasks[component.id]
-        if not hasattr(component, "exec_properties"):
-            continue  # resolvers have no parameters
         given = task.get("inputs", {}).get("parameters", {})
         for name, value in component.exec_properties.items():
-            if value is None:
-                continue
-            assert name in given, f"{component.id}.{name} missing"
+            if value is not None:
+                assert name in given, f"{component.id}.{name} missing"
         # The local pipeline's edges (data and explicit ordering) are the task's upstream.
         upstream = {node.id for node in component.upstream_nodes}
-        assert set(task.get("dependentTasks", [])) == upstream, component.id
+        assert {owner[t] for t in task.get("dependentTasks", [])} == upstream, component.id
         for artifact in task.get("inputs", {}).get("artifacts", {}).values():
             producer = artifact.get("taskOutputArtifact", {}).get("producerTask")
             if producer:
-                assert producer in upstream, f"{component.id} reads {producer} not upstream"
+                assert owner[producer] in upstream, f"{component.id} reads {producer}"
 
 
 def test_image_entrypoint_and_beam_arguments_come_from_config(compiled):
