@@ -205,3 +205,34 @@ def test_sigterm_drains_and_exits_zero(tmp_path):
         code = server.stop()
     assert code == 0
     assert "stopped" in server.log_tail()
+
+
+def test_stateful_tf1_counter_model_over_grpc_unix_socket(tmp_path):
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    socket_path = tmp_path / "model_server.sock"
+    args = [
+        "--model_name=counter",
+        f"--model_base_path={TESTDATA / 'saved_model_counter'}",
+        f"--grpc_socket_path={socket_path}",
+    ]
+    with launch.running(args, tmp_path / "server.log", "counter") as server:
+        assert server.grpc_port  # TCP still on; the socket is an extra listener
+        with grpc.insecure_channel(f"unix:{socket_path}") as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+
+            def call(signature: str, **inputs) -> float:
+                request = predict_pb2.PredictRequest()
+                request.model_spec.name = "counter"
+                request.model_spec.signature_name = signature
+                for key, value in inputs.items():
+                    request.inputs[key].CopyFrom(tf.make_tensor_proto(np.float32(value)))
+                response = stub.Predict(request, timeout=30)
+                return float(tf.make_ndarray(response.outputs["output"]))
+
+            # The counter lives in a TF1 reference variable: state persists across calls.
+            assert [call("incr_counter"), call("incr_counter")] == [1.0, 2.0]
+            assert call("incr_counter_by", delta=3.0) == 5.0
+            assert call("get_counter") == 5.0
+            assert call("reset_counter") == 0.0
