@@ -119,9 +119,11 @@ class RedisCache:
 
     async def try_lock(self, key: str, ttl_ms: int) -> bool | None:
         """True if this replica holds the fill lock, False if another does, None if unknown."""
-        return await self._call(
-            "lock", lambda: self._client.set(f"{key}:lock", b"1", nx=True, px=ttl_ms), None
-        )
+
+        async def acquire() -> bool:  # SET NX answers None, not False, when the key exists
+            return bool(await self._client.set(f"{key}:lock", b"1", nx=True, px=ttl_ms))
+
+        return await self._call("lock", acquire, None)
 
     async def unlock(self, key: str) -> None:
         await self._call("unlock", lambda: self._client.delete(f"{key}:lock"), None)
@@ -185,7 +187,14 @@ class CachingLoader:
 
     async def _fill(self, kind: str, key: str, compute: Callable[[], Awaitable[bytes]]) -> Loaded:
         locked = await self._cache.try_lock(key, self._lock_ttl_ms)
-        if locked is False:  # another replica is computing this key: wait for its answer
+        if locked:
+            # Another replica may have stored the value between our read and our lock.
+            cached = await self._cache.get(key)
+            if cached is not None:
+                await self._cache.unlock(key)
+                self._metrics.cache_hits.labels(kind).inc()
+                return Loaded(cached, "hit")
+        elif locked is False:  # another replica is computing this key: wait for its answer
             deadline = time.monotonic() + self._lock_ttl_ms / 1000
             while time.monotonic() < deadline:
                 await asyncio.sleep(self._poll)

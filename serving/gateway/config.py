@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from aiqleads.errors import ConfigError
 
 _HOST_PORT = re.compile(r"^[A-Za-z0-9.\-]+:\d{1,5}$")
+_IPV4_PORT = re.compile(r"^\d{1,3}(\.\d{1,3}){3}:\d{1,5}$")
 
 
 class GatewayConfig(BaseModel):
@@ -43,6 +44,11 @@ class GatewayConfig(BaseModel):
         for target in value:
             if not _HOST_PORT.match(target):
                 raise ValueError(f"model server {target!r} is not HOST:PORT")
+            if len(value) > 1 and not _IPV4_PORT.match(target):
+                raise ValueError(
+                    f"model server {target!r}: with several servers give IPv4 addresses "
+                    "(or one HOST:PORT of a load balancer such as Envoy)"
+                )
         return value
 
     @field_validator("redis_url")

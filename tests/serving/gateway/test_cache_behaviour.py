@@ -95,3 +95,40 @@ def test_two_replicas_share_the_cache(start_gateway, model_server, recommend, ex
 def test_request_dataclass_reports_location():
     assert RecommendRequest("u", 1, 1.0, 2.0).has_location
     assert not RecommendRequest("u", 1).has_location
+
+
+def test_concurrent_requests_on_two_replicas_make_one_model_call(
+    start_gateway, model_server, recommend, expected
+):
+    # Generous Redis timeout and lock lifetime: on a loaded test machine 50 ms can pass (and
+    # open the circuit), and the leader's model call can outlast a 1 s lock.
+    settings = {"redis_timeout_ms": 1000, "lock_ttl_ms": 10_000}
+    first, second = start_gateway(**settings), start_gateway(**settings)
+    recommend(first, user_id="warm-up", k=1)  # the model is loaded: a call takes ~0.3 s
+    model_server.predict_delay = 0.3  # keep the leader's call in flight while the rest arrive
+    targets = [first, second] * 20
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        answers = list(pool.map(lambda g: recommend(g, user_id="ursula", k=2), targets))
+    errors = [
+        line
+        for g in (first, second)
+        for line in requests.get(f"{g.url}/metrics", timeout=5).text.splitlines()
+        if line.startswith("aiqleads_gateway_cache_errors_total")
+    ]
+    assert errors == []
+    assert model_server.predict_calls == 2  # warm-up + one: the other replica waited on the lock
+    assert all(a["items"] == expected("ursula", 2, 1) for a in answers)
+
+
+def test_several_model_servers_survive_losing_one(
+    start_gateway, model_server, spare_model_server, recommend, expected
+):
+    spare = spare_model_server
+    gateway = start_gateway(
+        model_servers=(f"127.0.0.1:{model_server.port}", f"127.0.0.1:{spare.port}")
+    )
+    recommend(gateway, user_id="vera0", k=2)
+    model_server.stop()
+    answers = [recommend(gateway, user_id=f"vera{i}", k=2) for i in range(1, 11)]
+    assert [a["items"] for a in answers] == [expected(f"vera{i}", 2, 1) for i in range(1, 11)]
+    assert spare.predict_calls >= 10

@@ -84,6 +84,9 @@ def test_config_rejects_bad_values_naming_each_field():
         parse_config({"unknown_flag": 1})
     config = parse_config({"model_servers": ("127.0.0.1:1", "127.0.0.1:2")})
     assert config.grpc_target == "ipv4:127.0.0.1:1,127.0.0.1:2"
+    assert parse_config({"model_servers": ("envoy.local:9000",)}).grpc_target == "envoy.local:9000"
+    with pytest.raises(ConfigError, match="with several servers give IPv4 addresses"):
+        parse_config({"model_servers": ("a.local:1", "127.0.0.1:2")})
 
 
 def test_jsonl_log_rotates_by_size_and_keeps_a_capped_number_of_files(tmp_path):
