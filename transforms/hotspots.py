@@ -25,6 +25,7 @@ REGION_BUCKETS = 64
 HOTSPOT_CELL_DEG = 0.02  # ~2.2 km of latitude
 HOTSPOT_CELL_BUCKETS = 1024
 HOT_FRACTION = 0.5
+MAX_HOTSPOTS = 8  # per region: the busiest cells only, so each row compares with <= 8 centres
 LEAD_BUCKETS = 1 << 16
 DENSITY_BUCKETS = 1 << 16
 
@@ -54,21 +55,32 @@ def demand_table(region: tf.Tensor, lat: tf.Tensor, lon: tf.Tensor, demand: tf.T
     return tf.reshape(total, [REGION_BUCKETS, HOTSPOT_CELL_BUCKETS, 4])
 
 
+def hotspot_centres(table: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Per region bucket: up to ``MAX_HOTSPOTS`` centres ``[R, M, 3]`` and a validity mask.
+
+    Computed once per batch from the analyzer table (not per row).
+    """
+    weight = table[..., 0]  # [R, C]
+    top_w, top_i = tf.math.top_k(weight, k=MAX_HOTSPOTS)  # [R, M]
+    busiest = top_w[:, :1]
+    valid = (top_w > 0.0) & (top_w >= HOT_FRACTION * busiest)
+    centres = tf.math.l2_normalize(tf.gather(table[..., 1:], top_i, batch_dims=1), axis=-1)
+    return centres, valid
+
+
 def nearest_hotspot_km(
     table: tf.Tensor, region: tf.Tensor, lat: tf.Tensor, lon: tf.Tensor
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """(km to the nearest hotspot of the point's region, 1.0 where the region has none)."""
-    rows = tf.gather(table, region_bucket(region))  # [B, C, 4]
-    weight = rows[..., 0]
-    busiest = tf.reduce_max(weight, axis=1, keepdims=True)
-    hot = (weight > 0.0) & (weight >= HOT_FRACTION * busiest)
-    centres = tf.math.l2_normalize(rows[..., 1:], axis=-1)  # [B, C, 3]
+    all_centres, all_valid = hotspot_centres(table)
+    bucket = region_bucket(region)
+    centres = tf.gather(all_centres, bucket)  # [B, M, 3]
+    hot = tf.gather(all_valid, bucket)  # [B, M]
     point = geo.to_unit_vector(tf.cast(lat, tf.float64), tf.cast(lon, tf.float64))  # [B, 3]
-    cos = tf.clip_by_value(tf.reduce_sum(centres * point[:, None, :], axis=-1), -1.0, 1.0)
+    points = tf.broadcast_to(point[:, None, :], tf.shape(centres))
+    cos = tf.reduce_sum(centres * points, axis=-1)
     # atan2 form of the central angle keeps precision for short distances.
-    sin = tf.norm(
-        tf.linalg.cross(centres, tf.broadcast_to(point[:, None, :], tf.shape(centres))), axis=-1
-    )
+    sin = tf.norm(tf.linalg.cross(centres, points), axis=-1)
     km = geo.EARTH_RADIUS_KM * tf.atan2(sin, cos)
     inf = tf.constant(float("inf"), tf.float64)
     nearest = tf.reduce_min(tf.where(hot, km, inf), axis=1)

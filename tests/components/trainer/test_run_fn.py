@@ -1,0 +1,160 @@
+"""`run_fn` end to end on a small synthetic window: train, export, call both signatures.
+
+The examples come from ExampleGen's own pure function and the Transform graph from
+`local_transform` (the same `preprocessing_fn` Beam analysis as the Transform component).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from transforms import features as f
+
+AS_OF_DAYS = 4
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    import tensorflow as tf
+    from tfx.components.trainer.fn_args_utils import FnArgs
+
+    from aiqleads.data import synth
+    from components.example_gen import executor, interactions
+    from components.trainer import local_transform, run_fn
+
+    root = tmp_path_factory.mktemp("run_fn")
+    data = root / "data"
+    cfg = synth.preset("smoke", users=40, leads=30, days=AS_OF_DAYS, events=500, seed=3)
+    synth.generate(cfg, data)
+    result = executor.generate(
+        str(data),
+        str(root / "examples"),
+        window_spans=AS_OF_DAYS,
+        eval_days=1,
+        sampling=interactions.SamplingConfig(negatives_per_positive=1, seed=1),
+    )
+    paths = local_transform.transform_splits(str(root / "examples"), str(root / "tft"))
+    as_of = result.window[-1]
+    fn_args = FnArgs(
+        train_files=[paths["train"]],
+        eval_files=[paths["eval"]],
+        transform_output=paths["transform_graph"],
+        serving_model_dir=str(root / "serving_model"),
+        model_run_dir=str(root / "model_run"),
+        train_steps=20,
+        eval_steps=2,
+        custom_config={"data_root": str(data), "as_of": as_of.isoformat(), "batch_size": 64},
+    )
+    run_fn.run_fn(fn_args)
+    loaded = tf.saved_model.load(fn_args.serving_model_dir)
+    return loaded, data, as_of, root
+
+
+def test_saved_model_has_both_signatures(trained):
+    loaded, *_ = trained
+    assert set(loaded.signatures) == {"serving_default", f.RECOMMEND_SIGNATURE}
+
+
+def test_serving_default_scores_raw_examples(trained):
+    import tensorflow as tf
+
+    from components.example_gen import tf_examples
+
+    loaded, _, _, root = trained
+    files = tf.io.gfile.glob(str(root / "examples" / "Split-eval" / "*"))
+    records = [r.numpy() for r in tf.data.TFRecordDataset(files, "GZIP").take(16)]
+    out = loaded.signatures["serving_default"](examples=tf.constant(records))
+    score = out["score"].numpy()
+    assert score.shape == (len(records),)
+    assert np.all((score > 0) & (score < 1))
+    assert tf_examples.FILE_NAME  # the records are ExampleGen's own files
+
+
+def test_recommend_returns_top_k_from_the_active_catalogue(trained):
+    import tensorflow as tf
+
+    from components.example_gen import snapshots
+
+    loaded, data, as_of, _ = trained
+    catalogue = snapshots.load_catalogue(data, as_of)
+    users = snapshots.load_user_snapshot(data, as_of)
+    known = users[f.USER_ID].iloc[0]
+    rec = loaded.signatures[f.RECOMMEND_SIGNATURE]
+    out = rec(
+        user_id=tf.constant([known, "never-seen-user", "never-seen-user"]),
+        latitude=tf.constant([math.nan, float(catalogue[f.LEAD_LATITUDE].iloc[0]), math.nan]),
+        longitude=tf.constant([math.nan, float(catalogue[f.LEAD_LONGITUDE].iloc[0]), math.nan]),
+        k=tf.constant([5, 3, 1], tf.int32),
+    )
+    ids = out[f.RECOMMEND_OUTPUT_LEAD_IDS].numpy()
+    scores = out[f.RECOMMEND_OUTPUT_SCORES].numpy()
+    assert ids.shape == scores.shape == (3, 5)  # max(k) columns
+    active = set(catalogue[f.LEAD_ID])
+    for row_ids, row_scores in zip(ids, scores, strict=True):
+        assert {i.decode() for i in row_ids} <= active
+        assert len(set(row_ids)) == len(row_ids)  # no duplicates
+        assert np.all(np.diff(row_scores) <= 1e-7)  # descending
+        assert np.all((row_scores > 0) & (row_scores < 1))
+
+
+def test_unknown_user_with_location_prefers_nearby_popular_leads(trained):
+    """Fallback: log1p(popularity) - 0.5 log1p(km); the answer is computed by hand here."""
+    import tensorflow as tf
+
+    from components.example_gen import raw_tables, snapshots
+    from components.trainer import signatures
+
+    loaded, data, as_of, _ = trained
+    catalogue = snapshots.load_catalogue(data, as_of)
+    events = raw_tables.read_events(data, raw_tables.spans_up_to(data, as_of))
+    prior = np.log1p(signatures.popularity(events, catalogue[f.LEAD_ID].to_numpy()))
+    lat0, lon0 = (
+        float(catalogue[f.LEAD_LATITUDE].iloc[7]),
+        float(catalogue[f.LEAD_LONGITUDE].iloc[7]),
+    )
+    lat, lon = np.radians(catalogue[f.LEAD_LATITUDE]), np.radians(catalogue[f.LEAD_LONGITUDE])
+    a = (
+        np.sin((lat - math.radians(lat0)) / 2) ** 2
+        + np.cos(lat) * math.cos(math.radians(lat0)) * np.sin((lon - math.radians(lon0)) / 2) ** 2
+    )
+    km = 2 * 6371.0088 * np.arcsin(np.sqrt(a))
+    expected = pd.Series(prior - 0.5 * np.log1p(km), index=catalogue[f.LEAD_ID])
+    expected = expected.sort_values(ascending=False, kind="stable")
+    out = loaded.signatures[f.RECOMMEND_SIGNATURE](
+        user_id=tf.constant(["nobody"]),
+        latitude=tf.constant([lat0], tf.float32),
+        longitude=tf.constant([lon0], tf.float32),
+        k=tf.constant([3], tf.int32),
+    )
+    got = [i.decode() for i in out[f.RECOMMEND_OUTPUT_LEAD_IDS].numpy()[0]]
+    assert got[0] == expected.index[0]
+    scores = out[f.RECOMMEND_OUTPUT_SCORES].numpy()[0]
+    assert scores[0] == pytest.approx(1 / (1 + math.exp(-expected.iloc[0])), rel=1e-3)
+
+
+def test_run_fn_rejects_missing_snapshot_config(tmp_path):
+    from components.trainer import run_fn
+
+    with pytest.raises(run_fn.TrainerConfigError, match="data_root"):
+        run_fn.snapshot_day({"as_of": "2026-01-06"})
+    with pytest.raises(run_fn.TrainerConfigError, match="YYYY-MM-DD"):
+        run_fn.snapshot_day({"data_root": str(tmp_path), "as_of": "06/01/2026"})
+    assert run_fn.snapshot_day({"data_root": str(tmp_path), "as_of": "2026-01-06"})[1] == dt.date(
+        2026, 1, 6
+    )
+
+
+def test_serving_smoke_blesses_the_trained_model(trained):
+    from components.serving_smoke import smoke
+
+    *_, root = trained
+    report = smoke.check_saved_model(
+        str(root / "serving_model"), latency_budget_ms=10_000, latency_requests=10
+    )
+    assert report.passed, report.reasons
+    assert report.canary_rows >= 3
