@@ -118,13 +118,26 @@ def push_version(model_versions: pathlib.Path, base: pathlib.Path, version: int)
     (base / f".tmp-{version}").rename(base / str(version))
 
 
-@pytest.fixture
-def model_server(model_base):
+def _fixture_model_server(model_base: pathlib.Path):
     stub = _load(
         "fixture_model_server", pathlib.Path(__file__).with_name("fixture_model_server.py")
     )
     server = stub.FixtureModelServer(MODEL_NAME, model_base)
     server.start()
+    return server
+
+
+@pytest.fixture
+def model_server(model_base):
+    server = _fixture_model_server(model_base)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def spare_model_server(model_base):
+    """A second model server replica on the same base path."""
+    server = _fixture_model_server(model_base)
     yield server
     server.stop()
 

@@ -69,7 +69,7 @@ def test_a_hung_redis_times_out_and_the_circuit_opens(
     assert all(a["cached"] is False and a["items"] == expected("ivan", 2, 1) for a in answers)
     # Every request still asked for the key, but the open circuit answered most of them
     # without touching Redis; the timed-out calls are counted too.
-    assert skipped.endswith(" 20.0"), skipped
+    assert float(skipped.split()[-1]) >= 20, skipped
     deadline = time.monotonic() + 15
     while not recommend(gateway, user_id="ivan", k=2)["cached"]:
         assert time.monotonic() < deadline, "the gateway never went back to the cache"
