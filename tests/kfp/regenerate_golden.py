@@ -16,7 +16,7 @@ import yaml
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TINY_DATA = REPO / "tests" / "testdata" / "pipeline" / "tiny"
 GOLDEN = pathlib.Path(__file__).resolve().parent / "golden" / "aiqleads_pipeline.yaml"
-STAGE = "transform"  # TODO(pipeline): "push" once components.serving_smoke exists
+STAGE = "push"
 IMAGE = "registry.example.com/aiqleads/recommendations:0.1.0"
 PIPELINE_ROOT = "gs://aiqleads-golden/pipeline-root"
 
