@@ -1,7 +1,7 @@
 """Tiny hand-made raw interaction examples and a Beam run of `preprocessing_fn` over them.
 
 Shared by the Transform and Trainer tests (loaded by path: tests are not a package).
-Geometry (region ``north``): leads L1 and L2 share a fine cell at (47.0, -122.0); L4 sits
+Geometry (region ``north``): leads L1 (47.0, -122.0) and L2 share a 0.01-deg cell; L4 sits
 one degree of latitude north (48.0, -122.0). Region ``south``: L3 at (45.0, -120.0).
 """
 
@@ -17,7 +17,7 @@ SCHEMA_PATH = REPO / "pipeline" / "schema" / "schema.pbtxt"
 LEADS = {
     # lead_id: (lat, lon, region, type, price, market_median_price)
     "L1": (47.0, -122.0, "north", "house", 500_000.0, 400_000.0),
-    "L2": (47.001, -122.001, "north", "condo", 300_000.0, 400_000.0),
+    "L2": (47.001, -121.999, "north", "condo", 300_000.0, 400_000.0),
     "L3": (45.0, -120.0, "south", "house", None, 200_000.0),
     "L4": (48.0, -122.0, "north", "house", 400_000.0, 400_000.0),
 }
