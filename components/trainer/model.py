@@ -164,7 +164,8 @@ class Recommender(keras.Model):
         head_in = {"user": u, "lead": lead["embedding"]}
         head_in.update({k: features[k] for k in f.T_CROSS_NUMERIC})
         score = retrieval + self.head(head_in, training=training)
-        return {SCORE: score, RETRIEVAL: retrieval}
+        # [B, 1]: Keras losses reduce over the last axis.
+        return {SCORE: score[:, None], RETRIEVAL: retrieval[:, None]}
 
 
 def build_model(vocab: VocabSizes, cfg: ModelConfig) -> Recommender:

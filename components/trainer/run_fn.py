@@ -63,7 +63,7 @@ def input_fn(
     ds = ds.batch(batch_size).map(lambda x: tf.io.parse_example(x, spec))
 
     def split(batch):
-        label = batch.pop(f.T_LABEL)
+        label = batch.pop(f.T_LABEL)[:, None]
         weight = batch.pop(f.T_WEIGHT)
         targets = {model_lib.SCORE: label, model_lib.RETRIEVAL: label}
         weights = {model_lib.SCORE: weight, model_lib.RETRIEVAL: weight}

@@ -228,7 +228,7 @@ class RecommenderExport(tf.Module):
         raw = tf.io.parse_example(examples, self._raw_spec)
         t = self.tft_layer(raw)
         out = self.model({k: t[k] for k in t if k not in (f.T_LABEL, f.T_WEIGHT)})
-        return {"score": tf.sigmoid(out[model_lib.SCORE])}
+        return {"score": tf.sigmoid(out[model_lib.SCORE][:, 0])}
 
     @tf.function(
         input_signature=[
