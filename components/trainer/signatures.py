@@ -45,14 +45,16 @@ def popularity(events: pd.DataFrame, lead_ids: np.ndarray) -> np.ndarray:
     return per_lead.reindex(lead_ids).fillna(0.0).to_numpy(dtype=np.float64)
 
 
-def _column_constants(frame: pd.DataFrame, keys) -> dict[str, tf.Tensor]:
+def _column_constants(frame: pd.DataFrame, keys, spec: dict) -> dict[str, tf.Tensor]:
+    """Columns as constants: strings for string features, float64 (NaN = missing) else."""
     out = {}
     for key in keys:
         col = frame[key]
-        if col.dtype == object:
+        if spec[key].dtype == tf.string:
             out[key] = tf.constant(col.astype(str).to_numpy(), tf.string)
         else:
-            out[key] = tf.constant(col.astype(np.float64).to_numpy(), tf.float64)
+            values = pd.to_numeric(col, errors="coerce")
+            out[key] = tf.constant(values.to_numpy(dtype=np.float64, na_value=np.nan))
     return out
 
 
@@ -72,7 +74,7 @@ def canary_examples(
         example = tf.train.Example()
         for key, fs in spec.items():
             value = row.get(key)
-            if value is None or (not isinstance(value, str) and not np.isfinite(value)):
+            if value is None or (not isinstance(value, str) and pd.isna(value)):
                 if isinstance(fs, tf.io.FixedLenFeature):
                     value = "" if fs.dtype == tf.string else 0
                 else:
@@ -116,8 +118,8 @@ class RecommenderExport(tf.Module):
         user_cols = [k for k in users.columns if k in spec and k != f.USER_ID]
         self._lead_cols, self._user_cols = lead_cols, user_cols
         self.lead_ids = tf.constant(catalogue[f.LEAD_ID].astype(str).to_numpy(), tf.string)
-        self.catalogue = _column_constants(catalogue, lead_cols)
-        self.user_values = _column_constants(users, user_cols)
+        self.catalogue = _column_constants(catalogue, lead_cols, spec)
+        self.user_values = _column_constants(users, user_cols, spec)
         self.n_leads = len(catalogue)
         keys = tf.constant(users[f.USER_ID].astype(str).to_numpy(), tf.string)
         self.user_table = tf.lookup.StaticHashTable(
