@@ -1,0 +1,191 @@
+"""Recommendation quality: the model vs per-region popularity vs item-item CF, one time split.
+
+    .venv/bin/python benchmarks/quality.py [--data DIR] [--eval-days 5] [--train-steps 3000]
+
+Every method learns from the spans before the last ``--eval-days`` days and is evaluated on
+the engagements of those days (users with at least one), over the catalogue active at the
+cut-off. Two protocols:
+
+- full: rank the whole active catalogue (the model through its ``recommend`` path:
+  dot-product shortlist then the full scorer);
+- sampled: 1 held-out positive (the user's strongest engagement) + 99 random catalogue
+  negatives per user; every method ranks those 100.
+
+Prints HR@k, NDCG@k and recall@k per method and protocol, and ratios against popularity.
+The model is trained by the project's own path: ExampleGen's ``generate``, the Transform
+analysis of ``preprocessing_fn`` (``local_transform``) and the Trainer's ``train``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import pathlib
+import sys
+import tempfile
+import time
+
+import numpy as np
+import pandas as pd
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+LEVELS = {"view": 1.0, "click": 2.0, "inquiry": 3.0, "purchase": 4.0}
+
+
+def say(msg: str) -> None:
+    print(f"[quality {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def ground_truth(events: pd.DataFrame, catalogue_ids: set) -> dict[str, dict[str, float]]:
+    """user -> {lead: strongest engagement level} over the evaluation days."""
+    ev = events[events["lead_id"].isin(catalogue_ids)]
+    gains = ev.assign(g=ev["event_type"].map(LEVELS)).groupby(["user_id", "lead_id"])["g"].max()
+    out: dict[str, dict[str, float]] = {}
+    for (user, lead), g in gains.items():
+        out.setdefault(user, {})[lead] = float(g)
+    return out
+
+
+def train_model(data: pathlib.Path, work: pathlib.Path, eval_days: int, steps: int, seed: int):
+    from tfx.components.trainer.fn_args_utils import FnArgs
+
+    from aiqleads import layout
+    from components.example_gen import executor, interactions
+    from components.trainer import local_transform, run_fn
+
+    days = layout.list_spans(data)
+    result = executor.generate(
+        str(data),
+        str(work / "examples"),
+        window_spans=len(days),
+        eval_days=eval_days,
+        sampling=interactions.SamplingConfig(seed=seed),
+    )
+    say(f"examples: {result.counts}")
+    paths = local_transform.transform_splits(str(work / "examples"), str(work / "tft"))
+    say("transform: done")
+    cut = result.window[-1] - dt.timedelta(days=eval_days)
+    fn_args = FnArgs(
+        train_files=[paths["train"]],
+        eval_files=[paths["eval"]],
+        transform_output=paths["transform_graph"],
+        serving_model_dir=str(work / "model"),
+        train_steps=steps,
+        eval_steps=50,
+        custom_config={"data_root": str(data), "as_of": cut.isoformat(), "seed": seed},
+    )
+    model, tft_output, metrics = run_fn.train(fn_args)
+    say(f"trained {steps} steps: " + ", ".join(f"{k}={v:.3f}" for k, v in metrics.items()))
+    return run_fn.build_export(model, tft_output, str(data), cut), cut, result.window
+
+
+def evaluate(args: argparse.Namespace) -> None:
+    from components.baselines.item_knn import ItemKNN
+    from components.baselines.metrics import ranking_metrics
+    from components.baselines.popularity import RegionalPopularity
+    from components.example_gen import raw_tables, snapshots
+    from transforms import features as f
+
+    data = pathlib.Path(args.data)
+    work = pathlib.Path(tempfile.mkdtemp(prefix="aiqleads-quality-"))
+    started = time.perf_counter()
+    module, cut, window = train_model(data, work, args.eval_days, args.train_steps, args.seed)
+    train_time = time.perf_counter() - started
+    catalogue = snapshots.load_catalogue(data, cut)
+    lead_ids = catalogue[f.LEAD_ID].to_numpy()
+    row_of = {lead: i for i, lead in enumerate(lead_ids)}
+    train_events = raw_tables.read_events(data, raw_tables.spans_up_to(data, cut))
+    eval_days = [d for d in window if d > cut]
+    truth = ground_truth(raw_tables.read_events(data, eval_days), set(lead_ids))
+    rng = np.random.default_rng(args.seed)
+    users = sorted(truth)
+    if len(users) > args.max_users:
+        users = sorted(rng.choice(users, args.max_users, replace=False).tolist())
+    say(f"evaluating {len(users)} users over {len(lead_ids)} active leads, cut-off {cut}")
+
+    pop = RegionalPopularity(lead_ids, catalogue[f.REGION].to_numpy()).fit(train_events)
+    knn = ItemKNN(lead_ids).fit(train_events)
+    tie = 1e-6 * pop.scores  # break CF ties (cold users) by popularity
+    scorers = {"popularity": pop.score, "item_cf": lambda u: knn.score(u) + tie}
+
+    results: dict[tuple[str, str], list[dict]] = {}
+    k = args.k
+    batch = 64
+    for start in range(0, len(users), batch):
+        chunk = users[start : start + batch]
+        nan = np.full(len(chunk), np.nan, np.float32)
+        out = module.recommend(
+            user_id=np.array(chunk), latitude=nan, longitude=nan, k=np.full(len(chunk), k, np.int32)
+        )
+        ranked = [[x.decode() for x in row] for row in out[f.RECOMMEND_OUTPUT_LEAD_IDS].numpy()]
+        # Sampled protocol: 1 positive + N negatives per user.
+        cands = []
+        for user in chunk:
+            gains = truth[user]
+            best = max(gains.values())
+            positive = sorted(x for x, g in gains.items() if g == best)[0]
+            pool = np.array([row_of[x] for x in lead_ids if x not in gains])
+            neg = rng.choice(pool, min(args.negatives, len(pool)), replace=False)
+            cands.append(np.concatenate([[row_of[positive]], neg]))
+        cands = np.stack(cands)
+        model_scores = module.score_pairs(np.array(chunk), cands)
+        for i, user in enumerate(chunk):
+            gains = truth[user]
+            pos = lead_ids[cands[i, 0]]
+            sampled_gain = {pos: gains[pos]}
+            results.setdefault(("model", "full"), []).append(ranking_metrics(ranked[i], gains, k))
+            order = lead_ids[cands[i][np.argsort(-model_scores[i], kind="stable")]]
+            results.setdefault(("model", "sampled"), []).append(
+                ranking_metrics(list(order), sampled_gain, k)
+            )
+            for name, scorer in scorers.items():
+                s = scorer(user)
+                full = list(lead_ids[np.argsort(-s, kind="stable")[:k]])
+                results.setdefault((name, "full"), []).append(ranking_metrics(full, gains, k))
+                sub = lead_ids[cands[i][np.argsort(-s[cands[i]], kind="stable")]]
+                results.setdefault((name, "sampled"), []).append(
+                    ranking_metrics(list(sub), sampled_gain, k)
+                )
+        say(f"users {min(start + batch, len(users))}/{len(users)}")
+
+    print()
+    print(f"data: {data}  users: {len(users)}  catalogue: {len(lead_ids)}  k={k}")
+    print(f"model: train+transform+export {train_time:.0f} s, {args.train_steps} steps")
+    header = (
+        f"{'protocol':<8} {'method':<11} {'HR@k':>7} {'NDCG@k':>7} {'recall@k':>8} {'NDCG/pop':>8}"
+    )
+    print(header)
+    for protocol in ("full", "sampled"):
+        base = np.mean([r["ndcg"] for r in results[("popularity", protocol)]])
+        for name in ("model", "popularity", "item_cf"):
+            rows = results[(name, protocol)]
+            m = {key: float(np.mean([r[key] for r in rows])) for key in ("hr", "ndcg", "recall")}
+            ratio = m["ndcg"] / base if base > 0 else float("nan")
+            print(
+                f"{protocol:<8} {name:<11} {m['hr']:7.3f} {m['ndcg']:7.3f} "
+                f"{m['recall']:8.3f} {ratio:8.2f}"
+            )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default=str(REPO / "runs" / "data" / "default"))
+    parser.add_argument("--eval-days", type=int, default=5)
+    parser.add_argument("--train-steps", type=int, default=3000)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--negatives", type=int, default=99)
+    parser.add_argument("--max-users", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args(argv)
+    if not pathlib.Path(args.data).is_dir():
+        parser.error(
+            f"no data set at {args.data}: make one with "
+            "`aiqleads data synth --preset default --out runs/data/default`"
+        )
+    evaluate(args)
+
+
+if __name__ == "__main__":
+    main()
