@@ -27,8 +27,10 @@ def load_schema(path: pathlib.Path = SCHEMA_PATH) -> schema_pb2.Schema:
 def transform_splits(examples_dir: str, out_dir: str, splits=SPLITS) -> dict[str, str]:
     """Analyze ``Split-train`` and transform ``splits``; returns output paths by name."""
     import apache_beam as beam
+    import tensorflow_transform as tft
     import tensorflow_transform.beam as tft_beam
     from apache_beam.options.pipeline_options import PipelineOptions
+    from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
     from tfx_bsl.public import tfxio
 
     from transforms.preprocessing import preprocessing_fn
@@ -68,6 +70,12 @@ def transform_splits(examples_dir: str, out_dir: str, splits=SPLITS) -> dict[str
                     str(target / "transformed_examples"), file_name_suffix=".gz"
                 )
             )
+    # The raw schema beside the graph, as the Transform component writes it (serving
+    # signatures parse raw tf.Examples with it).
+    metadata_io.write_metadata(
+        dataset_metadata.DatasetMetadata(schema),
+        str(graph_dir / tft.TFTransformOutput.RAW_METADATA_DIR),
+    )
     return paths
 
 
