@@ -62,6 +62,18 @@ class _ProgressHandler(logging.Handler):
             self._say(f"[{self._done}/{self._total}] {node} {how} in {took:.1f}s")
 
 
+def one_line(text: str) -> str:
+    """The telling line of an error message: its first line, unless that only introduces a
+    traceback-like body (ends with ':'); then the last plain line of the body."""
+    lines = [line.rstrip() for line in (text or "").strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    if not lines[0].endswith(":") or len(lines) == 1:
+        return lines[0]
+    plain = [line for line in lines[1:] if not line[0].isspace() and not line.startswith("[")]
+    return f"{lines[0]} {plain[-1]}" if plain else lines[0]
+
+
 def run(
     config: PipelineConfig,
     stage: str = "push",
@@ -98,8 +110,9 @@ def run(
     if error is not None:
         failed = [r for r in summary.runs if r.state == "FAILED"]
         if failed:
-            reason = failed[-1].message.strip().splitlines()[0] if failed[-1].message else ""
-            reason = reason or f"{type(error).__name__}: {str(error).splitlines()[0]}"
+            reason = (
+                one_line(failed[-1].message) or f"{type(error).__name__}: {one_line(str(error))}"
+            )
             raise PipelineRunFailed(f"{failed[-1].component} failed: {reason}") from error
         raise PipelineRunFailed(f"pipeline run failed: {type(error).__name__}: {error}") from error
     return summary

@@ -29,3 +29,18 @@ def test_bad_config_is_one_line_exit_2(tmp_path, capsys):
 def test_bad_as_of_is_a_usage_error(tmp_path, capsys):
     assert cli.main(["pipeline", "run", "--data", str(tmp_path), "--as-of", "13/01/2026"]) == 2
     assert "YYYY-MM-DD" in capsys.readouterr().err
+
+
+def test_failure_reason_is_the_telling_line():
+    from pipeline.local_runner import one_line
+
+    tf_error = (
+        "Graph execution error:\n\nDetected at node loss/Squeeze defined at (most recent call last):\n"
+        '  File "x.py", line 1, in <module>\n\nCan not squeeze dim[0], got 256\n'
+        "\t [[{{node loss/Squeeze}}]] [Op:__inference_train_function_1]"
+    )
+    assert one_line(tf_error) == "Graph execution error: Can not squeeze dim[0], got 256"
+    assert one_line("drift check failed: drift on region\n\nDrift check: FAILED") == (
+        "drift check failed: drift on region"
+    )
+    assert one_line("") == ""
