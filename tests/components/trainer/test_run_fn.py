@@ -117,7 +117,8 @@ def test_unknown_user_with_location_prefers_nearby_popular_leads(trained):
         float(catalogue[f.LEAD_LATITUDE].iloc[7]),
         float(catalogue[f.LEAD_LONGITUDE].iloc[7]),
     )
-    lat, lon = np.radians(catalogue[f.LEAD_LATITUDE]), np.radians(catalogue[f.LEAD_LONGITUDE])
+    lat = np.radians(catalogue[f.LEAD_LATITUDE].to_numpy())
+    lon = np.radians(catalogue[f.LEAD_LONGITUDE].to_numpy())
     a = (
         np.sin((lat - math.radians(lat0)) / 2) ** 2
         + np.cos(lat) * math.cos(math.radians(lat0)) * np.sin((lon - math.radians(lon0)) / 2) ** 2
