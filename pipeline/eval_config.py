@@ -26,6 +26,11 @@ def _config(**kwargs: object) -> str:
     return json.dumps(kwargs)[1:-1]
 
 
+def _overall(threshold: tfma.MetricThreshold) -> tfma.PerSliceMetricThreshold:
+    """Gate on the overall slice only: small slices inform, they do not block a push."""
+    return tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=threshold)
+
+
 def build_eval_config(cfg: EvaluatorConfig) -> tfma.EvalConfig:
     """Model spec on the raw-example signature, label ``engagement``, metrics and slices."""
     higher = tfma.MetricDirection.HIGHER_IS_BETTER
@@ -50,18 +55,26 @@ def build_eval_config(cfg: EvaluatorConfig) -> tfma.EvalConfig:
                         class_name=ranking_metrics.EngagementAUC.__name__,
                         module=METRICS_MODULE,
                         config=_config(gain_key=f.ENGAGEMENT),
-                        threshold=auc_threshold,
+                        per_slice_thresholds=[_overall(auc_threshold)],
                     ),
                 ]
+            ),
+            # NDCG@k takes its cut-off from the spec's binarize options, so that the gate's
+            # metric key carries the same `top_k` sub-key as the computed metric.
+            tfma.MetricsSpec(
+                query_key=f.USER_ID,
+                binarize=tfma.BinarizationOptions(top_k_list={"values": [cfg.top_k]}),
+                metrics=[
+                    tfma.MetricConfig(
+                        class_name="NDCG",
+                        config=_config(gain_key=f.ENGAGEMENT),
+                        per_slice_thresholds=[_overall(ndcg_threshold)],
+                    ),
+                ],
             ),
             tfma.MetricsSpec(
                 query_key=f.USER_ID,
                 metrics=[
-                    tfma.MetricConfig(
-                        class_name="NDCG",
-                        config=_config(gain_key=f.ENGAGEMENT, top_k_list=[cfg.top_k]),
-                        threshold=ndcg_threshold,
-                    ),
                     tfma.MetricConfig(
                         class_name=ranking_metrics.TopKRanking.__name__,
                         module=METRICS_MODULE,
