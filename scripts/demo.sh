@@ -11,6 +11,8 @@ BIN=.venv/bin
 DATA=${DEMO_DATA:-runs/data/default}
 PORT=${DEMO_PORT:-8080}
 KEEP=${DEMO_KEEP_SERVING:-1}
+# Keep the output readable: TensorFlow C++ info logs and dependency FutureWarnings off.
+export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2} PYTHONWARNINGS=${PYTHONWARNINGS:-ignore::FutureWarning}
 
 echo "== 1/3 data: the default synthetic data set in $DATA"
 if [ ! -f "$DATA/manifest.json" ]; then

@@ -156,5 +156,5 @@ def test_component_channels():
         numeric={f.PRICE: 0.1},
         categorical={f.REGION: 0.2},
     )
-    assert check.outputs[s.REPORT_KEY].type_name == "AiqleadsDriftReport"
+    assert check.outputs[s.REPORT_KEY].type_name == "aiqleads.DriftReport"
     assert json.loads(check.exec_properties[s.THRESHOLDS_KEY])["numeric"] == {f.PRICE: 0.1}
