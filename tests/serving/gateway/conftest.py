@@ -192,7 +192,9 @@ def start_gateway(redis_server, model_server, tmp_path):
             "model_name": MODEL_NAME,
             "version_refresh_seconds": 0.2,
             "log_dir": tmp_path / "logs",
-            "request_timeout_ms": 2000,
+            # Generous: the client threads share this process with the gateway, and with a
+            # delayed model call in flight the waiting requests must not time out on a slow CI.
+            "request_timeout_ms": 15_000,
             **overrides,
         }
         gateway = GatewayThread(parse_config(settings))
