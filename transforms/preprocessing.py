@@ -92,13 +92,6 @@ def _geo_features(inputs, lat, lon, ptype, region, engaged) -> dict[str, tf.Tens
     density = hotspots.cell_density_table(_strings(inputs[f.LEAD_ID]), lat, lon)
     cell_leads = tf.gather(density, hotspots.density_bucket(lat, lon))
     out[f.T_CELL_DENSITY] = tf.cast(tf.math.log1p(cell_leads), tf.float32)
-
-    user_lat, lat_ok = _dense(inputs[f.USER_LATITUDE])
-    user_lon, lon_ok = _dense(inputs[f.USER_LONGITUDE])
-    known = lat_ok * lon_ok
-    dist = geo.haversine_km(lat, lon, user_lat, user_lon)
-    out[f.T_DISTANCE] = tf.where(known > 0, tf.math.log1p(dist), tf.zeros_like(dist))
-    out[f.T_USER_LOCATION_MISSING] = 1.0 - known
     return out
 
 
@@ -128,7 +121,7 @@ def _lead_numeric(inputs) -> dict[str, tf.Tensor]:
     return out
 
 
-def _user_numeric(inputs, log_price, price_ok) -> dict[str, tf.Tensor]:
+def _user_numeric(inputs) -> dict[str, tf.Tensor]:
     out = {}
     for raw, key in (
         (f.USER_VIEWS, f.T_USER_LOG_VIEWS),
@@ -145,10 +138,45 @@ def _user_numeric(inputs, log_price, price_ok) -> dict[str, tf.Tensor]:
     log_user_price = _safe_log(user_price, user_ok)
     out[f.T_USER_LOG_MEDIAN_PRICE] = _zscore_present(log_user_price, user_ok)
     out[f.T_USER_PRICE_MISSING] = 1.0 - user_ok
-    both = user_ok * price_ok
-    fit = tf.abs(log_price - log_user_price)
-    out[f.T_PRICE_FIT] = tf.where(both > 0, fit, tf.zeros_like(fit))
     return out
+
+
+def user_lead_crosses(
+    lead_lat: tf.Tensor,
+    lead_lon: tf.Tensor,
+    price: tf.Tensor,
+    price_ok: tf.Tensor,
+    user_lat: tf.Tensor,
+    user_lon: tf.Tensor,
+    user_location_ok: tf.Tensor,
+    user_price: tf.Tensor,
+    user_price_ok: tf.Tensor,
+) -> dict[str, tf.Tensor]:
+    """The user x lead features (`features.T_CROSS_NUMERIC`) from dense float32 values.
+
+    No analyzer: the same function runs inside `preprocessing_fn` and in the ``recommend``
+    signature, which applies it to the catalogue's raw values without a Transform pass per
+    candidate. ``*_ok`` are 0/1 presence masks; missing inputs give the neutral value 0.
+    """
+    known = user_location_ok
+    dist = geo.haversine_km(lead_lat, lead_lon, user_lat, user_lon)
+    both = user_price_ok * price_ok
+    fit = tf.abs(_safe_log(price, price_ok) - _safe_log(user_price, user_price_ok))
+    return {
+        f.T_DISTANCE: tf.where(known > 0, tf.math.log1p(dist), tf.zeros_like(dist)),
+        f.T_USER_LOCATION_MISSING: 1.0 - known,
+        f.T_PRICE_FIT: tf.where(both > 0, fit, tf.zeros_like(fit)),
+    }
+
+
+def _crosses(inputs, lat, lon) -> dict[str, tf.Tensor]:
+    price, price_ok = _dense(inputs[f.PRICE])
+    user_lat, lat_ok = _dense(inputs[f.USER_LATITUDE])
+    user_lon, lon_ok = _dense(inputs[f.USER_LONGITUDE])
+    user_price, user_price_ok = _dense(inputs[f.USER_MEDIAN_PRICE])
+    return user_lead_crosses(
+        lat, lon, price, price_ok, user_lat, user_lon, lat_ok * lon_ok, user_price, user_price_ok
+    )
 
 
 def preprocessing_fn(inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
@@ -173,8 +201,8 @@ def preprocessing_fn(inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         level, demand = None, tf.zeros_like(lat)
     out.update(_geo_features(inputs, lat, lon, ptype, region, demand))
     out.update(_lead_numeric(inputs))
-    price, price_ok = _dense(inputs[f.PRICE])
-    out.update(_user_numeric(inputs, _safe_log(price, price_ok), price_ok))
+    out.update(_user_numeric(inputs))
+    out.update(_crosses(inputs, lat, lon))
     if level is not None:
         out[f.T_LABEL] = tf.cast(level > 0, tf.float32)
         out[f.T_WEIGHT] = tf.gather(tf.constant(ENGAGEMENT_WEIGHTS), level)

@@ -150,8 +150,23 @@ class Recommender(keras.Model):
         self.head = build_head(cfg)
         self.global_bias = self.add_weight(name="global_bias", shape=(), initializer="zeros")
 
-    def retrieval_logit(self, u: tf.Tensor, lead: dict[str, tf.Tensor]) -> tf.Tensor:
-        return tf.reduce_sum(u * lead["embedding"], axis=1) + lead["bias"] + self.global_bias
+    def logits(
+        self,
+        u: tf.Tensor,
+        lead_embedding: tf.Tensor,
+        lead_bias: tf.Tensor,
+        crosses: dict[str, tf.Tensor],
+        training: bool = False,
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """(score, retrieval) logits ``[B]`` from the towers' outputs and the crosses.
+
+        The export calls this with precomputed lead-tower outputs, so `recommend` re-scores
+        its shortlist without running the lead tower or Transform per candidate.
+        """
+        retrieval = tf.reduce_sum(u * lead_embedding, axis=1) + lead_bias + self.global_bias
+        head_in = {"user": u, "lead": lead_embedding}
+        head_in.update({k: crosses[k] for k in f.T_CROSS_NUMERIC})
+        return retrieval + self.head(head_in, training=training), retrieval
 
     def call(self, features: dict[str, tf.Tensor], training: bool = False) -> dict[str, tf.Tensor]:
         u = self.user_tower(
@@ -160,10 +175,7 @@ class Recommender(keras.Model):
         lead = self.lead_tower(
             {k: features[k] for k in self.lead_tower.input_names}, training=training
         )
-        retrieval = self.retrieval_logit(u, lead)
-        head_in = {"user": u, "lead": lead["embedding"]}
-        head_in.update({k: features[k] for k in f.T_CROSS_NUMERIC})
-        score = retrieval + self.head(head_in, training=training)
+        score, retrieval = self.logits(u, lead["embedding"], lead["bias"], features, training)
         # [B, 1]: Keras losses reduce over the last axis.
         return {SCORE: score[:, None], RETRIEVAL: retrieval[:, None]}
 

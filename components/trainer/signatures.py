@@ -10,7 +10,9 @@ prior per lead. For each request row:
    unknown user: the fallback ``log1p(popularity) - 0.5 * log1p(km to the request location)``
    (popularity alone without a location) — never an error;
 2. the best ``SHORTLIST`` leads by that score;
-3. known users: the full model (towers, crosses, head) re-scores the shortlist;
+3. known users: the full model re-scores the shortlist: the ranking head over the user
+   embedding, the lead-tower outputs precomputed at export and the user x lead crosses
+   (`preprocessing.user_lead_crosses`, the function the Transform graph uses);
    unknown users keep the fallback order; scores are probabilities (sigmoid);
 4. ``K = min(max(k), shortlist, MAX_K)`` columns (at least 1), best first.
 """
@@ -26,7 +28,7 @@ import tensorflow as tf
 
 from components.trainer import model as model_lib
 from transforms import features as f
-from transforms import geo
+from transforms import geo, preprocessing
 
 SHORTLIST = 100
 MAX_K = 100
@@ -43,6 +45,15 @@ def popularity(events: pd.DataFrame, lead_ids: np.ndarray) -> np.ndarray:
     w = events["event_type"].map(weights).fillna(0.0)
     per_lead = w.groupby(events["lead_id"]).sum()
     return per_lead.reindex(lead_ids).fillna(0.0).to_numpy(dtype=np.float64)
+
+
+def _dense_float32(column: pd.Series) -> tuple[tf.Tensor, tf.Tensor]:
+    """A numeric column as float32 constants: (value with 0 where missing, presence 0/1)."""
+    values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float32, na_value=np.nan)
+    ok = np.isfinite(values)
+    return tf.constant(np.where(ok, values, 0.0).astype(np.float32)), tf.constant(
+        ok.astype(np.float32)
+    )
 
 
 def _column_constants(frame: pd.DataFrame, keys, spec: dict) -> dict[str, tf.Tensor]:
@@ -136,6 +147,11 @@ class RecommenderExport(tf.Module):
         emb, bias = self._lead_embeddings()
         self.lead_embeddings = tf.constant(emb)
         self.lead_bias = tf.constant(bias)
+        # Raw lead values the user x lead crosses need (dense float32 + presence mask).
+        self.lead_cross_values = {
+            key: _dense_float32(catalogue[key])
+            for key in (f.LEAD_LATITUDE, f.LEAD_LONGITUDE, f.PRICE)
+        }
 
     # -- raw feature batches -------------------------------------------------------------
 
@@ -209,11 +225,46 @@ class RecommenderExport(tf.Module):
         user[f.USER_ID] = user_id
         return user, known
 
+    def _shortlist_logits(self, u: tf.Tensor, user: dict, short: tf.Tensor) -> tf.Tensor:
+        """Final logits ``[B * S]`` for users ``u`` ``[B, D]`` x catalogue rows ``short``."""
+        s = tf.shape(short)[1]
+        rows = tf.reshape(short, [-1])
+
+        def lead(key):
+            value, ok = self.lead_cross_values[key]
+            return tf.gather(value, rows), tf.gather(ok, rows)
+
+        def user_side(key):
+            if key not in user:  # a data set without this user column: missing everywhere
+                return tf.zeros_like(rows, tf.float32), tf.zeros_like(rows, tf.float32)
+            value = tf.cast(user[key], tf.float32)
+            ok = tf.cast(tf.math.is_finite(value), tf.float32)
+            value = tf.where(ok > 0, value, tf.zeros_like(value))
+            return tf.repeat(value, s), tf.repeat(ok, s)
+
+        lat, _ = lead(f.LEAD_LATITUDE)
+        lon, _ = lead(f.LEAD_LONGITUDE)
+        price, price_ok = lead(f.PRICE)
+        ulat, ulat_ok = user_side(f.USER_LATITUDE)
+        ulon, ulon_ok = user_side(f.USER_LONGITUDE)
+        uprice, uprice_ok = user_side(f.USER_MEDIAN_PRICE)
+        crosses = preprocessing.user_lead_crosses(
+            lat, lon, price, price_ok, ulat, ulon, ulat_ok * ulon_ok, uprice, uprice_ok
+        )
+        score, _ = self.model.logits(
+            tf.repeat(u, s, axis=0),
+            tf.gather(self.lead_embeddings, rows),
+            tf.gather(self.lead_bias, rows),
+            crosses,
+        )
+        return score
+
     def score_pairs(self, user_ids: np.ndarray, lead_rows: np.ndarray) -> np.ndarray:
         """Full-model probabilities for users ``[B]`` x catalogue rows ``[B, C]`` (eager).
 
-        The same features as ``recommend``'s re-ranking step; used by benchmarks that score
-        given candidates (sampled-negatives protocol).
+        The reference path (Transform over every pair, then the whole model, as
+        ``serving_default``); used by benchmarks that score given candidates (the
+        sampled-negatives protocol).
         """
         b, c = lead_rows.shape
         nan = tf.fill([b], np.float32(np.nan))
@@ -259,12 +310,8 @@ class RecommenderExport(tf.Module):
         # 2. Shortlist.
         s = min(SHORTLIST, self.n_leads)
         short_scores, short = tf.math.top_k(retrieval, k=s)
-        # 3. Full scorer on the shortlist (B * S rows).
-        rows = tf.reshape(tf.cast(short, tf.int64), [-1])
-        tiled = {key: tf.repeat(v, s) for key, v in user.items()}
-        t = self.tft_layer(self._raw_batch(rows, tiled))
-        full = self.model({key: t[key] for key in t if key not in (f.T_LABEL, f.T_WEIGHT)})
-        full = tf.reshape(full[model_lib.SCORE], [b, s])
+        # 3. Full scorer on the shortlist (B * S rows) from the precomputed lead-tower outputs.
+        full = tf.reshape(self._shortlist_logits(u, user, short), [b, s])
         scores = tf.sigmoid(tf.where(known[:, None], full, short_scores))
         # 4. Top K per row.
         top_k = tf.minimum(tf.reduce_max(tf.concat([k, [1]], axis=0)), min(s, MAX_K))
