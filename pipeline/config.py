@@ -8,18 +8,17 @@ scalars). Unknown keys are errors. Relative paths resolve against the repository
 from __future__ import annotations
 
 import datetime as dt
-import os
 import pathlib
 from typing import Annotated, Any
 
 import pydantic
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from aiqleads.errors import ConfigError
+from aiqleads import settings_io
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 ENV_PREFIX = "AIQLEADS_PIPELINE__"
+WHAT = "pipeline config"
 DEFAULT_RUNS_DIR = "runs"
 MODEL_NAME = "lead_recommender"
 
@@ -147,69 +146,13 @@ class PipelineConfig(_Section):
 
     def with_overrides(self, **changes: Any) -> PipelineConfig:
         """A validated copy with top-level fields replaced (e.g. ``data_root``)."""
-        return _validate({**self.model_dump(), **changes}, "overrides")
-
-
-def _validate(raw: dict[str, Any], source: str) -> PipelineConfig:
-    try:
-        return PipelineConfig.model_validate(raw)
-    except pydantic.ValidationError as e:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
-            for err in e.errors()
+        return settings_io.validate(
+            PipelineConfig, {**self.model_dump(), **changes}, WHAT, "overrides"
         )
-        raise ConfigError(f"invalid pipeline config ({source}): {problems}") from e
-
-
-def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
-    tree: dict[str, Any] = {}
-    for key, value in sorted(environ.items()):
-        if not key.startswith(ENV_PREFIX):
-            continue
-        parts = [p.lower() for p in key[len(ENV_PREFIX) :].split("__")]
-        if not all(parts):
-            raise ConfigError(f"malformed environment variable {key}")
-        node = tree
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"environment variable {key} conflicts with another one")
-        try:
-            node[parts[-1]] = yaml.safe_load(value)
-        except yaml.YAMLError as e:
-            raise ConfigError(f"cannot parse {key}={value!r}: {e}") from e
-    return tree
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def load_config(
     path: str | pathlib.Path | None = None, environ: dict[str, str] | None = None
 ) -> PipelineConfig:
     """Defaults, then the YAML file at ``path`` (if any), then environment overrides."""
-    raw: dict[str, Any] = {}
-    source = "defaults"
-    if path is not None:
-        path = pathlib.Path(path)
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except OSError as e:
-            raise ConfigError(f"cannot read pipeline config {path}: {e.strerror}") from e
-        except yaml.YAMLError as e:
-            raise ConfigError(f"pipeline config {path} is not valid YAML: {e}") from e
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"pipeline config {path} must be a mapping at the top level")
-        raw, source = loaded, str(path)
-    env = _env_overrides(dict(os.environ if environ is None else environ))
-    if env:
-        raw = _merge(raw, env)
-        source += " + environment"
-    return _validate(raw, source)
+    return settings_io.load(PipelineConfig, WHAT, path, env_prefix=ENV_PREFIX, environ=environ)

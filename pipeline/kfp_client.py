@@ -14,16 +14,15 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import os
 import pathlib
 import re
 import warnings
 from typing import Any
 
 import pydantic
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from aiqleads import settings_io
 from aiqleads.errors import ConfigError, ServiceError
 
 ENV_PREFIX = "AIQLEADS_KFP__"
@@ -84,31 +83,9 @@ def load_kfp_settings(
     path: str | pathlib.Path | None = None, environ: dict[str, str] | None = None
 ) -> KfpSettings:
     """Defaults, then the YAML file (if any), then ``AIQLEADS_KFP__*`` variables."""
-    raw: dict[str, Any] = {}
-    source = "defaults"
-    if path is not None:
-        try:
-            loaded = yaml.safe_load(pathlib.Path(path).read_text()) or {}
-        except OSError as e:
-            raise ConfigError(f"cannot read KFP settings {path}: {e.strerror}") from e
-        except yaml.YAMLError as e:
-            raise ConfigError(f"KFP settings {path} are not valid YAML: {e}") from e
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"KFP settings {path} must be a mapping at the top level")
-        raw, source = loaded, str(path)
-    env = os.environ if environ is None else environ
-    for key, value in env.items():
-        if key.startswith(ENV_PREFIX):
-            raw[key[len(ENV_PREFIX) :].lower()] = yaml.safe_load(value)
-            source = f"{source} + environment"
-    try:
-        return KfpSettings.model_validate(raw)
-    except pydantic.ValidationError as e:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
-            for err in e.errors()
-        )
-        raise ConfigError(f"invalid KFP settings ({source}): {problems}") from e
+    return settings_io.load(
+        KfpSettings, "KFP settings", path, env_prefix=ENV_PREFIX, environ=environ
+    )
 
 
 def check_reason(reason: str) -> str:
@@ -131,7 +108,7 @@ def parse_parameters(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
             raise ConfigError(f"a parameter is key=value with a plain key, got {pair!r}")
         if key == TRIGGER_REASON_PARAMETER:
             raise ConfigError(f"set {TRIGGER_REASON_PARAMETER} with --reason, not --param")
-        params[key] = yaml.safe_load(value)
+        params[key] = settings_io.parse_scalar(value, key)
     return params
 
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 import pathlib
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from aiqleads.errors import ConfigError
+from aiqleads import settings_io
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 MODEL_NAME = "lead_recommender"
+WHAT = "serving settings"
 # Where the pipeline's Pusher writes versioned SavedModels: <base>/<version>/saved_model.pb.
 DEFAULT_MODEL_BASE_PATH = REPO_ROOT / "runs" / "serving_models" / MODEL_NAME
 DEFAULT_RUN_DIR = REPO_ROOT / "runs" / "serve"
@@ -148,14 +148,7 @@ class ServingSettings(_Frozen):
 
 def parse_settings(data: dict, source: str = "settings") -> ServingSettings:
     """Validate a mapping into `ServingSettings`, naming every bad field in one line."""
-    try:
-        return ServingSettings.model_validate(data)
-    except ValidationError as e:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
-            for err in e.errors()
-        )
-        raise ConfigError(f"invalid serving settings in {source}: {problems}") from e
+    return settings_io.validate(ServingSettings, data, WHAT, source)
 
 
 def load_settings(path: pathlib.Path | str | None = None) -> ServingSettings:
@@ -163,14 +156,7 @@ def load_settings(path: pathlib.Path | str | None = None) -> ServingSettings:
     if path is None:
         return ServingSettings()
     path = pathlib.Path(path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except OSError as e:
-        raise ConfigError(f"cannot read serving settings {path}: {e.strerror}") from e
-    except yaml.YAMLError as e:
-        raise ConfigError(f"serving settings {path} is not valid YAML: {e}") from e
-    if not isinstance(data, dict):
-        raise ConfigError(f"serving settings {path} must be a mapping at the top level")
+    data = settings_io.read_yaml_mapping(path, WHAT)
     for key in ("model_base_path", "run_dir"):
         if key in data and not pathlib.Path(str(data[key])).is_absolute():
             data[key] = str((path.parent / str(data[key])).resolve())
