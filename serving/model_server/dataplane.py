@@ -22,7 +22,12 @@ from tensorflow_serving.apis import (
 from serving.model_server import tensors
 from serving.model_server.errors import Code, ServingError, invalid
 from serving.model_server.manager import ModelManager
-from serving.model_server.servable import CLASSIFY_METHOD, DEFAULT_SIGNATURE, REGRESS_METHOD
+from serving.model_server.servable import (
+    CLASSIFY_METHOD,
+    DEFAULT_SIGNATURE,
+    REGRESS_METHOD,
+    Servable,
+)
 
 SIGNATURE_DEF_FIELD = "signature_def"
 MAX_EXAMPLES = 100_000
@@ -64,7 +69,7 @@ class DataPlane:
         self.manager = manager
         self.batcher = batcher
 
-    # ---- predict -------------------------------------------------------------------------
+    # ---- predict / classify / regress -----------------------------------------------------
     def predict_arrays(
         self, spec: Spec, inputs: dict, output_filter=()
     ) -> tuple[int, str, dict[str, np.ndarray]]:
@@ -74,107 +79,29 @@ class DataPlane:
         (REST decodes JSON only once it knows the signature's input names and dtypes).
         """
         with self.manager.handle(spec.name, spec.version, spec.label) as servable:
-            signature = servable.signature(spec.signature_name)
-            if callable(inputs):
-                inputs = inputs(signature)
-            wanted = list(output_filter)
-            for key in wanted:
-                if key not in signature.output_keys:
-                    raise invalid(
-                        f"output tensor alias not found in signature: {key} Outputs expected "
-                        f"to be in the set {{{','.join(signature.output_keys)}}}."
-                    )
-            if self.batcher is not None:
-                outputs = self.batcher.run(signature, inputs)
-            else:
-                outputs = signature.call(inputs)
-            if wanted:
-                outputs = {k: outputs[k] for k in dict.fromkeys(wanted)}
-            return servable.version, signature.name, outputs
+            name, outputs = run_predict(
+                servable, spec.signature_name, inputs, output_filter, self.batcher
+            )
+            return servable.version, name, outputs
 
     def predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
         spec = Spec.from_proto(request.model_spec)
-        inputs = {key: tensors.from_proto(t, key) for key, t in request.inputs.items()}
-        version, signature, outputs = self.predict_arrays(spec, inputs, request.output_filter)
-        response = predict_pb2.PredictResponse()
-        _response_spec(response.model_spec, spec.name, version, signature)
-        for key, value in outputs.items():
-            response.outputs[key].CopyFrom(tensors.to_proto(value))
-        return response
-
-    # ---- classify / regress --------------------------------------------------------------
-    def _run_examples(self, spec: Spec, input_proto, method: str, kind: str):
-        examples = serialize_examples(input_proto)
         with self.manager.handle(spec.name, spec.version, spec.label) as servable:
-            name = spec.signature_name or DEFAULT_SIGNATURE
-            signature = servable.signatures.get(name)
-            if signature is None:
-                raise invalid(f"No signature was found with the name: {name}")
-            if signature.method_name != method:
-                raise invalid(
-                    f"Expected {kind} signature method_name to be {method}. "
-                    f"Was: {signature.method_name}"
-                )
-            if len(signature.input_keys) != 1:
-                raise invalid(f"Expected one input Tensor, got {len(signature.input_keys)}")
-            outputs = signature.call({signature.input_keys[0]: np.array(examples, dtype=object)})
-            return servable.version, name, outputs, len(examples)
+            return predict_on(servable, request, self.batcher)
 
     def classify(
         self, request: classification_pb2.ClassificationRequest
     ) -> classification_pb2.ClassificationResponse:
         spec = Spec.from_proto(request.model_spec)
-        version, name, outputs, n = self._run_examples(
-            spec, request.input, CLASSIFY_METHOD, "classification"
-        )
-        classes, scores = outputs.get("classes"), outputs.get("scores")
-        if classes is None and scores is None:
-            raise invalid("Expected classification signature outputs 'classes' or 'scores'")
-        for name_, value in (("classes", classes), ("scores", scores)):
-            if value is not None and (value.ndim != 2 or value.shape[0] != n):
-                raise invalid(
-                    f"Expected {name_} Tensor of shape [batch_size num_classes] with "
-                    f"batch_size {n}; got shape {list(value.shape)}"
-                )
-        response = classification_pb2.ClassificationResponse()
-        _response_spec(response.model_spec, spec.name, version, name)
-        width = (classes if classes is not None else scores).shape[1]
-        for i in range(n):
-            row = response.result.classifications.add()
-            for j in range(width):
-                c = row.classes.add()
-                if classes is not None:
-                    c.label = (
-                        classes[i, j].decode()
-                        if isinstance(classes[i, j], bytes)
-                        else str(classes[i, j])
-                    )
-                if scores is not None:
-                    c.score = float(scores[i, j])
-        return response
+        with self.manager.handle(spec.name, spec.version, spec.label) as servable:
+            return classify_on(servable, request)
 
     def regress(
         self, request: regression_pb2.RegressionRequest
     ) -> regression_pb2.RegressionResponse:
         spec = Spec.from_proto(request.model_spec)
-        version, name, outputs, n = self._run_examples(
-            spec, request.input, REGRESS_METHOD, "regression"
-        )
-        values = outputs.get("outputs")
-        if values is None:
-            raise invalid("No output Tensor named 'outputs' in the regression signature")
-        if values.ndim == 2 and values.shape[1] == 1:
-            values = values[:, 0]
-        if values.ndim != 1 or values.shape[0] != n:
-            raise invalid(
-                f"Expected output Tensor shape to be [batch_size] or [batch_size, 1] with "
-                f"batch_size {n}; got {list(outputs['outputs'].shape)}"
-            )
-        response = regression_pb2.RegressionResponse()
-        _response_spec(response.model_spec, spec.name, version, name)
-        for v in values.tolist():
-            response.result.regressions.add().value = v
-        return response
+        with self.manager.handle(spec.name, spec.version, spec.label) as servable:
+            return regress_on(servable, request)
 
     # ---- metadata / status ---------------------------------------------------------------
     def metadata(
@@ -207,6 +134,118 @@ class DataPlane:
             entry.status.error_code = int(state.error_code)
             entry.status.error_message = state.error_message
         return response
+
+
+# ---- requests on one servable (the data plane's calls, and the load-time warm-up's) --------
+def run_predict(
+    servable: Servable, signature_name: str, inputs, output_filter=(), batcher=None
+) -> tuple[str, dict[str, np.ndarray]]:
+    """(signature name, outputs) of a Predict on `servable` (inputs as in `predict_arrays`)."""
+    signature = servable.signature(signature_name)
+    if callable(inputs):
+        inputs = inputs(signature)
+    wanted = list(output_filter)
+    for key in wanted:
+        if key not in signature.output_keys:
+            raise invalid(
+                f"output tensor alias not found in signature: {key} Outputs expected "
+                f"to be in the set {{{','.join(signature.output_keys)}}}."
+            )
+    outputs = batcher.run(signature, inputs) if batcher is not None else signature.call(inputs)
+    if wanted:
+        outputs = {k: outputs[k] for k in dict.fromkeys(wanted)}
+    return signature.name, outputs
+
+
+def predict_on(
+    servable: Servable, request: predict_pb2.PredictRequest, batcher=None
+) -> predict_pb2.PredictResponse:
+    """A `PredictResponse` for `request` run on `servable` (its model spec only names a
+    signature here: the caller chose the servable)."""
+    inputs = {key: tensors.from_proto(t, key) for key, t in request.inputs.items()}
+    name, outputs = run_predict(
+        servable, request.model_spec.signature_name, inputs, request.output_filter, batcher
+    )
+    response = predict_pb2.PredictResponse()
+    _response_spec(response.model_spec, servable.name, servable.version, name)
+    for key, value in outputs.items():
+        response.outputs[key].CopyFrom(tensors.to_proto(value))
+    return response
+
+
+def _run_examples(servable: Servable, signature_name: str, input_proto, method: str, kind: str):
+    examples = serialize_examples(input_proto)
+    name = signature_name or DEFAULT_SIGNATURE
+    signature = servable.signatures.get(name)
+    if signature is None:
+        raise invalid(f"No signature was found with the name: {name}")
+    if signature.method_name != method:
+        raise invalid(
+            f"Expected {kind} signature method_name to be {method}. Was: {signature.method_name}"
+        )
+    if len(signature.input_keys) != 1:
+        raise invalid(f"Expected one input Tensor, got {len(signature.input_keys)}")
+    outputs = signature.call({signature.input_keys[0]: np.array(examples, dtype=object)})
+    return name, outputs, len(examples)
+
+
+def classify_on(
+    servable: Servable, request: classification_pb2.ClassificationRequest
+) -> classification_pb2.ClassificationResponse:
+    """A `ClassificationResponse` for `request` run on `servable`."""
+    name, outputs, n = _run_examples(
+        servable, request.model_spec.signature_name, request.input, CLASSIFY_METHOD,
+        "classification",
+    )  # fmt: skip
+    classes, scores = outputs.get("classes"), outputs.get("scores")
+    if classes is None and scores is None:
+        raise invalid("Expected classification signature outputs 'classes' or 'scores'")
+    for name_, value in (("classes", classes), ("scores", scores)):
+        if value is not None and (value.ndim != 2 or value.shape[0] != n):
+            raise invalid(
+                f"Expected {name_} Tensor of shape [batch_size num_classes] with "
+                f"batch_size {n}; got shape {list(value.shape)}"
+            )
+    response = classification_pb2.ClassificationResponse()
+    _response_spec(response.model_spec, servable.name, servable.version, name)
+    width = (classes if classes is not None else scores).shape[1]
+    for i in range(n):
+        row = response.result.classifications.add()
+        for j in range(width):
+            c = row.classes.add()
+            if classes is not None:
+                c.label = (
+                    classes[i, j].decode()
+                    if isinstance(classes[i, j], bytes)
+                    else str(classes[i, j])
+                )
+            if scores is not None:
+                c.score = float(scores[i, j])
+    return response
+
+
+def regress_on(
+    servable: Servable, request: regression_pb2.RegressionRequest
+) -> regression_pb2.RegressionResponse:
+    """A `RegressionResponse` for `request` run on `servable`."""
+    name, outputs, n = _run_examples(
+        servable, request.model_spec.signature_name, request.input, REGRESS_METHOD, "regression"
+    )
+    values = outputs.get("outputs")
+    if values is None:
+        raise invalid("No output Tensor named 'outputs' in the regression signature")
+    if values.ndim == 2 and values.shape[1] == 1:
+        values = values[:, 0]
+    if values.ndim != 1 or values.shape[0] != n:
+        raise invalid(
+            f"Expected output Tensor shape to be [batch_size] or [batch_size, 1] with "
+            f"batch_size {n}; got {list(outputs['outputs'].shape)}"
+        )
+    response = regression_pb2.RegressionResponse()
+    _response_spec(response.model_spec, servable.name, servable.version, name)
+    for v in values.tolist():
+        response.result.regressions.add().value = v
+    return response
 
 
 def serialize_examples(input_proto) -> list[bytes]:

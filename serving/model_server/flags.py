@@ -35,6 +35,8 @@ class ServerFlags:
     enable_batching: bool = False
     batching_parameters_file: str = ""
     allow_version_labels_for_unavailable_models: bool = False
+    enable_model_warmup: bool = True
+    num_request_iterations_for_warmup: int = 0
 
 
 HELP = {
@@ -53,12 +55,15 @@ HELP = {
     "enable_batching": "merge concurrent Predict calls into batches",
     "batching_parameters_file": "BatchingParameters text proto",
     "allow_version_labels_for_unavailable_models": "allow labels on versions not yet loaded",
+    "enable_model_warmup": "replay assets.extra/tf_serving_warmup_requests before serving",
+    "num_request_iterations_for_warmup": "runs of each warm-up record (0 = once; max 1000)",
 }
 
 _FIELDS = {f.name: f for f in dataclasses.fields(ServerFlags)}
 _TRUE = {"true", "t", "1", "yes", "y"}
 _FALSE = {"false", "f", "0", "no", "n"}
 _MAX_PORT = 65535
+_MAX_WARMUP_ITERATIONS = 1000
 
 
 def _convert(name: str, raw: str) -> object:
@@ -92,6 +97,11 @@ def _validate(flags: ServerFlags) -> None:
     ):
         if getattr(flags, name) < 0:
             raise FlagError(f"--{name}: must be >= 0, got {getattr(flags, name)}")
+    if not 0 <= flags.num_request_iterations_for_warmup <= _MAX_WARMUP_ITERATIONS:
+        raise FlagError(
+            "--num_request_iterations_for_warmup: must be in 0.."
+            f"{_MAX_WARMUP_ITERATIONS}, got {flags.num_request_iterations_for_warmup}"
+        )
     if not flags.model_config_file and not flags.model_base_path:
         raise FlagError(
             "Both server_options.model_base_path and server_options.model_config_file are "

@@ -1,9 +1,11 @@
 """Models and their versions: file-system polling, version policies, labels, atomic swaps.
 
 Each poll lists the numeric version folders under every model's base path, loads the
-versions the policy wants that are not loaded yet (before unloading any, so a model never
-has zero versions during a roll-over), swaps the routing table atomically, and retires
-versions the policy no longer wants once their in-flight requests have finished.
+versions the policy wants that are not loaded yet (replaying their warm-up requests first),
+swaps the routing table atomically, and retires versions the policy no longer wants once
+their in-flight requests have finished. Like TF Serving's availability-preserving policy, a
+model never drops to zero versions because a new one failed to load: while no wanted version
+is available, the newest unwanted one keeps serving.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 
 from serving.model_server.errors import Code, ServingError, invalid, not_found
 from serving.model_server.servable import Servable, is_complete_version_dir, lookup_missing
+from serving.model_server.warmup import WarmupError, WarmupOptions, run_warmup
 
 log = logging.getLogger("aiqleads.model_server")
 
@@ -64,15 +67,28 @@ def wanted_versions(policy, on_disk: list[int]) -> set[int]:
     return set(on_disk[-n:])
 
 
+def retired_versions(wanted: set[int], loaded: set[int]) -> set[int]:
+    """The loaded versions to unload: the unwanted ones, except that while no wanted version
+    is loaded (still loading, or failed) the newest unwanted one stays, as in TF Serving."""
+    unwanted = loaded - wanted
+    if wanted and not wanted & loaded and unwanted:
+        unwanted.discard(max(unwanted))
+    return unwanted
+
+
 class ModelManager:
     """Thread-safe registry of loaded servables; `handle()` gives a counted reference."""
 
-    def __init__(self, allow_labels_for_unavailable: bool = False) -> None:
+    def __init__(
+        self, allow_labels_for_unavailable: bool = False, warmup: WarmupOptions | None = None
+    ) -> None:
         self._lock = threading.RLock()
         self._models: dict[str, _Model] = {}
         self._allow_unavailable_labels = allow_labels_for_unavailable
+        self._warmup = warmup or WarmupOptions()
         self._poll_lock = threading.Lock()
         self.on_change = None  # optional callback(model_name, version, state)
+        self.on_warmup = None  # optional callback(model_name, version, WarmupResult)
 
     # ---- configuration -------------------------------------------------------------------
     def apply_config(self, server_config) -> None:
@@ -128,7 +144,7 @@ class ModelManager:
                     if model.states.get(version, VersionState(START)).error_code != Code.OK:
                         continue  # failed before; TF Serving does not retry a failed version
                     self._load(name, model, version)
-                self._retire(name, model, set(model.servables) - wanted)
+                self._retire(name, model, retired_versions(wanted, set(model.servables)))
 
     def _set_state(self, name: str, model: _Model, version: int, state: VersionState) -> None:
         with self._lock:
@@ -154,6 +170,17 @@ class ModelManager:
             log.error("Loading servable %s version %d failed: %s", name, version, e)
             self._set_state(name, model, version, VersionState(END, Code.UNKNOWN, str(e)))
             return
+        if self._warmup.enabled:
+            try:
+                result = run_warmup(servable, self._warmup.iterations)
+            except WarmupError as e:  # the version is not served; its status says why
+                servable.retire(timeout=0)
+                self._notify_warmup(name, version, e.result)
+                log.error("Loading servable %s version %d failed: %s", name, version, e)
+                self._set_state(name, model, version, VersionState(END, e.code, e.message))
+                return
+            if result is not None:
+                self._notify_warmup(name, version, result)
         with self._lock:
             model.servables = {**model.servables, version: servable}  # atomic swap
         self._set_state(name, model, version, VersionState(AVAILABLE))
@@ -163,6 +190,10 @@ class ModelManager:
             version,
             time.monotonic() - started,
         )
+
+    def _notify_warmup(self, name: str, version: int, result) -> None:
+        if self.on_warmup is not None:
+            self.on_warmup(name, version, result)
 
     def _retire(self, name: str, model: _Model, versions: set[int]) -> None:
         for version in sorted(versions):

@@ -1,8 +1,9 @@
 """All Prometheus metrics of the model server, in one registry owned by the server.
 
 TF Serving's names where they exist (`:tensorflow:serving:request_count`, counted per model
-and status, exposed without the `_total` suffix as TF Serving does), plus our latency and
-batch-size histograms.
+and status, exposed without the `_total` suffix as TF Serving does;
+`:tensorflow:serving:model_warmup_latency` in microseconds with TF Serving's buckets), plus
+our latency, batch-size and warm-up record metrics.
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from __future__ import annotations
 import collections
 import threading
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import Metric
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+# TF Serving's warm-up latency buckets: 10 us * 1.8^i, 33 of them (about 20 minutes).
+WARMUP_BUCKETS_MICROS = tuple(10 * 1.8**i for i in range(33))
 
 
 class _RequestCountCollector:
@@ -69,6 +72,26 @@ class ServerMetrics:
             ["model_name"],
             registry=self.registry,
         )
+        self.warmup_latency = Histogram(
+            ":tensorflow:serving:model_warmup_latency",
+            "Distribution of wall time (in microseconds) for warming up the model.",
+            ["model_path", "status"],
+            buckets=WARMUP_BUCKETS_MICROS,
+            registry=self.registry,
+        )
+        self.warmup_records = Counter(
+            "aiqleads_model_server_warmup_records",
+            "Warm-up records replayed successfully at load time, per model.",
+            ["model_name"],
+            registry=self.registry,
+        )
+
+    def observe_warmup(self, model: str, version: int, result) -> None:
+        """Record one version's warm-up (`warmup.WarmupResult`), failed or not."""
+        self.warmup_latency.labels(str(result.path.parent.parent), result.code.name).observe(
+            result.seconds * 1e6
+        )
+        self.warmup_records.labels(model).inc(result.records)
 
     def observe(self, api: str, transport: str, model: str, status: str, seconds: float) -> None:
         self._requests.inc(model, status)

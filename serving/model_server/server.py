@@ -30,12 +30,17 @@ class ModelServer:
         from serving.model_server.dataplane import DataPlane
         from serving.model_server.manager import ModelManager
         from serving.model_server.metrics import ServerMetrics
+        from serving.model_server.warmup import WarmupOptions
 
         self.flags = flags
         self.metrics = ServerMetrics()
         self.metrics_path = config_lib.load_monitoring_path(flags.monitoring_config_file)
-        self.manager = ModelManager(flags.allow_version_labels_for_unavailable_models)
+        warmup = WarmupOptions(
+            flags.enable_model_warmup, max(1, flags.num_request_iterations_for_warmup)
+        )
+        self.manager = ModelManager(flags.allow_version_labels_for_unavailable_models, warmup)
         self.manager.on_change = self._on_model_change
+        self.manager.on_warmup = self.metrics.observe_warmup
         self.batcher = None
         if flags.enable_batching:
             options = config_lib.load_batching_parameters(flags.batching_parameters_file)

@@ -43,3 +43,17 @@ def test_bad_flags_raise_clear_errors(argv, message):
     with pytest.raises(FlagError, match=None) as e:
         parse_flags(argv)
     assert message in str(e.value)
+
+
+def test_model_warmup_flags_default_on_and_bounded():
+    flags = parse_flags(["--model_base_path=/m"])
+    assert (flags.enable_model_warmup, flags.num_request_iterations_for_warmup) == (True, 0)
+    flags = parse_flags(
+        ["--model_base_path=/m", "--noenable_model_warmup", "--num_request_iterations_for_warmup=3"]
+    )
+    assert (flags.enable_model_warmup, flags.num_request_iterations_for_warmup) == (False, 3)
+    for bad in ("-1", "1001"):
+        with pytest.raises(
+            FlagError, match="--num_request_iterations_for_warmup: must be in 0..1000"
+        ):
+            parse_flags(["--model_base_path=/m", f"--num_request_iterations_for_warmup={bad}"])
