@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import pathlib
 
 import click
 
+from aiqleads.commands.options import DIRECTORY, iso_date, progress_printer
 from aiqleads.errors import DataError
 
 IMPORT_SOURCES = ("kingcounty", "barossa", "uci-restaurant")
@@ -17,17 +17,13 @@ def data() -> None:
     """Data sets: synthetic generation, real-data import, validation, description."""
 
 
-def _say(message: str) -> None:
-    click.echo(f"  .. {message}", err=True)
-
-
-def _parse_date(_ctx, _param, value: str | None) -> dt.date | None:
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError as e:
-        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from e
+_say = progress_printer("  ..")
+_OUT_OPTION = click.option(
+    "--out", required=True, type=DIRECTORY, help="Output directory (new or empty)."
+)
+_OVERWRITE_OPTION = click.option(
+    "--overwrite", is_flag=True, help="Replace an existing data set in --out."
+)
 
 
 @data.command()
@@ -45,7 +41,7 @@ def _parse_date(_ctx, _param, value: str | None) -> dt.date | None:
 @click.option(
     "--seed", type=click.IntRange(0, 2**63 - 1), help="Random seed (same seed, same bytes)."
 )
-@click.option("--start-date", callback=_parse_date, help="First span's day, YYYY-MM-DD.")
+@click.option("--start-date", callback=iso_date, help="First span's day, YYYY-MM-DD.")
 @click.option(
     "--drift",
     type=click.Choice(["price_inflation", "new_hotspot", "event_mix"]),
@@ -54,13 +50,8 @@ def _parse_date(_ctx, _param, value: str | None) -> dt.date | None:
 @click.option(
     "--drift-days", type=click.IntRange(1, 3_649), help="How many final spans drift (default 7)."
 )
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(file_okay=False, path_type=pathlib.Path),
-    help="Output directory (new or empty).",
-)
-@click.option("--overwrite", is_flag=True, help="Replace an existing data set in --out.")
+@_OUT_OPTION
+@_OVERWRITE_OPTION
 def synth(
     preset, users, leads, days, events, seed, start_date, drift, drift_days, out, overwrite
 ) -> None:
@@ -94,15 +85,10 @@ def synth(
 
 @data.command(name="import")
 @click.argument("name", type=click.Choice(IMPORT_SOURCES))
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(file_okay=False, path_type=pathlib.Path),
-    help="Output directory (new or empty).",
-)
+@_OUT_OPTION
 @click.option(
     "--source",
-    type=click.Path(file_okay=False, path_type=pathlib.Path),
+    type=DIRECTORY,
     help="Folder of the shared real data sets (default: $AIQLEADS_SHARED_DATA or "
     "<repo>/../shared/data).",
 )
@@ -113,7 +99,7 @@ def synth(
     show_default=True,
     help="Seed of the simulated parts (users' behaviour, orderings).",
 )
-@click.option("--overwrite", is_flag=True, help="Replace an existing data set in --out.")
+@_OVERWRITE_OPTION
 def import_(name, out, source, seed, overwrite) -> None:
     """Import a real data set into the contracts and the daily span layout."""
     from aiqleads.data import adapters

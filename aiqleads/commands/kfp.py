@@ -12,13 +12,17 @@ import time
 
 import click
 
+from aiqleads.commands.options import EXISTING_FILE, FILE, progress_printer, stage_option
+
 KFP_CONFIG_OPTION = click.option(
     "--kfp-config",
-    type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
+    type=EXISTING_FILE,
     default=None,
     envvar="AIQLEADS_KFP_CONFIG",
     help="KFP settings YAML (host, image, pipeline root, schedule); env AIQLEADS_KFP__* overrides.",
 )
+_say = progress_printer("[kfp]")
+_say_compile = progress_printer("[compile]")
 
 
 def _settings(path: pathlib.Path | None):
@@ -32,7 +36,7 @@ def _client(path: pathlib.Path | None):
 
     settings = _settings(path)
     if settings.host:
-        click.echo(f"[kfp] connecting to {settings.host}", err=True)
+        _say(f"connecting to {settings.host}")
     return KfpClient(settings)
 
 
@@ -44,24 +48,18 @@ def _version_name() -> str:
 @click.option(
     "--config",
     "config_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
+    type=EXISTING_FILE,
     default=None,
     help="Pipeline config YAML (pipeline/config.py); its beam_args go into the package.",
 )
 @KFP_CONFIG_OPTION
 @click.option(
     "--out",
-    type=click.Path(dir_okay=False, path_type=pathlib.Path),
+    type=FILE,
     default=None,
     help="Where to write the KFP package (.yaml) [default: runs/kfp/aiqleads_pipeline.yaml].",
 )
-@click.option(
-    "--stage",
-    type=click.Choice(["drift_check", "transform", "push"]),
-    default="push",
-    show_default=True,
-    help="How far to wire the pipeline (push is the product; shorter ones for development).",
-)
+@stage_option("How far to wire the pipeline (push is the product; shorter ones for development).")
 def compile_command(
     config_path: pathlib.Path | None,
     kfp_config: pathlib.Path | None,
@@ -74,12 +72,12 @@ def compile_command(
     config = load_config(config_path)
     settings = _settings(kfp_config)
     out = out or REPO_ROOT / "runs" / "kfp" / "aiqleads_pipeline.yaml"
-    click.echo("[compile] loading TFX and building the pipeline (about a minute)", err=True)
+    _say_compile("loading TFX and building the pipeline (about a minute)")
     started = time.monotonic()
     from pipeline.kubeflow_v2_runner import compile_pipeline
 
     compiled = compile_pipeline(config, settings, out, stage=stage)
-    click.echo(f"[compile] {len(compiled.tasks)} steps: {', '.join(compiled.tasks)}", err=True)
+    _say_compile(f"{len(compiled.tasks)} steps: {', '.join(compiled.tasks)}")
     click.echo(
         f"wrote {compiled.path} in {time.monotonic() - started:.0f}s\n"
         f"  pipeline   {compiled.pipeline_name}\n"
@@ -99,7 +97,7 @@ def kfp() -> None:
 @KFP_CONFIG_OPTION
 @click.option(
     "--package",
-    type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
+    type=EXISTING_FILE,
     required=True,
     help="The package written by `aiqleads pipeline compile`.",
 )
@@ -144,7 +142,7 @@ def upload(
 @click.option("--version-id", default=None, help="Pipeline version to run [default: latest].")
 @click.option(
     "--package",
-    type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
+    type=EXISTING_FILE,
     default=None,
     help="Upload this package as a new version first, then run it (the daily job does).",
 )
@@ -166,7 +164,7 @@ def run(
     if package:
         uploaded = client.upload(package, _version_name())
         version_id = uploaded.version_id or client.latest_version(uploaded.pipeline_id)
-        click.echo(f"[kfp] uploaded {package.name} as version {version_id}", err=True)
+        _say(f"uploaded {package.name} as version {version_id}")
     run_id = client.run(reason, params=parsed, version_id=version_id)
     click.echo(f"started run {run_id} of {client.settings.pipeline_name} (reason: {reason})")
 

@@ -12,18 +12,8 @@ import pathlib
 import click
 
 from aiqleads.commands.kfp import compile_command
+from aiqleads.commands.options import DIRECTORY, FILE, iso_date, stage_option
 from aiqleads.errors import ConfigError, DataError
-
-STAGES = ("drift_check", "transform", "push")
-
-
-def _date(_ctx, _param, value: str | None) -> dt.date | None:
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError as e:
-        raise click.BadParameter(f"{value!r} is not a YYYY-MM-DD date") from e
 
 
 def _ensure_default_data(path: pathlib.Path) -> None:
@@ -68,7 +58,7 @@ def pipeline() -> None:
 @click.option(
     "--data",
     "data_dir",
-    type=click.Path(file_okay=False, path_type=pathlib.Path),
+    type=DIRECTORY,
     default=None,
     help="Data set root (leads.csv, users.csv, spans/). Default: the config's data_root; "
     "the default synthetic set is generated into runs/data/default when missing.",
@@ -76,23 +66,17 @@ def pipeline() -> None:
 @click.option(
     "--config",
     "config_file",
-    type=click.Path(dir_okay=False, path_type=pathlib.Path),
+    type=FILE,
     default=None,
     help="Pipeline config YAML (see docs/pipeline.md); AIQLEADS_PIPELINE__* env vars override.",
 )
 @click.option(
     "--as-of",
-    callback=_date,
+    callback=iso_date,
     default=None,
     help="Read the window ending at this span (YYYY-MM-DD) instead of the newest one.",
 )
-@click.option(
-    "--stage",
-    type=click.Choice(STAGES),
-    default="push",
-    show_default=True,
-    help="Stop the wiring early (development): after the drift check or after Transform.",
-)
+@stage_option("Stop the wiring early (development): after the drift check or after Transform.")
 def run(
     data_dir: pathlib.Path | None,
     config_file: pathlib.Path | None,

@@ -9,6 +9,7 @@ import urllib.request
 
 import click
 
+from aiqleads.commands.options import DIRECTORY, EXISTING_FILE, progress_printer
 from aiqleads.errors import ServiceError
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -45,13 +46,13 @@ MAX_USER_ID = 128
 @click.option(
     "--config",
     "config_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
+    type=EXISTING_FILE,
     default=None,
     help="Serving settings YAML (serving/settings.py); flags override it.",
 )
 @click.option(
     "--run-dir",
-    type=click.Path(file_okay=False, path_type=pathlib.Path),
+    type=DIRECTORY,
     default=None,
     help="Logs, Redis data and the Envoy config [default: runs/serve].",
 )
@@ -77,11 +78,7 @@ def serve(
     settings = load_settings(config_path).with_overrides(
         **{k: v for k, v in overrides.items() if v is not None}
     )
-
-    def say(line: str) -> None:
-        click.echo(f"[serve] {line}", err=True)
-
-    stack = ServingStack(settings, progress=say)
+    stack = ServingStack(settings, progress=progress_printer("[serve]"))
 
     def report() -> None:  # progress goes to stderr, the endpoints to stdout once healthy
         ms, gw = len(stack.topology.model_servers), len(stack.topology.gateways)

@@ -98,6 +98,10 @@ def test_validate_rejects_then_quarantines_a_bad_span(small_set, tmp_path):
         (["synth", "--days", "1", "--out", "/tmp/x"], "Invalid value for '--days'"),
         (["synth", "--drift", "quake", "--out", "/tmp/x"], "Invalid value for '--drift'"),
         (
+            ["synth", "--start-date", "2026-13-01", "--out", "/tmp/x"],
+            "'2026-13-01' is not a date (YYYY-MM-DD)",
+        ),
+        (
             [
                 "synth",
                 "--preset",

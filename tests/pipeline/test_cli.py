@@ -31,6 +31,14 @@ def test_bad_as_of_is_a_usage_error(tmp_path, capsys):
     assert "YYYY-MM-DD" in capsys.readouterr().err
 
 
+def test_cli_stages_are_the_pipeline_stages():
+    # The CLI spells the stages itself so that `--help` does not import TFX.
+    from aiqleads.commands.options import STAGES
+    from pipeline.pipeline import STAGES as WIRED_STAGES
+
+    assert STAGES == WIRED_STAGES
+
+
 def test_failure_reason_is_the_telling_line():
     from pipeline.local_runner import one_line
 

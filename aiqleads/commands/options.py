@@ -1,0 +1,54 @@
+"""Click parameter types, options and progress lines shared by the command groups.
+
+Kept free of heavy imports (TFX, TensorFlow), so that `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import pathlib
+from collections.abc import Callable
+
+import click
+
+# How far the pipeline is wired; the same tuple as `pipeline.pipeline.STAGES`, spelled here
+# so that the CLI does not import TFX to build its options (a test keeps the two equal).
+STAGES = ("drift_check", "transform", "push")
+
+EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=pathlib.Path)
+"""A file that must exist (a settings YAML, a compiled package)."""
+
+DIRECTORY = click.Path(file_okay=False, path_type=pathlib.Path)
+"""A directory path; the command checks it (an output directory may not exist yet)."""
+
+FILE = click.Path(dir_okay=False, path_type=pathlib.Path)
+"""A file path; the command checks it (an output file may not exist yet)."""
+
+
+def iso_date(_ctx: click.Context, _param: click.Parameter, value: str | None) -> dt.date | None:
+    """Option callback: ``YYYY-MM-DD`` text to a date; a usage error names the bad value."""
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as e:
+        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from e
+
+
+def stage_option(help_text: str) -> Callable:
+    """``--stage``: how far to wire the pipeline (``push``, the product, by default)."""
+    return click.option(
+        "--stage", type=click.Choice(STAGES), default="push", show_default=True, help=help_text
+    )
+
+
+def progress_printer(prefix: str) -> Callable[[str], None]:
+    """A ``say(message)`` that writes ``<prefix> <message>`` lines to stderr.
+
+    Progress goes to stderr so that stdout carries only the results and the summary.
+    """
+
+    def say(message: str) -> None:
+        click.echo(f"{prefix} {message}", err=True)
+
+    return say
