@@ -102,3 +102,20 @@ def test_source_resolution_errors(tmp_path, monkeypatch):
     # --source may name the data set's own folder too.
     real = SHARED / "uci_restaurant"
     assert adapters.source_dir("uci-restaurant", real) == real
+
+
+def test_day_numbers_count_days_since_1970_and_refuse_other_formats():
+    # 2000-03-01: 30 years of 365 days, 7 leap days (1972..1996), then January and February.
+    assert adapters.day_numbers(["1970-01-01", "1970-01-02", "2000-03-01"]).tolist() == [
+        0,
+        1,
+        30 * 365 + 7 + 31 + 29,
+    ]
+    with pytest.raises(DataError, match="not YYYY-MM-DD"):
+        adapters.day_numbers(["2000-03-01", "01/03/2000"])
+
+
+def test_market_frame_has_the_contract_columns_in_order():
+    frame = adapters.market_frame([("north", "2024-01-01", 3.0, 100.0, 2, 0.0)])
+    assert tuple(frame.columns) == contracts.MARKET.columns
+    assert frame.iloc[0].tolist() == ["north", "2024-01-01", 3.0, 100.0, 2, 0.0]

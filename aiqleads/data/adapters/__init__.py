@@ -43,6 +43,15 @@ class Imported:
     manifest: dict[str, Any]
     span_days: list[dt.date] | None = None  # None: the days that have events or market rows
 
+    def row_counts(self) -> dict[str, int]:
+        """Rows per table, in contract order."""
+        return {
+            "leads": len(self.leads),
+            "users": len(self.users),
+            "events": len(self.events),
+            "market": len(self.market),
+        }
+
 
 @dataclasses.dataclass
 class ImportSummary:
@@ -95,6 +104,20 @@ def read_source_csv(path: pathlib.Path, **kwargs: Any) -> pd.DataFrame:
         raise DataError(f"{path}: cannot read ({e})") from e
 
 
+def market_frame(rows: list[tuple]) -> pd.DataFrame:
+    """Market rows ``(region, date, demand, median_price, inventory, price_trend)`` as a frame."""
+    return pd.DataFrame(rows, columns=list(contracts.MARKET.columns))
+
+
+def day_numbers(dates: pd.Series | list[str]) -> np.ndarray:
+    """``YYYY-MM-DD`` dates as days since 1970-01-01 (int64); a DataError on any other text."""
+    try:
+        values = pd.to_datetime(pd.Series(dates), format="%Y-%m-%d")
+    except (ValueError, TypeError) as e:
+        raise DataError(f"a date is not YYYY-MM-DD: {e}") from e
+    return values.to_numpy().astype("datetime64[D]").astype(np.int64)
+
+
 def require_columns(frame: pd.DataFrame, columns: list[str], path: pathlib.Path) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
@@ -126,14 +149,8 @@ def run(
     written = write_dataset(out, data)
     say("checking the contracts")
     validate_dataset(out)
-    rows = {
-        "leads": len(data.leads),
-        "users": len(data.users),
-        "events": len(data.events),
-        "market": len(data.market),
-    }
     return ImportSummary(
-        out, rows, len(written), written[0], written[-1], time.perf_counter() - started
+        out, data.row_counts(), len(written), written[0], written[-1], time.perf_counter() - started
     )
 
 
@@ -141,8 +158,8 @@ def write_dataset(out: pathlib.Path, data: Imported) -> list[str]:
     """Write the tables, one span folder per day, and the manifest; returns the span names."""
     io.write_table(data.leads, layout.table_path(out, contracts.LEADS), contracts.LEADS)
     io.write_table(data.users, layout.table_path(out, contracts.USERS), contracts.USERS)
-    e_day = _day_numbers(data.events[contracts.TIMESTAMP].str.slice(0, 10))
-    m_day = _day_numbers(data.market[contracts.DATE])
+    e_day = day_numbers(data.events[contracts.TIMESTAMP].str.slice(0, 10))
+    m_day = day_numbers(data.market[contracts.DATE])
     if data.span_days is not None:
         days = sorted({_to_number(d) for d in data.span_days})
     else:
@@ -150,14 +167,10 @@ def write_dataset(out: pathlib.Path, data: Imported) -> list[str]:
     if not days:
         raise DataError("the source yielded no events and no market rows")
     names = spans.write_spans(out, _EPOCH, days, data.events, e_day, data.market, m_day)
-    rows = {
-        "leads": len(data.leads),
-        "users": len(data.users),
-        "events": len(data.events),
-        "market": len(data.market),
-    }
     manifest = dict(data.manifest)
-    manifest.update(rows=rows, spans={"first": names[0], "last": names[-1], "count": len(names)})
+    manifest.update(
+        rows=data.row_counts(), spans={"first": names[0], "last": names[-1], "count": len(names)}
+    )
     manifest["event_mix"] = spans.event_mix(data.events)
     io.write_manifest(out, manifest)
     return names
@@ -168,8 +181,3 @@ _EPOCH = dt.date(1970, 1, 1)
 
 def _to_number(day: dt.date) -> int:
     return (day - _EPOCH).days
-
-
-def _day_numbers(dates: pd.Series) -> np.ndarray:
-    values = pd.to_datetime(dates, format="%Y-%m-%d").to_numpy().astype("datetime64[D]")
-    return values.astype(np.int64)

@@ -22,7 +22,13 @@ import numpy as np
 import pandas as pd
 
 from aiqleads import contracts
-from aiqleads.data.adapters import Imported, read_source_csv, require_columns
+from aiqleads.data.adapters import (
+    Imported,
+    day_numbers,
+    market_frame,
+    read_source_csv,
+    require_columns,
+)
 from aiqleads.errors import DataError
 
 SOURCE_DIR = "inside_airbnb_barossa"
@@ -121,19 +127,12 @@ def build(folder: pathlib.Path, seed: int) -> Imported:
 def _market(leads: pd.DataFrame, reviews: pd.DataFrame, days: list[str]) -> pd.DataFrame:
     hoods = sorted(leads[contracts.REGION].unique())
     hood_of_lead = dict(zip(leads[contracts.LEAD_ID], leads[contracts.REGION], strict=True))
-    review_day = pd.to_datetime(reviews["date"]).to_numpy().astype("datetime64[D]").astype(np.int64)
+    review_day = day_numbers(reviews["date"])
     review_hood = np.searchsorted(hoods, reviews["listing_id"].map(hood_of_lead).to_numpy())
-    lead_day = (
-        pd.to_datetime(leads[contracts.LISTED_DATE])
-        .to_numpy()
-        .astype("datetime64[D]")
-        .astype(np.int64)
-    )
+    lead_day = day_numbers(leads[contracts.LISTED_DATE])
     lead_hood = np.searchsorted(hoods, leads[contracts.REGION].to_numpy())
     price = leads[contracts.PRICE].to_numpy(float)
-    day_num = np.array(
-        pd.to_datetime(pd.Series(days)).to_numpy().astype("datetime64[D]").astype(np.int64)
-    )
+    day_num = day_numbers(days)
 
     by_day = np.argsort(lead_day, kind="stable")
     cache: dict[int, np.ndarray] = {}
@@ -173,14 +172,4 @@ def _market(leads: pd.DataFrame, reviews: pd.DataFrame, days: list[str]) -> pd.D
                     round(float(np.clip(trend[h], -1.0, 10.0)), 4),
                 )
             )
-    return pd.DataFrame(
-        rows,
-        columns=[
-            contracts.REGION,
-            contracts.DATE,
-            contracts.DEMAND,
-            contracts.MEDIAN_PRICE,
-            contracts.INVENTORY,
-            contracts.PRICE_TREND,
-        ],
-    )
+    return market_frame(rows)

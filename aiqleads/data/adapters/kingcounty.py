@@ -27,7 +27,7 @@ import pandas as pd
 from aiqleads import contracts
 from aiqleads.data import spans
 from aiqleads.data import synth_behaviour as behaviour
-from aiqleads.data.adapters import Imported, read_source_csv, require_columns
+from aiqleads.data.adapters import Imported, market_frame, read_source_csv, require_columns
 
 SOURCE_DIR = "king_county_sales"
 SOURCE_FILES = ("kc_house_data.csv",)
@@ -189,18 +189,9 @@ def _market(
                     round(float(np.clip(trend, -1.0, 10.0)), 4),
                 )
             )
-    frame = pd.DataFrame(
-        rows,
-        columns=[
-            contracts.REGION,
-            "_day",
-            contracts.DEMAND,
-            contracts.MEDIAN_PRICE,
-            contracts.INVENTORY,
-            contracts.PRICE_TREND,
-        ],
-    )
+    frame = market_frame(rows)  # dates as day numbers from `start` until sorted
     frame[contracts.MEDIAN_PRICE] = frame[contracts.MEDIAN_PRICE].round(1)
-    frame = frame.sort_values(["_day", contracts.REGION], kind="stable").reset_index(drop=True)
-    frame.insert(1, contracts.DATE, spans.format_dates(start, frame.pop("_day").to_numpy()))
+    frame = frame.sort_values([contracts.DATE, contracts.REGION], kind="stable")
+    frame = frame.reset_index(drop=True)
+    frame[contracts.DATE] = spans.format_dates(start, frame[contracts.DATE].to_numpy())
     return frame

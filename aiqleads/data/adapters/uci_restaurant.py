@@ -26,7 +26,7 @@ import pandas as pd
 from aiqleads import contracts
 from aiqleads.data import spans
 from aiqleads.data import synth_behaviour as behaviour
-from aiqleads.data.adapters import Imported, read_source_csv, require_columns
+from aiqleads.data.adapters import Imported, market_frame, read_source_csv, require_columns
 
 SOURCE_DIR = "uci_restaurant"
 SOURCE_FILES = ("geoplaces2.csv", "userprofile.csv", "rating_final.csv", "chefmozcuisine.csv")
@@ -162,14 +162,4 @@ def _market(leads: pd.DataFrame, events: pd.DataFrame, day: np.ndarray) -> pd.Da
         for d in range(DAYS)
         for i, r in enumerate(regions)
     ]
-    return pd.DataFrame(
-        rows,
-        columns=[
-            contracts.REGION,
-            contracts.DATE,
-            contracts.DEMAND,
-            contracts.MEDIAN_PRICE,
-            contracts.INVENTORY,
-            contracts.PRICE_TREND,
-        ],
-    )
+    return market_frame(rows)
