@@ -1,4 +1,11 @@
-"""Fixtures of the gateway tests: a real redis-server, real SavedModels, a gateway in a thread."""
+"""Fixtures of the gateway tests: a real redis-server, the real `aiqleads-model-server` on
+real SavedModels, a gateway in a thread.
+
+One model server process serves the whole session (a TensorFlow start costs tens of seconds);
+each test points `lead_recommender` at its own base path, and sets version labels, through
+`HandleReloadConfigRequest`, and withdraws the model afterwards. The few tests that need a
+model server they can slow down or kill use the in-process stub of `fixture_model_server.py`.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +21,12 @@ import time
 
 import pytest
 import redis
+import requests
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
+TF_SERVING_TESTDATA = ROOT.parent / "shared" / "testdata" / "tf_serving"
 MODEL_NAME = "lead_recommender"
+PLACEHOLDER = "half_plus_two"  # keeps the server's config non-empty between tests
 
 
 def _load(name: str, path: pathlib.Path):
@@ -118,7 +128,104 @@ def push_version(model_versions: pathlib.Path, base: pathlib.Path, version: int)
     (base / f".tmp-{version}").rename(base / str(version))
 
 
-def _fixture_model_server(model_base: pathlib.Path):
+class RealModelServer:
+    """The session's `aiqleads-model-server`; `serve()` a base path as MODEL_NAME per test.
+
+    `predict_calls` counts the inference calls on MODEL_NAME since `serve()`, from the
+    server's own `:tensorflow:serving:request_count`.
+    """
+
+    def __init__(self, directory: pathlib.Path) -> None:
+        from google.protobuf import text_format
+
+        from serving.model_server import launch
+
+        self._models: dict[str, tuple[pathlib.Path, dict[str, int]]] = {
+            PLACEHOLDER: (TF_SERVING_TESTDATA / "saved_model_half_plus_two_cpu", {})
+        }
+        config = directory / "models.config"
+        config.write_text(text_format.MessageToString(self._config()))
+        self.process = launch.start(
+            [
+                f"--model_config_file={config}",
+                f"--monitoring_config_file={TF_SERVING_TESTDATA / 'monitoring_config.txt'}",
+                "--file_system_poll_wait_seconds=1",
+            ],
+            directory / "model_server.log",
+        )
+        try:
+            self.process.wait_ready(PLACEHOLDER)
+        except Exception:
+            self.process.stop()
+            raise
+        self.port = self.process.grpc_port
+        self._baseline = 0.0
+
+    def _config(self):
+        from tensorflow_serving.config import model_server_config_pb2
+
+        config = model_server_config_pb2.ModelServerConfig()
+        for name, (base, labels) in self._models.items():
+            model = config.model_config_list.config.add(
+                name=name, base_path=str(base), model_platform="tensorflow"
+            )
+            model.model_version_policy.all.SetInParent()  # every version on disk, like TF
+            model.version_labels.update(labels)  # Serving with `all {}`; labels need them
+        return config
+
+    def _reload(self) -> None:
+        import grpc
+        from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
+
+        request = model_management_pb2.ReloadConfigRequest(config=self._config())
+        with grpc.insecure_channel(f"127.0.0.1:{self.port}") as channel:
+            stub = model_service_pb2_grpc.ModelServiceStub(channel)
+            stub.HandleReloadConfigRequest(request, timeout=240)
+
+    def serve(self, base: pathlib.Path) -> None:
+        """Serve `base` as MODEL_NAME (all versions, no labels) from now on."""
+        self._models[MODEL_NAME] = (base, {})
+        self._reload()
+        self._baseline = self._request_count()
+
+    def set_labels(self, labels: dict[str, int]) -> None:
+        """Replace MODEL_NAME's version labels (the versions must be loaded)."""
+        self._models[MODEL_NAME] = (self._models[MODEL_NAME][0], dict(labels))
+        self._reload()
+
+    def withdraw(self) -> None:
+        """Unload MODEL_NAME (the next test serves a fresh one)."""
+        self._models.pop(MODEL_NAME, None)
+        self._reload()
+
+    def _request_count(self) -> float:
+        text = requests.get(
+            f"{self.process.rest_url}/monitoring/prometheus/metrics", timeout=30
+        ).text
+        prefix = f':tensorflow:serving:request_count{{model_name="{MODEL_NAME}"'
+        return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(prefix))
+
+    @property
+    def predict_calls(self) -> float:
+        return self._request_count() - self._baseline
+
+
+@pytest.fixture(scope="session")
+def real_model_server(tmp_path_factory):
+    server = RealModelServer(tmp_path_factory.mktemp("model_server"))
+    yield server
+    server.process.stop()
+
+
+@pytest.fixture
+def model_server(real_model_server, model_base):
+    """The real model server, serving this test's `model_base` as MODEL_NAME."""
+    real_model_server.serve(model_base)
+    yield real_model_server
+    real_model_server.withdraw()
+
+
+def _stub_model_server(model_base: pathlib.Path):
     stub = _load(
         "fixture_model_server", pathlib.Path(__file__).with_name("fixture_model_server.py")
     )
@@ -128,16 +235,17 @@ def _fixture_model_server(model_base: pathlib.Path):
 
 
 @pytest.fixture
-def model_server(model_base):
-    server = _fixture_model_server(model_base)
+def stub_model_server(model_base):
+    """An in-process model server stub the test can slow down (`predict_delay`) or stop."""
+    server = _stub_model_server(model_base)
     yield server
     server.stop()
 
 
 @pytest.fixture
 def spare_model_server(model_base):
-    """A second model server replica on the same base path."""
-    server = _fixture_model_server(model_base)
+    """A second stub replica on the same base path."""
+    server = _stub_model_server(model_base)
     yield server
     server.stop()
 

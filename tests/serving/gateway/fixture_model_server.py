@@ -1,9 +1,10 @@
-"""A minimal in-test TF Serving PredictionService/ModelService running real SavedModels.
+"""An in-test TF Serving PredictionService/ModelService stub running real SavedModels.
 
-Stands in for `aiqleads-model-server` until it exists: it serves `<base>/<version>/`
-SavedModels through the official `tensorflow_serving.apis` stubs, resolves version labels as
-TF Serving does (unknown label -> INVALID_ARGUMENT), and counts Predict calls so tests can
-check how often the gateway reached the model.
+The gateway tests run against the real `aiqleads-model-server`; this stub is kept for the few
+that need what a real server does not offer: a Predict that can be slowed down on purpose
+(`predict_delay`, so a call is still in flight when the concurrent ones arrive) and a server
+each test can stop on its own. It serves `<base>/<version>/` SavedModels through the official
+`tensorflow_serving.apis` stubs and counts Predict calls.
 """
 
 from __future__ import annotations

@@ -49,8 +49,8 @@ def test_new_model_version_changes_the_key_and_serves_fresh_results(
     gateway = start_gateway()
     assert recommend(gateway, user_id="carol", k=4)["items"] == expected("carol", 4, 1)
     assert recommend(gateway, user_id="carol", k=4)["cached"] is True
-    push(2)
-    deadline = time.monotonic() + 10
+    push(2)  # the model server finds it within its 1 s file-system poll, then loads it
+    deadline = time.monotonic() + 60
     while (answer := recommend(gateway, user_id="carol", k=4))["model_version"] != 2:
         assert time.monotonic() < deadline, "the gateway never noticed version 2"
         time.sleep(0.05)
@@ -72,13 +72,13 @@ def test_entries_expire_after_the_ttl(start_gateway, redis_server, recommend):
 
 
 def test_fifty_concurrent_identical_requests_make_one_model_call(
-    start_gateway, model_server, recommend, expected
+    start_gateway, stub_model_server, recommend, expected
 ):
-    gateway = start_gateway()
-    model_server.predict_delay = 0.3  # keep the first call in flight while the others arrive
+    gateway = start_gateway(model_servers=(f"127.0.0.1:{stub_model_server.port}",))
+    stub_model_server.predict_delay = 0.3  # keep the first call in flight while others arrive
     with ThreadPoolExecutor(max_workers=50) as pool:
         answers = list(pool.map(lambda _: recommend(gateway, user_id="erin", k=5), range(50)))
-    assert model_server.predict_calls == 1
+    assert stub_model_server.predict_calls == 1
     assert all(a["items"] == expected("erin", 5, 1) for a in answers)
     assert len({a["request_id"] for a in answers}) == 50
     metrics = requests.get(f"{gateway.url}/metrics", timeout=5).text
@@ -98,14 +98,18 @@ def test_request_dataclass_reports_location():
 
 
 def test_concurrent_requests_on_two_replicas_make_one_model_call(
-    start_gateway, model_server, recommend, expected
+    start_gateway, stub_model_server, recommend, expected
 ):
     # Generous Redis timeout and lock lifetime: on a loaded test machine 50 ms can pass (and
     # open the circuit), and the leader's model call can outlast a 1 s lock.
-    settings = {"redis_timeout_ms": 1000, "lock_ttl_ms": 10_000}
+    settings = {
+        "redis_timeout_ms": 1000,
+        "lock_ttl_ms": 10_000,
+        "model_servers": (f"127.0.0.1:{stub_model_server.port}",),
+    }
     first, second = start_gateway(**settings), start_gateway(**settings)
     recommend(first, user_id="warm-up", k=1)  # the model is loaded: a call takes ~0.3 s
-    model_server.predict_delay = 0.3  # keep the leader's call in flight while the rest arrive
+    stub_model_server.predict_delay = 0.3  # keep the leader's call in flight meanwhile
     targets = [first, second] * 20
     with ThreadPoolExecutor(max_workers=40) as pool:
         answers = list(pool.map(lambda g: recommend(g, user_id="ursula", k=2), targets))
@@ -116,19 +120,19 @@ def test_concurrent_requests_on_two_replicas_make_one_model_call(
         if line.startswith("aiqleads_gateway_cache_errors_total")
     ]
     assert errors == []
-    assert model_server.predict_calls == 2  # warm-up + one: the other replica waited on the lock
+    assert stub_model_server.predict_calls == 2  # warm-up + one: the other replica waited
     assert all(a["items"] == expected("ursula", 2, 1) for a in answers)
 
 
 def test_several_model_servers_survive_losing_one(
-    start_gateway, model_server, spare_model_server, recommend, expected
+    start_gateway, stub_model_server, spare_model_server, recommend, expected
 ):
     spare = spare_model_server
     gateway = start_gateway(
-        model_servers=(f"127.0.0.1:{model_server.port}", f"127.0.0.1:{spare.port}")
+        model_servers=(f"127.0.0.1:{stub_model_server.port}", f"127.0.0.1:{spare.port}")
     )
     recommend(gateway, user_id="vera0", k=2)
-    model_server.stop()
+    stub_model_server.stop()
     answers = [recommend(gateway, user_id=f"vera{i}", k=2) for i in range(1, 11)]
     assert [a["items"] for a in answers] == [expected(f"vera{i}", 2, 1) for i in range(1, 11)]
     assert spare.predict_calls >= 10

@@ -353,3 +353,73 @@ def test_write_warmup_file_needs_the_savedmodel_directory(tmp_path):
 )
 def test_retired_versions_keep_one_while_no_wanted_version_is_loaded(wanted, loaded, retired):
     assert retired_versions(wanted, loaded) == retired
+
+
+# ---- through the real server process ------------------------------------------------------
+def _get(url: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        return resp.read().decode()
+
+
+@pytest.mark.e2e
+def test_server_warms_up_before_serving_and_reports_a_failed_warmup(tmp_path, row_counter):
+    import json
+    import urllib.request
+
+    import grpc
+    from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
+
+    from serving.model_server import launch
+
+    base = tmp_path / "m"
+    add_version(base, row_counter, 1, [predict_request(n) for n in (1, 2, 3)])
+    add_version(base, row_counter, 2, [predict_request(1), predict_request(1, "nope")])
+    config = tmp_path / "models.config"
+    config.write_text(
+        f'model_config_list {{ config {{ name: "m" base_path: "{base}" '
+        'model_platform: "tensorflow" model_version_policy { all {} } } }'
+    )
+    args = [
+        f"--model_config_file={config}",
+        f"--monitoring_config_file={TESTDATA / 'monitoring_config.txt'}",
+    ]
+    with launch.running(args, tmp_path / "server.log", MODEL) as server:
+        body = json.loads(_get(f"{server.rest_url}/v1/models/m"))
+        status = {s["version"]: s for s in body["model_version_status"]}
+        assert status["1"]["state"] == "AVAILABLE"
+        assert status["2"]["state"] == "END"
+        assert status["2"]["status"]["error_code"] == "FAILED_PRECONDITION"
+        assert status["2"]["status"]["error_message"] == (
+            f"Model warm-up from {warmup_path(base / '2')} failed: "
+            'record 2: Serving signature key "nope" not found.'
+        )
+        with grpc.insecure_channel(server.grpc_target) as channel:
+            request = get_model_status_pb2.GetModelStatusRequest()
+            request.model_spec.name = MODEL
+            request.model_spec.version.value = 2
+            answer = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(
+                request, timeout=30
+            )
+        [entry] = answer.model_version_status
+        assert (entry.state, entry.status.error_code) == (END, Code.FAILED_PRECONDITION)
+
+        # The first request is served by version 1, after its 6 warm-up rows.
+        predict = urllib.request.Request(
+            f"{server.rest_url}/v1/models/m:predict",
+            data=json.dumps({"instances": [0.0]}).encode(),
+            method="POST",
+        )
+        with urllib.request.urlopen(predict, timeout=30) as resp:
+            assert json.loads(resp.read()) == {"predictions": [7]}
+
+        metrics = _get(f"{server.rest_url}/monitoring/prometheus/metrics")
+        # 3 records on version 1, and the 1 record of version 2 that ran before the failure.
+        assert 'aiqleads_model_server_warmup_records_total{model_name="m"} 4.0' in metrics
+        for version, code in (("1", "OK"), ("2", "FAILED_PRECONDITION")):
+            label = f'model_path="{base / version}",status="{code}"'
+            assert f":tensorflow:serving:model_warmup_latency_count{{{label}}} 1.0" in metrics
+        log = server.log.read_text()
+    assert "Finished warm-up of servable {name: m version: 1}: 3 records (x1)" in log
+    assert "Loading servable m version 2 failed: Model warm-up from" in log
