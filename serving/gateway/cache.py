@@ -4,6 +4,14 @@ Redis is an accelerator, never a dependency: every Redis failure degrades to "no
 (counted in the metrics), a short socket timeout bounds each call, and after a failure the
 circuit stays open (no Redis calls at all) for a backoff that doubles up to `max_backoff`.
 The first call after the backoff is a trial; its success closes the circuit again.
+
+Cancellation (a client gone, a proxy deadline) is part of normal traffic: a cancelled call
+gives its trial back to the breaker, a cancelled leader hands its load to a waiting request,
+and a failed call never touches connections other requests are using - redis-py already
+drops the connection of a call that failed or was cancelled, and re-checks pooled idle
+connections when it hands them out. (Disconnecting the whole pool on a failure, in-use
+connections included, used to pull sockets from under concurrent calls: redis-py then
+raised `AttributeError: 'NoneType' object has no attribute 'writelines'` in them.)
 """
 
 from __future__ import annotations
@@ -56,6 +64,10 @@ class CircuitBreaker:
         self._open_until = self._clock() + self._backoff
         self._trial_running = False
 
+    def record_abandoned(self) -> None:
+        """A call ended without an answer (cancelled): free the trial slot, change nothing."""
+        self._trial_running = False
+
 
 class RedisCache:
     """Byte values in Redis with a TTL; every method returns a neutral value when Redis fails."""
@@ -92,15 +104,18 @@ class RedisCache:
         if not self._breaker.allow():
             self._metrics.cache_errors.labels(operation).inc()
             return default
+        is_trial = not self._breaker.is_closed  # allowed while open: the one trial call
         try:
             result = await fn()
         except (RedisError, OSError, asyncio.TimeoutError):
             self._breaker.record_failure()
             self._metrics.redis_up.set(0)
             self._metrics.cache_errors.labels(operation).inc()
-            # Drop pooled sockets so the next trial opens a fresh connection.
-            await self._client.connection_pool.disconnect(inuse_connections=True)
             return default
+        except BaseException:  # cancelled: no verdict on Redis, but free the trial slot
+            if is_trial:
+                self._breaker.record_abandoned()
+            raise
         self._breaker.record_success()
         self._metrics.redis_up.set(1)
         return result
@@ -138,12 +153,17 @@ class Loaded:
     source: str  # "hit" (Redis), "miss" (this request called the model), "coalesced"
 
 
+class _LeaderCancelled(Exception):
+    """The request computing a key was cancelled; a waiting request takes the load over."""
+
+
 class CachingLoader:
     """Cache-aside loading with one model call per key in flight.
 
     In this process, concurrent loads of one key share a single future. Across replicas, a
     short Redis lock (`SET NX PX`) lets one replica compute while the others poll the cache
-    for at most the lock's lifetime, then compute themselves.
+    for at most the lock's lifetime, then compute themselves. When the computing request is
+    cancelled, the requests waiting on it start over (one of them becomes the leader).
     """
 
     def __init__(
@@ -159,22 +179,39 @@ class CachingLoader:
 
     async def load(self, kind: str, key: str, compute: Callable[[], Awaitable[bytes]]) -> Loaded:
         """The value of `key`: from Redis, from a load in flight, or computed and stored."""
+        while True:
+            loaded = await self._load_once(kind, key, compute)
+            if loaded is not None:
+                return loaded
+
+    async def _follow(self, kind: str, pending: asyncio.Future) -> Loaded | None:
+        """The leader's answer; None when the leader was cancelled (the caller starts over)."""
+        self._metrics.cache_coalesced.labels(kind).inc()
+        try:
+            return Loaded(await asyncio.shield(pending), "coalesced")
+        except _LeaderCancelled:
+            return None
+
+    async def _load_once(self, kind: str, key: str, compute) -> Loaded | None:
         pending = self._inflight.get(key)
         if pending is not None:
-            self._metrics.cache_coalesced.labels(kind).inc()
-            return Loaded(await asyncio.shield(pending), "coalesced")
+            return await self._follow(kind, pending)
         cached = await self._cache.get(key)
         if cached is not None:
             self._metrics.cache_hits.labels(kind).inc()
             return Loaded(cached, "hit")
         pending = self._inflight.get(key)  # another task may have started while we read
         if pending is not None:
-            self._metrics.cache_coalesced.labels(kind).inc()
-            return Loaded(await asyncio.shield(pending), "coalesced")
+            return await self._follow(kind, pending)
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
             loaded = await self._fill(kind, key, compute)
+        except asyncio.CancelledError:
+            # Only this request was cancelled: the ones waiting on it must not be.
+            future.set_exception(_LeaderCancelled())
+            future.exception()  # mark it retrieved, in case nobody was waiting
+            raise
         except BaseException as e:
             future.set_exception(e)
             future.exception()  # followers re-raise it; mark it retrieved for the leader
