@@ -14,12 +14,21 @@ cut-off. Two protocols:
 Prints HR@k, NDCG@k and recall@k per method and protocol, and ratios against popularity.
 The model is trained by the project's own path: ExampleGen's ``generate``, the Transform
 analysis of ``preprocessing_fn`` (``local_transform``) and the Trainer's ``train``.
+
+On synthetic data (``ground_truth/user_preferences.csv`` present) an ``oracle`` row is the
+ceiling: it ranks by each user's *hidden* preferences with the generator's own choice
+model (candidate draw x match score), which no method that learns from events can know.
+
+``--work DIR`` keeps the examples and the Transform output there and reuses them on the
+next run with the same data and split (for model experiments); ``--hp key=value``
+overrides a `model.ModelConfig` field (e.g. ``--hp l2=1e-4 --hp shortlist=300``).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import pathlib
 import sys
 import tempfile
@@ -31,6 +40,7 @@ import pandas as pd
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+SPLITS = ("train", "eval")
 LEVELS = {"view": 1.0, "click": 2.0, "inquiry": 3.0, "purchase": 4.0}
 
 
@@ -48,14 +58,21 @@ def ground_truth(events: pd.DataFrame, catalogue_ids: set) -> dict[str, dict[str
     return out
 
 
-def train_model(data: pathlib.Path, work: pathlib.Path, eval_days: int, steps: int, seed: int):
-    from tfx.components.trainer.fn_args_utils import FnArgs
-
+def _prepare(data: pathlib.Path, work: pathlib.Path, eval_days: int, seed: int):
+    """(transform paths, window days): ExampleGen + Transform, reused when already in ``work``."""
     from aiqleads import layout
     from components.example_gen import executor, interactions
-    from components.trainer import local_transform, run_fn
+    from components.trainer import local_transform
 
     days = layout.list_spans(data)
+    key = {"data": str(data.resolve()), "eval_days": eval_days, "seed": seed, "days": len(days)}
+    done = work / "prepared.json"
+    tft_dir = work / "tft"
+    if done.is_file() and json.loads(done.read_text()) == key:
+        say(f"reusing examples and Transform output in {work}")
+        paths = {"transform_graph": str(tft_dir / "transform_graph")}
+        paths.update({s: str(tft_dir / "transformed_examples" / f"Split-{s}") for s in SPLITS})
+        return paths, days
     result = executor.generate(
         str(data),
         str(work / "examples"),
@@ -64,9 +81,19 @@ def train_model(data: pathlib.Path, work: pathlib.Path, eval_days: int, steps: i
         sampling=interactions.SamplingConfig(seed=seed),
     )
     say(f"examples: {result.counts}")
-    paths = local_transform.transform_splits(str(work / "examples"), str(work / "tft"))
+    paths = local_transform.transform_splits(str(work / "examples"), str(tft_dir))
     say("transform: done")
-    cut = result.window[-1] - dt.timedelta(days=eval_days)
+    done.write_text(json.dumps(key))
+    return paths, result.window
+
+
+def train_model(data, work, eval_days: int, steps: int, seed: int, hp: dict):
+    from tfx.components.trainer.fn_args_utils import FnArgs
+
+    from components.trainer import run_fn
+
+    paths, window = _prepare(data, work, eval_days, seed)
+    cut = window[-1] - dt.timedelta(days=eval_days)
     fn_args = FnArgs(
         train_files=[paths["train"]],
         eval_files=[paths["eval"]],
@@ -74,11 +101,11 @@ def train_model(data: pathlib.Path, work: pathlib.Path, eval_days: int, steps: i
         serving_model_dir=str(work / "model"),
         train_steps=steps,
         eval_steps=50,
-        custom_config={"data_root": str(data), "as_of": cut.isoformat(), "seed": seed},
+        custom_config={"data_root": str(data), "as_of": cut.isoformat(), "seed": seed, **hp},
     )
     model, tft_output, metrics = run_fn.train(fn_args)
     say(f"trained {steps} steps: " + ", ".join(f"{k}={v:.3f}" for k, v in metrics.items()))
-    return run_fn.build_export(model, tft_output, str(data), cut), cut, result.window
+    return run_fn.build_export(model, tft_output, str(data), cut), cut, window
 
 
 def evaluate(args: argparse.Namespace) -> None:
@@ -89,9 +116,15 @@ def evaluate(args: argparse.Namespace) -> None:
     from transforms import features as f
 
     data = pathlib.Path(args.data)
-    work = pathlib.Path(tempfile.mkdtemp(prefix="aiqleads-quality-"))
+    if args.work:
+        work = pathlib.Path(args.work)
+        work.mkdir(parents=True, exist_ok=True)
+    else:
+        work = pathlib.Path(tempfile.mkdtemp(prefix="aiqleads-quality-"))
     started = time.perf_counter()
-    module, cut, window = train_model(data, work, args.eval_days, args.train_steps, args.seed)
+    module, cut, window = train_model(
+        data, work, args.eval_days, args.train_steps, args.seed, args.hp
+    )
     train_time = time.perf_counter() - started
     catalogue = snapshots.load_catalogue(data, cut)
     lead_ids = catalogue[f.LEAD_ID].to_numpy()
@@ -109,6 +142,9 @@ def evaluate(args: argparse.Namespace) -> None:
     knn = ItemKNN(lead_ids).fit(train_events)
     tie = 1e-6 * pop.scores  # break CF ties (cold users) by popularity
     scorers = {"popularity": pop.score, "item_cf": lambda u: knn.score(u) + tie}
+    oracle = HiddenPreferenceOracle.load(data, catalogue)
+    if oracle is not None:
+        scorers["oracle"] = oracle.score
 
     results: dict[tuple[str, str], list[dict]] = {}
     k = args.k
@@ -152,14 +188,17 @@ def evaluate(args: argparse.Namespace) -> None:
 
     print()
     print(f"data: {data}  users: {len(users)}  catalogue: {len(lead_ids)}  k={k}")
-    print(f"model: train+transform+export {train_time:.0f} s, {args.train_steps} steps")
+    hp = " ".join(f"{k}={v}" for k, v in args.hp.items()) or "defaults"
+    print(f"model: train+transform+export {train_time:.0f} s, {args.train_steps} steps, {hp}")
     header = (
         f"{'protocol':<8} {'method':<11} {'HR@k':>7} {'NDCG@k':>7} {'recall@k':>8} {'NDCG/pop':>8}"
     )
     print(header)
     for protocol in ("full", "sampled"):
         base = np.mean([r["ndcg"] for r in results[("popularity", protocol)]])
-        for name in ("model", "popularity", "item_cf"):
+        for name in ("model", "popularity", "item_cf", "oracle"):
+            if (name, protocol) not in results:
+                continue
             rows = results[(name, protocol)]
             m = {key: float(np.mean([r[key] for r in rows])) for key in ("hr", "ndcg", "recall")}
             ratio = m["ndcg"] / base if base > 0 else float("nan")
@@ -167,6 +206,63 @@ def evaluate(args: argparse.Namespace) -> None:
                 f"{protocol:<8} {name:<11} {m['hr']:7.3f} {m['ndcg']:7.3f} "
                 f"{m['recall']:8.3f} {ratio:8.2f}"
             )
+
+
+class HiddenPreferenceOracle:
+    """Ranks by the synthetic users' hidden preferences with the generator's choice model.
+
+    Expected views of a lead ~ P(drawn as a candidate) x (match + 0.02)^(1/T): candidates
+    come from the home region (uniformly) or the metro, and the choice among them is a
+    softmax of log(match + 0.02) / T (`aiqleads.data.synth_behaviour`).
+    """
+
+    def __init__(self, prefs: pd.DataFrame, catalogue: pd.DataFrame) -> None:
+        from aiqleads.data import synth_behaviour as sb
+        from transforms import features as f
+
+        self.sb = sb
+        self.prefs = prefs
+        self.region = catalogue[f.REGION].astype(str).to_numpy()
+        self.metro = np.array([r.rsplit("-", 1)[0] for r in self.region])
+        self.types = catalogue[f.PROPERTY_TYPE].astype(str).to_numpy()
+        self.price = pd.to_numeric(catalogue[f.PRICE], errors="coerce").to_numpy(float)
+        self.lat = catalogue[f.LEAD_LATITUDE].to_numpy(float)
+        self.lon = catalogue[f.LEAD_LONGITUDE].to_numpy(float)
+
+    @classmethod
+    def load(cls, data: pathlib.Path, catalogue: pd.DataFrame) -> HiddenPreferenceOracle | None:
+        path = data / "ground_truth" / "user_preferences.csv"
+        if not path.is_file():
+            return None
+        return cls(pd.read_csv(path).set_index("user_id"), catalogue)
+
+    def score(self, user: str) -> np.ndarray:
+        sb = self.sb
+        if user not in self.prefs.index:
+            return np.zeros(len(self.region))
+        g = self.prefs.loc[user]
+        km = sb.distance_km(g.home_latitude, g.home_longitude, self.lat, self.lon)
+        place = np.exp(-0.5 * (km / g.radius_km) ** 2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            log_ratio = np.log(self.price / g.budget)
+        fit = np.where(
+            np.isfinite(log_ratio), np.exp(-0.5 * (log_ratio / sb.PRICE_TOLERANCE) ** 2), 0.5
+        )
+        preferred = set(str(g.preferred_types).split("|"))
+        kind = np.where([t in preferred for t in self.types], 1.0, sb.OTHER_TYPE_AFFINITY)
+        local = self.region == g.home_region
+        metro = self.metro == g.metro
+        draw = sb.LOCAL_CANDIDATE_SHARE * local / max(local.sum(), 1) + (
+            1 - sb.LOCAL_CANDIDATE_SHARE
+        ) * metro / max(metro.sum(), 1)
+        return draw * (place * fit * kind + 0.02) ** (1.0 / sb.CHOICE_TEMPERATURE)
+
+
+def _hyperparameter(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    return key, value
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -178,7 +274,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--negatives", type=int, default=99)
     parser.add_argument("--max-users", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--work", help="keep and reuse examples + Transform output here")
+    parser.add_argument(
+        "--hp", type=_hyperparameter, action="append", default=[], help="model key=value"
+    )
     args = parser.parse_args(argv)
+    args.hp = dict(args.hp)
     if not pathlib.Path(args.data).is_dir():
         parser.error(
             f"no data set at {args.data}: make one with "

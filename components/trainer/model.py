@@ -37,6 +37,7 @@ class ModelConfig:
     batch_size: int = 256
     retrieval_loss_weight: float = 0.5
     l2: float = 1e-5
+    shortlist: int = 100  # leads `recommend` re-scores with the full model after retrieval
     seed: int = 7
 
     @classmethod
@@ -52,6 +53,8 @@ class ModelConfig:
         for name in ("embedding_dim", "id_embedding_dim", "hidden_units", "batch_size"):
             if not 1 <= getattr(cfg, name) <= 4096:
                 raise ValueError(f"{name} must be in [1, 4096], got {getattr(cfg, name)}")
+        if not 1 <= cfg.shortlist <= 100_000:
+            raise ValueError(f"shortlist must be in [1, 100000], got {cfg.shortlist}")
         if not 0 < cfg.learning_rate < 1:
             raise ValueError(f"learning_rate must be in (0, 1), got {cfg.learning_rate}")
         return cfg

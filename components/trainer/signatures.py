@@ -9,7 +9,7 @@ prior per lead. For each request row:
 1. known user: user-tower embedding, dot product with every lead embedding (+ lead bias);
    unknown user: the fallback ``log1p(popularity) - 0.5 * log1p(km to the request location)``
    (popularity alone without a location) — never an error;
-2. the best ``SHORTLIST`` leads by that score;
+2. the best ``shortlist`` leads by that score (`model.ModelConfig`);
 3. known users: the full model re-scores the shortlist: the ranking head over the user
    embedding, the lead-tower outputs precomputed at export and the user x lead crosses
    (`preprocessing.user_lead_crosses`, the function the Transform graph uses);
@@ -30,7 +30,6 @@ from components.trainer import model as model_lib
 from transforms import features as f
 from transforms import geo, preprocessing
 
-SHORTLIST = 100
 MAX_K = 100
 FALLBACK_DISTANCE_WEIGHT = 0.5
 NO_USER = "__no_user__"  # placeholder id for the user half of catalogue-only rows
@@ -308,7 +307,7 @@ class RecommenderExport(tf.Module):
         fallback = self.prior[None, :] - FALLBACK_DISTANCE_WEIGHT * penalty
         retrieval = tf.where(known[:, None], dot, fallback)
         # 2. Shortlist.
-        s = min(SHORTLIST, self.n_leads)
+        s = min(self.model.cfg.shortlist, self.n_leads)
         short_scores, short = tf.math.top_k(retrieval, k=s)
         # 3. Full scorer on the shortlist (B * S rows) from the precomputed lead-tower outputs.
         full = tf.reshape(self._shortlist_logits(u, user, short), [b, s])
