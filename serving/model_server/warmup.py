@@ -145,7 +145,7 @@ def run_warmup(servable, iterations: int = 1) -> WarmupResult | None:
             entry = prediction_log_pb2.PredictionLog()
             try:
                 entry.ParseFromString(record)
-            except Exception as e:  # protobuf's DecodeError, or a RuntimeWarning-like error
+            except Exception as e:  # protobuf's DecodeError (its type depends on the backend)
                 raise fail(
                     Code.INVALID_ARGUMENT, f"Failed to parse warmup record {count + 1}"
                 ) from e
