@@ -193,3 +193,27 @@ def test_recommend_scores_equal_serving_default_on_the_same_pairs(trained):
     assert len(examples) == len(ids) == k
     reference = loaded.signatures["serving_default"](examples=tf.constant(examples))["score"]
     np.testing.assert_allclose(scores, reference.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_export_ships_warmup_requests_the_model_server_replays(trained):
+    """The SavedModel carries TF Serving warm-up requests for both signatures, and the model
+    server replays them all successfully when it loads the version."""
+    import pathlib
+
+    from serving.model_server import warmup
+    from serving.model_server.servable import Servable
+
+    _, _, _, root = trained
+    export_dir = pathlib.Path(root / "serving_model")
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    path = warmup.warmup_path(export_dir)
+    names = []
+    for record in tf.data.TFRecordDataset(str(path)):
+        log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        names.append(log.predict_log.request.model_spec.signature_name)
+    assert sorted(names) == ["recommend"] * 3 + ["serving_default"]
+    servable = Servable("lead_recommender", 1, export_dir)
+    result = warmup.run_warmup(servable)
+    assert result is not None and result.records == 4
