@@ -8,6 +8,7 @@ import re
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from aiqleads.errors import ConfigError
+from aiqleads.settings_io import describe_validation_error
 
 _HOST_PORT = re.compile(r"^[A-Za-z0-9.\-]+:\d{1,5}$")
 _IPV4_PORT = re.compile(r"^\d{1,3}(\.\d{1,3}){3}:\d{1,5}$")
@@ -71,8 +72,4 @@ def parse_config(data: dict) -> GatewayConfig:
     try:
         return GatewayConfig.model_validate(data)
     except ValidationError as e:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
-            for err in e.errors()
-        )
-        raise ConfigError(f"invalid gateway settings: {problems}") from e
+        raise ConfigError(f"invalid gateway settings: {describe_validation_error(e)}") from e
