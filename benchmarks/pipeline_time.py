@@ -7,12 +7,18 @@ state, seconds from the MLMD execution's create/update times), the total against
 run, a cached rerun of the smoke set (what a run with no new data costs).
 
     .venv/bin/python benchmarks/pipeline_time.py [--stage push] [--skip-default]
+        [--publish-to runs/serving_models/lead_recommender]
+
+``--publish-to`` copies the model version the default run pushed into that base path (what
+`aiqleads serve` and `benchmarks/serving.py` serve), so the serving benchmark runs on the
+model this very run trained.
 """
 
 from __future__ import annotations
 
 import argparse
 import pathlib
+import shutil
 import sys
 import tempfile
 import time
@@ -43,10 +49,27 @@ def _run(cfg: config.PipelineConfig, stage: str) -> tuple[float, list[run_report
     return time.perf_counter() - started, summary.runs
 
 
+def _publish(base: pathlib.Path, target: pathlib.Path) -> None:
+    versions = sorted((p for p in base.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    if not versions:
+        print(f"nothing pushed under {base}: nothing to publish", flush=True)
+        return
+    target.mkdir(parents=True, exist_ok=True)
+    final = target / versions[-1].name
+    staging = target / f".{versions[-1].name}.partial"  # not a version dir until renamed
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(versions[-1], staging)
+    staging.rename(final)
+    print(f"published model version {final.name} to {target}", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stage", choices=pipeline.STAGES, default="push")
     parser.add_argument("--skip-default", action="store_true", help="time the smoke set only")
+    parser.add_argument(
+        "--publish-to", type=pathlib.Path, help="copy the default run's pushed model here"
+    )
     args = parser.parse_args()
     names = ["smoke"] if args.skip_default else ["default", "smoke"]
     totals = {}
@@ -69,6 +92,8 @@ def main() -> int:
                 f"target {target}s, wall/target {wall / target:.2f}"
             )
             totals[name] = wall
+            if name == "default" and args.publish_to:
+                _publish(runs / "serving_models" / config.MODEL_NAME, args.publish_to)
             if name == "smoke":
                 cached_wall, _ = _run(cfg, args.stage)
                 print(
