@@ -32,11 +32,12 @@ class ModelConfig:
 
     embedding_dim: int = 32
     id_embedding_dim: int = 32
-    hidden_units: int = 64
-    learning_rate: float = 0.005
+    # Tuned with benchmarks/quality.py on the default synthetic set (docs/model.md).
+    hidden_units: int = 128
+    learning_rate: float = 0.002
     batch_size: int = 256
     retrieval_loss_weight: float = 0.5
-    l2: float = 1e-5
+    l2: float = 1e-4
     shortlist: int = 100  # leads `recommend` re-scores with the full model after retrieval
     seed: int = 7
 
