@@ -128,8 +128,9 @@ class RecommendationService:
         return await self._loader.load("recommend", key, compute)
 
     def _after(self, request: RecommendRequest, result: Recommendation, source: str) -> None:
+        scores = self._metrics.scores.labels(result.variant)  # one label lookup per answer
         for _, score in result.items:
-            self._metrics.scores.labels(result.variant).observe(score)
+            scores.observe(score)
         self._recent[result.request_id] = (result.model_version, result.variant)
         if len(self._recent) > RECENT_REQUESTS:
             self._recent.popitem(last=False)
