@@ -342,6 +342,10 @@ def serve_forever(stack: ServingStack, on_ready: Callable[[], None] | None = Non
         if not stop.is_set():
             stack.progress("serving; Ctrl-C or SIGTERM stops every process")
             stack.supervise(stop)
+    except KeyboardInterrupt:
+        if not stop.is_set():  # a real Ctrl-C outside our handlers: let the caller see it
+            raise
+        # SIGINT/SIGTERM during startup: a requested stop, not a failure.
     finally:
         if any(c.pid for c in stack.children):
             stack.progress("stopping")

@@ -148,3 +148,41 @@ def test_serve_recommends_through_envoy_survives_a_crash_and_stops_cleanly(
     wait_until(lambda: all(_gone(p) for p in pids), 10, "every child process gone")
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+
+
+def test_sigterm_during_startup_is_a_clean_stop(model_base: pathlib.Path, tmp_path) -> None:
+    """A stop requested while the stack is still starting (what `make demo` does when its
+    recommendations come back before the launcher's own routing check ends) exits 0,
+    says it stops, never "aborted", and leaves no child behind."""
+    proc = subprocess.Popen(
+        [
+            str(BIN / "aiqleads"),
+            "serve",
+            "--port",
+            "0",
+            "--model-base-path",
+            str(model_base),
+            "--model-servers",
+            "1",
+            "--gateways",
+            "1",
+            "--run-dir",
+            str(tmp_path / "run"),
+        ],  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    out, err = _Lines(proc.stdout), _Lines(proc.stderr)
+    try:
+        err.wait_for(r"redis ready \(pid", timeout=120)  # the model server is still loading
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    wait_until(lambda: len(err.lines) > 0 and any("stopping" in x for x in err.lines), 5, "stop")
+    assert not any("aborted" in line for line in err.lines + out.lines)
+    children = err.pids()
+    assert children, "the launcher printed no child pid"
+    wait_until(lambda: all(_gone(pid) for pid in children), 30, "every child to exit")
