@@ -78,6 +78,11 @@ def test_serve_recommends_through_envoy_survives_a_crash_and_stops_cleanly(
     from recommend_model import expected_items
 
     port = free_port()
+    # Per-try deadlines sized for a loaded 2-core CI machine: right after the kill below, the
+    # restarting gateway imports TensorFlow on one core while the requests are served, and a
+    # cache miss that outlives the default 700 ms per-try timeout is retried on the dead one.
+    settings = tmp_path / "serving.yaml"
+    settings.write_text("envoy:\n  request_timeout_ms: 10000\n  per_try_timeout_ms: 4000\n")
     proc = subprocess.Popen(
         [
             str(BIN / "aiqleads"),
@@ -92,6 +97,8 @@ def test_serve_recommends_through_envoy_survives_a_crash_and_stops_cleanly(
             "2",
             "--run-dir",
             str(tmp_path / "run"),
+            "--config",
+            str(settings),
         ],  # fmt: skip
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
