@@ -169,6 +169,7 @@ def workload_patches(settings: ServingSettings) -> list[dict]:
         f"--model-name={settings.model_name}",
         f"--cache-ttl-seconds={gw.cache_ttl_seconds}",
         f"--canary-fraction={gw.canary_fraction}",
+        f"--request-timeout-ms={gw.model_timeout_ms}",
     ]
     envoy_args = ["-c", ENVOY_CONFIG_PATH, f"--concurrency={env.concurrency}", "--log-level=info"]
     redis_args = [

@@ -191,6 +191,7 @@ class ServingStack:
                 "--cache-ttl-seconds", str(s.gateways.cache_ttl_seconds),
                 "--log-dir", str(s.run_dir / f"gateway-{i}"),
                 "--canary-fraction", str(s.gateways.canary_fraction),
+                "--request-timeout-ms", str(s.gateways.model_timeout_ms),
             ]  # fmt: skip
             url = f"http://{r.host}:{r.rest_port}/healthz"
             children.append(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pathlib
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from aiqleads import settings_io
 
@@ -67,6 +67,9 @@ class GatewaySettings(_Frozen):
     grpc_port: Port = _port_field(0, "gRPC port of replica 0; 0 picks free ports")
     cache_ttl_seconds: int = Field(300, ge=1, le=86400)
     canary_fraction: float = Field(0.0, ge=0.0, le=1.0)
+    model_timeout_ms: int = Field(
+        500, ge=10, le=60_000, description="deadline of one model call, under Envoy's per-try"
+    )
 
 
 class RateLimitSettings(_Frozen):
@@ -133,6 +136,17 @@ class ServingSettings(_Frozen):
     model_servers: ModelServerSettings = ModelServerSettings()
     gateways: GatewaySettings = GatewaySettings()
     envoy: EnvoySettings = EnvoySettings()
+
+    @model_validator(mode="after")
+    def _gateway_answers_before_envoy_gives_up(self) -> ServingSettings:
+        # A gateway whose model call outlives Envoy's per-try timeout is abandoned mid-answer and
+        # the retry lands on another gateway that starts the same computation again.
+        if self.gateways.model_timeout_ms >= self.envoy.per_try_timeout_ms:
+            raise ValueError(
+                f"gateways.model_timeout_ms ({self.gateways.model_timeout_ms}) must be below "
+                f"envoy.per_try_timeout_ms ({self.envoy.per_try_timeout_ms})"
+            )
+        return self
 
     def with_overrides(self, **changes: object) -> ServingSettings:
         """A validated copy with dotted-path overrides, e.g. ``{"envoy.port": 9000}``."""

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from aiqleads.errors import ServiceError
+from aiqleads.errors import ConfigError, ServiceError
 from serving.launcher import ServingStack, model_versions, require_model, resolve_topology
 from serving.process import Child, find_binary, redis_ping, wait_until
 from serving.settings import ServingSettings
@@ -136,3 +136,18 @@ def test_supervisor_restarts_a_crashed_child_with_growing_backoff(tmp_path: path
     finally:
         stack.stop()
     assert not sleeper.running()
+
+
+def test_gateway_model_deadline_reaches_the_gateways_and_stays_under_envoys_per_try(
+    tmp_path: pathlib.Path,
+) -> None:
+    settings = ServingSettings(run_dir=tmp_path).with_overrides(
+        **{"gateways.model_timeout_ms": 900, "envoy.per_try_timeout_ms": 1200}
+    )
+    gateways = [c for c in ServingStack(settings)._children() if c.name.startswith("gateway-")]
+    assert len(gateways) == 2
+    for child in gateways:
+        flag = child.argv.index("--request-timeout-ms")
+        assert child.argv[flag + 1] == "900"
+    with pytest.raises(ConfigError, match=r"gateways.model_timeout_ms \(900\) must be below"):
+        settings.with_overrides(**{"envoy.per_try_timeout_ms": 900})
