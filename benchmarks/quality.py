@@ -58,7 +58,7 @@ def ground_truth(events: pd.DataFrame, catalogue_ids: set) -> dict[str, dict[str
     return out
 
 
-def _prepare(data: pathlib.Path, work: pathlib.Path, eval_days: int, seed: int):
+def _prepare(data: pathlib.Path, work: pathlib.Path, eval_days: int, seed: int, sampling: dict):
     """(transform paths, window days): ExampleGen + Transform, reused when already in ``work``."""
     from aiqleads import layout
     from components.example_gen import executor, interactions
@@ -66,6 +66,7 @@ def _prepare(data: pathlib.Path, work: pathlib.Path, eval_days: int, seed: int):
 
     days = layout.list_spans(data)
     key = {"data": str(data.resolve()), "eval_days": eval_days, "seed": seed, "days": len(days)}
+    key["sampling"] = sampling
     done = work / "prepared.json"
     tft_dir = work / "tft"
     if done.is_file() and json.loads(done.read_text()) == key:
@@ -78,7 +79,7 @@ def _prepare(data: pathlib.Path, work: pathlib.Path, eval_days: int, seed: int):
         str(work / "examples"),
         window_spans=len(days),
         eval_days=eval_days,
-        sampling=interactions.SamplingConfig(seed=seed),
+        sampling=interactions.SamplingConfig(seed=seed, **sampling),
     )
     say(f"examples: {result.counts}")
     paths = local_transform.transform_splits(str(work / "examples"), str(tft_dir))
@@ -87,12 +88,12 @@ def _prepare(data: pathlib.Path, work: pathlib.Path, eval_days: int, seed: int):
     return paths, result.window
 
 
-def train_model(data, work, eval_days: int, steps: int, seed: int, hp: dict):
+def train_model(data, work, eval_days: int, steps: int, seed: int, hp: dict, sampling: dict):
     from tfx.components.trainer.fn_args_utils import FnArgs
 
     from components.trainer import run_fn
 
-    paths, window = _prepare(data, work, eval_days, seed)
+    paths, window = _prepare(data, work, eval_days, seed, sampling)
     cut = window[-1] - dt.timedelta(days=eval_days)
     fn_args = FnArgs(
         train_files=[paths["train"]],
@@ -123,7 +124,7 @@ def evaluate(args: argparse.Namespace) -> None:
         work = pathlib.Path(tempfile.mkdtemp(prefix="aiqleads-quality-"))
     started = time.perf_counter()
     module, cut, window = train_model(
-        data, work, args.eval_days, args.train_steps, args.seed, args.hp
+        data, work, args.eval_days, args.train_steps, args.seed, args.hp, args.sampling
     )
     train_time = time.perf_counter() - started
     catalogue = snapshots.load_catalogue(data, cut)
@@ -188,7 +189,7 @@ def evaluate(args: argparse.Namespace) -> None:
 
     print()
     print(f"data: {data}  users: {len(users)}  catalogue: {len(lead_ids)}  k={k}")
-    hp = " ".join(f"{k}={v}" for k, v in args.hp.items()) or "defaults"
+    hp = " ".join(f"{k}={v}" for k, v in {**args.hp, **args.sampling}.items()) or "defaults"
     print(f"model: train+transform+export {train_time:.0f} s, {args.train_steps} steps, {hp}")
     header = (
         f"{'protocol':<8} {'method':<11} {'HR@k':>7} {'NDCG@k':>7} {'recall@k':>8} {'NDCG/pop':>8}"
@@ -278,8 +279,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--hp", type=_hyperparameter, action="append", default=[], help="model key=value"
     )
+    parser.add_argument(
+        "--sampling",
+        type=_hyperparameter,
+        action="append",
+        default=[],
+        help="negative sampling key=value (hard_fraction, popularity_exponent, ...)",
+    )
     args = parser.parse_args(argv)
     args.hp = dict(args.hp)
+    fields = {"negatives_per_positive": int, "hard_fraction": float, "popularity_exponent": float}
+    try:
+        args.sampling = {key: fields[key](value) for key, value in args.sampling}
+    except (KeyError, ValueError) as e:
+        parser.error(f"--sampling: expected one of {sorted(fields)} with a number ({e})")
     if not pathlib.Path(args.data).is_dir():
         parser.error(
             f"no data set at {args.data}: make one with "

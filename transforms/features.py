@@ -36,6 +36,10 @@ USER_MEDIAN_PRICE = (
     "user_median_price"  # float: median price of leads engaged with; missing if none
 )
 
+# User x lead: the user's own history with this lead, strictly before the event time.
+USER_LEAD_EVENTS = "user_lead_events"  # float: engagement-weighted count (view 1 ... purchase 8)
+USER_LEAD_EVENT_WEIGHTS = {"view": 1.0, "click": 2.0, "inquiry": 4.0, "purchase": 8.0}
+
 # Market side: the region's latest market row on or before the event date.
 MARKET_DEMAND = "market_demand"  # float
 MARKET_MEDIAN_PRICE = "market_median_price"  # float
@@ -97,6 +101,7 @@ T_USER_PRICE_MISSING = "user_median_price_missing"
 T_DISTANCE = "log_user_lead_distance_km"  # log1p km, 0 when the user location is unknown
 T_USER_LOCATION_MISSING = "user_location_missing"
 T_PRICE_FIT = "price_fit"  # |log price - log user median price|, 0 when unknown
+T_USER_LEAD_HISTORY = "log_user_lead_events"  # log1p of USER_LEAD_EVENTS, 0 when none
 
 # Training targets (absent at serving time).
 T_LABEL = "label"  # 1.0 engaged, 0.0 sampled negative
@@ -128,4 +133,4 @@ T_LEAD_NUMERIC = (
     T_HOTSPOT_DISTANCE,
     T_CELL_DENSITY,
 )
-T_CROSS_NUMERIC = (T_DISTANCE, T_USER_LOCATION_MISSING, T_PRICE_FIT)
+T_CROSS_NUMERIC = (T_DISTANCE, T_USER_LOCATION_MISSING, T_PRICE_FIT, T_USER_LEAD_HISTORY)

@@ -151,12 +151,14 @@ def user_lead_crosses(
     user_location_ok: tf.Tensor,
     user_price: tf.Tensor,
     user_price_ok: tf.Tensor,
+    user_lead_events: tf.Tensor,
 ) -> dict[str, tf.Tensor]:
     """The user x lead features (`features.T_CROSS_NUMERIC`) from dense float32 values.
 
     No analyzer: the same function runs inside `preprocessing_fn` and in the ``recommend``
     signature, which applies it to the catalogue's raw values without a Transform pass per
-    candidate. ``*_ok`` are 0/1 presence masks; missing inputs give the neutral value 0.
+    candidate. ``*_ok`` are 0/1 presence masks; missing inputs give the neutral value 0
+    (``user_lead_events`` is 0 when the user never engaged with the lead).
     """
     known = user_location_ok
     dist = geo.haversine_km(lead_lat, lead_lon, user_lat, user_lon)
@@ -166,6 +168,7 @@ def user_lead_crosses(
         f.T_DISTANCE: tf.where(known > 0, tf.math.log1p(dist), tf.zeros_like(dist)),
         f.T_USER_LOCATION_MISSING: 1.0 - known,
         f.T_PRICE_FIT: tf.where(both > 0, fit, tf.zeros_like(fit)),
+        f.T_USER_LEAD_HISTORY: _log1p_nonneg(user_lead_events),
     }
 
 
@@ -174,8 +177,21 @@ def _crosses(inputs, lat, lon) -> dict[str, tf.Tensor]:
     user_lat, lat_ok = _dense(inputs[f.USER_LATITUDE])
     user_lon, lon_ok = _dense(inputs[f.USER_LONGITUDE])
     user_price, user_price_ok = _dense(inputs[f.USER_MEDIAN_PRICE])
+    if f.USER_LEAD_EVENTS in inputs:
+        history, _ = _dense(inputs[f.USER_LEAD_EVENTS])
+    else:  # a schema from before the feature existed
+        history = tf.zeros_like(lat)
     return user_lead_crosses(
-        lat, lon, price, price_ok, user_lat, user_lon, lat_ok * lon_ok, user_price, user_price_ok
+        lat,
+        lon,
+        price,
+        price_ok,
+        user_lat,
+        user_lon,
+        lat_ok * lon_ok,
+        user_price,
+        user_price_ok,
+        history,
     )
 
 

@@ -205,3 +205,41 @@ def attach_user_features(
     out[f.USER_LATITUDE] = np.where(has_home, home_lat, centroid_lat)
     out[f.USER_LONGITUDE] = np.where(has_home, home_lon, centroid_lon)
     return out
+
+
+def pair_event_weights(history: pd.DataFrame) -> np.ndarray:
+    """Each history event's weight in ``user_lead_events`` (view 1 ... purchase 8)."""
+    weights = history[c.EVENT_TYPE].map(f.USER_LEAD_EVENT_WEIGHTS)
+    return weights.fillna(0.0).to_numpy(float)
+
+
+def attach_pair_history(queries: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
+    """Add ``user_lead_events``: the weighted count of the query user's events on the query
+    lead strictly before the query time (0 when none)."""
+    n_q = len(queries)
+    keys = [c.USER_ID, c.LEAD_ID]
+    stacked = pd.DataFrame(
+        {
+            c.USER_ID: np.concatenate(
+                [queries[c.USER_ID].to_numpy(), history[c.USER_ID].to_numpy()]
+            ),
+            c.LEAD_ID: np.concatenate(
+                [queries[c.LEAD_ID].to_numpy(), history[c.LEAD_ID].to_numpy()]
+            ),
+            QUERY_TS: np.concatenate(
+                [queries[QUERY_TS].to_numpy(), history[QUERY_TS].to_numpy()]
+            ).astype(np.int64),
+            # Queries sort before history rows at the same second: "strictly before".
+            "_is_hist": np.concatenate([np.zeros(n_q, bool), np.ones(len(history), bool)]),
+            "_row": np.concatenate([np.arange(n_q), np.full(len(history), -1)]),
+            "_w": np.concatenate([np.zeros(n_q), pair_event_weights(history)]),
+        }
+    )
+    stacked = stacked.sort_values([*keys, QUERY_TS, "_is_hist"], kind="stable")
+    sums = stacked.groupby(keys, sort=False)["_w"].cumsum().to_numpy()
+    is_query = ~stacked["_is_hist"].to_numpy()
+    out = queries.copy()
+    values = np.empty(n_q)
+    values[stacked["_row"].to_numpy()[is_query]] = sums[is_query]
+    out[f.USER_LEAD_EVENTS] = values
+    return out

@@ -43,6 +43,7 @@ class SamplingConfig:
     negatives_per_positive: int = 4
     hard_fraction: float = 0.5
     seed: int = 0
+    popularity_exponent: float = 1.0  # easy negatives ~ (events + 1) ** exponent; 0 = uniform
 
     def __post_init__(self) -> None:
         if not 0 <= self.negatives_per_positive <= 100:
@@ -51,6 +52,10 @@ class SamplingConfig:
             )
         if not 0.0 <= self.hard_fraction <= 1.0:
             raise DataError(f"hard_fraction must be in [0, 1], got {self.hard_fraction}")
+        if not 0.0 <= self.popularity_exponent <= 2.0:
+            raise DataError(
+                f"popularity_exponent must be in [0, 2], got {self.popularity_exponent}"
+            )
 
 
 def label_interactions(events: pd.DataFrame) -> pd.DataFrame:
@@ -101,6 +106,7 @@ def sample_negatives(
     picks_user, picks_ts, picks_lead = [], [], []
     if n_pop:
         weights = popularity.reindex(lead_ids).fillna(0).to_numpy(float) + 1.0
+        weights = weights**sampling.popularity_exponent
         chosen = rng.choice(len(lead_ids), size=(len(positives), n_pop), p=weights / weights.sum())
         picks_user.append(np.repeat(pos_user, n_pop))
         picks_ts.append(np.repeat(pos_ts, n_pop))
@@ -182,6 +188,7 @@ def build_examples(
     examples = features_join.attach_lead_features(examples, leads)
     examples = features_join.attach_market_features(examples, market)
     examples = features_join.attach_user_features(examples, history, leads, users)
+    examples = features_join.attach_pair_history(examples, history)
     examples[f.PRICE_BAND] = features_join.price_band(
         examples[f.PRICE], examples[f.MARKET_MEDIAN_PRICE]
     )

@@ -63,3 +63,18 @@ def load_user_snapshot(data_root: str | pathlib.Path, as_of: dt.date | str) -> p
     out = features_join.attach_user_features(queries, history, leads, users)
     columns = [f.USER_ID, *features_join.USER_FEATURES]
     return out[columns].sort_values(f.USER_ID, kind="stable").reset_index(drop=True)
+
+
+def load_pair_history(data_root: str | pathlib.Path, as_of: dt.date | str) -> pd.DataFrame:
+    """``user_lead_events`` of every (user, lead) pair with events up to the end of ``as_of``.
+
+    Columns ``user_id``, ``lead_id``, ``user_lead_events`` (> 0); the value ExampleGen's
+    ``attach_pair_history`` gives a query at the end of that day.
+    """
+    day = _as_date(as_of)
+    history = raw_tables.read_events(data_root, raw_tables.spans_up_to(data_root, day))
+    history = history[history[features_join.QUERY_TS] < raw_tables.day_end_seconds(day)]
+    weights = pd.Series(features_join.pair_event_weights(history), index=history.index)
+    pairs = weights.groupby([history[c.USER_ID], history[c.LEAD_ID]], sort=True).sum()
+    pairs = pairs[pairs > 0].rename(f.USER_LEAD_EVENTS).reset_index()
+    return pairs.rename(columns={c.USER_ID: f.USER_ID, c.LEAD_ID: f.LEAD_ID})

@@ -93,7 +93,8 @@ def build_export(model, tft_output, data_root: str, as_of: dt.date):
     users = snapshots.load_user_snapshot(data_root, as_of)
     events = raw_tables.read_events(data_root, raw_tables.spans_up_to(data_root, as_of))
     prior = signatures.popularity(events, catalogue[f.LEAD_ID].to_numpy())
-    return signatures.RecommenderExport(model, tft_output, catalogue, users, prior, as_of)
+    pairs = snapshots.load_pair_history(data_root, as_of)
+    return signatures.RecommenderExport(model, tft_output, catalogue, users, prior, as_of, pairs)
 
 
 def train(fn_args: Any) -> tuple[model_lib.Recommender, Any, dict[str, float]]:

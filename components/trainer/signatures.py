@@ -12,7 +12,8 @@ prior per lead. For each request row:
 2. the best ``shortlist`` leads by that score (`model.ModelConfig`);
 3. known users: the full model re-scores the shortlist: the ranking head over the user
    embedding, the lead-tower outputs precomputed at export and the user x lead crosses
-   (`preprocessing.user_lead_crosses`, the function the Transform graph uses);
+   (`preprocessing.user_lead_crosses`, the function the Transform graph uses; the user's
+   past engagement with each lead comes from a pair table of the snapshot history);
    unknown users keep the fallback order; scores are probabilities (sigmoid);
 4. ``K = min(max(k), shortlist, MAX_K)`` columns (at least 1), best first.
 """
@@ -40,10 +41,9 @@ CANARY_ROWS = 8  # canary users and raw examples kept in the SavedModel for smok
 
 def popularity(events: pd.DataFrame, lead_ids: np.ndarray) -> np.ndarray:
     """Engagement-weighted event count per lead of ``lead_ids`` (views 1 ... purchases 8)."""
-    weights = {"view": 1.0, "click": 2.0, "inquiry": 4.0, "purchase": 8.0}
     if events.empty:
         return np.zeros(len(lead_ids))
-    w = events["event_type"].map(weights).fillna(0.0)
+    w = events["event_type"].map(f.USER_LEAD_EVENT_WEIGHTS).fillna(0.0)
     per_lead = w.groupby(events["lead_id"]).sum()
     return per_lead.reindex(lead_ids).fillna(0.0).to_numpy(dtype=np.float64)
 
@@ -71,9 +71,17 @@ def _column_constants(frame: pd.DataFrame, keys, spec: dict) -> dict[str, tf.Ten
 
 
 def canary_examples(
-    catalogue: pd.DataFrame, users: pd.DataFrame, spec: dict, event_ts: float
+    catalogue: pd.DataFrame,
+    users: pd.DataFrame,
+    spec: dict,
+    event_ts: float,
+    pairs: pd.DataFrame | None = None,
 ) -> list[bytes]:
-    """Raw serialized tf.Examples pairing catalogue leads with snapshot users (or none)."""
+    """Raw serialized tf.Examples pairing catalogue leads with snapshot users (or none),
+    with the pair's ``user_lead_events`` from ``pairs`` (`snapshots.load_pair_history`)."""
+    history = {}
+    if pairs is not None and len(pairs):
+        history = pairs.set_index([f.USER_ID, f.LEAD_ID])[f.USER_LEAD_EVENTS].to_dict()
     out = []
     for i in range(min(CANARY_ROWS, len(catalogue))):
         row = dict(catalogue.iloc[i])
@@ -81,6 +89,7 @@ def canary_examples(
             row.update(dict(users.iloc[i % len(users)]))
         else:
             row[f.USER_ID] = NO_USER
+        row[f.USER_LEAD_EVENTS] = history.get((row[f.USER_ID], row[f.LEAD_ID]), 0.0)
         row.setdefault(f.EVENT_TIMESTAMP, event_ts)
         row.setdefault(f.PRICE_BAND, "unknown")
         example = tf.train.Example()
@@ -113,6 +122,7 @@ class RecommenderExport(tf.Module):
         users: pd.DataFrame,
         lead_popularity: np.ndarray,
         as_of: dt.date,
+        pairs: pd.DataFrame | None = None,
     ) -> None:
         super().__init__()
         if catalogue.empty:
@@ -139,11 +149,12 @@ class RecommenderExport(tf.Module):
             default_value=-1,
         )
         self.prior = tf.constant(np.log1p(lead_popularity), tf.float32)
+        self.pair_table = self._pair_table(catalogue, users, pairs)
         n_canary = min(CANARY_ROWS, len(users))
         canary_users = users[f.USER_ID].astype(str).to_numpy()[:n_canary]
         self.canary_user_ids = tf.Variable(canary_users, dtype=tf.string, trainable=False)
         self.canary_examples = tf.Variable(
-            canary_examples(catalogue, users, spec, self._event_ts), trainable=False
+            canary_examples(catalogue, users, spec, self._event_ts, pairs), trainable=False
         )
         emb, bias = self._lead_embeddings()
         self.lead_embeddings = tf.constant(emb)
@@ -153,6 +164,29 @@ class RecommenderExport(tf.Module):
             key: _dense_float32(catalogue[key])
             for key in (f.LEAD_LATITUDE, f.LEAD_LONGITUDE, f.PRICE)
         }
+
+    def _pair_table(self, catalogue, users, pairs) -> tf.lookup.StaticHashTable:
+        """``user_lead_events`` keyed by ``user_row * n_leads + lead_row`` (snapshot rows)."""
+        keys, values = np.array([-1], np.int64), np.array([0.0], np.float32)  # never empty
+        if pairs is not None and len(pairs):
+            user_row = pd.Series(np.arange(len(users)), index=users[f.USER_ID].astype(str))
+            lead_row = pd.Series(np.arange(len(catalogue)), index=catalogue[f.LEAD_ID].astype(str))
+            u = user_row.reindex(pairs[f.USER_ID].astype(str)).to_numpy()
+            lead = lead_row.reindex(pairs[f.LEAD_ID].astype(str)).to_numpy()
+            ok = np.isfinite(u) & np.isfinite(lead)  # active leads of known users only
+            pair_keys = u[ok].astype(np.int64) * len(catalogue) + lead[ok].astype(np.int64)
+            keys = np.concatenate([keys, pair_keys])
+            values = np.concatenate([values, pairs[f.USER_LEAD_EVENTS].to_numpy(np.float32)[ok]])
+        return tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(tf.constant(keys), tf.constant(values)),
+            default_value=0.0,
+        )
+
+    def _pair_events(self, user_rows: tf.Tensor, lead_rows: tf.Tensor) -> tf.Tensor:
+        """``user_lead_events`` of users ``user_rows`` (-1: unknown) x catalogue rows, float32."""
+        keys = user_rows * self.n_leads + lead_rows
+        found = self.pair_table.lookup(keys)
+        return tf.where(user_rows >= 0, found, tf.zeros_like(found))
 
     # -- raw feature batches -------------------------------------------------------------
 
@@ -210,7 +244,8 @@ class RecommenderExport(tf.Module):
         out = tower({k: t[k] for k in tower.input_names}, training=False)
         return out["embedding"].numpy(), out["bias"].numpy()
 
-    def _users(self, user_id, latitude, longitude) -> tuple[dict, tf.Tensor]:
+    def _users(self, user_id, latitude, longitude) -> tuple[dict, tf.Tensor, tf.Tensor]:
+        """Snapshot user features (request location first), known mask, snapshot row (-1)."""
         idx = self.user_table.lookup(user_id)
         known = idx >= 0
         safe = tf.maximum(idx, 0)
@@ -224,12 +259,16 @@ class RecommenderExport(tf.Module):
         user[f.USER_LATITUDE] = tf.where(has_loc, req_lat, user[f.USER_LATITUDE])
         user[f.USER_LONGITUDE] = tf.where(has_loc, req_lon, user[f.USER_LONGITUDE])
         user[f.USER_ID] = user_id
-        return user, known
+        return user, known, tf.where(known, idx, -tf.ones_like(idx))
 
-    def _shortlist_logits(self, u: tf.Tensor, user: dict, short: tf.Tensor) -> tf.Tensor:
-        """Final logits ``[B * S]`` for users ``u`` ``[B, D]`` x catalogue rows ``short``."""
+    def _shortlist_logits(
+        self, u: tf.Tensor, user: dict, user_rows: tf.Tensor, short: tf.Tensor
+    ) -> tf.Tensor:
+        """Final logits ``[B * S]`` for users ``u`` ``[B, D]`` (snapshot rows ``user_rows``)
+        x catalogue rows ``short`` ``[B, S]``."""
         s = tf.shape(short)[1]
         rows = tf.reshape(short, [-1])
+        history = self._pair_events(tf.repeat(user_rows, s), tf.cast(rows, tf.int64))
 
         def lead(key):
             value, ok = self.lead_cross_values[key]
@@ -250,7 +289,7 @@ class RecommenderExport(tf.Module):
         ulon, ulon_ok = user_side(f.USER_LONGITUDE)
         uprice, uprice_ok = user_side(f.USER_MEDIAN_PRICE)
         crosses = preprocessing.user_lead_crosses(
-            lat, lon, price, price_ok, ulat, ulon, ulat_ok * ulon_ok, uprice, uprice_ok
+            lat, lon, price, price_ok, ulat, ulon, ulat_ok * ulon_ok, uprice, uprice_ok, history
         )
         score, _ = self.model.logits(
             tf.repeat(u, s, axis=0),
@@ -269,9 +308,12 @@ class RecommenderExport(tf.Module):
         """
         b, c = lead_rows.shape
         nan = tf.fill([b], np.float32(np.nan))
-        user, _ = self._users(tf.constant(user_ids, tf.string), nan, nan)
+        user, _, user_rows = self._users(tf.constant(user_ids, tf.string), nan, nan)
         tiled = {key: tf.repeat(v, c) for key, v in user.items()}
-        t = self.tft_layer(self._raw_batch(tf.constant(lead_rows.reshape(-1), tf.int64), tiled))
+        rows = tf.constant(lead_rows.reshape(-1), tf.int64)
+        history = self._pair_events(tf.repeat(user_rows, c), rows)
+        tiled[f.USER_LEAD_EVENTS] = tf.cast(history, tf.float64)
+        t = self.tft_layer(self._raw_batch(rows, tiled))
         out = self.model({key: t[key] for key in t if key not in (f.T_LABEL, f.T_WEIGHT)})
         return tf.sigmoid(tf.reshape(out[model_lib.SCORE], [b, c])).numpy()
 
@@ -294,7 +336,7 @@ class RecommenderExport(tf.Module):
     )
     def recommend(self, user_id, latitude, longitude, k) -> dict[str, tf.Tensor]:
         b = tf.size(user_id)
-        user, known = self._users(user_id, latitude, longitude)
+        user, known, user_rows = self._users(user_id, latitude, longitude)
         # 1. Retrieval scores over the whole catalogue.
         t_user = self.tft_layer(self._raw_batch(tf.zeros([b], tf.int64), user))
         tower = self.model.user_tower
@@ -312,7 +354,7 @@ class RecommenderExport(tf.Module):
         s = min(self.model.cfg.shortlist, self.n_leads)
         short_scores, short = tf.math.top_k(retrieval, k=s)
         # 3. Full scorer on the shortlist (B * S rows) from the precomputed lead-tower outputs.
-        full = tf.reshape(self._shortlist_logits(u, user, short), [b, s])
+        full = tf.reshape(self._shortlist_logits(u, user, user_rows, short), [b, s])
         scores = tf.sigmoid(tf.where(known[:, None], full, short_scores))
         # 4. Top K per row.
         top_k = tf.minimum(tf.reduce_max(tf.concat([k, [1]], axis=0)), min(s, MAX_K))

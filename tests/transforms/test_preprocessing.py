@@ -74,6 +74,7 @@ def test_values_derived_by_hand(transformed):
     # price 500k vs market 400k; user median 450k.
     assert r[f.T_PRICE_VS_MARKET] == pytest.approx(math.log(500 / 400), rel=1e-5)
     assert r[f.T_PRICE_FIT] == pytest.approx(abs(math.log(500 / 450)), rel=1e-5)
+    assert r[f.T_USER_LEAD_HISTORY] == pytest.approx(math.log1p(3.0), rel=1e-6)
     # Hotspot of `north`: L1's cell carries 8 + 2 of demand, L4's only 1 (< half): the only
     # hotspot is centred on L1 (L2 in the same cell has no demand), so L1 is 0 km from it.
     assert r[f.T_HOTSPOT_DISTANCE] == pytest.approx(0.0, abs=1e-6)
@@ -90,6 +91,7 @@ def test_values_derived_by_hand(transformed):
     assert neg[f.T_DISTANCE] == 0.0
     assert neg[f.T_PRICE_FIT] == 0.0
     assert neg[f.T_USER_PRICE_MISSING] == 1.0
+    assert neg[f.T_USER_LEAD_HISTORY] == 0.0  # no history given: none
 
     # L4 is one degree north of the hotspot at L1; alone in its cell.
     l4 = _rows_for(rows, tft_out, "U1", "L4")[0]

@@ -31,6 +31,8 @@ INTERACTIONS = (
     ("U1", "L4", 1, (48.0, -122.0), 450_000.0),
     ("U2", "L3", 3, None, None),
 )
+# user_lead_events of (user, lead, engagement); left out (missing, read as 0) elsewhere.
+PAIR_HISTORY = {("U1", "L1", 4): 3.0}
 
 
 def raw_example(user_id: str, lead_id: str, engagement: int | None, loc, user_price) -> dict:
@@ -63,6 +65,9 @@ def raw_example(user_id: str, lead_id: str, engagement: int | None, loc, user_pr
         f.MARKET_INVENTORY: [50.0],
         f.MARKET_PRICE_TREND: [0.02],
     }
+    history = PAIR_HISTORY.get((user_id, lead_id, engagement))
+    if history is not None:
+        ex[f.USER_LEAD_EVENTS] = [history]
     if engagement is not None:
         ex[f.ENGAGEMENT] = [engagement]
     return ex

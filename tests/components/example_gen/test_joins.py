@@ -66,6 +66,27 @@ def test_user_aggregates_strictly_before_event_time(examples):
     assert np.isnan(row[f.USER_DAYS_SINCE_LAST]) and np.isnan(row[f.USER_LATITUDE])
 
 
+def test_user_lead_history_counts_earlier_events_on_the_same_lead(examples):
+    # Weights view 1, click 2, inquiry 4, purchase 8; strictly before the example's time.
+    assert _row(examples, "U1", "L1", 2)[f.USER_LEAD_EVENTS] == 0  # its own first event
+    assert _row(examples, "U1", "L1", 4)[f.USER_LEAD_EVENTS] == 3  # E1 view + E2 click
+    assert _row(examples, "U2", "L4", 3)[f.USER_LEAD_EVENTS] == 1  # E3 view; not E6 (L2)
+    assert _row(examples, "U3", "L2", 3)[f.USER_LEAD_EVENTS] == 0  # E11 is the same second
+    negatives = examples[examples[f.ENGAGEMENT] == 0]
+    assert (negatives[f.USER_LEAD_EVENTS] == 0).all()  # never-engaged leads by construction
+
+
+def test_pair_history_snapshot_matches_the_as_of_day():
+    def pairs(day: str) -> dict:
+        frame = snapshots.load_pair_history(TINY, day)
+        return frame.set_index([f.USER_ID, f.LEAD_ID])[f.USER_LEAD_EVENTS].to_dict()
+
+    day2 = {("U1", "L1"): 3, ("U1", "L2"): 1, ("U2", "L2"): 1, ("U2", "L4"): 5, ("U3", "L1"): 1}
+    assert pairs("2026-01-02") == day2
+    day3 = {**day2, ("U1", "L1"): 11, ("U1", "L4"): 1, ("U2", "L5"): 2}
+    assert pairs("2026-01-03") == day3
+
+
 def test_market_is_latest_row_on_or_before_event_date(examples):
     # South has no market row on 2026-01-03: the 2026-01-02 row applies.
     row = _row(examples, "U2", "L5", 2)
@@ -119,6 +140,11 @@ def test_sampling_is_seeded_and_mixes_hard_negatives():
     only_pop = interactions.SamplingConfig(negatives_per_positive=4, hard_fraction=0.0, seed=3)
     pop = interactions.sample_negatives(positives, leads, popularity, only_pop)
     assert (pop["lead_id"].str[1:].astype(int) < 100).mean() < 0.05
+    uniform = interactions.SamplingConfig(
+        negatives_per_positive=4, hard_fraction=0.0, seed=3, popularity_exponent=0.0
+    )
+    flat = interactions.sample_negatives(positives, leads, popularity, uniform)
+    assert 0.4 < (flat["lead_id"].str[1:].astype(int) < 100).mean() < 0.6  # popularity ignored
 
 
 def test_time_split_puts_last_days_in_eval(examples):
@@ -131,6 +157,8 @@ def test_time_split_puts_last_days_in_eval(examples):
 def test_bad_sampling_and_window_are_rejected():
     with pytest.raises(DataError, match="hard_fraction"):
         interactions.SamplingConfig(hard_fraction=1.5)
+    with pytest.raises(DataError, match="popularity_exponent"):
+        interactions.SamplingConfig(popularity_exponent=-1)
     with pytest.raises(DataError, match="eval_days"):
         interactions.build_examples(TINY, DAYS, eval_days=4, sampling=interactions.SamplingConfig())
     assert window.select_window(TINY, 2) == DAYS[2:]

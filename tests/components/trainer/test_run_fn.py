@@ -174,9 +174,13 @@ def test_recommend_scores_equal_serving_default_on_the_same_pairs(trained):
     loaded, data, as_of, root = trained
     catalogue = snapshots.load_catalogue(data, as_of)
     users = snapshots.load_user_snapshot(data, as_of)
-    # A user with a known location and median price, so the crosses are not all neutral.
+    pairs = snapshots.load_pair_history(data, as_of)
+    # A user with a known location and median price, so the crosses are not all neutral,
+    # and the most history with active leads, so the pair feature is exercised too.
     has_both = users[f.USER_LATITUDE].notna() & users[f.USER_MEDIAN_PRICE].notna()
-    user = users[has_both].iloc[[0]]
+    active = pairs[pairs[f.LEAD_ID].isin(catalogue[f.LEAD_ID])]
+    busiest = active.groupby(f.USER_ID).size().reindex(users[f.USER_ID]).fillna(0).to_numpy()
+    user = users.iloc[[int(np.argmax(np.where(has_both, busiest, -1)))]]
     k = signatures.CANARY_ROWS
     out = loaded.signatures[f.RECOMMEND_SIGNATURE](
         user_id=tf.constant(user[f.USER_ID].to_numpy().astype(str)),
@@ -186,11 +190,13 @@ def test_recommend_scores_equal_serving_default_on_the_same_pairs(trained):
     )
     ids = [i.decode() for i in out[f.RECOMMEND_OUTPUT_LEAD_IDS].numpy()[0]]
     scores = out[f.RECOMMEND_OUTPUT_SCORES].numpy()[0]
-    pairs = catalogue.set_index(f.LEAD_ID).loc[ids].reset_index()
     spec = dict(tft.TFTransformOutput(str(root / "tft" / "transform_graph")).raw_feature_spec())
     spec.pop(f.ENGAGEMENT)
-    examples = signatures.canary_examples(pairs, user, spec, event_ts=0.0)
+    rows = catalogue.set_index(f.LEAD_ID).loc[ids].reset_index()
+    examples = signatures.canary_examples(rows, user, spec, event_ts=0.0, pairs=pairs)
     assert len(examples) == len(ids) == k
+    seen = set(active[active[f.USER_ID] == user[f.USER_ID].iloc[0]][f.LEAD_ID])
+    assert seen & set(ids), "no recommended lead with past engagement: the test lost its point"
     reference = loaded.signatures["serving_default"](examples=tf.constant(examples))["score"]
     np.testing.assert_allclose(scores, reference.numpy(), rtol=1e-4, atol=1e-6)
 
