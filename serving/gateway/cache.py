@@ -132,13 +132,32 @@ class RedisCache:
     async def hmget(self, key: str, fields: tuple[str, ...]) -> list | None:
         return await self._call("hmget", lambda: self._client.hmget(key, fields), None)
 
-    async def try_lock(self, key: str, ttl_ms: int) -> bool | None:
-        """True if this replica holds the fill lock, False if another does, None if unknown."""
+    async def lock_and_get(self, key: str, ttl_ms: int) -> tuple[bool | None, bytes | None]:
+        """(lock, value) in one round trip: the fill lock (True: this replica holds it, False:
+        another does, None: unknown) and the value another replica may have stored since
+        our first read."""
 
-        async def acquire() -> bool:  # SET NX answers None, not False, when the key exists
-            return bool(await self._client.set(f"{key}:lock", b"1", nx=True, px=ttl_ms))
+        async def acquire() -> tuple[bool, bytes | None]:
+            pipe = self._client.pipeline(transaction=False)
+            pipe.set(f"{key}:lock", b"1", nx=True, px=ttl_ms)
+            pipe.get(key)
+            locked, value = await pipe.execute()
+            return bool(locked), value  # SET NX answers None, not False, when the key exists
 
-        return await self._call("lock", acquire, None)
+        return await self._call("lock", acquire, (None, None))
+
+    async def store_and_unlock(self, key: str, value: bytes, unlock: bool) -> None:
+        """Store ``value`` and, when ``unlock``, release the fill lock: one round trip, the
+        value first, so a replica that sees the lock gone finds the value."""
+
+        async def store() -> None:
+            pipe = self._client.pipeline(transaction=False)
+            pipe.set(key, value, ex=self.ttl_seconds)
+            if unlock:
+                pipe.delete(f"{key}:lock")
+            await pipe.execute()
+
+        await self._call("set", store, None)
 
     async def unlock(self, key: str) -> None:
         await self._call("unlock", lambda: self._client.delete(f"{key}:lock"), None)
@@ -223,10 +242,9 @@ class CachingLoader:
             del self._inflight[key]
 
     async def _fill(self, kind: str, key: str, compute: Callable[[], Awaitable[bytes]]) -> Loaded:
-        locked = await self._cache.try_lock(key, self._lock_ttl_ms)
+        # Another replica may have stored the value between our read and our lock.
+        locked, cached = await self._cache.lock_and_get(key, self._lock_ttl_ms)
         if locked:
-            # Another replica may have stored the value between our read and our lock.
-            cached = await self._cache.get(key)
             if cached is not None:
                 await self._cache.unlock(key)
                 self._metrics.cache_hits.labels(kind).inc()
@@ -244,8 +262,9 @@ class CachingLoader:
         self._metrics.cache_misses.labels(kind).inc()
         try:
             value = await compute()
-            await self._cache.set(key, value)
-        finally:
+        except BaseException:
             if locked:
                 await self._cache.unlock(key)
+            raise
+        await self._cache.store_and_unlock(key, value, unlock=bool(locked))
         return Loaded(value, "miss")
