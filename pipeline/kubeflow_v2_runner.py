@@ -107,8 +107,14 @@ def normalised_spec(spec: dict[str, Any], paths: dict[str, str]) -> dict[str, An
     """The spec with machine- and data-specific values replaced, for golden comparisons.
 
     ``paths`` maps absolute path prefixes (the checkout, a data folder) to placeholders;
-    ExampleGen's ``input_fingerprint`` (a hash of the input files) becomes ``<FINGERPRINT>``.
+    ExampleGen's ``input_fingerprint`` (a hash of the input files) becomes ``<FINGERPRINT>``
+    and the Transform and Trainer code fingerprints become ``<CODE>``.
     """
+    from pipeline import code_version
+
+    paths = dict(paths)
+    for sources in (code_version.TRANSFORM_SOURCES, code_version.TRAINER_SOURCES):
+        paths[code_version.fingerprint(sources)] = "<CODE>"
 
     def walk(node: Any, key: str = "") -> Any:
         if isinstance(node, dict):

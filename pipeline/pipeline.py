@@ -17,7 +17,7 @@ from tfx import v1 as tfx
 from components.drift_check.component import DriftCheck
 from components.example_gen import window
 from components.example_gen.component import InteractionExampleGen
-from pipeline import eval_config
+from pipeline import code_version, eval_config
 from pipeline.config import PipelineConfig
 
 SCHEMA_PATH = pathlib.Path(__file__).resolve().parent / "schema" / "schema.pbtxt"
@@ -37,6 +37,8 @@ EVALUATOR = "Evaluator"
 SMOKE = "ServingSmokeValidation"
 PUSHER = "Pusher"
 
+CODE_FINGERPRINT_KEY = "code_fingerprint"  # in Transform's and the Trainer's custom_config
+
 STAGES = ("drift_check", "transform", "push")
 """How far to wire: ``push`` is the product; the shorter ones serve development and tests."""
 
@@ -44,11 +46,14 @@ STAGES = ("drift_check", "transform", "push")
 def window_inputs(config: PipelineConfig) -> tuple[str, str]:
     """(fingerprint, as_of ISO date) of the window the run will read.
 
-    Computed where the pipeline is built: the fingerprint keys ExampleGen's cache, and the
-    Trainer builds its serving snapshots as of the window's last span.
+    Computed where the pipeline is built: the fingerprint (the window's files, then the
+    ExampleGen code) keys ExampleGen's cache, and the Trainer builds its serving snapshots
+    as of the window's last span.
     """
     days = window.select_window(config.data_path, config.example_gen.window_spans, config.as_of)
-    return window.fingerprint(config.data_path, days), days[-1].isoformat()
+    data = window.fingerprint(config.data_path, days)
+    code = code_version.fingerprint(code_version.EXAMPLE_GEN_SOURCES)
+    return f"{data}:{code}", days[-1].isoformat()
 
 
 def trainer_custom_config(config: PipelineConfig, as_of: str) -> dict[str, Any]:
@@ -57,6 +62,7 @@ def trainer_custom_config(config: PipelineConfig, as_of: str) -> dict[str, Any]:
         "data_root": str(config.data_path),
         "as_of": as_of,
         "latency_budget_ms": config.smoke.latency_budget_ms,
+        CODE_FINGERPRINT_KEY: code_version.fingerprint(code_version.TRAINER_SOURCES),
         **config.trainer.hyperparameters,
     }
 
@@ -116,7 +122,13 @@ def create_pipeline(
 
     if stage != "drift_check":
         transform = tfx.components.Transform(
-            examples=examples, schema=schema, preprocessing_fn=PREPROCESSING_FN
+            examples=examples,
+            schema=schema,
+            preprocessing_fn=PREPROCESSING_FN,
+            # Only a cache key: preprocessing_fn takes no custom_config, so TFX passes none.
+            custom_config={
+                CODE_FINGERPRINT_KEY: code_version.fingerprint(code_version.TRANSFORM_SOURCES)
+            },
         ).with_id(TRANSFORM)
         # Training data never passes a failed drift check, nor an unvalidated window.
         transform.add_upstream_node(gate)

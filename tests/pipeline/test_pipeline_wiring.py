@@ -90,6 +90,67 @@ def test_trainer_custom_config_carries_window_end_and_hyperparameters(cfg):
     assert custom["embedding_dim"] == 16
 
 
+def test_code_fingerprints_key_the_cache_of_the_components_that_run_the_code(
+    cfg, monkeypatch, tmp_path
+):
+    """TFX caches on properties, not on the code behind them: a change to the Transform or
+    Trainer sources must change their properties, so the next run recomputes them."""
+    import json
+
+    from pipeline import code_version
+
+    def properties(p):
+        by_id = {c.id: c for c in p.components}
+        transform = json.loads(by_id[wiring.TRANSFORM].exec_properties["custom_config"])
+        trainer = json.loads(by_id[wiring.TRAINER].exec_properties["custom_config"])
+        example_gen = by_id[wiring.EXAMPLE_GEN].exec_properties["input_fingerprint"]
+        return (
+            transform[wiring.CODE_FINGERPRINT_KEY],
+            trainer[wiring.CODE_FINGERPRINT_KEY],
+            example_gen,
+        )
+
+    before = properties(wiring.create_pipeline(cfg))
+    assert before == properties(wiring.create_pipeline(cfg))  # same code: cache hit
+    import shutil
+
+    # A copy of the sources, then an edit of transforms/geo.py in the copy.
+    sources = {
+        *code_version.EXAMPLE_GEN_SOURCES,
+        *code_version.TRANSFORM_SOURCES,
+        *code_version.TRAINER_SOURCES,
+    }
+    for entry in sources:
+        src, dst = code_version.REPO / entry, tmp_path / "code" / entry
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, dst)
+    monkeypatch.setattr(code_version, "REPO", tmp_path / "code")
+    assert properties(wiring.create_pipeline(cfg)) == before  # a faithful copy
+    geo = tmp_path / "code" / "transforms" / "geo.py"
+    geo.write_text(geo.read_text() + "\n# an edit\n")
+    after = properties(wiring.create_pipeline(cfg))
+    assert after[0] != before[0] and after[1] != before[1]  # Transform and Trainer recompute
+    assert after[2] == before[2]  # ExampleGen does not run transforms/geo.py
+
+
+def test_code_fingerprint_follows_file_contents(tmp_path):
+    from pipeline import code_version
+
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "a.py").write_text("x = 1\n")
+    (tmp_path / "b.py").write_text("y = 2\n")
+    sources = ("pkg", "b.py")
+    first = code_version.fingerprint(sources, tmp_path)
+    assert first == code_version.fingerprint(sources, tmp_path)
+    (tmp_path / "pkg" / "a.py").write_text("x = 3\n")
+    assert code_version.fingerprint(sources, tmp_path) != first
+    with pytest.raises(FileNotFoundError, match="missing.py"):
+        code_version.fingerprint(("missing.py",), tmp_path)
+
+
 def test_unknown_stage_is_rejected(cfg):
     with pytest.raises(ValueError, match="stage"):
         wiring.create_pipeline(cfg, stage="everything")
