@@ -57,6 +57,11 @@ def build_pipeline_spec(
 
     from pipeline.pipeline import create_pipeline
 
+    if config.as_of is not None:
+        raise ConfigError(
+            f"as_of={config.as_of} is set, but a KFP package chooses its window when it runs "
+            "(the newest spans then): remove as_of from the pipeline config"
+        )
     # Runs on the cluster write under the KFP pipeline root, not the local runs/ folder;
     # KFP keeps its own metadata, so no metadata connection.
     tfx_pipeline = create_pipeline(
@@ -64,6 +69,9 @@ def build_pipeline_spec(
         beam_pipeline_args=list(config.beam_args),
         pipeline_root=kfp_settings.pipeline_root,
         stage=stage,
+        # A package is re-run on later days (recurring runs, `kfp run`): each run takes the
+        # spans present when it executes, never the ones present at compile time.
+        runtime_window=True,
     )
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(

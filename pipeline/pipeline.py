@@ -37,6 +37,7 @@ EVALUATOR = "Evaluator"
 SMOKE = "ServingSmokeValidation"
 PUSHER = "Pusher"
 
+RUNTIME_WINDOW = "run-time window"  # ExampleGen's fingerprint when the window is chosen late
 CODE_FINGERPRINT_KEY = "code_fingerprint"  # in Transform's and the Trainer's custom_config
 
 STAGES = ("drift_check", "transform", "push")
@@ -74,13 +75,28 @@ def create_pipeline(
     pipeline_root: str | None = None,
     stage: str = "push",
     as_of: dt.date | None = None,
+    runtime_window: bool = False,
 ) -> tfx.dsl.Pipeline:
-    """The pipeline for ``config``; ``stage`` stops the wiring early (see ``STAGES``)."""
+    """The pipeline for ``config``; ``stage`` stops the wiring early (see ``STAGES``).
+
+    By default the window (the newest spans on or before ``config.as_of``) is chosen here,
+    and its fingerprint keys the cache. ``runtime_window`` (what a package a KFP recurring
+    run re-runs every day needs) leaves the choice to the run: ExampleGen reads the newest
+    spans present when it executes, the Trainer snapshots as of the newest span when it
+    executes, and caching is off (the same properties mean different data each day).
+    """
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
     if as_of is not None:
         config = config.with_overrides(as_of=as_of)
-    fingerprint, window_end = window_inputs(config)
+    if runtime_window:
+        if config.as_of is not None:
+            raise ValueError("a run-time window takes the newest spans: as_of must not be set")
+        code = code_version.fingerprint(code_version.EXAMPLE_GEN_SOURCES)
+        fingerprint, window_end = f"{RUNTIME_WINDOW}:{code}", ""
+        config = config.with_overrides(enable_cache=False)
+    else:
+        fingerprint, window_end = window_inputs(config)
     eg = config.example_gen
 
     example_gen = InteractionExampleGen(

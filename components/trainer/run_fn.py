@@ -19,7 +19,8 @@ from typing import Any
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from components.example_gen import raw_tables, snapshots
+from aiqleads.errors import DataError
+from components.example_gen import raw_tables, snapshots, window
 from components.trainer import model as model_lib
 from components.trainer import signatures
 from transforms import features as f
@@ -73,17 +74,30 @@ def input_fn(
 
 
 def snapshot_day(custom: dict[str, Any]) -> tuple[str, dt.date]:
-    """(data_root, as_of) from ``custom_config``, validated."""
-    missing = [k for k in (DATA_ROOT, AS_OF) if not custom.get(k)]
+    """(data_root, as_of) from ``custom_config``, validated.
+
+    ``as_of`` "" (a pipeline whose window is chosen at run time) means the newest span under
+    ``data_root`` now, the rule ExampleGen applied at the start of the same run.
+    """
+    missing = ([DATA_ROOT] if not custom.get(DATA_ROOT) else []) + (
+        [AS_OF] if AS_OF not in custom else []
+    )
     if missing:
         raise TrainerConfigError(f"custom_config needs {missing} for the serving snapshots")
+    root = str(custom[DATA_ROOT])
+    if not pathlib.Path(root).is_dir():
+        raise TrainerConfigError(f"custom_config data_root={root!r} is not a directory")
+    if custom[AS_OF] in ("", None):
+        try:
+            day = window.select_window(root, 1)[-1]
+        except DataError as e:
+            raise TrainerConfigError(str(e)) from e
+        log.info("trainer: run-time window, serving snapshots as of the newest span %s", day)
+        return root, day
     try:
         day = dt.date.fromisoformat(str(custom[AS_OF]))
     except ValueError as e:
         raise TrainerConfigError(f"custom_config as_of={custom[AS_OF]!r} is not YYYY-MM-DD") from e
-    root = str(custom[DATA_ROOT])
-    if not pathlib.Path(root).is_dir():
-        raise TrainerConfigError(f"custom_config data_root={root!r} is not a directory")
     return root, day
 
 

@@ -82,6 +82,23 @@ def test_fingerprint_tracks_the_window(cfg, tmp_path):
     assert fp(a) == fp(b) != fp(earlier)
 
 
+def test_runtime_window_leaves_the_choice_of_spans_to_the_run(cfg):
+    """What a KFP package needs: no compile-time window, no cache keyed on it."""
+    import json
+
+    p = wiring.create_pipeline(cfg, runtime_window=True)
+    by_id = {c.id: c for c in p.components}
+    gen = by_id[wiring.EXAMPLE_GEN].exec_properties
+    assert gen["as_of"] == ""  # ExampleGen: the newest spans when it executes
+    assert gen["input_fingerprint"].startswith(wiring.RUNTIME_WINDOW)
+    trainer = json.loads(by_id[wiring.TRAINER].exec_properties["custom_config"])
+    assert trainer["as_of"] == ""  # the Trainer: snapshots as of the newest span
+    assert p.enable_cache is False
+    assert wiring.create_pipeline(cfg).enable_cache is True  # local runs keep their cache
+    with pytest.raises(ValueError, match="as_of"):
+        wiring.create_pipeline(cfg.with_overrides(as_of="2026-01-03"), runtime_window=True)
+
+
 def test_trainer_custom_config_carries_window_end_and_hyperparameters(cfg):
     cfg = cfg.with_overrides(trainer={"hyperparameters": {"embedding_dim": 16}})
     custom = wiring.trainer_custom_config(cfg, "2026-01-04")
@@ -123,7 +140,8 @@ def test_code_fingerprints_key_the_cache_of_the_components_that_run_the_code(
     for entry in sources:
         src, dst = code_version.REPO / entry, tmp_path / "code" / entry
         if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+            ignore = shutil.ignore_patterns("__pycache__")
+            shutil.copytree(src, dst, ignore=ignore, dirs_exist_ok=True)
         else:
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(src, dst)

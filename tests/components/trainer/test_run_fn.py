@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import pathlib
 
 import numpy as np
 import pandas as pd
@@ -148,6 +149,11 @@ def test_run_fn_rejects_missing_snapshot_config(tmp_path):
     assert run_fn.snapshot_day({"data_root": str(tmp_path), "as_of": "2026-01-06"})[1] == dt.date(
         2026, 1, 6
     )
+    # A run-time window ("" from a KFP package): the newest span present when the Trainer runs.
+    tiny = pathlib.Path(__file__).resolve().parents[2] / "testdata" / "pipeline" / "tiny"
+    assert run_fn.snapshot_day({"data_root": str(tiny), "as_of": ""})[1] == dt.date(2026, 1, 4)
+    with pytest.raises(run_fn.TrainerConfigError, match="no span folders"):
+        run_fn.snapshot_day({"data_root": str(tmp_path), "as_of": ""})
 
 
 def test_serving_smoke_blesses_the_trained_model(trained):
