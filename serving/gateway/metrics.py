@@ -78,6 +78,14 @@ class GatewayMetrics:
             ("method", "outcome"),
             registry=r,
         )
+        self.model_call_latency = Histogram(
+            "aiqleads_gateway_model_call_seconds",
+            "Duration of each successful model server call (through Envoy), by method: with "
+            'aiqleads_gateway_request_seconds{cache="miss"} it splits a miss\'s time.',
+            ("method",),
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.model_version = Gauge(
             "aiqleads_gateway_model_version",
             "Model version each variant is served by (0 when unknown).",

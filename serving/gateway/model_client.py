@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from dataclasses import dataclass
 
 import grpc
@@ -111,6 +112,7 @@ class ModelClient:
     async def _call(self, method: str, fn, request, timeout: float | None = None):
         timeout = self._timeout if timeout is None else timeout
         for attempt in range(self._retries + 1):
+            started = time.perf_counter()
             try:
                 response = await fn(request, timeout=timeout)
             except grpc.aio.AioRpcError as e:
@@ -122,6 +124,7 @@ class ModelClient:
                 self._metrics.model_calls.labels(method, code.name.lower()).inc()
                 raise
             self._metrics.model_calls.labels(method, "ok").inc()
+            self._metrics.model_call_latency.labels(method).observe(time.perf_counter() - started)
             return response
         raise AssertionError("unreachable")
 

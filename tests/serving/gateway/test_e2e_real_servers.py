@@ -119,6 +119,8 @@ def test_gateway_over_the_real_model_server(stack, push, expected):
         crowd = list(pool.map(lambda _: ask("quentin", 5), range(50)))
     assert all(a["items"] == expected("quentin", 5, 1) for a in crowd)
     assert _metric(f"{base}/metrics", calls) == 2  # fifty identical requests, one model call
+    timed = 'aiqleads_gateway_model_call_seconds_count{method="recommend"}'
+    assert _metric(f"{base}/metrics", timed) == 2  # each model call timed once
 
     import grpc
 
