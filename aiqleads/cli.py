@@ -34,7 +34,22 @@ def build_cli() -> click.Group:
     return cli
 
 
+def quiet_tensorflow_teardown(unraisable) -> None:
+    """``sys.unraisablehook`` that drops TensorFlow's shutdown noise, passes the rest on.
+
+    When the interpreter exits after a pipeline run, TensorFlow's ``AtomicFunction.__del__``
+    runs after the modules it needs are gone and prints "Exception ignored in ..." with a
+    ``TypeError`` traceback per traced function: harmless, but it reads like a failure at
+    the end of a successful run. Anything else goes to the default hook.
+    """
+    where = getattr(unraisable.object, "__qualname__", "")
+    if where == "AtomicFunction.__del__" and unraisable.exc_type is TypeError:
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def main(argv: list[str] | None = None) -> int:
+    sys.unraisablehook = quiet_tensorflow_teardown
     cli = build_cli()
     try:
         cli.main(args=argv, prog_name="aiqleads", standalone_mode=False)

@@ -37,3 +37,27 @@ def test_cli_bad_input_is_one_line_error_without_traceback(args):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "rror" in result.stderr and len(result.stderr.strip().splitlines()) <= 5, result.stderr
+
+
+def test_tensorflow_teardown_noise_is_dropped_and_other_unraisables_still_print():
+    """The CLI's unraisable hook drops TensorFlow's exit-time AtomicFunction.__del__
+    TypeErrors (they followed every successful pipeline run) and nothing else."""
+    script = (
+        "import sys\n"
+        "from aiqleads.cli import quiet_tensorflow_teardown\n"
+        "sys.unraisablehook = quiet_tensorflow_teardown\n"
+        "class AtomicFunction:\n"
+        "    def __del__(self):\n"
+        "        raise TypeError('teardown noise')\n"
+        "class Other:\n"
+        "    def __del__(self):\n"
+        "        raise TypeError('a real problem')\n"
+        "a, b = AtomicFunction(), Other()\n"
+        "del a, b\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "teardown noise" not in result.stderr
+    assert "a real problem" in result.stderr
