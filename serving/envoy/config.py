@@ -131,6 +131,12 @@ def _cluster(
         "outlier_detection": {
             "consecutive_5xx": 5,
             "consecutive_gateway_failure": 3,
+            # A replica that refuses a connection (it crashed) leaves the pool at once, so the
+            # retry of that very request goes to a live one instead of waiting for two failed
+            # health checks; it comes back after the ejection time.
+            "split_external_local_origin_errors": True,
+            "consecutive_local_origin_failure": 1,
+            "enforcing_consecutive_local_origin_failure": 100,
             "interval": "2s",
             "base_ejection_time": "5s",
             "max_ejection_percent": 50,
