@@ -137,7 +137,19 @@ def test_serve_recommends_through_envoy_survives_a_crash_and_stops_cleanly(
             (lead, pytest.approx(score, abs=1e-4)) for lead, score in expected_items("alice", 3, 1)
         ]
 
-        # A crashed gateway is restarted by the supervisor; requests keep succeeding.
+        # A crashed gateway is restarted by the supervisor; requests keep succeeding. The
+        # precondition: Envoy routes to both gateways right now (fresh-clone CI runs saw
+        # every earlier request go to gateway-0 and the retries find no other healthy one).
+        from serving.envoy.config import CLUSTER_GATEWAY_REST
+        from serving.envoy.runtime import healthy_members
+
+        admin = int(out.wait_for(r"Envoy admin\s+http://127\.0\.0\.1:(\d+)/", 5).group(1))
+        wait_until(
+            lambda: healthy_members(admin, CLUSTER_GATEWAY_REST) == 2,
+            30,
+            "Envoy to route to both gateways",
+            interval=0.2,
+        )
         gateway_pid = int(err.wait_for(r"gateway-0 ready \(pid (\d+)", 5).group(1))
         os.kill(gateway_pid, signal.SIGKILL)
         for i in range(20):
