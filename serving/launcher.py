@@ -167,7 +167,7 @@ class ServingStack:
                     env={"TF_CPP_MIN_LOG_LEVEL": "2"},
                 )
             )
-        config = write_config(s.run_dir / "envoy.yaml", s, topo.upstreams)
+        config = write_config(s.run_dir / "envoy.yaml", s, topo.upstreams, logs)
         validate_config(config)
         admin = f"http://{s.envoy.host}:{s.envoy.admin_port}"
         children.append(

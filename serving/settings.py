@@ -109,6 +109,9 @@ class EnvoySettings(_Frozen):
     connect_timeout_ms: int = Field(250, ge=10, le=60_000)
     num_retries: int = Field(2, ge=0, le=10)
     concurrency: int = Field(2, ge=1, le=64)
+    access_log: bool = Field(
+        True, description="one JSON line per request: replica, tries, response flags"
+    )
     max_connections: int = Field(4096, ge=1, le=1_000_000)
     max_pending_requests: int = Field(4096, ge=1, le=1_000_000)
     max_downstream_connections: int = Field(50_000, ge=1, le=1_000_000)

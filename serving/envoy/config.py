@@ -42,6 +42,29 @@ GRPC_FEEDBACK = "/aiqleads.recommendations.v1.Recommendations/Feedback"
 
 Discovery = Literal["static", "dns"]
 
+STDOUT = "/dev/stdout"  # where a pod's Envoy logs go (kubectl logs)
+ACCESS_LOG = "envoy-access.log"
+HEALTH_LOG = "envoy-health.log"
+OUTLIER_LOG = "envoy-outlier.log"
+# One JSON object per request: which replica answered, after how many tries, and Envoy's
+# response flags (UF upstream connect failure, UH no healthy upstream, URX retry limit, ...).
+ACCESS_LOG_FORMAT = {
+    "time": "%START_TIME%",
+    "method": "%REQ(:METHOD)%",
+    "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+    "protocol": "%PROTOCOL%",
+    "status": "%RESPONSE_CODE%",
+    "grpc_status": "%GRPC_STATUS_NUMBER%",
+    "flags": "%RESPONSE_FLAGS%",
+    "details": "%RESPONSE_CODE_DETAILS%",
+    "cluster": "%UPSTREAM_CLUSTER%",
+    "upstream": "%UPSTREAM_HOST%",
+    "attempts": "%UPSTREAM_REQUEST_ATTEMPT_COUNT%",
+    "failure": "%UPSTREAM_TRANSPORT_FAILURE_REASON%",
+    "duration_ms": "%DURATION%",
+    "request_id": "%REQ(X-REQUEST-ID)%",
+}
+
 
 @dataclasses.dataclass(frozen=True)
 class Replica:
@@ -91,6 +114,27 @@ def _socket(host: str, port: int) -> dict:
     return {"socket_address": {"address": host, "port_value": port}}
 
 
+@dataclasses.dataclass(frozen=True)
+class LogPaths:
+    """Where Envoy writes its access log and its health-check and outlier-ejection events."""
+
+    access: str | None
+    health: str
+    outlier: str
+
+    @classmethod
+    def to_stdout(cls, access_log: bool = True) -> LogPaths:
+        return cls(STDOUT if access_log else None, STDOUT, STDOUT)
+
+    @classmethod
+    def in_dir(cls, directory: str, access_log: bool = True) -> LogPaths:
+        return cls(
+            f"{directory}/{ACCESS_LOG}" if access_log else None,
+            f"{directory}/{HEALTH_LOG}",
+            f"{directory}/{OUTLIER_LOG}",
+        )
+
+
 def _cluster(
     name: str,
     replicas: tuple[Replica, ...],
@@ -98,6 +142,7 @@ def _cluster(
     health_path: str,
     env: EnvoySettings,
     discovery: Discovery,
+    logs: LogPaths,
 ) -> dict:
     endpoints = []
     for r in replicas:
@@ -126,6 +171,15 @@ def _cluster(
                 "healthy_threshold": hc.healthy_threshold,
                 "interval_jitter": "0s",
                 "http_health_check": {"path": health_path, "codec_client_type": "HTTP1"},
+                "event_logger": [
+                    {
+                        "name": "envoy.health_check.event_sinks.file",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.health_check.event_sinks.file.v3.HealthCheckEventFileSink",
+                            "event_log_path": logs.health,
+                        },
+                    }
+                ],
             }
         ],
         "outlier_detection": {
@@ -223,8 +277,21 @@ def _rate_limit_filter(env: EnvoySettings) -> dict:
     }
 
 
-def _http_manager(name: str, routes: list[dict], filters: list[dict]) -> dict:
+def _access_log(path: str) -> dict:
     return {
+        "name": "envoy.access_loggers.file",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+            "path": path,
+            "log_format": {"json_format": ACCESS_LOG_FORMAT},
+        },
+    }
+
+
+def _http_manager(
+    name: str, routes: list[dict], filters: list[dict], access_log: str | None
+) -> dict:
+    manager = {
         "name": "envoy.filters.network.http_connection_manager",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
@@ -248,6 +315,9 @@ def _http_manager(name: str, routes: list[dict], filters: list[dict]) -> dict:
             ],
         },
     }
+    if access_log:
+        manager["typed_config"]["access_log"] = [_access_log(access_log)]
+    return manager
 
 
 def _listener(name: str, host: str, port: int, manager: dict) -> dict:
@@ -258,9 +328,15 @@ def _listener(name: str, host: str, port: int, manager: dict) -> dict:
     }
 
 
-def build_envoy_config(settings: ServingSettings, upstreams: Upstreams) -> dict:
-    """The Envoy bootstrap (v3 API) as a plain dict; ports in `settings.envoy` must be set."""
+def build_envoy_config(
+    settings: ServingSettings, upstreams: Upstreams, logs: LogPaths | None = None
+) -> dict:
+    """The Envoy bootstrap (v3 API) as a plain dict; ports in `settings.envoy` must be set.
+
+    ``logs`` defaults to standard output (a pod); local runs write files in their run dir.
+    """
     env = settings.envoy
+    logs = logs or LogPaths.to_stdout(env.access_log)
     for label, port in (
         ("envoy.port", env.port),
         ("envoy.admin_port", env.admin_port),
@@ -290,30 +366,37 @@ def build_envoy_config(settings: ServingSettings, upstreams: Upstreams) -> dict:
     d = upstreams.discovery
     return {
         "admin": {"address": _socket(env.host, env.admin_port)},
+        "cluster_manager": {"outlier_detection": {"event_log_path": logs.outlier}},
         "static_resources": {
             "listeners": [
                 _listener(
                     FRONT_LISTENER,
                     env.host,
                     env.port,
-                    _http_manager(FRONT_LISTENER, front_routes, [_rate_limit_filter(env)]),
+                    _http_manager(
+                        FRONT_LISTENER, front_routes, [_rate_limit_filter(env)], logs.access
+                    ),
                 ),
                 _listener(
                     MODEL_LISTENER,
                     env.host,
                     env.model_listener_port,
-                    _http_manager(MODEL_LISTENER, model_routes, []),
+                    _http_manager(MODEL_LISTENER, model_routes, [], logs.access),
                 ),
             ],
             "clusters": [
                 _cluster(
-                    CLUSTER_GATEWAY_REST, upstreams.gateways, False, GATEWAY_HEALTH_PATH, env, d
+                    CLUSTER_GATEWAY_REST, upstreams.gateways, False, GATEWAY_HEALTH_PATH, env, d, logs
                 ),
                 _cluster(
-                    CLUSTER_GATEWAY_GRPC, upstreams.gateways, True, GATEWAY_HEALTH_PATH, env, d
+                    CLUSTER_GATEWAY_GRPC, upstreams.gateways, True, GATEWAY_HEALTH_PATH, env, d, logs
                 ),
-                _cluster(CLUSTER_MODEL_GRPC, upstreams.model_servers, True, model_health, env, d),
-                _cluster(CLUSTER_MODEL_REST, upstreams.model_servers, False, model_health, env, d),
+                _cluster(
+                    CLUSTER_MODEL_GRPC, upstreams.model_servers, True, model_health, env, d, logs
+                ),
+                _cluster(
+                    CLUSTER_MODEL_REST, upstreams.model_servers, False, model_health, env, d, logs
+                ),
             ],
         },
         "overload_manager": {
@@ -330,6 +413,8 @@ def build_envoy_config(settings: ServingSettings, upstreams: Upstreams) -> dict:
     }
 
 
-def render_envoy_config(settings: ServingSettings, upstreams: Upstreams) -> str:
+def render_envoy_config(
+    settings: ServingSettings, upstreams: Upstreams, logs: LogPaths | None = None
+) -> str:
     """The bootstrap as YAML text, ready for ``envoy -c``."""
-    return yaml.safe_dump(build_envoy_config(settings, upstreams), sort_keys=False)
+    return yaml.safe_dump(build_envoy_config(settings, upstreams, logs), sort_keys=False)

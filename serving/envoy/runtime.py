@@ -6,7 +6,7 @@ import pathlib
 import subprocess
 
 from aiqleads.errors import ConfigError
-from serving.envoy.config import Upstreams, render_envoy_config
+from serving.envoy.config import LogPaths, Upstreams, render_envoy_config
 from serving.process import find_binary, http_status
 from serving.settings import ServingSettings
 
@@ -17,10 +17,18 @@ def envoy_binary() -> str:
 
 
 def write_config(
-    path: pathlib.Path, settings: ServingSettings, upstreams: Upstreams
+    path: pathlib.Path,
+    settings: ServingSettings,
+    upstreams: Upstreams,
+    log_dir: pathlib.Path | None = None,
 ) -> pathlib.Path:
+    """Write the bootstrap; with ``log_dir`` Envoy's access and event logs go to files there."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_envoy_config(settings, upstreams))
+    logs = None
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        logs = LogPaths.in_dir(str(log_dir.resolve()), settings.envoy.access_log)
+    path.write_text(render_envoy_config(settings, upstreams, logs))
     return path
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pathlib
 import sys
 
@@ -37,6 +38,7 @@ class Proxy:
         self.tmp = tmp
         self.children: list[Child] = []
         self.backends: dict[str, Child] = {}
+        self.replicas: dict[str, Replica] = {}
         self.settings: ServingSettings | None = None
 
     def _backend(self, name: str, fail: bool) -> Replica:
@@ -49,7 +51,7 @@ class Proxy:
         child = Child(name, argv, self.tmp / f"{name}.log", lambda: http_status(url)[0] == 200)
         child.start()
         self.children.append(child)
-        self.backends[name] = child
+        self.backends[name], self.replicas[name] = child, replica
         return replica
 
     def start(
@@ -75,7 +77,7 @@ class Proxy:
         )
         for child in self.children:
             wait_until(child.ready, 30, f"test backend {child.name}")
-        config = write_config(self.tmp / "envoy.yaml", self.settings, upstreams)
+        config = write_config(self.tmp / "envoy.yaml", self.settings, upstreams, self.log_dir)
         envoy = Child(
             "envoy",
             envoy_argv(config, 1),
@@ -97,6 +99,17 @@ class Proxy:
             "every backend healthy in envoy",
         )
         return self
+
+    @property
+    def log_dir(self) -> pathlib.Path:
+        return self.tmp / "logs"
+
+    def log_records(self, name: str) -> list[dict]:
+        """JSON lines Envoy has flushed to one of its log files so far."""
+        path = self.log_dir / name
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
     @property
     def front(self) -> str:

@@ -10,6 +10,7 @@ import urllib.request
 import grpc
 import pytest
 
+from serving.envoy.config import ACCESS_LOG, HEALTH_LOG
 from serving.envoy.runtime import admin_stats
 from serving.process import wait_until
 
@@ -90,6 +91,17 @@ def test_health_checks_remove_a_dead_replica(proxy) -> None:
     assert {_grpc(proxy.front, RECOMMEND) for _ in range(20)} == {f"gw1|{RECOMMEND}"}
     # No retry was needed: the dead host was out of rotation, not merely retried around.
     assert _counter(proxy, "cluster.gateway_rest.upstream_rq_retry") == retries
+    # Envoy's health-event log names the removed replica, for the operator.
+    gw0_port = proxy.replicas["gw0"].rest_port
+
+    def gw0_ejected() -> bool:
+        return any(
+            "eject_unhealthy_event" in e
+            and e["host"]["socket_address"]["port_value"] == gw0_port
+            for e in proxy.log_records(HEALTH_LOG)
+        )
+
+    wait_until(gw0_ejected, 10, "the health-event log to record gw0's removal")
 
 
 def test_a_failing_replica_is_retried_on_another_host(proxy) -> None:
@@ -100,6 +112,18 @@ def test_a_failing_replica_is_retried_on_another_host(proxy) -> None:
     assert {_grpc(proxy.front, PREDICT) for _ in range(20)} == {f"gw1|{PREDICT}"}
     assert _counter(proxy, "cluster.gateway_rest.upstream_rq_retry") >= 1
     assert _counter(proxy, "cluster.gateway_rest.upstream_rq_retry_success") >= 1
+    # The access log says which replica answered each request and after how many tries.
+    gw1 = f"127.0.0.1:{proxy.replicas['gw1'].rest_port}"
+
+    def rest_records() -> list[dict]:
+        return [r for r in proxy.log_records(ACCESS_LOG) if r["path"] == "/v1/recommendations"]
+
+    wait_until(lambda: len(rest_records()) == 30, 10, "30 access-log lines")
+    records = rest_records()
+    assert {(r["status"], r["upstream"], r["cluster"]) for r in records} == {
+        (200, gw1, "gateway_rest")
+    }
+    assert max(r["attempts"] for r in records) == 2  # the retried ones went to gw0 first
 
 
 def test_local_rate_limit_answers_429_past_the_limit(proxy) -> None:

@@ -77,6 +77,19 @@ def _start_serve(tmp_path: pathlib.Path, model_base: pathlib.Path, *args: str) -
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def _print_envoy_logs(log_dir: pathlib.Path) -> None:
+    """Envoy's account of the last requests and of replica health, shown when a test fails."""
+    import time
+
+    from serving.envoy.config import ACCESS_LOG, HEALTH_LOG, OUTLIER_LOG
+
+    time.sleep(1.5)  # Envoy flushes its file logs every second
+    for name, tail in ((ACCESS_LOG, 40), (HEALTH_LOG, 40), (OUTLIER_LOG, 40)):
+        path = log_dir / name
+        lines = path.read_text().splitlines()[-tail:] if path.exists() else ["(no file)"]
+        print(f"--- {name} (last {tail} lines)", *lines, sep="\n")
+
+
 def _gone(pid: int) -> bool:
     stat = pathlib.Path(f"/proc/{pid}/stat")
     return not stat.exists() or stat.read_text().split()[2] == "Z"
@@ -152,8 +165,12 @@ def test_serve_recommends_through_envoy_survives_a_crash_and_stops_cleanly(
         )
         gateway_pid = int(err.wait_for(r"gateway-0 ready \(pid (\d+)", 5).group(1))
         os.kill(gateway_pid, signal.SIGKILL)
-        for i in range(20):
-            assert _post(f"{front}/v1/recommendations", {"user_id": f"u{i}", "k": 2})["items"]
+        try:
+            for i in range(20):
+                assert _post(f"{front}/v1/recommendations", {"user_id": f"u{i}", "k": 2})["items"]
+        except BaseException:
+            _print_envoy_logs(tmp_path / "run" / "logs")
+            raise
         err.wait_for(r"gateway-0 restarted \(pid \d+", timeout=60)
     finally:
         pids = err.pids()
