@@ -363,7 +363,10 @@ def build_envoy_config(
         _route({"prefix": REST_MODELS}, CLUSTER_MODEL_REST, env),
     ]
     model_health = f"{REST_MODELS}/{settings.model_name}"
-    d = upstreams.discovery
+
+    def cluster(name: str, replicas: tuple[Replica, ...], grpc_port: bool, health: str) -> dict:
+        return _cluster(name, replicas, grpc_port, health, env, upstreams.discovery, logs)
+
     return {
         "admin": {"address": _socket(env.host, env.admin_port)},
         "cluster_manager": {"outlier_detection": {"event_log_path": logs.outlier}},
@@ -385,18 +388,10 @@ def build_envoy_config(
                 ),
             ],
             "clusters": [
-                _cluster(
-                    CLUSTER_GATEWAY_REST, upstreams.gateways, False, GATEWAY_HEALTH_PATH, env, d, logs
-                ),
-                _cluster(
-                    CLUSTER_GATEWAY_GRPC, upstreams.gateways, True, GATEWAY_HEALTH_PATH, env, d, logs
-                ),
-                _cluster(
-                    CLUSTER_MODEL_GRPC, upstreams.model_servers, True, model_health, env, d, logs
-                ),
-                _cluster(
-                    CLUSTER_MODEL_REST, upstreams.model_servers, False, model_health, env, d, logs
-                ),
+                cluster(CLUSTER_GATEWAY_REST, upstreams.gateways, False, GATEWAY_HEALTH_PATH),
+                cluster(CLUSTER_GATEWAY_GRPC, upstreams.gateways, True, GATEWAY_HEALTH_PATH),
+                cluster(CLUSTER_MODEL_GRPC, upstreams.model_servers, True, model_health),
+                cluster(CLUSTER_MODEL_REST, upstreams.model_servers, False, model_health),
             ],
         },
         "overload_manager": {

@@ -96,8 +96,7 @@ def test_health_checks_remove_a_dead_replica(proxy) -> None:
 
     def gw0_ejected() -> bool:
         return any(
-            "eject_unhealthy_event" in e
-            and e["host"]["socket_address"]["port_value"] == gw0_port
+            "eject_unhealthy_event" in e and e["host"]["socket_address"]["port_value"] == gw0_port
             for e in proxy.log_records(HEALTH_LOG)
         )
 
