@@ -38,7 +38,8 @@ USER_MEDIAN_PRICE = (
 
 # User x lead: the user's own history with this lead, strictly before the event time.
 USER_LEAD_EVENTS = "user_lead_events"  # float: engagement-weighted count (view 1 ... purchase 8)
-USER_LEAD_EVENT_WEIGHTS = {"view": 1.0, "click": 2.0, "inquiry": 4.0, "purchase": 8.0}
+# How much one event of each type counts, in this feature and in the popularity prior.
+EVENT_WEIGHTS = {"view": 1.0, "click": 2.0, "inquiry": 4.0, "purchase": 8.0}
 
 # Market side: the region's latest market row on or before the event date.
 MARKET_DEMAND = "market_demand"  # float

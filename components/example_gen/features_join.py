@@ -209,7 +209,7 @@ def attach_user_features(
 
 def pair_event_weights(history: pd.DataFrame) -> np.ndarray:
     """Each history event's weight in ``user_lead_events`` (view 1 ... purchase 8)."""
-    weights = history[c.EVENT_TYPE].map(f.USER_LEAD_EVENT_WEIGHTS)
+    weights = history[c.EVENT_TYPE].map(f.EVENT_WEIGHTS)
     return weights.fillna(0.0).to_numpy(float)
 
 

@@ -43,7 +43,7 @@ def popularity(events: pd.DataFrame, lead_ids: np.ndarray) -> np.ndarray:
     """Engagement-weighted event count per lead of ``lead_ids`` (views 1 ... purchases 8)."""
     if events.empty:
         return np.zeros(len(lead_ids))
-    w = events["event_type"].map(f.USER_LEAD_EVENT_WEIGHTS).fillna(0.0)
+    w = events["event_type"].map(f.EVENT_WEIGHTS).fillna(0.0)
     per_lead = w.groupby(events["lead_id"]).sum()
     return per_lead.reindex(lead_ids).fillna(0.0).to_numpy(dtype=np.float64)
 
