@@ -23,6 +23,7 @@ setup(
         "tqdm>=4.66",
         "redis>=5,<6",
         "aiohttp>=3.9,<4",
+        "uvloop>=0.19,<1",
         "prometheus-client>=0.20",
         "pyyaml>=6",
     ],

@@ -168,8 +168,11 @@ def workload_patches(settings: ServingSettings) -> list[dict]:
         f"--model-server={ENVOY_INTERNAL_SERVICE}:{env.model_listener_port}",
         f"--model-name={settings.model_name}",
         f"--cache-ttl-seconds={gw.cache_ttl_seconds}",
+        f"--local-cache-entries={gw.local_cache_entries}",
+        f"--local-cache-ttl-seconds={gw.local_cache_ttl_seconds}",
         f"--canary-fraction={gw.canary_fraction}",
         f"--request-timeout-ms={gw.model_timeout_ms}",
+        f"--event-loop={gw.event_loop}",
     ]
     envoy_args = ["-c", ENVOY_CONFIG_PATH, f"--concurrency={env.concurrency}", "--log-level=info"]
     redis_args = [

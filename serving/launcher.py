@@ -189,9 +189,12 @@ class ServingStack:
                 "--model-server", model_address,
                 "--model-name", s.model_name,
                 "--cache-ttl-seconds", str(s.gateways.cache_ttl_seconds),
+                "--local-cache-entries", str(s.gateways.local_cache_entries),
+                "--local-cache-ttl-seconds", str(s.gateways.local_cache_ttl_seconds),
                 "--log-dir", str(s.run_dir / f"gateway-{i}"),
                 "--canary-fraction", str(s.gateways.canary_fraction),
                 "--request-timeout-ms", str(s.gateways.model_timeout_ms),
+                "--event-loop", s.gateways.event_loop,
             ]  # fmt: skip
             url = f"http://{r.host}:{r.rest_port}/healthz"
             children.append(

@@ -66,10 +66,21 @@ class GatewaySettings(_Frozen):
     rest_port: Port = _port_field(0, "REST port of replica 0; 0 picks free ports")
     grpc_port: Port = _port_field(0, "gRPC port of replica 0; 0 picks free ports")
     cache_ttl_seconds: int = Field(300, ge=1, le=86400)
+    local_cache_entries: int = Field(10_000, ge=0, le=10_000_000, description="0 turns it off")
+    local_cache_ttl_seconds: float = Field(10.0, gt=0, le=3600)
     canary_fraction: float = Field(0.0, ge=0.0, le=1.0)
     model_timeout_ms: int = Field(
         500, ge=10, le=60_000, description="deadline of one model call, under Envoy's per-try"
     )
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+
+    @field_validator("local_cache_ttl_seconds")
+    @classmethod
+    def _local_within_redis_ttl(cls, v: float, info) -> float:
+        ttl = info.data.get("cache_ttl_seconds")
+        if ttl is not None and v > ttl:
+            raise ValueError(f"local_cache_ttl_seconds ({v}) exceeds cache_ttl_seconds ({ttl})")
+        return v
 
 
 class RateLimitSettings(_Frozen):

@@ -29,6 +29,20 @@ from serving.gateway.config import parse_config
 @click.option("--model-name", default="lead_recommender", show_default=True)
 @click.option("--cache-ttl-seconds", type=int, default=300, show_default=True)
 @click.option(
+    "--local-cache-entries",
+    type=int,
+    default=10_000,
+    show_default=True,
+    help="Answers kept in process in front of Redis (0 = off).",
+)
+@click.option(
+    "--local-cache-ttl-seconds",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="How long an answer stays in the in-process cache (at most --cache-ttl-seconds).",
+)
+@click.option(
     "--log-dir",
     type=click.Path(path_type=pathlib.Path),
     default=None,
@@ -61,7 +75,14 @@ from serving.gateway.config import parse_config
     show_default=True,
     help="Fill a missing location from the user's Redis feature hash.",
 )
-def main(**flags: object) -> None:
+@click.option(
+    "--event-loop",
+    type=click.Choice(["uvloop", "asyncio"]),
+    default="uvloop",
+    show_default=True,
+    help="uvloop (libuv) costs less CPU per request than the standard asyncio loop.",
+)
+def main(event_loop: str, **flags: object) -> None:
     """Run one caching gateway replica (REST and gRPC) until SIGTERM or Ctrl-C."""
     servers = tuple(
         part.strip() for value in flags.pop("model_servers") for part in str(value).split(",")
@@ -69,7 +90,12 @@ def main(**flags: object) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s gateway %(levelname)s %(message)s")
     try:
         config = parse_config({**flags, "model_servers": tuple(p for p in servers if p)})
-        asyncio.run(_serve(config))
+        if event_loop == "uvloop":
+            import uvloop
+
+            uvloop.run(_serve(config))
+        else:
+            asyncio.run(_serve(config))
     except AiqleadsError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(e.exit_code)

@@ -8,7 +8,7 @@ import logging
 from aiohttp import web
 
 from serving.gateway import grpc_service, rest
-from serving.gateway.cache import CachingLoader, RedisCache
+from serving.gateway.cache import CachingLoader, LocalCache, RedisCache
 from serving.gateway.config import GatewayConfig
 from serving.gateway.features import OnlineFeatures
 from serving.gateway.feedback_log import JsonlLog, NullLog
@@ -41,7 +41,14 @@ class Gateway:
             self.metrics,
             timeout_seconds=config.redis_timeout_ms / 1000,
         )
-        self.loader = CachingLoader(self.cache, self.metrics, lock_ttl_ms=config.lock_ttl_ms)
+        local = (
+            LocalCache(config.local_cache_entries, config.local_cache_ttl_seconds)
+            if config.local_cache_entries
+            else None
+        )
+        self.loader = CachingLoader(
+            self.cache, self.metrics, lock_ttl_ms=config.lock_ttl_ms, local=local
+        )
         self.tracker = VersionTracker(self.model, self.metrics, config.version_refresh_seconds)
         if config.log_dir is not None:
             self.request_log = JsonlLog(

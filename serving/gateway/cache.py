@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -176,6 +177,42 @@ class _LeaderCancelled(Exception):
     """The request computing a key was cancelled; a waiting request takes the load over."""
 
 
+class LocalCache:
+    """A bounded in-process LRU with a TTL, in front of Redis in each replica.
+
+    Keys carry the model version, so an entry can only be as stale as its TTL; the TTL is
+    short (seconds) so a replica never serves an answer much older than Redis would. A hit
+    here costs no Redis round trip, which is most of what a cache hit costs the gateway.
+    """
+
+    def __init__(
+        self, max_entries: int, ttl_seconds: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if max_entries < 1 or ttl_seconds <= 0:
+            raise ValueError("LocalCache needs max_entries >= 1 and ttl_seconds > 0")
+        self._max, self._ttl, self._clock = max_entries, ttl_seconds, clock
+        self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: str) -> bytes | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[0] <= self._clock():
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return entry[1]
+
+    def put(self, key: str, value: bytes) -> None:
+        self._entries[key] = (self._clock() + self._ttl, value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+
+
 class CachingLoader:
     """Cache-aside loading with one model call per key in flight.
 
@@ -183,6 +220,10 @@ class CachingLoader:
     short Redis lock (`SET NX PX`) lets one replica compute while the others poll the cache
     for at most the lock's lifetime, then compute themselves. When the computing request is
     cancelled, the requests waiting on it start over (one of them becomes the leader).
+
+    With a `LocalCache`, answers read from or stored in Redis are also kept in process and
+    served from there ("local") until its TTL; while Redis is down nothing new is kept, so
+    the gateway serves uncached as before.
     """
 
     def __init__(
@@ -191,16 +232,25 @@ class CachingLoader:
         metrics: GatewayMetrics,
         lock_ttl_ms: int = 1000,
         poll_seconds: float = 0.005,
+        local: LocalCache | None = None,
     ) -> None:
         self._cache, self._metrics = cache, metrics
         self._lock_ttl_ms, self._poll = lock_ttl_ms, poll_seconds
         self._inflight: dict[str, asyncio.Future] = {}
+        self._local = local
 
     async def load(self, kind: str, key: str, compute: Callable[[], Awaitable[bytes]]) -> Loaded:
-        """The value of `key`: from Redis, from a load in flight, or computed and stored."""
+        """The value of `key`: from this process, from Redis, from a load in flight, or
+        computed and stored."""
+        if self._local is not None and (value := self._local.get(key)) is not None:
+            self._metrics.cache_hits.labels(kind).inc()
+            self._metrics.local_cache_hits.labels(kind).inc()
+            return Loaded(value, "local")
         while True:
             loaded = await self._load_once(kind, key, compute)
             if loaded is not None:
+                if self._local is not None and self._cache.is_up:
+                    self._local.put(key, loaded.value)
                 return loaded
 
     async def _follow(self, kind: str, pending: asyncio.Future) -> Loaded | None:

@@ -26,6 +26,10 @@ class GatewayConfig(BaseModel):
     model_servers: tuple[str, ...] = Field(("127.0.0.1:8500",), min_length=1, max_length=16)
     model_name: str = Field("lead_recommender", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     cache_ttl_seconds: int = Field(300, ge=1, le=86400)
+    local_cache_entries: int = Field(
+        10_000, ge=0, le=10_000_000, description="in-process answers kept; 0 turns it off"
+    )
+    local_cache_ttl_seconds: float = Field(10.0, gt=0, le=3600)
     canary_fraction: float = Field(0.0, ge=0.0, le=1.0)
     request_timeout_ms: int = Field(500, ge=10, le=60_000)
     model_retries: int = Field(1, ge=0, le=5, description="extra tries on UNAVAILABLE")
@@ -50,6 +54,14 @@ class GatewayConfig(BaseModel):
                     f"model server {target!r}: with several servers give IPv4 addresses "
                     "(or one HOST:PORT of a load balancer such as Envoy)"
                 )
+        return value
+
+    @field_validator("local_cache_ttl_seconds")
+    @classmethod
+    def _local_within_redis_ttl(cls, value: float, info) -> float:
+        ttl = info.data.get("cache_ttl_seconds")
+        if ttl is not None and value > ttl:
+            raise ValueError(f"local_cache_ttl_seconds ({value}) exceeds cache_ttl_seconds ({ttl})")
         return value
 
     @field_validator("redis_url")

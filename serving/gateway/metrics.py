@@ -51,6 +51,12 @@ class GatewayMetrics:
         self.cache_hits = Counter(
             "aiqleads_gateway_cache_hits", "Answers read from Redis.", ("kind",), registry=r
         )
+        self.local_cache_hits = Counter(
+            "aiqleads_gateway_local_cache_hits",
+            "Cache hits answered from the replica's in-process cache (also in cache_hits).",
+            ("kind",),
+            registry=r,
+        )
         self.cache_misses = Counter(
             "aiqleads_gateway_cache_misses",
             "Lookups that went to the model.",

@@ -33,7 +33,7 @@ class Recommendation:
     variant: str
     cached: bool
     items: tuple[tuple[str, float], ...]
-    source: str = "miss"  # hit, miss or coalesced: for metrics, not part of the answer
+    source: str = "miss"  # local, hit, miss or coalesced: for metrics, not part of the answer
 
     def to_json(self) -> dict:
         return {
@@ -109,7 +109,7 @@ class RecommendationService:
             request_id=uuid.uuid4().hex,
             model_version=int(payload["version"]),
             variant=variant,
-            cached=loaded.source == "hit",
+            cached=loaded.source in ("hit", "local"),
             items=items,
             source=loaded.source,
         )

@@ -303,6 +303,9 @@ def start_gateway(redis_server, model_server, tmp_path):
             # Generous: the client threads share this process with the gateway, and with a
             # delayed model call in flight the waiting requests must not time out on a slow CI.
             "request_timeout_ms": 15_000,
+            # The Redis tier on its own (what most tests here are about); the tests of the
+            # in-process tier in front of it turn it on.
+            "local_cache_entries": 0,
             **overrides,
         }
         gateway = GatewayThread(parse_config(settings))

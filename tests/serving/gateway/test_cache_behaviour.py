@@ -136,3 +136,46 @@ def test_several_model_servers_survive_losing_one(
     answers = [recommend(gateway, user_id=f"vera{i}", k=2) for i in range(1, 11)]
     assert [a["items"] for a in answers] == [expected(f"vera{i}", 2, 1) for i in range(1, 11)]
     assert spare.predict_calls >= 10
+
+
+def _local_hits(gateway) -> float:
+    text = requests.get(f"{gateway.url}/metrics", timeout=5).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("aiqleads_gateway_local_cache_hits_total")
+    )
+
+
+def test_the_in_process_tier_answers_repeats_without_redis_until_its_ttl(
+    start_gateway, redis_server, model_server, recommend, expected
+):
+    gateway = start_gateway(local_cache_entries=100, local_cache_ttl_seconds=1.0)
+    first = recommend(gateway, user_id="ivy", k=3)
+    assert first["cached"] is False and first["items"] == expected("ivy", 3, 1)
+    redis_server.client().flushall()  # only this replica's memory still has the answer
+    again = recommend(gateway, user_id="ivy", k=3)
+    assert (again["cached"], again["items"]) == (True, first["items"])
+    assert (model_server.predict_calls, _local_hits(gateway)) == (1, 1)
+    time.sleep(1.2)  # past the local TTL: back to Redis (now empty), so the model again
+    assert recommend(gateway, user_id="ivy", k=3)["cached"] is False
+    assert model_server.predict_calls == 2
+    # That answer went to Redis as well as to memory: a second replica reads it from Redis.
+    other = start_gateway(local_cache_entries=100, local_cache_ttl_seconds=1.0)
+    assert recommend(other, user_id="ivy", k=3)["cached"] is True
+    assert (model_server.predict_calls, _local_hits(other)) == (2, 0)
+
+
+def test_the_in_process_tier_keeps_known_answers_while_redis_is_down_but_adds_none(
+    start_gateway, redis_server, model_server, recommend, expected
+):
+    gateway = start_gateway(local_cache_entries=100, local_cache_ttl_seconds=30.0)
+    recommend(gateway, user_id="gina", k=3)
+    redis_server.stop()
+    assert recommend(gateway, user_id="gina", k=3)["cached"] is True
+    assert model_server.predict_calls == 1
+    # Nothing new is kept while Redis is down: a new user's repeats reach the model each time.
+    fresh = [recommend(gateway, user_id="hank", k=2) for _ in range(3)]
+    assert [a["cached"] for a in fresh] == [False] * 3
+    assert all(a["items"] == expected("hank", 2, 1) for a in fresh)
+    assert model_server.predict_calls == 4

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from aiqleads.errors import ConfigError
-from serving.gateway.cache import CircuitBreaker
+from serving.gateway.cache import CircuitBreaker, LocalCache
 from serving.gateway.config import parse_config
 from serving.gateway.errors import ModelUnavailableError
 from serving.gateway.feedback_log import JsonlLog
@@ -105,3 +105,24 @@ def test_jsonl_log_rotates_by_size_and_keeps_a_capped_number_of_files(tmp_path):
     assert kept < 200  # the oldest records were dropped with the oldest file
     older = [json.loads(x)["n"] for x in (tmp_path / "feedback.jsonl.1").read_text().splitlines()]
     assert older[-1] + 1 == newest[0]  # no record lost between rotations
+
+
+def test_local_cache_is_a_bounded_lru_with_a_ttl() -> None:
+    now = [0.0]
+    cache = LocalCache(max_entries=2, ttl_seconds=10, clock=lambda: now[0])
+    cache.put("a", b"1")
+    cache.put("b", b"2")
+    assert cache.get("a") == b"1"  # "a" is now the most recently used
+    cache.put("c", b"3")  # evicts the least recently used: "b"
+    assert (cache.get("a"), cache.get("b"), cache.get("c"), len(cache)) == (b"1", None, b"3", 2)
+    now[0] = 9.9
+    assert cache.get("c") == b"3"
+    now[0] = 10.0
+    assert (cache.get("a"), cache.get("c"), len(cache)) == (None, None, 0)
+    with pytest.raises(ValueError):
+        LocalCache(max_entries=0, ttl_seconds=1)
+
+
+def test_local_cache_ttl_may_not_exceed_the_redis_ttl() -> None:
+    with pytest.raises(ConfigError, match="local_cache_ttl_seconds"):
+        parse_config({"cache_ttl_seconds": 5, "local_cache_ttl_seconds": 6})
