@@ -292,6 +292,7 @@ def test_gateway_arguments_are_accepted_by_the_gateway(built):
         args = [a.replace("$(REDIS_PASSWORD)", "0123abcd") for a in pod["containers"][0]["args"]]
         params = dict(gateway_main.make_context("gateway", args).params)
         params["model_servers"] = tuple(params["model_servers"])
+        assert params.pop("event_loop") == settings.gateways.event_loop  # chosen before config
         config = parse_config(params)
         assert config.host == "0.0.0.0"
         assert (config.rest_port, config.grpc_port) == (
@@ -303,6 +304,10 @@ def test_gateway_arguments_are_accepted_by_the_gateway(built):
         )
         assert config.redis_url == "redis://:0123abcd@aiqleads-redis:6379/0"
         assert config.cache_ttl_seconds == settings.gateways.cache_ttl_seconds
+        assert (config.local_cache_entries, config.local_cache_ttl_seconds) == (
+            settings.gateways.local_cache_entries,
+            settings.gateways.local_cache_ttl_seconds,
+        )
         ports = {p["name"]: p["containerPort"] for p in pod["containers"][0]["ports"]}
         assert ports == {"rest": config.rest_port, "grpc": config.grpc_port}
 
