@@ -24,6 +24,7 @@ setup(
         "redis>=5,<6",
         "aiohttp>=3.9,<4",
         "uvloop>=0.19,<1",
+        "orjson>=3.9,<4",
         "prometheus-client>=0.20",
         "pyyaml>=6",
     ],

@@ -8,10 +8,11 @@ record is dropped and counted.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import pathlib
+
+import orjson
 
 from serving.gateway.metrics import GatewayMetrics
 
@@ -57,7 +58,7 @@ class JsonlLog:
         self._size = 0
 
     def write(self, record: dict) -> None:
-        line = json.dumps(record, separators=(",", ":"), sort_keys=True).encode() + b"\n"
+        line = orjson.dumps(record, option=orjson.OPT_SORT_KEYS) + b"\n"
         try:
             if self._size and self._size + len(line) > self._max_bytes:
                 self._rotate()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+import orjson
 from aiohttp import web
 
 from serving.gateway.cache import RedisCache
@@ -88,8 +89,11 @@ async def _errors_and_metrics(request: web.Request, handler) -> web.StreamRespon
 
 async def recommend(request: web.Request) -> web.Response:
     result = await request.app[_SERVICE].recommend(parse_recommend(await _json_body(request)))
-    headers = {"X-Cache": result.source}
-    return web.json_response(result.to_json(), headers=headers)
+    return web.Response(
+        body=orjson.dumps(result.to_json()),
+        content_type="application/json",
+        headers={"X-Cache": result.source},
+    )
 
 
 async def feedback(request: web.Request) -> web.Response:

@@ -14,6 +14,8 @@ import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 
+import orjson
+
 from serving.gateway.cache import KEY_PREFIX, CachingLoader
 from serving.gateway.errors import ModelUnavailableError, NotFoundError
 from serving.gateway.features import OnlineFeatures
@@ -103,7 +105,7 @@ class RecommendationService:
             # The version was unloaded since the last poll: learn the new one and retry once.
             variant, version = (await self.versions(refresh=True)).resolve(arm)
             loaded = await self._load(request, version)
-        payload = json.loads(loaded.value)
+        payload = orjson.loads(loaded.value)
         items = tuple((lead, float(score)) for lead, score in payload["items"])
         result = Recommendation(
             request_id=uuid.uuid4().hex,
@@ -122,7 +124,7 @@ class RecommendationService:
                 request.user_id, request.k, request.latitude, request.longitude, version
             )
             items = [[lead, score] for lead, score in zip(recs.lead_ids, recs.scores, strict=False)]
-            return json.dumps({"version": recs.model_version, "items": items}).encode()
+            return orjson.dumps({"version": recs.model_version, "items": items})
 
         key = recommend_key(self._model.model_name, version, request)
         return await self._loader.load("recommend", key, compute)
