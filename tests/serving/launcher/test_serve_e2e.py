@@ -77,12 +77,25 @@ def _start_serve(tmp_path: pathlib.Path, model_base: pathlib.Path, *args: str) -
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _print_envoy_logs(log_dir: pathlib.Path) -> None:
-    """Envoy's account of the last requests and of replica health, shown when a test fails."""
+def _print_envoy_logs(log_dir: pathlib.Path, admin: int, launcher_lines: list[str]) -> None:
+    """Envoy's view of the gateways right now (admin /clusters: health flags, outlier
+    ejection, connection and request counts per host), its logs and the launcher's progress
+    lines, shown when a test fails."""
     import time
 
-    from serving.envoy.config import ACCESS_LOG, HEALTH_LOG, OUTLIER_LOG
+    from serving.envoy.config import ACCESS_LOG, CLUSTER_GATEWAY_REST, HEALTH_LOG, OUTLIER_LOG
 
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/clusters", timeout=5) as resp:
+            clusters = resp.read().decode().splitlines()
+    except OSError as e:
+        clusters = [f"(admin unreachable: {e})"]
+    print("--- envoy /clusters (gateway_rest)", *[
+        line for line in clusters if line.startswith(CLUSTER_GATEWAY_REST + "::")
+        and any(k in line for k in ("health_flags", "cx_active", "rq_total", "rq_error",
+                                    "cx_connect_fail", "success_rate"))
+    ], sep="\n")  # fmt: skip
+    print("--- launcher (last 20 lines)", *launcher_lines[-20:], sep="\n")
     time.sleep(1.5)  # Envoy flushes its file logs every second
     for name, tail in ((ACCESS_LOG, 40), (HEALTH_LOG, 40), (OUTLIER_LOG, 40)):
         path = log_dir / name
@@ -169,7 +182,7 @@ def test_serve_recommends_through_envoy_survives_a_crash_and_stops_cleanly(
             for i in range(20):
                 assert _post(f"{front}/v1/recommendations", {"user_id": f"u{i}", "k": 2})["items"]
         except BaseException:
-            _print_envoy_logs(tmp_path / "run" / "logs")
+            _print_envoy_logs(tmp_path / "run" / "logs", admin, err.lines)
             raise
         err.wait_for(r"gateway-0 restarted \(pid \d+", timeout=60)
     finally:
