@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from aiqleads import settings_io
+from serving.gateway.config import local_ttl_within_redis_ttl
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 MODEL_NAME = "lead_recommender"
@@ -74,13 +75,7 @@ class GatewaySettings(_Frozen):
     )
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
 
-    @field_validator("local_cache_ttl_seconds")
-    @classmethod
-    def _local_within_redis_ttl(cls, v: float, info) -> float:
-        ttl = info.data.get("cache_ttl_seconds")
-        if ttl is not None and v > ttl:
-            raise ValueError(f"local_cache_ttl_seconds ({v}) exceeds cache_ttl_seconds ({ttl})")
-        return v
+    _local_ttl = field_validator("local_cache_ttl_seconds")(local_ttl_within_redis_ttl)
 
 
 class RateLimitSettings(_Frozen):

@@ -14,6 +14,14 @@ _HOST_PORT = re.compile(r"^[A-Za-z0-9.\-]+:\d{1,5}$")
 _IPV4_PORT = re.compile(r"^\d{1,3}(\.\d{1,3}){3}:\d{1,5}$")
 
 
+def local_ttl_within_redis_ttl(cls, value: float, info) -> float:
+    """Validator shared with `serving.settings`: the in-process tier expires before Redis."""
+    ttl = info.data.get("cache_ttl_seconds")
+    if ttl is not None and value > ttl:
+        raise ValueError(f"local_cache_ttl_seconds ({value}) exceeds cache_ttl_seconds ({ttl})")
+    return value
+
+
 class GatewayConfig(BaseModel):
     """Everything one gateway replica needs; built from flags by `serving.gateway.__main__`."""
 
@@ -56,13 +64,7 @@ class GatewayConfig(BaseModel):
                 )
         return value
 
-    @field_validator("local_cache_ttl_seconds")
-    @classmethod
-    def _local_within_redis_ttl(cls, value: float, info) -> float:
-        ttl = info.data.get("cache_ttl_seconds")
-        if ttl is not None and value > ttl:
-            raise ValueError(f"local_cache_ttl_seconds ({value}) exceeds cache_ttl_seconds ({ttl})")
-        return value
+    _local_ttl = field_validator("local_cache_ttl_seconds")(local_ttl_within_redis_ttl)
 
     @field_validator("redis_url")
     @classmethod
