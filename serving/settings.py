@@ -115,6 +115,17 @@ class EnvoySettings(_Frozen):
     connect_timeout_ms: int = Field(250, ge=10, le=60_000)
     num_retries: int = Field(2, ge=0, le=10)
     concurrency: int = Field(2, ge=1, le=64)
+    update_merge_window_ms: int = Field(
+        0,
+        ge=0,
+        le=60_000,
+        description=(
+            "how long Envoy merges health-check changes before its workers see them; 0 "
+            "delivers each at once (Envoy's own default of 1 s leaves a replica that turned "
+            "healthy out of the load balancer for up to that long, though the admin API "
+            "already counts it)"
+        ),
+    )
     access_log: bool = Field(
         True, description="one JSON line per request: replica, tries, response flags"
     )

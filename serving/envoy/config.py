@@ -161,6 +161,10 @@ def _cluster(
         "type": "STRICT_DNS" if discovery == "dns" else "STATIC",
         "connect_timeout": _seconds(env.connect_timeout_ms),
         "lb_policy": env.lb_policy,
+        # Envoy's default merges health changes for 1 s: a second replica turning healthy
+        # within that window reaches the workers' load balancers only when it closes,
+        # while the admin API (membership_healthy) counts it at once (docs/serving.md).
+        "common_lb_config": {"update_merge_window": _seconds(env.update_merge_window_ms)},
         "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": endpoints}]},
         "health_checks": [
             {

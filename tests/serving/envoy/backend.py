@@ -3,12 +3,15 @@
 Every answer names the backend, so a test sees which replica Envoy picked. With
 ``--fail`` the backend stays healthy (``/healthz`` and ``GET /v1/models/...`` answer 200)
 but fails every request (REST 503, gRPC UNAVAILABLE): what retries must route around.
+With ``--healthy-when FILE`` its health answers are 503 until FILE exists: replicas that
+start unhealthy and turn healthy together, as a stack's gateways do once a model loads.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import threading
 from concurrent import futures
@@ -17,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import grpc
 
 
-def _rest_handler(name: str, fail: bool):
+def _rest_handler(name: str, fail: bool, healthy_when: str | None):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -31,7 +34,9 @@ def _rest_handler(name: str, fail: bool):
 
         def do_GET(self) -> None:  # noqa: N802
             if self.path == "/healthz" or self.path.startswith("/v1/models/"):
-                self._answer(200, {"backend": name, "path": self.path, "method": "GET"})
+                healthy = healthy_when is None or os.path.exists(healthy_when)
+                status = 200 if healthy else 503
+                self._answer(status, {"backend": name, "path": self.path, "method": "GET"})
             else:
                 self._answer(404, {"error": "not found"})
 
@@ -68,13 +73,14 @@ def main() -> None:
     parser.add_argument("--rest-port", type=int, required=True)
     parser.add_argument("--grpc-port", type=int, required=True)
     parser.add_argument("--fail", action="store_true")
+    parser.add_argument("--healthy-when", help="health answers 503 until this file exists")
     args = parser.parse_args()
 
     grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     grpc_server.add_generic_rpc_handlers((_AnyMethod(args.name, args.fail),))
     grpc_server.add_insecure_port(f"127.0.0.1:{args.grpc_port}")
     grpc_server.start()
-    http = ThreadingHTTPServer(("127.0.0.1", args.rest_port), _rest_handler(args.name, args.fail))
+    http = ThreadingHTTPServer(("127.0.0.1", args.rest_port), _rest_handler(args.name, args.fail, args.healthy_when))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     threading.Thread(target=http.serve_forever, daemon=True).start()

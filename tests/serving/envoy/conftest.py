@@ -41,14 +41,17 @@ class Proxy:
         self.replicas: dict[str, Replica] = {}
         self.settings: ServingSettings | None = None
 
-    def _backend(self, name: str, fail: bool) -> Replica:
+    def _backend(self, name: str, fail: bool, healthy_when: pathlib.Path | None) -> Replica:
         replica = Replica("127.0.0.1", free_port(), free_port())
         argv = [sys.executable, str(BACKEND), "--name", name]
         argv += ["--rest-port", str(replica.rest_port), "--grpc-port", str(replica.grpc_port)]
         if fail:
             argv.append("--fail")
+        if healthy_when is not None:
+            argv += ["--healthy-when", str(healthy_when)]
         url = f"http://127.0.0.1:{replica.rest_port}/healthz"
-        child = Child(name, argv, self.tmp / f"{name}.log", lambda: http_status(url)[0] == 200)
+        # Up means answering at all: a backend waiting for its health file answers 503.
+        child = Child(name, argv, self.tmp / f"{name}.log", lambda: http_status(url)[0] != 0)
         child.start()
         self.children.append(child)
         self.backends[name], self.replicas[name] = child, replica
@@ -59,11 +62,15 @@ class Proxy:
         gateways: tuple[str, ...] = ("gw0",),
         model_servers: tuple[str, ...] = ("ms0",),
         failing: tuple[str, ...] = (),
+        gateways_healthy_when: pathlib.Path | None = None,
         **overrides: object,
     ) -> Proxy:
+        """Start backends and Envoy; wait until Envoy counts every backend healthy, except
+        gateways given ``gateways_healthy_when`` (unhealthy until that file exists)."""
+        flag = gateways_healthy_when
         upstreams = Upstreams(
-            gateways=tuple(self._backend(n, n in failing) for n in gateways),
-            model_servers=tuple(self._backend(n, n in failing) for n in model_servers),
+            gateways=tuple(self._backend(n, n in failing, flag) for n in gateways),
+            model_servers=tuple(self._backend(n, n in failing, None) for n in model_servers),
         )
         self.settings = ServingSettings().with_overrides(
             **{
@@ -88,8 +95,8 @@ class Proxy:
         self.children.append(envoy)
         wait_until(envoy.ready, 30, "envoy")
         expected = {
-            CLUSTER_GATEWAY_REST: len(gateways),
-            CLUSTER_GATEWAY_GRPC: len(gateways),
+            CLUSTER_GATEWAY_REST: len(gateways) if flag is None else 0,
+            CLUSTER_GATEWAY_GRPC: len(gateways) if flag is None else 0,
             CLUSTER_MODEL_GRPC: len(model_servers),
             CLUSTER_MODEL_REST: len(model_servers),
         }

@@ -103,6 +103,29 @@ def test_health_checks_remove_a_dead_replica(proxy) -> None:
     wait_until(gw0_ejected, 10, "the health-event log to record gw0's removal")
 
 
+def test_replicas_turning_healthy_together_all_take_requests_at_once(proxy, tmp_path) -> None:
+    # A starting stack's gateways turn healthy in the same health-check round, once the
+    # model servers answer. With Envoy's default 1 s update_merge_window the admin API counted
+    # both at once while the load balancer saw only one for that second: every request went
+    # to it, and its crash left the retries no other host (the serve e2e flake).
+    flag = tmp_path / "healthy"
+    proxy.start(gateways=("gw0", "gw1"), gateways_healthy_when=flag)
+    assert proxy.healthy("gateway_rest") == proxy.healthy("gateway_grpc") == 0
+    flag.touch()
+    wait_until(
+        lambda: proxy.healthy("gateway_rest") == proxy.healthy("gateway_grpc") == 2,
+        10,
+        "both gateways healthy in Envoy's admin view",
+        interval=0.01,
+    )
+    served = [_post(proxy.front, "/v1/recommendations")[1]["backend"] for _ in range(20)]
+    assert set(served) == {"gw0", "gw1"}, served
+    assert {_grpc(proxy.front, RECOMMEND) for _ in range(20)} == {
+        f"gw0|{RECOMMEND}",
+        f"gw1|{RECOMMEND}",
+    }
+
+
 def test_a_failing_replica_is_retried_on_another_host(proxy) -> None:
     # gw0 passes health checks but answers 503 / UNAVAILABLE to every request.
     proxy.start(gateways=("gw0", "gw1"), failing=("gw0",))

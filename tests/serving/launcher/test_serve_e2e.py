@@ -186,26 +186,17 @@ def test_serve_recommends_through_envoy_survives_a_crash_and_stops_cleanly(
             (lead, pytest.approx(score, abs=1e-4)) for lead, score in expected_items("alice", 3, 1)
         ]
 
-        # A crashed gateway is restarted by the supervisor; requests keep succeeding. The
-        # precondition: Envoy routes to both gateways right now (fresh-clone CI runs saw
-        # every earlier request go to gateway-0 and the retries find no other healthy one).
+        # A crashed gateway is restarted by the supervisor; requests keep succeeding. Both
+        # gateways turned healthy in the same health-check round; Envoy's load balancer must
+        # route to both right away (update_merge_window 0), so the retries after the kill
+        # have a live gateway to go to.
         from serving.envoy.config import CLUSTER_GATEWAY_REST
         from serving.envoy.runtime import healthy_members
 
         admin = int(out.wait_for(r"Envoy admin\s+http://127\.0\.0\.1:(\d+)/", 5).group(1))
-        wait_until(
-            lambda: healthy_members(admin, CLUSTER_GATEWAY_REST) == 2,
-            30,
-            "Envoy to route to both gateways",
-            interval=0.2,
-        )
-        # Known Envoy 1.40 behaviour under investigation (docs/serving.md): right after start-up
-        # its load balancer may keep every request on one gateway while the admin API reports
-        # both healthy; a kill then leaves the retries no other host. Only that diagnosed state
-        # is an expected failure; once Envoy routes to both, every assertion below is strict.
+        assert healthy_members(admin, CLUSTER_GATEWAY_REST) == 2
         routed = _gateways_routed(admin, front)
-        if min(routed.values()) == 0:
-            pytest.xfail(f"Envoy routed no request to one healthy gateway: {routed}")
+        assert len(routed) == 2 and min(routed.values()) > 0, routed
         gateway_pid = int(err.wait_for(r"gateway-0 ready \(pid (\d+)", 5).group(1))
         os.kill(gateway_pid, signal.SIGKILL)
         try:
