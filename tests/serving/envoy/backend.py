@@ -80,7 +80,9 @@ def main() -> None:
     grpc_server.add_generic_rpc_handlers((_AnyMethod(args.name, args.fail),))
     grpc_server.add_insecure_port(f"127.0.0.1:{args.grpc_port}")
     grpc_server.start()
-    http = ThreadingHTTPServer(("127.0.0.1", args.rest_port), _rest_handler(args.name, args.fail, args.healthy_when))
+    http = ThreadingHTTPServer(
+        ("127.0.0.1", args.rest_port), _rest_handler(args.name, args.fail, args.healthy_when)
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     threading.Thread(target=http.serve_forever, daemon=True).start()
