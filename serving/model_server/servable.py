@@ -1,9 +1,9 @@
 """One loaded SavedModel version: its signatures, their metadata, and calls into TensorFlow.
 
-TF1 (graph) and TF2 SavedModels both load through `tf.saved_model.load`; signature metadata
-comes from the `MetaGraphDef` on disk, exactly what TF Serving reports. Calls go straight to
-the signature's concrete function with flat tensors (no per-call signature binding), and,
-like TF Serving's session feeds, only dtypes are enforced: shapes are the graph's business.
+TF1 (graph) and TF2 SavedModels both load into a Session from their `MetaGraphDef` and run
+each signature by its feed and fetch tensor names, as TF Serving does; signature metadata
+comes from the same `MetaGraphDef`, exactly what TF Serving reports. Like TF Serving's
+session feeds, only dtypes are enforced: shapes are the graph's business.
 """
 
 from __future__ import annotations
@@ -108,53 +108,26 @@ def _dtype_name(dtype: np.dtype) -> str:
         return str(dtype)
 
 
-def _method(meta_graph, key: str) -> str:
-    sig = meta_graph.signature_def.get(key)
-    return sig.method_name if sig is not None and sig.method_name else PREDICT_METHOD
-
-
-def _tf2_signatures(export_dir: pathlib.Path, meta_graph) -> tuple[object, dict]:
-    """Signatures of a TF2 SavedModel: its concrete functions, called with flat tensors."""
-    import tensorflow as tf
-
-    model = tf.saved_model.load(str(export_dir), tags=[SERVING_TAG])
-    out = {}
-    for key, fn in model.signatures.items():
-        kwargs = fn.structured_input_signature[1]
-        # The flat call order: the function's keyword order when it records one.
-        keys = tuple(getattr(fn, "_arg_keywords", None) or sorted(kwargs))
-        output_keys = tuple(sorted(fn.structured_outputs))
-
-        def run(flat, fn=fn, output_keys=output_keys):
-            outputs = fn._call_flat([tf.convert_to_tensor(x) for x in flat], fn.captured_inputs)
-            return {k: outputs[k].numpy() for k in output_keys}
-
-        out[key] = Signature(
-            key,
-            _method(meta_graph, key),
-            keys,
-            {k: kwargs[k].dtype for k in keys},
-            output_keys,
-            run,
-        )
-    return model, out
-
-
-def _tf1_signatures(export_dir: pathlib.Path) -> tuple[object, dict]:
-    """Signatures of a TF1 SavedModel: a Session with one callable per signature.
+def _session_signatures(export_dir: pathlib.Path) -> tuple[object, dict]:
+    """Signatures of a SavedModel (TF1 or TF2): a Session with one callable per signature.
 
     This is how TF Serving runs them (feeds and fetches by tensor name), so reference
-    variables and graph-only ops work, and feed shapes are left to the graph.
+    variables and graph-only ops work, and feed shapes are left to the graph. A call costs
+    one C++ step: about half the time of calling a TF2 signature's concrete function
+    eagerly on this project's `recommend` (docs/serving.md).
     """
     import tensorflow as tf
     from tensorflow.core.protobuf import config_pb2
+    from tensorflow.python.util import deprecation
 
     graph = tf.Graph()
     session = tf.compat.v1.Session(graph=graph)
-    with graph.as_default():
+    with graph.as_default(), deprecation.silence():  # the TF1 loader is TF Serving's path
         meta = tf.compat.v1.saved_model.loader.load(session, [SERVING_TAG], str(export_dir))
     out = {}
     for key, sig in meta.signature_def.items():
+        if key.startswith("__"):  # internal entries (TF2's __saved_model_init_op)
+            continue
         if any(not t.name for t in list(sig.inputs.values()) + list(sig.outputs.values())):
             continue  # sparse or composite tensors: not servable over TF Serving's APIs
         keys = tuple(sorted(sig.inputs))
@@ -182,10 +155,7 @@ class Servable:
         self.version = version
         self.export_dir = export_dir
         self.meta_graph = read_meta_graph(export_dir)
-        if self.meta_graph.object_graph_def.nodes:  # written by TF2's tf.saved_model.save
-            self._model, self.signatures = _tf2_signatures(export_dir, self.meta_graph)
-        else:
-            self._model, self.signatures = _tf1_signatures(export_dir)
+        self._session, self.signatures = _session_signatures(export_dir)
         self._holders = 0
         self._retired = False
         self._lock = threading.Condition()
@@ -231,9 +201,8 @@ class Servable:
             self._retired = True
             drained = self._lock.wait_for(lambda: self._holders == 0, timeout=timeout)
             if drained:
-                if hasattr(self._model, "close"):  # a TF1 Session
-                    self._model.close()
-                self._model = None
+                self._session.close()
+                self._session = None
                 self.signatures = {}
             return drained
 
