@@ -191,25 +191,28 @@ def pct(values: list[float] | np.ndarray, q: float) -> float:
 
 
 def in_process_floor(base_path: pathlib.Path, calls: int = 300) -> tuple[float, float]:
-    """p50/p95 ms of the SavedModel's `recommend` signature called directly, batch of one."""
-    import tensorflow as tf
+    """p50/p95 ms of the SavedModel's `recommend` signature called directly, batch of one,
+    the way the model server runs it (a Session step; no transport, no request proto)."""
+    import numpy as np
+
+    from serving.model_server.servable import Servable
 
     version = model_versions(base_path)[-1]
-    fn = tf.saved_model.load(str(base_path / str(version))).signatures["recommend"]
+    signature = Servable("floor", version, base_path / str(version)).signature("recommend")
     inputs = {}
-    for name, spec in fn.structured_input_signature[1].items():
-        if spec.dtype == tf.string:
-            inputs[name] = tf.constant(["user-00001"])
-        elif spec.dtype.is_floating:
-            inputs[name] = tf.constant([float("nan")], dtype=spec.dtype)
+    for name, dtype in signature.input_dtypes.items():
+        if dtype.name == "string":
+            inputs[name] = np.array([b"user-00001"], dtype=object)
+        elif dtype.is_floating:
+            inputs[name] = np.array([np.nan], dtype=dtype.as_numpy_dtype)
         else:
-            inputs[name] = tf.constant([10], dtype=spec.dtype)
+            inputs[name] = np.array([10], dtype=dtype.as_numpy_dtype)
     for _ in range(20):
-        fn(**inputs)
+        signature.call(inputs)
     times = []
     for _ in range(calls):
         t0 = time.perf_counter()
-        fn(**inputs)
+        signature.call(inputs)
         times.append((time.perf_counter() - t0) * 1000)
     return pct(times, 50), pct(times, 95)
 
