@@ -145,7 +145,11 @@ def test_a_failing_replica_is_retried_on_another_host(proxy) -> None:
     assert {(r["status"], r["upstream"], r["cluster"]) for r in records} == {
         (200, gw1, "gateway_rest")
     }
-    assert max(r["attempts"] for r in records) == 2  # the retried ones went to gw0 first
+    # The retried ones went to gw0 first. Envoy re-picks a host its retry predicate rejects
+    # at most 5 times (host_selection_retry_max_attempts), so now and then a retry lands on
+    # gw0 again: 3 tries, the most num_retries 2 allows.
+    attempts = [r["attempts"] for r in records]
+    assert max(attempts) in (2, 3) and min(attempts) == 1, attempts
 
 
 def test_local_rate_limit_answers_429_past_the_limit(proxy) -> None:
