@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from aiohttp import web
@@ -101,6 +102,10 @@ class Gateway:
             await asyncio.wait_for(self._runner.cleanup(), timeout=grace + 1)
         await self.tracker.stop()
         await self.model.close()
+        # Answers already sent and still on their way to Redis (each store is bounded by the
+        # Redis socket timeout; a hung Redis only costs those entries a recomputation).
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.loader.drain(), timeout=grace + 1)
         await self.cache.close()
         self.request_log.close()
         self.feedback_log.close()

@@ -28,6 +28,13 @@ from redis.exceptions import RedisError
 from serving.gateway.metrics import GatewayMetrics
 
 KEY_PREFIX = "aiqleads:gw:v1"
+# A miss's read and fill lock in one round trip: the value if stored, else SET NX PX the lock.
+_GET_OR_LOCK = """
+local value = redis.call('GET', KEYS[1])
+if value then return {'value', value} end
+if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[1]) then return {'locked'} end
+return {'busy'}
+"""
 
 
 class CircuitBreaker:
@@ -91,6 +98,7 @@ class RedisCache:
             retry_on_timeout=False,
             max_connections=256,
         )
+        self._get_or_lock = self._client.register_script(_GET_OR_LOCK)
         metrics.redis_up.set(0)
 
     @property
@@ -133,19 +141,17 @@ class RedisCache:
     async def hmget(self, key: str, fields: tuple[str, ...]) -> list | None:
         return await self._call("hmget", lambda: self._client.hmget(key, fields), None)
 
-    async def lock_and_get(self, key: str, ttl_ms: int) -> tuple[bool | None, bytes | None]:
-        """(lock, value) in one round trip: the fill lock (True: this replica holds it, False:
-        another does, None: unknown) and the value another replica may have stored since
-        our first read."""
+    async def get_or_lock(self, key: str, ttl_ms: int) -> tuple[bytes | None, bool | None]:
+        """(value, lock) in one round trip: the stored value, or else the fill lock (True:
+        this replica took it, False: another replica holds it, None: Redis unreachable)."""
 
-        async def acquire() -> tuple[bool, bytes | None]:
-            pipe = self._client.pipeline(transaction=False)
-            pipe.set(f"{key}:lock", b"1", nx=True, px=ttl_ms)
-            pipe.get(key)
-            locked, value = await pipe.execute()
-            return bool(locked), value  # SET NX answers None, not False, when the key exists
+        async def run() -> tuple[bytes | None, bool | None]:
+            answer = await self._get_or_lock(keys=[key, f"{key}:lock"], args=[ttl_ms])
+            if answer[0] == b"value":
+                return answer[1], None
+            return None, answer[0] == b"locked"
 
-        return await self._call("lock", acquire, (None, None))
+        return await self._call("get_or_lock", run, (None, None))
 
     async def store_and_unlock(self, key: str, value: bytes, unlock: bool) -> None:
         """Store ``value`` and, when ``unlock``, release the fill lock: one round trip, the
@@ -217,9 +223,15 @@ class CachingLoader:
     """Cache-aside loading with one model call per key in flight.
 
     In this process, concurrent loads of one key share a single future. Across replicas, a
-    short Redis lock (`SET NX PX`) lets one replica compute while the others poll the cache
-    for at most the lock's lifetime, then compute themselves. When the computing request is
-    cancelled, the requests waiting on it start over (one of them becomes the leader).
+    short Redis lock (`SET NX PX`, taken in the same round trip as the read) lets one replica
+    compute while the others poll the cache for at most the lock's lifetime, then compute
+    themselves. When the computing request is cancelled, the requests waiting on it start
+    over (one of them becomes the leader).
+
+    A computed answer goes back to its caller at once; storing it in Redis (and releasing
+    the lock) finishes in the background. Until then the key stays in flight here, so a
+    request for it in this process gets the answer from memory, and other replicas wait
+    on the lock and then read it.
 
     With a `LocalCache`, answers read from or stored in Redis are also kept in process and
     served from there ("local") until its TTL; while Redis is down nothing new is kept, so
@@ -237,6 +249,7 @@ class CachingLoader:
         self._cache, self._metrics = cache, metrics
         self._lock_ttl_ms, self._poll = lock_ttl_ms, poll_seconds
         self._inflight: dict[str, asyncio.Future] = {}
+        self._stores: set[asyncio.Task] = set()
         self._local = local
 
     async def load(self, kind: str, key: str, compute: Callable[[], Awaitable[bytes]]) -> Loaded:
@@ -253,8 +266,17 @@ class CachingLoader:
                     self._local.put(key, loaded.value)
                 return loaded
 
+    async def drain(self) -> None:
+        """Wait for the Redis stores still running in the background (at shutdown)."""
+        while self._stores:
+            await asyncio.gather(*self._stores, return_exceptions=True)
+
     async def _follow(self, kind: str, pending: asyncio.Future) -> Loaded | None:
-        """The leader's answer; None when the leader was cancelled (the caller starts over)."""
+        """The leader's answer; None when the leader was cancelled (the caller starts over).
+        An answer already computed and on its way to Redis counts as a cache hit."""
+        if pending.done() and not pending.cancelled() and pending.exception() is None:
+            self._metrics.cache_hits.labels(kind).inc()
+            return Loaded(pending.result(), "hit")
         self._metrics.cache_coalesced.labels(kind).inc()
         try:
             return Loaded(await asyncio.shield(pending), "coalesced")
@@ -265,41 +287,50 @@ class CachingLoader:
         pending = self._inflight.get(key)
         if pending is not None:
             return await self._follow(kind, pending)
-        cached = await self._cache.get(key)
+        cached, locked = await self._cache.get_or_lock(key, self._lock_ttl_ms)
         if cached is not None:
             self._metrics.cache_hits.labels(kind).inc()
             return Loaded(cached, "hit")
         pending = self._inflight.get(key)  # another task may have started while we read
         if pending is not None:
+            if locked:
+                await self._cache.unlock(key)
             return await self._follow(kind, pending)
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            loaded = await self._fill(kind, key, compute)
+            loaded = await self._fill(kind, key, compute, locked)
         except asyncio.CancelledError:
             # Only this request was cancelled: the ones waiting on it must not be.
+            del self._inflight[key]
             future.set_exception(_LeaderCancelled())
             future.exception()  # mark it retrieved, in case nobody was waiting
             raise
         except BaseException as e:
+            del self._inflight[key]
             future.set_exception(e)
             future.exception()  # followers re-raise it; mark it retrieved for the leader
             raise
+        future.set_result(loaded.value)
+        if loaded.source == "miss":
+            task = asyncio.create_task(self._store(key, future, loaded.value, bool(locked)))
+            self._stores.add(task)
+            task.add_done_callback(self._stores.discard)
         else:
-            future.set_result(loaded.value)
-            return loaded
-        finally:
             del self._inflight[key]
+        return loaded
 
-    async def _fill(self, kind: str, key: str, compute: Callable[[], Awaitable[bytes]]) -> Loaded:
-        # Another replica may have stored the value between our read and our lock.
-        locked, cached = await self._cache.lock_and_get(key, self._lock_ttl_ms)
-        if locked:
-            if cached is not None:
-                await self._cache.unlock(key)
-                self._metrics.cache_hits.labels(kind).inc()
-                return Loaded(cached, "hit")
-        elif locked is False:  # another replica is computing this key: wait for its answer
+    async def _store(self, key: str, future: asyncio.Future, value: bytes, unlock: bool) -> None:
+        try:
+            await self._cache.store_and_unlock(key, value, unlock)
+        finally:
+            if self._inflight.get(key) is future:
+                del self._inflight[key]
+
+    async def _fill(
+        self, kind: str, key: str, compute: Callable[[], Awaitable[bytes]], locked: bool | None
+    ) -> Loaded:
+        if locked is False:  # another replica is computing this key: wait for its answer
             deadline = time.monotonic() + self._lock_ttl_ms / 1000
             while time.monotonic() < deadline:
                 await asyncio.sleep(self._poll)
@@ -316,5 +347,4 @@ class CachingLoader:
             if locked:
                 await self._cache.unlock(key)
             raise
-        await self._cache.store_and_unlock(key, value, unlock=bool(locked))
         return Loaded(value, "miss")

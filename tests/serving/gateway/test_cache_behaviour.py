@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from serving.gateway.validation import RecommendRequest
+from serving.process import wait_until
 
 
 def test_miss_then_hit_returns_the_models_answer_and_calls_it_once(
@@ -43,6 +44,19 @@ def test_every_input_is_part_of_the_key(start_gateway, model_server, recommend, 
     assert model_server.predict_calls == 4
 
 
+def _stored_keys(redis_server, count: int) -> list[bytes]:
+    """The answer keys in Redis once ``count`` are there: a miss's answer goes back to the
+    client first and reaches Redis just after, from the gateway's background store."""
+    found: list[bytes] = []
+
+    def stored() -> bool:
+        found[:] = redis_server.client().keys("aiqleads:gw:v1:rec:*")
+        return len(found) >= count
+
+    wait_until(stored, 5, f"{count} answer(s) stored in Redis", interval=0.01)
+    return found
+
+
 def test_new_model_version_changes_the_key_and_serves_fresh_results(
     start_gateway, push, redis_server, recommend, expected
 ):
@@ -57,7 +71,7 @@ def test_new_model_version_changes_the_key_and_serves_fresh_results(
     assert answer["cached"] is False
     assert answer["items"] == expected("carol", 4, 2)
     assert answer["items"] != expected("carol", 4, 1)
-    keys = sorted(k.decode() for k in redis_server.client().keys("aiqleads:gw:v1:rec:*"))
+    keys = sorted(k.decode() for k in _stored_keys(redis_server, 2))
     assert [k.split(":")[4:6] for k in keys] == [
         [("lead_recommender"), "1"],
         ["lead_recommender", "2"],
@@ -67,7 +81,7 @@ def test_new_model_version_changes_the_key_and_serves_fresh_results(
 def test_entries_expire_after_the_ttl(start_gateway, redis_server, recommend):
     gateway = start_gateway(cache_ttl_seconds=7)
     recommend(gateway, user_id="dave", k=2)
-    (key,) = redis_server.client().keys("aiqleads:gw:v1:rec:*")
+    (key,) = _stored_keys(redis_server, 1)
     assert 0 < redis_server.client().ttl(key) <= 7
 
 

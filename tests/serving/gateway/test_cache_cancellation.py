@@ -103,6 +103,7 @@ def test_a_cancelled_leader_hands_the_load_to_a_waiting_request(redis_server):
         loaded = await asyncio.wait_for(follower, 10)
         assert leader.cancelled()
         assert (loaded.value, loaded.source, calls) == (b"fresh", "miss", ["leader", "follower"])
+        await loader.drain()  # the answer reaches Redis in the background
         assert await cache.get("key-1") == b"fresh"
         assert await cache.client.exists("key-1:lock") == 0  # the cancelled leader's lock is gone
         await cache.close()

@@ -63,7 +63,7 @@ def test_a_hung_redis_times_out_and_the_circuit_opens(
     redis_server.process.send_signal(signal.SIGSTOP)  # accepts connections, never answers
     try:
         answers = [recommend(gateway, user_id="ivan", k=2) for _ in range(20)]
-        skipped = _metric(gateway, 'aiqleads_gateway_cache_errors_total{operation="get"}')
+        skipped = _metric(gateway, 'aiqleads_gateway_cache_errors_total{operation="get_or_lock"}')
     finally:
         redis_server.process.send_signal(signal.SIGCONT)
     assert all(a["cached"] is False and a["items"] == expected("ivan", 2, 1) for a in answers)
