@@ -153,18 +153,19 @@ class RedisCache:
 
         return await self._call("get_or_lock", run, (None, None))
 
-    async def store_and_unlock(self, key: str, value: bytes, unlock: bool) -> None:
+    async def store_and_unlock(self, key: str, value: bytes, unlock: bool) -> bool:
         """Store ``value`` and, when ``unlock``, release the fill lock: one round trip, the
-        value first, so a replica that sees the lock gone finds the value."""
+        value first, so a replica that sees the lock gone finds the value. True if stored."""
 
-        async def store() -> None:
+        async def store() -> bool:
             pipe = self._client.pipeline(transaction=False)
             pipe.set(key, value, ex=self.ttl_seconds)
             if unlock:
                 pipe.delete(f"{key}:lock")
             await pipe.execute()
+            return True
 
-        await self._call("set", store, None)
+        return await self._call("set", store, False)
 
     async def unlock(self, key: str) -> None:
         await self._call("unlock", lambda: self._client.delete(f"{key}:lock"), None)
@@ -229,9 +230,9 @@ class CachingLoader:
     over (one of them becomes the leader).
 
     A computed answer goes back to its caller at once; storing it in Redis (and releasing
-    the lock) finishes in the background. Until then the key stays in flight here, so a
-    request for it in this process gets the answer from memory, and other replicas wait
-    on the lock and then read it.
+    the lock) finishes in the background. Until then the key stays in flight here: a request
+    for it in this process waits for that store and is a hit (or shares the answer if the
+    store failed), and other replicas wait on the lock and then read it.
 
     With a `LocalCache`, answers read from or stored in Redis are also kept in process and
     served from there ("local") until its TTL; while Redis is down nothing new is kept, so
@@ -249,7 +250,7 @@ class CachingLoader:
         self._cache, self._metrics = cache, metrics
         self._lock_ttl_ms, self._poll = lock_ttl_ms, poll_seconds
         self._inflight: dict[str, asyncio.Future] = {}
-        self._stores: set[asyncio.Task] = set()
+        self._storing: dict[str, asyncio.Task] = {}  # key -> its answer's store (True: stored)
         self._local = local
 
     async def load(self, kind: str, key: str, compute: Callable[[], Awaitable[bytes]]) -> Loaded:
@@ -268,15 +269,19 @@ class CachingLoader:
 
     async def drain(self) -> None:
         """Wait for the Redis stores still running in the background (at shutdown)."""
-        while self._stores:
-            await asyncio.gather(*self._stores, return_exceptions=True)
+        while self._storing:
+            await asyncio.gather(*self._storing.values(), return_exceptions=True)
 
-    async def _follow(self, kind: str, pending: asyncio.Future) -> Loaded | None:
+    async def _follow(self, kind: str, key: str, pending: asyncio.Future) -> Loaded | None:
         """The leader's answer; None when the leader was cancelled (the caller starts over).
-        An answer already computed and on its way to Redis counts as a cache hit."""
+        An answer already computed and on its way to Redis is a cache hit once stored (a
+        round trip away); if the store fails it was shared, as with a load in flight."""
         if pending.done() and not pending.cancelled() and pending.exception() is None:
-            self._metrics.cache_hits.labels(kind).inc()
-            return Loaded(pending.result(), "hit")
+            if await asyncio.shield(self._storing[key]):
+                self._metrics.cache_hits.labels(kind).inc()
+                return Loaded(pending.result(), "hit")
+            self._metrics.cache_coalesced.labels(kind).inc()
+            return Loaded(pending.result(), "coalesced")
         self._metrics.cache_coalesced.labels(kind).inc()
         try:
             return Loaded(await asyncio.shield(pending), "coalesced")
@@ -286,7 +291,7 @@ class CachingLoader:
     async def _load_once(self, kind: str, key: str, compute) -> Loaded | None:
         pending = self._inflight.get(key)
         if pending is not None:
-            return await self._follow(kind, pending)
+            return await self._follow(kind, key, pending)
         cached, locked = await self._cache.get_or_lock(key, self._lock_ttl_ms)
         if cached is not None:
             self._metrics.cache_hits.labels(kind).inc()
@@ -295,7 +300,7 @@ class CachingLoader:
         if pending is not None:
             if locked:
                 await self._cache.unlock(key)
-            return await self._follow(kind, pending)
+            return await self._follow(kind, key, pending)
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
@@ -313,19 +318,19 @@ class CachingLoader:
             raise
         future.set_result(loaded.value)
         if loaded.source == "miss":
-            task = asyncio.create_task(self._store(key, future, loaded.value, bool(locked)))
-            self._stores.add(task)
-            task.add_done_callback(self._stores.discard)
+            store = self._store(key, future, loaded.value, bool(locked))
+            self._storing[key] = asyncio.create_task(store)
         else:
             del self._inflight[key]
         return loaded
 
-    async def _store(self, key: str, future: asyncio.Future, value: bytes, unlock: bool) -> None:
+    async def _store(self, key: str, future: asyncio.Future, value: bytes, unlock: bool) -> bool:
         try:
-            await self._cache.store_and_unlock(key, value, unlock)
+            return await self._cache.store_and_unlock(key, value, unlock)
         finally:
             if self._inflight.get(key) is future:
                 del self._inflight[key]
+                del self._storing[key]
 
     async def _fill(
         self, kind: str, key: str, compute: Callable[[], Awaitable[bytes]], locked: bool | None
