@@ -114,7 +114,7 @@ def _session_signatures(export_dir: pathlib.Path) -> tuple[object, dict]:
     This is how TF Serving runs them (feeds and fetches by tensor name), so reference
     variables and graph-only ops work, and feed shapes are left to the graph. A call costs
     one C++ step: about half the time of calling a TF2 signature's concrete function
-    eagerly on this project's `recommend` (docs/serving.md).
+    eagerly on this project's `recommend` (docs/model_server.md).
     """
     import tensorflow as tf
     from tensorflow.core.protobuf import config_pb2
