@@ -91,6 +91,8 @@ def _prepare(data: pathlib.Path, work: pathlib.Path, eval_days: int, seed: int, 
 def train_model(data, work, eval_days: int, steps: int, seed: int, hp: dict, sampling: dict):
     from tfx.components.trainer.fn_args_utils import FnArgs
 
+    from components.example_gen import interactions
+    from components.trainer import model as model_lib
     from components.trainer import run_fn
 
     paths, window = _prepare(data, work, eval_days, seed, sampling)
@@ -106,7 +108,17 @@ def train_model(data, work, eval_days: int, steps: int, seed: int, hp: dict, sam
     )
     model, tft_output, metrics = run_fn.train(fn_args)
     say(f"trained {steps} steps: " + ", ".join(f"{k}={v:.3f}" for k, v in metrics.items()))
-    return run_fn.build_export(model, tft_output, str(data), cut), cut, window
+    cfg = model_lib.ModelConfig.from_custom_config(fn_args.custom_config)
+    module = run_fn.build_export(
+        model,
+        tft_output,
+        str(data),
+        cut,
+        sampling=interactions.SamplingConfig(seed=seed, **sampling),
+        window_spans=None,  # the examples came from every span up to the cut-off
+        correct_sampling=cfg.sampling_correction,
+    )
+    return module, cut, window
 
 
 def evaluate(args: argparse.Namespace) -> None:

@@ -63,6 +63,12 @@ def trainer_custom_config(config: PipelineConfig, as_of: str) -> dict[str, Any]:
         "data_root": str(config.data_path),
         "as_of": as_of,
         "latency_budget_ms": config.smoke.latency_budget_ms,
+        # How ExampleGen drew the negatives, for recommend's sampling-bias correction.
+        "sampling": {
+            "negatives_per_positive": config.example_gen.negatives_per_positive,
+            "hard_fraction": config.example_gen.hard_fraction,
+            "window_spans": config.example_gen.window_spans,
+        },
         CODE_FINGERPRINT_KEY: code_version.fingerprint(code_version.TRAINER_SOURCES),
         **config.trainer.hyperparameters,
     }

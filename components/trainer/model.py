@@ -40,6 +40,7 @@ class ModelConfig:
     retrieval_loss_weight: float = 0.5
     l2: float = 1e-4
     shortlist: int = 100  # leads `recommend` re-scores with the full model after retrieval
+    sampling_correction: bool = True  # `recommend` ranks with the sampling prior (docs/model.md)
     seed: int = 7
 
     @classmethod
@@ -50,7 +51,11 @@ class ModelConfig:
         for name in fields:
             if name in custom:
                 default = getattr(cls, name)
-                values[name] = type(default)(custom[name])
+                values[name] = (
+                    _flag(name, custom[name])
+                    if isinstance(default, bool)
+                    else type(default)(custom[name])
+                )
         cfg = cls(**values)
         for name in ("embedding_dim", "id_embedding_dim", "hidden_units", "batch_size"):
             if not 1 <= getattr(cfg, name) <= 4096:
@@ -60,6 +65,18 @@ class ModelConfig:
         if not 0 < cfg.learning_rate < 1:
             raise ValueError(f"learning_rate must be in (0, 1), got {cfg.learning_rate}")
         return cfg
+
+
+def _flag(name: str, value: Any) -> bool:
+    """A boolean hyper-parameter from JSON (true/false) or text (true/false/1/0)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise ValueError(f"{name} must be true or false, got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)

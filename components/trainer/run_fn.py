@@ -3,7 +3,10 @@
 Reads Transform's gzipped TFRecords, trains `model.Recommender` for ``fn_args.train_steps``
 steps, and exports the SavedModel with `serving_default` and `recommend` to
 ``fn_args.serving_model_dir``. ``custom_config`` must hold ``data_root`` and ``as_of`` (the
-serving snapshots' day) and may override `model.ModelConfig` fields.
+serving snapshots' day) and may override `model.ModelConfig` fields. ``sampling`` (ExampleGen's
+``negatives_per_positive``, ``hard_fraction``, ``popularity_exponent`` and ``window_spans``)
+says how the negatives were drawn, for `recommend`'s sampling-bias correction
+(`sampling_prior.py`); ExampleGen's defaults and every span up to ``as_of`` when absent.
 """
 
 from __future__ import annotations
@@ -21,12 +24,16 @@ import tensorflow_transform as tft
 
 from aiqleads.errors import DataError
 from components.example_gen import raw_tables, snapshots, window
+from components.example_gen.interactions import SamplingConfig
 from components.trainer import model as model_lib
 from components.trainer import signatures
+from components.trainer.sampling_prior import SamplingPrior
 from transforms import features as f
 
 DATA_ROOT = "data_root"
 AS_OF = "as_of"
+SAMPLING = "sampling"
+WINDOW_SPANS = "window_spans"
 MAX_EPOCHS = 10  # progress lines: training steps are split over at most this many epochs
 SUMMARY_FILE = "training_summary.json"
 
@@ -101,14 +108,54 @@ def snapshot_day(custom: dict[str, Any]) -> tuple[str, dt.date]:
     return root, day
 
 
-def build_export(model, tft_output, data_root: str, as_of: dt.date):
-    """The export module with the catalogue and users as of ``as_of``."""
+def sampling_settings(custom: dict[str, Any]) -> tuple[SamplingConfig, int | None]:
+    """(ExampleGen's sampling, window spans or None for all) from ``custom_config``."""
+    raw = dict(custom.get(SAMPLING) or {})
+    spans = raw.pop(WINDOW_SPANS, None)
+    known = {"negatives_per_positive": int, "hard_fraction": float, "popularity_exponent": float}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise TrainerConfigError(f"custom_config sampling has unknown keys {unknown}")
+    try:
+        sampling = SamplingConfig(**{key: known[key](value) for key, value in raw.items()})
+        spans = None if spans is None else int(spans)
+    except (TypeError, ValueError, DataError) as e:
+        raise TrainerConfigError(f"custom_config sampling: {e}") from e
+    if spans is not None and spans < 1:
+        raise TrainerConfigError(f"custom_config sampling window_spans must be >= 1, got {spans}")
+    return sampling, spans
+
+
+def build_export(
+    model,
+    tft_output,
+    data_root: str,
+    as_of: dt.date,
+    sampling: SamplingConfig | None = None,
+    window_spans: int | None = None,
+    correct_sampling: bool = True,
+):
+    """The export module with the catalogue and users as of ``as_of``, and the prior of how
+    ExampleGen drew the negatives over the last ``window_spans`` spans (all when None)."""
     catalogue = snapshots.load_catalogue(data_root, as_of)
     users = snapshots.load_user_snapshot(data_root, as_of)
-    events = raw_tables.read_events(data_root, raw_tables.spans_up_to(data_root, as_of))
+    days = raw_tables.spans_up_to(data_root, as_of)
+    events = raw_tables.read_events(data_root, days)
     prior = signatures.popularity(events, catalogue[f.LEAD_ID].to_numpy())
     pairs = snapshots.load_pair_history(data_root, as_of)
-    return signatures.RecommenderExport(model, tft_output, catalogue, users, prior, as_of, pairs)
+    negatives = None
+    if correct_sampling:
+        first = days[0] if window_spans is None else days[-window_spans:][0]
+        start = raw_tables.day_end_seconds(first) - raw_tables.DAY_SECONDS  # as ExampleGen
+        negatives = SamplingPrior.fit(
+            events[events[raw_tables.TS_SECONDS] >= start],
+            catalogue,
+            users,
+            sampling or SamplingConfig(),
+        )
+    return signatures.RecommenderExport(
+        model, tft_output, catalogue, users, prior, as_of, pairs, sampling_prior=negatives
+    )
 
 
 def train(fn_args: Any) -> tuple[model_lib.Recommender, Any, dict[str, float]]:
@@ -137,8 +184,12 @@ def run_fn(fn_args: Any) -> None:
     """TFX Trainer entry point."""
     custom = dict(fn_args.custom_config or {})
     data_root, as_of = snapshot_day(custom)
+    sampling, window_spans = sampling_settings(custom)
     model, tft_output, metrics = train(fn_args)
-    module = build_export(model, tft_output, data_root, as_of)
+    cfg = model_lib.ModelConfig.from_custom_config(custom)
+    module = build_export(
+        model, tft_output, data_root, as_of, sampling, window_spans, cfg.sampling_correction
+    )
     signatures.export(module, fn_args.serving_model_dir)
     summary = {"as_of": as_of.isoformat(), "catalogue_leads": module.n_leads, **metrics}
     log.info("trainer: exported %s (%s)", fn_args.serving_model_dir, summary)

@@ -14,8 +14,13 @@ prior per lead. For each request row:
    embedding, the lead-tower outputs precomputed at export and the user x lead crosses
    (`preprocessing.user_lead_crosses`, the function the Transform graph uses; the user's
    past engagement with each lead comes from a pair table of the snapshot history);
-   unknown users keep the fallback order; scores are probabilities (sigmoid);
-4. ``K = min(max(k), shortlist, MAX_K)`` columns (at least 1), best first.
+   unknown users keep the fallback order;
+4. known users: the sampling-bias correction (`sampling_prior.py`) adds ``log p_negative``
+   of each (user, lead) to the full model's logit: the classifier learned engagement
+   *against ExampleGen's negatives*, and ranking needs it against nothing. Scores are the
+   sigmoid of the corrected logit (for small values, the estimated share of the user's
+   engagements that go to the lead); ``serving_default`` stays the classifier's probability;
+5. ``K = min(max(k), shortlist, MAX_K)`` columns (at least 1), best first.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import pandas as pd
 import tensorflow as tf
 
 from components.trainer import model as model_lib
+from components.trainer.sampling_prior import MIN_PROPENSITY, SamplingPrior
 from transforms import features as f
 from transforms import geo, preprocessing
 
@@ -123,6 +129,7 @@ class RecommenderExport(tf.Module):
         lead_popularity: np.ndarray,
         as_of: dt.date,
         pairs: pd.DataFrame | None = None,
+        sampling_prior: SamplingPrior | None = None,
     ) -> None:
         super().__init__()
         if catalogue.empty:
@@ -150,6 +157,7 @@ class RecommenderExport(tf.Module):
         )
         self.prior = tf.constant(np.log1p(lead_popularity), tf.float32)
         self.pair_table = self._pair_table(catalogue, users, pairs)
+        self._set_sampling_prior(sampling_prior)
         n_canary = min(CANARY_ROWS, len(users))
         canary_users = users[f.USER_ID].astype(str).to_numpy()[:n_canary]
         self.canary_user_ids = tf.Variable(canary_users, dtype=tf.string, trainable=False)
@@ -181,6 +189,37 @@ class RecommenderExport(tf.Module):
             tf.lookup.KeyValueTensorInitializer(tf.constant(keys), tf.constant(values)),
             default_value=0.0,
         )
+
+    def _set_sampling_prior(self, prior: SamplingPrior | None) -> None:
+        """Constants of the sampling-bias correction; none (a zero shift) without a prior."""
+        self.corrected = prior is not None
+        if prior is None:
+            return
+        self.neg_lead_region = tf.constant(prior.lead_region, tf.int64)
+        self.neg_region_rate = tf.constant(prior.region_rate, tf.float32)
+        self.neg_popular = tf.constant(prior.popular, tf.float32)
+        self.neg_regions = prior.n_regions
+        self.neg_log_negatives = prior.log_negatives
+        keys = np.concatenate([[-1], prior.share_keys()]).astype(np.int64)  # never empty
+        values = np.concatenate([[0.0], prior.share]).astype(np.float32)
+        self.neg_share_table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(tf.constant(keys), tf.constant(values)),
+            default_value=0.0,
+        )
+
+    def _log_propensity(self, user_rows: tf.Tensor, lead_rows: tf.Tensor) -> tf.Tensor:
+        """``log p_negative`` + ``log negatives_per_positive`` for users ``user_rows``
+        (-1: unknown) x catalogue rows, float32 (`SamplingPrior.log_propensity`)."""
+        if not self.corrected:
+            return tf.zeros_like(lead_rows, tf.float32)
+        region = tf.gather(self.neg_lead_region, lead_rows)
+        share = self.neg_share_table.lookup(user_rows * self.neg_regions + region)
+        share = tf.where(user_rows >= 0, share, tf.zeros_like(share))
+        p = (
+            tf.gather(self.neg_popular, lead_rows)
+            + tf.gather(self.neg_region_rate, lead_rows) * share
+        )
+        return tf.math.log(tf.maximum(p, MIN_PROPENSITY)) + self.neg_log_negatives
 
     def _pair_events(self, user_rows: tf.Tensor, lead_rows: tf.Tensor) -> tf.Tensor:
         """``user_lead_events`` of users ``user_rows`` (-1: unknown) x catalogue rows, float32."""
@@ -297,14 +336,14 @@ class RecommenderExport(tf.Module):
             tf.gather(self.lead_bias, rows),
             crosses,
         )
-        return score
+        return score + self._log_propensity(tf.repeat(user_rows, s), tf.cast(rows, tf.int64))
 
     def score_pairs(self, user_ids: np.ndarray, lead_rows: np.ndarray) -> np.ndarray:
-        """Full-model probabilities for users ``[B]`` x catalogue rows ``[B, C]`` (eager).
+        """`recommend`'s scores for users ``[B]`` x catalogue rows ``[B, C]`` (eager).
 
         The reference path (Transform over every pair, then the whole model, as
-        ``serving_default``); used by benchmarks that score given candidates (the
-        sampled-negatives protocol).
+        ``serving_default``, then the sampling-bias correction); used by benchmarks that
+        score given candidates (the sampled-negatives protocol).
         """
         b, c = lead_rows.shape
         nan = tf.fill([b], np.float32(np.nan))
@@ -315,7 +354,8 @@ class RecommenderExport(tf.Module):
         tiled[f.USER_LEAD_EVENTS] = tf.cast(history, tf.float64)
         t = self.tft_layer(self._raw_batch(rows, tiled))
         out = self.model({key: t[key] for key in t if key not in (f.T_LABEL, f.T_WEIGHT)})
-        return tf.sigmoid(tf.reshape(out[model_lib.SCORE], [b, c])).numpy()
+        logits = out[model_lib.SCORE][:, 0] + self._log_propensity(tf.repeat(user_rows, c), rows)
+        return tf.sigmoid(tf.reshape(logits, [b, c])).numpy()
 
     # -- signatures ----------------------------------------------------------------------
 
@@ -353,10 +393,11 @@ class RecommenderExport(tf.Module):
         # 2. Shortlist.
         s = min(self.model.cfg.shortlist, self.n_leads)
         short_scores, short = tf.math.top_k(retrieval, k=s)
-        # 3. Full scorer on the shortlist (B * S rows) from the precomputed lead-tower outputs.
+        # 3-4. Full scorer on the shortlist (B * S rows) from the precomputed lead-tower
+        # outputs, with the sampling-bias correction.
         full = tf.reshape(self._shortlist_logits(u, user, user_rows, short), [b, s])
         scores = tf.sigmoid(tf.where(known[:, None], full, short_scores))
-        # 4. Top K per row.
+        # 5. Top K per row.
         top_k = tf.minimum(tf.reduce_max(tf.concat([k, [1]], axis=0)), min(s, MAX_K))
         best, order = tf.math.top_k(scores, k=top_k)
         ids = tf.gather(self.lead_ids, tf.gather(short, order, batch_dims=1))

@@ -20,7 +20,15 @@ LATENCY_BUCKETS = (
     1.0,
     2.5,
 )
-SCORE_BUCKETS = tuple(i / 10 for i in range(-10, 11)) + (2.0, 5.0)
+# The recommender's scores are small for most leads (the estimated share of a user's
+# engagements, docs/model.md): log-spaced below 0.1, linear above; other models may score
+# outside [0, 1].
+SCORE_BUCKETS = (
+    tuple(i / 10 for i in range(-10, 1))
+    + (0.001, 0.003, 0.01, 0.03)
+    + tuple(i / 10 for i in range(1, 11))
+    + (2.0, 5.0)
+)
 
 
 class GatewayMetrics:

@@ -100,11 +100,19 @@ def test_runtime_window_leaves_the_choice_of_spans_to_the_run(cfg):
 
 
 def test_trainer_custom_config_carries_window_end_and_hyperparameters(cfg):
-    cfg = cfg.with_overrides(trainer={"hyperparameters": {"embedding_dim": 16}})
+    from components.trainer import run_fn
+
+    cfg = cfg.with_overrides(
+        trainer={"hyperparameters": {"embedding_dim": 16}},
+        example_gen={"window_spans": 3, "negatives_per_positive": 6, "hard_fraction": 0.25},
+    )
     custom = wiring.trainer_custom_config(cfg, "2026-01-04")
     assert custom["as_of"] == "2026-01-04"
     assert custom["data_root"] == str(TINY)
     assert custom["embedding_dim"] == 16
+    # ExampleGen's sampling reaches the Trainer, for recommend's sampling-bias correction.
+    sampling, spans = run_fn.sampling_settings(custom)
+    assert (sampling.negatives_per_positive, sampling.hard_fraction, spans) == (6, 0.25, 3)
 
 
 def test_code_fingerprints_key_the_cache_of_the_components_that_run_the_code(

@@ -49,7 +49,12 @@ def trained(tmp_path_factory):
         model_run_dir=str(root / "model_run"),
         train_steps=20,
         eval_steps=2,
-        custom_config={"data_root": str(data), "as_of": as_of.isoformat(), "batch_size": 64},
+        custom_config={
+            "data_root": str(data),
+            "as_of": as_of.isoformat(),
+            "batch_size": 64,
+            "sampling": {"negatives_per_positive": 1, "window_spans": AS_OF_DAYS},
+        },
     )
     run_fn.run_fn(fn_args)
     loaded = tf.saved_model.load(fn_args.serving_model_dir)
@@ -168,14 +173,16 @@ def test_serving_smoke_blesses_the_trained_model(trained):
 
 
 def test_recommend_scores_equal_serving_default_on_the_same_pairs(trained):
-    """`recommend` re-scores from precomputed lead-tower outputs and its own crosses: the
-    result must equal `serving_default` on tf.Examples of the same (user, lead) pairs,
-    which run the Transform graph and the whole model."""
+    """`recommend` re-scores from precomputed lead-tower outputs and its own crosses, then
+    adds the sampling prior: the result must equal `serving_default` on tf.Examples of the
+    same (user, lead) pairs, which run the Transform graph and the whole model, with the
+    prior added to its logit by the NumPy reference (`SamplingPrior.log_propensity`)."""
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    from components.example_gen import snapshots
+    from components.example_gen import interactions, raw_tables, snapshots
     from components.trainer import signatures
+    from components.trainer.sampling_prior import SamplingPrior
 
     loaded, data, as_of, root = trained
     catalogue = snapshots.load_catalogue(data, as_of)
@@ -203,8 +210,18 @@ def test_recommend_scores_equal_serving_default_on_the_same_pairs(trained):
     assert len(examples) == len(ids) == k
     seen = set(active[active[f.USER_ID] == user[f.USER_ID].iloc[0]][f.LEAD_ID])
     assert seen & set(ids), "no recommended lead with past engagement: the test lost its point"
-    reference = loaded.signatures["serving_default"](examples=tf.constant(examples))["score"]
-    np.testing.assert_allclose(scores, reference.numpy(), rtol=1e-4, atol=1e-6)
+    p = loaded.signatures["serving_default"](examples=tf.constant(examples))["score"].numpy()
+    events = raw_tables.read_events(data, raw_tables.spans_up_to(data, as_of))
+    prior = SamplingPrior.fit(
+        events, catalogue, users, interactions.SamplingConfig(negatives_per_positive=1)
+    )
+    user_row = int(np.flatnonzero(users[f.USER_ID].to_numpy() == user[f.USER_ID].iloc[0])[0])
+    lead_rows = catalogue.reset_index(drop=True).reset_index().set_index(f.LEAD_ID).loc[ids]
+    shift = prior.log_propensity(np.full(k, user_row), lead_rows["index"].to_numpy())
+    assert np.ptp(shift) > 0.01, "a flat prior would not test the correction"
+    logit = np.log(p) - np.log1p(-p) + shift + prior.log_negatives
+    np.testing.assert_allclose(scores, 1 / (1 + np.exp(-logit)), rtol=2e-4, atol=1e-6)
+    assert np.all(np.diff(scores) <= 0), "scores are not best first"
 
 
 def test_export_ships_warmup_requests_the_model_server_replays(trained):
