@@ -116,7 +116,7 @@ def train_model(data, work, eval_days: int, steps: int, seed: int, hp: dict, sam
         cut,
         sampling=interactions.SamplingConfig(seed=seed, **sampling),
         window_spans=None,  # the examples came from every span up to the cut-off
-        correct_sampling=cfg.sampling_correction,
+        prior_weight=cfg.sampling_prior_weight,
     )
     return module, cut, window
 

@@ -39,8 +39,13 @@ class ModelConfig:
     batch_size: int = 256
     retrieval_loss_weight: float = 0.5
     l2: float = 1e-4
-    shortlist: int = 100  # leads `recommend` re-scores with the full model after retrieval
-    sampling_correction: bool = True  # `recommend` ranks with the sampling prior (docs/model.md)
+    # `recommend` re-scores with the full model the best `shortlist` leads by retrieval score
+    # plus the `geo_shortlist` nearest to the user's location (docs/model.md).
+    shortlist: int = 50
+    geo_shortlist: int = 50
+    # `recommend` adds this times log(negatives_per_positive * p_negative) to its logits: the
+    # sampling-bias correction (docs/model.md); 0 turns it off.
+    sampling_prior_weight: float = 0.5
     seed: int = 7
 
     @classmethod
@@ -51,32 +56,22 @@ class ModelConfig:
         for name in fields:
             if name in custom:
                 default = getattr(cls, name)
-                values[name] = (
-                    _flag(name, custom[name])
-                    if isinstance(default, bool)
-                    else type(default)(custom[name])
-                )
+                values[name] = type(default)(custom[name])
         cfg = cls(**values)
         for name in ("embedding_dim", "id_embedding_dim", "hidden_units", "batch_size"):
             if not 1 <= getattr(cfg, name) <= 4096:
                 raise ValueError(f"{name} must be in [1, 4096], got {getattr(cfg, name)}")
         if not 1 <= cfg.shortlist <= 100_000:
             raise ValueError(f"shortlist must be in [1, 100000], got {cfg.shortlist}")
+        if not 0 <= cfg.sampling_prior_weight <= 1:
+            raise ValueError(
+                f"sampling_prior_weight must be in [0, 1], got {cfg.sampling_prior_weight}"
+            )
+        if not 0 <= cfg.geo_shortlist <= 100_000:
+            raise ValueError(f"geo_shortlist must be in [0, 100000], got {cfg.geo_shortlist}")
         if not 0 < cfg.learning_rate < 1:
             raise ValueError(f"learning_rate must be in (0, 1), got {cfg.learning_rate}")
         return cfg
-
-
-def _flag(name: str, value: Any) -> bool:
-    """A boolean hyper-parameter from JSON (true/false) or text (true/false/1/0)."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes"):
-        return True
-    if text in ("false", "0", "no"):
-        return False
-    raise ValueError(f"{name} must be true or false, got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -133,7 +133,7 @@ def build_export(
     as_of: dt.date,
     sampling: SamplingConfig | None = None,
     window_spans: int | None = None,
-    correct_sampling: bool = True,
+    prior_weight: float = model_lib.ModelConfig.sampling_prior_weight,
 ):
     """The export module with the catalogue and users as of ``as_of``, and the prior of how
     ExampleGen drew the negatives over the last ``window_spans`` spans (all when None)."""
@@ -144,7 +144,7 @@ def build_export(
     prior = signatures.popularity(events, catalogue[f.LEAD_ID].to_numpy())
     pairs = snapshots.load_pair_history(data_root, as_of)
     negatives = None
-    if correct_sampling:
+    if prior_weight > 0:
         first = days[0] if window_spans is None else days[-window_spans:][0]
         start = raw_tables.day_end_seconds(first) - raw_tables.DAY_SECONDS  # as ExampleGen
         negatives = SamplingPrior.fit(
@@ -154,7 +154,15 @@ def build_export(
             sampling or SamplingConfig(),
         )
     return signatures.RecommenderExport(
-        model, tft_output, catalogue, users, prior, as_of, pairs, sampling_prior=negatives
+        model,
+        tft_output,
+        catalogue,
+        users,
+        prior,
+        as_of,
+        pairs,
+        sampling_prior=negatives,
+        prior_weight=prior_weight,
     )
 
 
@@ -188,7 +196,7 @@ def run_fn(fn_args: Any) -> None:
     model, tft_output, metrics = train(fn_args)
     cfg = model_lib.ModelConfig.from_custom_config(custom)
     module = build_export(
-        model, tft_output, data_root, as_of, sampling, window_spans, cfg.sampling_correction
+        model, tft_output, data_root, as_of, sampling, window_spans, cfg.sampling_prior_weight
     )
     signatures.export(module, fn_args.serving_model_dir)
     summary = {"as_of": as_of.isoformat(), "catalogue_leads": module.n_leads, **metrics}

@@ -9,18 +9,21 @@ prior per lead. For each request row:
 1. known user: user-tower embedding, dot product with every lead embedding (+ lead bias);
    unknown user: the fallback ``log1p(popularity) - 0.5 * log1p(km to the request location)``
    (popularity alone without a location) — never an error;
-2. the best ``shortlist`` leads by that score (`model.ModelConfig`);
+2. the shortlist: the best ``shortlist`` leads by that score and, for a known user with a
+   location, the ``geo_shortlist`` leads nearest to it (`model.ModelConfig`): the retrieval
+   logit has no user-to-lead distance, which the full model weighs most;
 3. known users: the full model re-scores the shortlist: the ranking head over the user
    embedding, the lead-tower outputs precomputed at export and the user x lead crosses
    (`preprocessing.user_lead_crosses`, the function the Transform graph uses; the user's
    past engagement with each lead comes from a pair table of the snapshot history);
    unknown users keep the fallback order;
-4. known users: the sampling-bias correction (`sampling_prior.py`) adds ``log p_negative``
-   of each (user, lead) to the full model's logit: the classifier learned engagement
-   *against ExampleGen's negatives*, and ranking needs it against nothing. Scores are the
-   sigmoid of the corrected logit (for small values, the estimated share of the user's
-   engagements that go to the lead); ``serving_default`` stays the classifier's probability;
-5. ``K = min(max(k), shortlist, MAX_K)`` columns (at least 1), best first.
+4. known users: the sampling-bias correction (`sampling_prior.py`) adds ``w * log(N *
+   p_negative)`` of each (user, lead) to the full model's logit (``w`` the
+   ``sampling_prior_weight``, ``N`` the negatives per positive): the classifier learned
+   engagement *against ExampleGen's negatives*, and ranking needs it against nothing.
+   Scores are the sigmoid of the corrected logit: they rank, they are not calibrated
+   probabilities; ``serving_default`` stays the classifier's probability;
+5. ``K = min(max(k), shortlist + geo_shortlist, catalogue, MAX_K)`` columns (at least 1), best first.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from transforms import features as f
 from transforms import geo, preprocessing
 
 MAX_K = 100
+GEO_SHORTLIST_BOOST = 1e4  # puts the nearest leads in the shortlist (known users only)
 FALLBACK_DISTANCE_WEIGHT = 0.5
 NO_USER = "__no_user__"  # placeholder id for the user half of catalogue-only rows
 CANARY_ROWS = 8  # canary users and raw examples kept in the SavedModel for smoke checks
@@ -130,6 +134,7 @@ class RecommenderExport(tf.Module):
         as_of: dt.date,
         pairs: pd.DataFrame | None = None,
         sampling_prior: SamplingPrior | None = None,
+        prior_weight: float = 1.0,
     ) -> None:
         super().__init__()
         if catalogue.empty:
@@ -157,7 +162,7 @@ class RecommenderExport(tf.Module):
         )
         self.prior = tf.constant(np.log1p(lead_popularity), tf.float32)
         self.pair_table = self._pair_table(catalogue, users, pairs)
-        self._set_sampling_prior(sampling_prior)
+        self._set_sampling_prior(sampling_prior, prior_weight)
         n_canary = min(CANARY_ROWS, len(users))
         canary_users = users[f.USER_ID].astype(str).to_numpy()[:n_canary]
         self.canary_user_ids = tf.Variable(canary_users, dtype=tf.string, trainable=False)
@@ -190,11 +195,12 @@ class RecommenderExport(tf.Module):
             default_value=0.0,
         )
 
-    def _set_sampling_prior(self, prior: SamplingPrior | None) -> None:
+    def _set_sampling_prior(self, prior: SamplingPrior | None, weight: float) -> None:
         """Constants of the sampling-bias correction; none (a zero shift) without a prior."""
-        self.corrected = prior is not None
-        if prior is None:
+        self.corrected = prior is not None and weight > 0
+        if not self.corrected:
             return
+        self.neg_weight = float(weight)
         self.neg_lead_region = tf.constant(prior.lead_region, tf.int64)
         self.neg_region_rate = tf.constant(prior.region_rate, tf.float32)
         self.neg_popular = tf.constant(prior.popular, tf.float32)
@@ -208,8 +214,9 @@ class RecommenderExport(tf.Module):
         )
 
     def _log_propensity(self, user_rows: tf.Tensor, lead_rows: tf.Tensor) -> tf.Tensor:
-        """``log p_negative`` + ``log negatives_per_positive`` for users ``user_rows``
-        (-1: unknown) x catalogue rows, float32 (`SamplingPrior.log_propensity`)."""
+        """The logit shift: weight x (``log p_negative`` + ``log negatives_per_positive``)
+        for users ``user_rows`` (-1: unknown) x catalogue rows, float32
+        (`SamplingPrior.log_propensity`)."""
         if not self.corrected:
             return tf.zeros_like(lead_rows, tf.float32)
         region = tf.gather(self.neg_lead_region, lead_rows)
@@ -219,7 +226,8 @@ class RecommenderExport(tf.Module):
             tf.gather(self.neg_popular, lead_rows)
             + tf.gather(self.neg_region_rate, lead_rows) * share
         )
-        return tf.math.log(tf.maximum(p, MIN_PROPENSITY)) + self.neg_log_negatives
+        log_p = tf.math.log(tf.maximum(p, MIN_PROPENSITY)) + self.neg_log_negatives
+        return self.neg_weight * log_p
 
     def _pair_events(self, user_rows: tf.Tensor, lead_rows: tf.Tensor) -> tf.Tensor:
         """``user_lead_events`` of users ``user_rows`` (-1: unknown) x catalogue rows, float32."""
@@ -390,8 +398,16 @@ class RecommenderExport(tf.Module):
         penalty = tf.where(tf.math.is_finite(km), tf.math.log1p(km), tf.zeros_like(km))
         fallback = self.prior[None, :] - FALLBACK_DISTANCE_WEIGHT * penalty
         retrieval = tf.where(known[:, None], dot, fallback)
-        # 2. Shortlist.
-        s = min(self.model.cfg.shortlist, self.n_leads)
+        # 2. Shortlist: the best by retrieval score, and the nearest to a known user.
+        cfg = self.model.cfg
+        s = min(cfg.shortlist + cfg.geo_shortlist, self.n_leads)
+        g = min(cfg.geo_shortlist, self.n_leads)
+        if g:
+            finite = tf.math.is_finite(km)
+            near_km = tf.where(finite, km, tf.fill(tf.shape(km), np.float32(np.inf)))
+            kth = -tf.math.top_k(-near_km, k=g).values[:, -1:]
+            near = (near_km <= kth) & finite & known[:, None]
+            retrieval = tf.where(near, retrieval + GEO_SHORTLIST_BOOST, retrieval)
         short_scores, short = tf.math.top_k(retrieval, k=s)
         # 3-4. Full scorer on the shortlist (B * S rows) from the precomputed lead-tower
         # outputs, with the sampling-bias correction.

@@ -17,6 +17,7 @@ import pytest
 from transforms import features as f
 
 AS_OF_DAYS = 4
+SHORTLIST, GEO_SHORTLIST = 4, 4
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +55,9 @@ def trained(tmp_path_factory):
             "as_of": as_of.isoformat(),
             "batch_size": 64,
             "sampling": {"negatives_per_positive": 1, "window_spans": AS_OF_DAYS},
+            # A shortlist smaller than the 30-lead catalogue, so its two sources matter.
+            "shortlist": SHORTLIST,
+            "geo_shortlist": GEO_SHORTLIST,
         },
     )
     run_fn.run_fn(fn_args)
@@ -106,6 +110,36 @@ def test_recommend_returns_top_k_from_the_active_catalogue(trained):
         assert len(set(row_ids)) == len(row_ids)  # no duplicates
         assert np.all(np.diff(row_scores) <= 1e-7)  # descending
         assert np.all((row_scores > 0) & (row_scores < 1))
+
+
+def test_shortlist_holds_the_leads_nearest_to_a_known_users_location(trained):
+    """The retrieval logit knows no distance: the shortlist adds the `geo_shortlist` leads
+    nearest to the request location, so they are among the re-scored (and returned) ones."""
+    import tensorflow as tf
+
+    from components.example_gen import snapshots
+    from transforms import geo
+
+    loaded, data, as_of, _ = trained
+    catalogue = snapshots.load_catalogue(data, as_of).reset_index(drop=True)
+    users = snapshots.load_user_snapshot(data, as_of)
+    size = SHORTLIST + GEO_SHORTLIST
+    assert len(catalogue) >= 2 * size, "the catalogue must be larger than the shortlist"
+    rec = loaded.signatures[f.RECOMMEND_SIGNATURE]
+    lat = catalogue[f.LEAD_LATITUDE].to_numpy(np.float32)
+    lon = catalogue[f.LEAD_LONGITUDE].to_numpy(np.float32)
+    for probe in range(0, len(catalogue), 7):  # several places, each a lead's own spot
+        out = rec(
+            user_id=tf.constant([users[f.USER_ID].iloc[0]]),
+            latitude=tf.constant([lat[probe]]),
+            longitude=tf.constant([lon[probe]]),
+            k=tf.constant([size], tf.int32),
+        )
+        ids = {i.decode() for i in out[f.RECOMMEND_OUTPUT_LEAD_IDS].numpy()[0]}
+        assert len(ids) == size
+        km = geo.haversine_km(lat, lon, lat[probe], lon[probe]).numpy()
+        nearest = set(catalogue[f.LEAD_ID].to_numpy()[np.argsort(km, kind="stable")[:3]])
+        assert nearest <= ids, (probe, nearest - ids)
 
 
 def test_unknown_user_with_location_prefers_nearby_popular_leads(trained):
@@ -182,6 +216,7 @@ def test_recommend_scores_equal_serving_default_on_the_same_pairs(trained):
 
     from components.example_gen import interactions, raw_tables, snapshots
     from components.trainer import signatures
+    from components.trainer.model import ModelConfig
     from components.trainer.sampling_prior import SamplingPrior
 
     loaded, data, as_of, root = trained
@@ -219,7 +254,8 @@ def test_recommend_scores_equal_serving_default_on_the_same_pairs(trained):
     lead_rows = catalogue.reset_index(drop=True).reset_index().set_index(f.LEAD_ID).loc[ids]
     shift = prior.log_propensity(np.full(k, user_row), lead_rows["index"].to_numpy())
     assert np.ptp(shift) > 0.01, "a flat prior would not test the correction"
-    logit = np.log(p) - np.log1p(-p) + shift + prior.log_negatives
+    weight = ModelConfig.sampling_prior_weight  # the fixture trains with the default
+    logit = np.log(p) - np.log1p(-p) + weight * (shift + prior.log_negatives)
     np.testing.assert_allclose(scores, 1 / (1 + np.exp(-logit)), rtol=2e-4, atol=1e-6)
     assert np.all(np.diff(scores) <= 0), "scores are not best first"
 

@@ -140,18 +140,9 @@ def test_sampling_settings_default_to_example_gen_defaults():
     assert sampling == SamplingConfig() and spans is None
 
 
-@pytest.mark.parametrize(("value", "expected"), [("false", False), ("1", True), (False, False)])
-def test_sampling_correction_flag_parses_text_and_json(value, expected):
+def test_sampling_prior_weight_is_bounded():
     from components.trainer.model import ModelConfig
 
-    assert (
-        ModelConfig.from_custom_config({"sampling_correction": value}).sampling_correction
-        is expected
-    )
-
-
-def test_sampling_correction_flag_rejects_other_text():
-    from components.trainer.model import ModelConfig
-
-    with pytest.raises(ValueError, match="sampling_correction must be true or false"):
-        ModelConfig.from_custom_config({"sampling_correction": "maybe"})
+    assert ModelConfig.from_custom_config({"sampling_prior_weight": "0"}).sampling_prior_weight == 0
+    with pytest.raises(ValueError, match="sampling_prior_weight must be in"):
+        ModelConfig.from_custom_config({"sampling_prior_weight": 1.5})
