@@ -27,6 +27,7 @@ overrides a `model.ModelConfig` field (e.g. ``--hp l2=1e-4 --hp shortlist=300``)
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import pathlib
@@ -305,6 +306,15 @@ def main(argv: list[str] | None = None) -> None:
         args.sampling = {key: fields[key](value) for key, value in args.sampling}
     except (KeyError, ValueError) as e:
         parser.error(f"--sampling: expected one of {sorted(fields)} with a number ({e})")
+    from components.trainer.model import ModelConfig
+
+    unknown = sorted(set(args.hp) - {fl.name for fl in dataclasses.fields(ModelConfig)})
+    if unknown:
+        parser.error(f"--hp: unknown model settings {unknown}")
+    try:  # before minutes of example generation, not after
+        ModelConfig.from_custom_config(args.hp)
+    except ValueError as e:
+        parser.error(f"--hp: {e}")
     if not pathlib.Path(args.data).is_dir():
         parser.error(
             f"no data set at {args.data}: make one with "
