@@ -93,7 +93,6 @@ def train_model(data, work, eval_days: int, steps: int, seed: int, hp: dict, sam
     from tfx.components.trainer.fn_args_utils import FnArgs
 
     from components.example_gen import interactions
-    from components.trainer import model as model_lib
     from components.trainer import run_fn
 
     paths, window = _prepare(data, work, eval_days, seed, sampling)
@@ -109,7 +108,6 @@ def train_model(data, work, eval_days: int, steps: int, seed: int, hp: dict, sam
     )
     model, tft_output, metrics = run_fn.train(fn_args)
     say(f"trained {steps} steps: " + ", ".join(f"{k}={v:.3f}" for k, v in metrics.items()))
-    cfg = model_lib.ModelConfig.from_custom_config(fn_args.custom_config)
     module = run_fn.build_export(
         model,
         tft_output,
@@ -117,7 +115,7 @@ def train_model(data, work, eval_days: int, steps: int, seed: int, hp: dict, sam
         cut,
         sampling=interactions.SamplingConfig(seed=seed, **sampling),
         window_spans=None,  # the examples came from every span up to the cut-off
-        prior_weight=cfg.sampling_prior_weight,
+        prior_weight=model.cfg.sampling_prior_weight,
     )
     return module, cut, window
 

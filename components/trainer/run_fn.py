@@ -194,9 +194,8 @@ def run_fn(fn_args: Any) -> None:
     data_root, as_of = snapshot_day(custom)
     sampling, window_spans = sampling_settings(custom)
     model, tft_output, metrics = train(fn_args)
-    cfg = model_lib.ModelConfig.from_custom_config(custom)
     module = build_export(
-        model, tft_output, data_root, as_of, sampling, window_spans, cfg.sampling_prior_weight
+        model, tft_output, data_root, as_of, sampling, window_spans, model.cfg.sampling_prior_weight
     )
     signatures.export(module, fn_args.serving_model_dir)
     summary = {"as_of": as_of.isoformat(), "catalogue_leads": module.n_leads, **metrics}
