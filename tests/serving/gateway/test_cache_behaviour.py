@@ -46,11 +46,13 @@ def test_every_input_is_part_of_the_key(start_gateway, model_server, recommend, 
 
 def _stored_keys(redis_server, count: int) -> list[bytes]:
     """The answer keys in Redis once ``count`` are there: a miss's answer goes back to the
-    client first and reaches Redis just after, from the gateway's background store."""
+    client first and reaches Redis just after, from the gateway's background store. Until
+    then the key's fill lock (`<key>:lock`) is there instead, so it does not count."""
     found: list[bytes] = []
 
     def stored() -> bool:
-        found[:] = redis_server.client().keys("aiqleads:gw:v1:rec:*")
+        keys = redis_server.client().keys("aiqleads:gw:v1:rec:*")
+        found[:] = [k for k in keys if not k.endswith(b":lock")]
         return len(found) >= count
 
     wait_until(stored, 5, f"{count} answer(s) stored in Redis", interval=0.01)
@@ -88,14 +90,21 @@ def test_entries_expire_after_the_ttl(start_gateway, redis_server, recommend):
 def test_fifty_concurrent_identical_requests_make_one_model_call(
     start_gateway, stub_model_server, recommend, expected
 ):
-    gateway = start_gateway(model_servers=(f"127.0.0.1:{stub_model_server.port}",))
+    # A generous Redis timeout: the 50 client threads share this process with the gateway,
+    # and a Redis call that outlasts the default 50 ms (the gateway then serves uncached, as
+    # it should) would let a late request compute again. Outages are test_redis_outage's.
+    gateway = start_gateway(
+        model_servers=(f"127.0.0.1:{stub_model_server.port}",), redis_timeout_ms=1000
+    )
     stub_model_server.predict_delay = 0.3  # keep the first call in flight while others arrive
     with ThreadPoolExecutor(max_workers=50) as pool:
         answers = list(pool.map(lambda _: recommend(gateway, user_id="erin", k=5), range(50)))
+    metrics = requests.get(f"{gateway.url}/metrics", timeout=5).text
+    errors = [m for m in metrics.splitlines() if m.startswith("aiqleads_gateway_cache_errors")]
+    assert errors == []
     assert stub_model_server.predict_calls == 1
     assert all(a["items"] == expected("erin", 5, 1) for a in answers)
     assert len({a["request_id"] for a in answers}) == 50
-    metrics = requests.get(f"{gateway.url}/metrics", timeout=5).text
     assert 'aiqleads_gateway_cache_misses_total{kind="recommend"} 1.0' in metrics
 
 
