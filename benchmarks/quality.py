@@ -27,7 +27,6 @@ overrides a `model.ModelConfig` field (e.g. ``--hp l2=1e-4 --hp shortlist=300``)
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as dt
 import json
 import pathlib
@@ -299,18 +298,17 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     args.hp = dict(args.hp)
-    fields = {"negatives_per_positive": int, "hard_fraction": float, "popularity_exponent": float}
-    try:
-        args.sampling = {key: fields[key](value) for key, value in args.sampling}
-    except (KeyError, ValueError) as e:
-        parser.error(f"--sampling: expected one of {sorted(fields)} with a number ({e})")
-    from components.trainer.model import ModelConfig
+    from aiqleads.errors import DataError
+    from components.example_gen import interactions
+    from components.trainer.model_config import ModelConfig
 
-    unknown = sorted(set(args.hp) - {fl.name for fl in dataclasses.fields(ModelConfig)})
-    if unknown:
-        parser.error(f"--hp: unknown model settings {unknown}")
+    try:  # coerced and range-checked as the Trainer does
+        checked = interactions.SamplingConfig.from_settings(dict(args.sampling))
+    except DataError as e:
+        parser.error(f"--sampling: {e}")
+    args.sampling = {key: getattr(checked, key) for key, _ in args.sampling}
     try:  # before minutes of example generation, not after
-        ModelConfig.from_custom_config(args.hp)
+        ModelConfig.from_custom_config(args.hp, strict=True)
     except ValueError as e:
         parser.error(f"--hp: {e}")
     if not pathlib.Path(args.data).is_dir():

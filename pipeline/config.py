@@ -15,6 +15,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from aiqleads import settings_io
+from components.trainer.model_config import ModelConfig
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 ENV_PREFIX = "AIQLEADS_PIPELINE__"
@@ -90,6 +91,13 @@ class TrainerConfig(_Section):
     train_steps: int = Field(2000, ge=1, le=10_000_000)
     eval_steps: int = Field(200, ge=1, le=1_000_000)
     hyperparameters: dict[str, int | float | str | bool] = Field(default_factory=dict)
+
+    @pydantic.field_validator("hyperparameters")
+    @classmethod
+    def _known_and_in_range(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # Checked here, when the config loads, not minutes into a run when the Trainer starts.
+        ModelConfig.from_custom_config(value, strict=True)
+        return value
 
 
 class EvaluatorConfig(_Section):

@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 import pathlib
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -56,6 +59,29 @@ class SamplingConfig:
             raise DataError(
                 f"popularity_exponent must be in [0, 2], got {self.popularity_exponent}"
             )
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any], seed: int = 0) -> SamplingConfig:
+        """A config from ``key: value`` settings other than the seed (numbers or numeric
+        strings: the Trainer's ``custom_config``, a command line); unknown keys and bad
+        values are DataErrors naming them."""
+        kinds = {fl.name: type(fl.default) for fl in dataclasses.fields(cls) if fl.name != "seed"}
+        unknown = sorted(set(settings) - set(kinds))
+        if unknown:
+            raise DataError(f"unknown sampling settings {unknown}; known: {sorted(kinds)}")
+        values: dict[str, Any] = {}
+        for key, value in settings.items():
+            try:
+                number = float(value)
+                if isinstance(value, bool) or not math.isfinite(number):
+                    raise ValueError
+                if kinds[key] is int and not number.is_integer():
+                    raise ValueError
+            except (TypeError, ValueError):
+                kind = "a whole number" if kinds[key] is int else "a number"
+                raise DataError(f"sampling {key} must be {kind}, got {value!r}") from None
+            values[key] = kinds[key](number)
+        return cls(seed=seed, **values)
 
 
 def label_interactions(events: pd.DataFrame) -> pd.DataFrame:

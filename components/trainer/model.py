@@ -20,58 +20,12 @@ from typing import Any
 import tensorflow as tf
 import tf_keras as keras
 
+from components.trainer.model_config import ModelConfig
 from transforms import features as f
 from transforms import preprocessing
 
 SCORE = "score"  # output: final logit
 RETRIEVAL = "retrieval"  # output: dot-product logit
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    """Hyper-parameters (``custom_config`` keys of the same names override them)."""
-
-    embedding_dim: int = 32
-    id_embedding_dim: int = 32
-    # Tuned with benchmarks/quality.py on the default synthetic set (docs/model.md).
-    hidden_units: int = 128
-    learning_rate: float = 0.002
-    batch_size: int = 256
-    retrieval_loss_weight: float = 0.5
-    l2: float = 1e-4
-    # `recommend` re-scores with the full model the best `shortlist` leads by retrieval score
-    # plus the `geo_shortlist` nearest to the user's location (docs/model.md).
-    shortlist: int = 50
-    geo_shortlist: int = 50
-    # `recommend` adds this times log(negatives_per_positive * p_negative) to its logits: the
-    # sampling-bias correction (docs/model.md); 0 turns it off.
-    sampling_prior_weight: float = 0.5
-    seed: int = 7
-
-    @classmethod
-    def from_custom_config(cls, custom: dict[str, Any] | None) -> ModelConfig:
-        custom = custom or {}
-        fields = {fl.name: fl.type for fl in dataclasses.fields(cls)}
-        values = {}
-        for name in fields:
-            if name in custom:
-                default = getattr(cls, name)
-                values[name] = type(default)(custom[name])
-        cfg = cls(**values)
-        for name in ("embedding_dim", "id_embedding_dim", "hidden_units", "batch_size"):
-            if not 1 <= getattr(cfg, name) <= 4096:
-                raise ValueError(f"{name} must be in [1, 4096], got {getattr(cfg, name)}")
-        if not 1 <= cfg.shortlist <= 100_000:
-            raise ValueError(f"shortlist must be in [1, 100000], got {cfg.shortlist}")
-        if not 0 <= cfg.sampling_prior_weight <= 1:
-            raise ValueError(
-                f"sampling_prior_weight must be in [0, 1], got {cfg.sampling_prior_weight}"
-            )
-        if not 0 <= cfg.geo_shortlist <= 100_000:
-            raise ValueError(f"geo_shortlist must be in [0, 100000], got {cfg.geo_shortlist}")
-        if not 0 < cfg.learning_rate < 1:
-            raise ValueError(f"learning_rate must be in (0, 1), got {cfg.learning_rate}")
-        return cfg
 
 
 @dataclasses.dataclass(frozen=True)

@@ -112,12 +112,8 @@ def sampling_settings(custom: dict[str, Any]) -> tuple[SamplingConfig, int | Non
     """(ExampleGen's sampling, window spans or None for all) from ``custom_config``."""
     raw = dict(custom.get(SAMPLING) or {})
     spans = raw.pop(WINDOW_SPANS, None)
-    known = {"negatives_per_positive": int, "hard_fraction": float, "popularity_exponent": float}
-    unknown = sorted(set(raw) - set(known))
-    if unknown:
-        raise TrainerConfigError(f"custom_config sampling has unknown keys {unknown}")
     try:
-        sampling = SamplingConfig(**{key: known[key](value) for key, value in raw.items()})
+        sampling = SamplingConfig.from_settings(raw)
         spans = None if spans is None else int(spans)
     except (TypeError, ValueError, DataError) as e:
         raise TrainerConfigError(f"custom_config sampling: {e}") from e

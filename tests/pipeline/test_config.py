@@ -43,6 +43,27 @@ def test_yaml_then_environment_override(tmp_path):
         ("- a list\n", {}, "mapping at the top level"),
         ("", {"AIQLEADS_PIPELINE__TRAINER__TRAIN_STEPS": "0"}, "trainer.train_steps"),
         ("", {"AIQLEADS_PIPELINE__NOPE": "1"}, "nope: Extra inputs"),
+        # Model hyper-parameters are checked when the config loads, not when training starts.
+        (
+            "trainer:\n  hyperparameters: {embeding_dim: 16}\n",
+            {},
+            "trainer.hyperparameters: .*unknown model settings \\['embeding_dim'\\]",
+        ),
+        (
+            "trainer:\n  hyperparameters: {shortlist: 0}\n",
+            {},
+            "shortlist must be in \\[1, 100000\\], got 0",
+        ),
+        (
+            "trainer:\n  hyperparameters: {batch_size: 2.5}\n",
+            {},
+            "batch_size must be a finite whole number, got 2.5",
+        ),
+        (
+            "trainer:\n  hyperparameters: {learning_rate: .nan}\n",
+            {},
+            "learning_rate must be a finite number",
+        ),
     ],
 )
 def test_invalid_config_is_one_clear_error(tmp_path, yaml_text, env, message):
@@ -50,6 +71,16 @@ def test_invalid_config_is_one_clear_error(tmp_path, yaml_text, env, message):
     path.write_text(yaml_text)
     with pytest.raises(ConfigError, match=message):
         config.load_config(path, environ=env)
+
+
+def test_valid_hyperparameters_load_and_reach_the_model_config(tmp_path):
+    from components.trainer.model_config import ModelConfig
+
+    path = tmp_path / "pipeline.yaml"
+    path.write_text("trainer:\n  hyperparameters: {embedding_dim: 16, l2: '1e-5'}\n")
+    cfg = config.load_config(path, environ={})
+    model = ModelConfig.from_custom_config(cfg.trainer.hyperparameters, strict=True)
+    assert (model.embedding_dim, model.l2, model.shortlist) == (16, 1e-5, ModelConfig.shortlist)
 
 
 def test_missing_file_is_a_config_error(tmp_path):

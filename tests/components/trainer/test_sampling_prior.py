@@ -120,9 +120,11 @@ def _zipf(n: int) -> np.ndarray:
 @pytest.mark.parametrize(
     ("sampling", "message"),
     [
-        ({"negatives": 4}, "unknown keys"),
-        ({"hard_fraction": 1.5}, "hard_fraction"),
-        ({"negatives_per_positive": "many"}, "invalid literal"),
+        ({"negatives": 4}, "unknown sampling settings \\['negatives'\\]"),
+        ({"hard_fraction": 1.5}, "hard_fraction must be in"),
+        ({"negatives_per_positive": "many"}, "negatives_per_positive must be a whole number"),
+        ({"negatives_per_positive": 2.5}, "negatives_per_positive must be a whole number"),
+        ({"popularity_exponent": True}, "popularity_exponent must be a number"),
         ({"window_spans": 0}, "window_spans"),
     ],
 )
@@ -138,6 +140,16 @@ def test_sampling_settings_default_to_example_gen_defaults():
 
     sampling, spans = run_fn.sampling_settings({})
     assert sampling == SamplingConfig() and spans is None
+
+
+def test_sampling_settings_take_numeric_strings_as_a_command_line_gives_them():
+    from components.trainer import run_fn
+
+    raw = {"negatives_per_positive": "2", "hard_fraction": "0.25", "window_spans": "7"}
+    sampling, spans = run_fn.sampling_settings({"sampling": raw})
+    assert sampling == SamplingConfig(negatives_per_positive=2, hard_fraction=0.25)
+    assert spans == 7
+    assert isinstance(sampling.negatives_per_positive, int)
 
 
 def test_sampling_prior_weight_is_bounded():
