@@ -40,6 +40,10 @@ DEFAULT_CATEGORICAL_DRIFT = {
     "price_band": 0.15,
 }
 
+# Above the largest value on clean days of six default-size synthetic sets (1.26), below
+# the smallest one-day price_inflation there (1.49): docs/pipeline.md.
+DEFAULT_REGIONAL_MEDIAN_SHIFT = 1.4
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -74,6 +78,9 @@ class DriftConfig(_Section):
     categorical: dict[str, Annotated[float, Field(gt=0.0, le=1.0)]] = Field(
         default_factory=lambda: dict(DEFAULT_CATEGORICAL_DRIFT)
     )
+    # The worst region's |d log market median price| x sqrt(inventory) from one span to the
+    # next (docs/pipeline.md); null turns the measurement off.
+    regional_median_shift: float | None = Field(DEFAULT_REGIONAL_MEDIAN_SHIFT, gt=0.0, le=100.0)
     serving_log_dir: str | None = None
     max_serving_records: int = Field(200_000, ge=1, le=10_000_000)
 

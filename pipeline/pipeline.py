@@ -131,6 +131,7 @@ def create_pipeline(
             schema=schema,
             numeric=dict(config.drift.numeric),
             categorical=dict(config.drift.categorical),
+            regional_median_shift=config.drift.regional_median_shift,
             serving_log_dir=(
                 str(config.path(config.drift.serving_log_dir))
                 if config.drift.serving_log_dir

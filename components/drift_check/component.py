@@ -13,7 +13,8 @@ from components.drift_check import executor, spec
 class DriftCheck(base_component.BaseComponent):
     """Stops the run before training when the newest span drifted or serving skews.
 
-    ``numeric``/``categorical`` map feature names to Jensen-Shannon / L-infinity thresholds.
+    ``numeric``/``categorical`` map feature names to Jensen-Shannon / L-infinity thresholds;
+    ``regional_median_shift`` bounds the worst region's market median move (None: off).
     """
 
     SPEC_CLASS = spec.DriftCheckSpec
@@ -25,10 +26,18 @@ class DriftCheck(base_component.BaseComponent):
         schema: types.BaseChannel,
         numeric: dict[str, float],
         categorical: dict[str, float],
+        regional_median_shift: float | None = None,
         serving_log_dir: str | None = None,
         max_serving_records: int = 200_000,
     ) -> None:
-        thresholds = json.dumps({"numeric": numeric, "categorical": categorical}, sort_keys=True)
+        thresholds = json.dumps(
+            {
+                "numeric": numeric,
+                "categorical": categorical,
+                "regional_median_shift": regional_median_shift,
+            },
+            sort_keys=True,
+        )
         component_spec = spec.DriftCheckSpec(
             examples=examples,
             schema=schema,

@@ -5,6 +5,12 @@ training data with features logged by serving (when a log directory is configure
 Numeric features use the Jensen-Shannon divergence, categorical ones the L-infinity
 distance, each with a threshold from the config. A feature above its threshold is a
 violation; any violation fails the check.
+
+A distribution of prices over all regions hides one region re-pricing, so drift also
+measures each region's market median price: the move from the previous span in log,
+times the square root of the region's inventory (the smaller of the two days'). A median of
+n prices wanders about 1/sqrt(n), so this puts a region of 5 leads and one of 50 on one
+scale; the largest score over the regions is compared with its threshold.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ DRIFT = "drift"
 SKEW = "skew"
 JS = "jensen_shannon_divergence"
 LINF = "l_infinity"
+MEDIAN_SHIFT = "regional_median_shift"  # |d log median price| x sqrt(inventory), worst region
 _MEASURE_NAMES = {
     anomalies_pb2.DriftSkewInfo.Measurement.JENSEN_SHANNON_DIVERGENCE: JS,
     anomalies_pb2.DriftSkewInfo.Measurement.L_INFTY: LINF,
@@ -42,6 +49,7 @@ class Thresholds:
 
     numeric: dict[str, float]
     categorical: dict[str, float]
+    regional_median_shift: float | None = None  # None: not measured
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -106,12 +114,12 @@ class DriftReport:
             f"Drift check: {'PASSED' if self.passed else 'FAILED'}",
             f"newest span {self.current_span} vs previous span {self.previous_span or '-'}; "
             f"serving records: {self.serving_records}",
-            f"{'kind':<6} {'feature':<28} {'measure':<26} {'value':>8} {'limit':>8}",
+            f"{'kind':<6} {'feature':<32} {'measure':<26} {'value':>8} {'limit':>8}",
         ]
         for m in sorted(self.measurements, key=lambda m: (m.kind, m.feature)):
             flag = "  VIOLATION" if m.violated else ""
             lines.append(
-                f"{m.kind:<6} {m.feature:<28} {m.measure:<26} {m.value:>8.4f} "
+                f"{m.kind:<6} {m.feature:<32} {m.measure:<26} {m.value:>8.4f} "
                 f"{m.threshold:>8.4f}{flag}"
             )
         if not self.passed:
@@ -130,6 +138,32 @@ def split_newest_spans(
     newest = present[-1]
     previous = present[-2] if len(present) > 1 else None
     return newest, previous, frame[days == newest], frame[days == previous]
+
+
+def regional_median_shift(
+    current: pd.DataFrame, previous: pd.DataFrame
+) -> tuple[str, float] | None:
+    """(region, score) of the region whose market median price moved most between the two
+    spans: |d log median| x sqrt(min inventory). None when no region is in both with a
+    positive median and inventory. A span's examples carry its market row per region."""
+
+    def levels(frame: pd.DataFrame) -> pd.DataFrame:
+        cols = [f.REGION, f.MARKET_MEDIAN_PRICE, f.MARKET_INVENTORY]
+        if any(name not in frame.columns for name in cols):
+            return pd.DataFrame(columns=cols[1:])
+        rows = frame[cols].dropna()
+        rows = rows[(rows[f.MARKET_MEDIAN_PRICE] > 0) & (rows[f.MARKET_INVENTORY] > 0)]
+        region = rows[f.REGION].map(lambda r: r.decode() if isinstance(r, bytes) else str(r))
+        return rows[cols[1:]].astype(float).groupby(region.to_numpy()).median()
+
+    both = levels(current).join(levels(previous), how="inner", lsuffix="_now", rsuffix="_then")
+    if both.empty:
+        return None
+    price, inventory = f.MARKET_MEDIAN_PRICE, f.MARKET_INVENTORY
+    move = np.abs(np.log(both[f"{price}_now"]) - np.log(both[f"{price}_then"]))
+    scores = move * np.sqrt(np.minimum(both[f"{inventory}_now"], both[f"{inventory}_then"]))
+    region = str(scores.idxmax())
+    return region, float(scores[region])
 
 
 def _list_array(values: pd.Series) -> pa.Array:
@@ -206,6 +240,12 @@ def compare(
             previous_statistics=statistics(previous, names, compared),
         )
         measurements += _measurements(anomalies, DRIFT)
+        shift = regional_median_shift(current, previous)
+        if thresholds.regional_median_shift is not None and shift is not None:
+            region, score = shift
+            feature = f"{f.MARKET_MEDIAN_PRICE}[{region}]"
+            limit = thresholds.regional_median_shift
+            measurements.append(Measurement(DRIFT, feature, MEDIAN_SHIFT, score, limit))
     serving_records = 0 if serving is None else len(serving)
     if serving_records and training is not None and len(training):
         logged = tuple(name for name in names if name in serving.columns)

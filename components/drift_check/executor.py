@@ -30,9 +30,11 @@ TRAIN_SPLIT = "train"
 
 def thresholds_from_json(text: str) -> drift.Thresholds:
     raw = json.loads(text)
+    shift = raw.get("regional_median_shift")
     return drift.Thresholds(
         numeric={k: float(v) for k, v in raw.get("numeric", {}).items()},
         categorical={k: float(v) for k, v in raw.get("categorical", {}).items()},
+        regional_median_shift=None if shift is None else float(shift),
     )
 
 

@@ -7,7 +7,8 @@ from tfx.types import artifact, component_spec, standard_artifacts
 EXAMPLES_KEY = "examples"
 SCHEMA_KEY = "schema"
 REPORT_KEY = "report"
-THRESHOLDS_KEY = "thresholds_json"  # {"numeric": {feature: js}, "categorical": {feature: linf}}
+# {"numeric": {feature: js}, "categorical": {feature: linf}, "regional_median_shift": x | null}
+THRESHOLDS_KEY = "thresholds_json"
 SERVING_LOG_DIR_KEY = "serving_log_dir"  # "" when there are no serving logs
 MAX_SERVING_RECORDS_KEY = "max_serving_records"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pathlib
 
 import pytest
@@ -46,6 +47,9 @@ def test_drift_stage_components_and_order(cfg):
         wiring.SCHEMA_GEN,
         wiring.EXAMPLE_VALIDATOR,
     }
+    thresholds = json.loads(drift.exec_properties["thresholds_json"])
+    assert thresholds["regional_median_shift"] == cfg.drift.regional_median_shift
+    assert thresholds["numeric"] == dict(cfg.drift.numeric)
     gen = by_id[wiring.EXAMPLE_GEN]
     assert gen.exec_properties["as_of"] == "2026-01-04"
     assert gen.exec_properties["window_spans"] == 3

@@ -78,6 +78,66 @@ def test_missing_values_are_ignored_and_skew_uses_logged_features(schema):
     assert "FAILED" in text and "skew   region" in text
 
 
+def _market_frame(rows: list[tuple[bytes | str, float, float]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=[f.REGION, f.MARKET_MEDIAN_PRICE, f.MARKET_INVENTORY])
+
+
+def test_regional_median_shift_scales_the_log_move_by_the_root_of_the_inventory(schema):
+    # a: 100 -> 135 with 25 then 16 leads: |log 1.35| x sqrt(16) = 1.2004.
+    # b: 200 -> 100 with 4 leads: log 2 x 2 = 1.3863, the worst. c is new, d has no row
+    # today, and e's missing inventory (NaN) and zero median do not count.
+    previous = _market_frame(
+        [(b"a", 100.0, 25.0), (b"b", 200.0, 4.0), (b"d", 50.0, 9.0), (b"e", 80.0, 9.0)]
+    )
+    current = _market_frame(
+        [(b"a", 135.0, 16.0)] * 3
+        + [(b"b", 100.0, 4.0), (b"c", 999.0, 50.0), (b"e", 800.0, np.nan), (b"e", 0.0, 9.0)]
+    )
+    assert drift.regional_median_shift(current, previous) == ("b", pytest.approx(2 * np.log(2)))
+    th = drift.Thresholds(numeric={}, categorical={}, regional_median_shift=1.3)
+    report = drift.compare(current, previous, None, None, schema, th, "d", "p")
+    [m] = report.measurements
+    assert (m.feature, m.measure, m.threshold) == (
+        f"{f.MARKET_MEDIAN_PRICE}[b]",
+        drift.MEDIAN_SHIFT,
+        1.3,
+    )
+    assert report.reason == "drift on market_median_price[b]: regional_median_shift 1.386 > 1.300"
+    looser = drift.Thresholds(numeric={}, categorical={}, regional_median_shift=1.4)
+    assert drift.compare(current, previous, None, None, schema, looser, "d", "p").passed
+    off = drift.Thresholds(numeric={}, categorical={})
+    assert drift.compare(current, previous, None, None, schema, off, "d", "p").measurements == ()
+
+
+def test_regional_median_shift_needs_a_region_in_both_spans():
+    now, then = _market_frame([("a", 100.0, 4.0)]), _market_frame([("b", 100.0, 4.0)])
+    assert drift.regional_median_shift(now, then) is None
+    assert drift.regional_median_shift(now, pd.DataFrame({f.REGION: ["a"]})) is None
+
+
+@pytest.mark.parametrize("scenario", [None, "price_inflation"])
+def test_one_day_price_inflation_is_caught_and_a_clean_day_is_not(tmp_path, scenario):
+    """The default synthetic world with its last day clean or re-priced in one region
+    (x1.35), through ExampleGen and the executor's check at the default threshold."""
+    from aiqleads.data import synth
+    from pipeline.config import DEFAULT_REGIONAL_MEDIAN_SHIFT
+
+    data = synth.generate(synth.preset("default", drift=scenario, drift_days=1), tmp_path).out
+    uri = str(tmp_path / "examples")
+    no_negatives = interactions.SamplingConfig(negatives_per_positive=0)
+    example_gen_executor.generate(str(data), uri, 2, 1, no_negatives)
+    limit = DEFAULT_REGIONAL_MEDIAN_SHIFT
+    th = drift.Thresholds(numeric={}, categorical={}, regional_median_shift=limit)
+    report = executor.run_check(uri, ["train", "eval"], str(SCHEMA), th, None, 1000)
+    [m] = report.measurements
+    if scenario is None:
+        assert report.passed and m.value < limit
+    else:
+        region = json.loads((data / "ground_truth" / "drift.json").read_text())["region"]
+        assert not report.passed
+        assert m.feature == f"{f.MARKET_MEDIAN_PRICE}[{region}]" and m.value > limit
+
+
 def test_unknown_drift_feature_is_rejected(schema):
     with pytest.raises(ValueError, match="nope"):
         drift.drift_schema(schema, drift.Thresholds(numeric={"nope": 0.1}, categorical={}))
@@ -157,4 +217,8 @@ def test_component_channels():
         categorical={f.REGION: 0.2},
     )
     assert check.outputs[s.REPORT_KEY].type_name == "aiqleads.DriftReport"
-    assert json.loads(check.exec_properties[s.THRESHOLDS_KEY])["numeric"] == {f.PRICE: 0.1}
+    thresholds = json.loads(check.exec_properties[s.THRESHOLDS_KEY])
+    assert thresholds["numeric"] == {f.PRICE: 0.1}
+    assert thresholds["regional_median_shift"] is None
+    parsed = executor.thresholds_from_json(json.dumps({**thresholds, "regional_median_shift": 1.5}))
+    assert parsed.regional_median_shift == 1.5
