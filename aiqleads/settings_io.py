@@ -8,6 +8,7 @@ each bad field, so the CLI can print it as one line.
 
 from __future__ import annotations
 
+import math
 import os
 import pathlib
 from collections.abc import Mapping
@@ -69,6 +70,23 @@ def parse_scalar(text: str, name: str) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"cannot parse {name}={text!r}: {e}") from e
+
+
+def as_number(value: Any, like: int | float, name: str) -> int | float:
+    """``value`` (a number or numeric text, as YAML or a command line gives it) as the type of
+    ``like``. ValueError naming ``name`` for booleans, text, NaN, infinity, and fractions
+    where ``like`` is an int."""
+    whole = isinstance(like, int)
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        number = float(value)
+        if not math.isfinite(number) or (whole and not number.is_integer()):
+            raise ValueError
+    except (TypeError, ValueError):
+        kind = "a whole number" if whole else "a finite number"
+        raise ValueError(f"{name} must be {kind}, got {value!r}") from None
+    return int(number) if whole else number
 
 
 def merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:

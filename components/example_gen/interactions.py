@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import math
 import pathlib
 from collections.abc import Mapping
 from typing import Any
@@ -27,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from aiqleads import contracts as c
+from aiqleads import settings_io
 from aiqleads.errors import DataError
 from components.example_gen import features_join, raw_tables
 from transforms import features as f
@@ -65,22 +65,17 @@ class SamplingConfig:
         """A config from ``key: value`` settings other than the seed (numbers or numeric
         strings: the Trainer's ``custom_config``, a command line); unknown keys and bad
         values are DataErrors naming them."""
-        kinds = {fl.name: type(fl.default) for fl in dataclasses.fields(cls) if fl.name != "seed"}
-        unknown = sorted(set(settings) - set(kinds))
+        known = sorted(fl.name for fl in dataclasses.fields(cls) if fl.name != "seed")
+        unknown = sorted(set(settings) - set(known))
         if unknown:
-            raise DataError(f"unknown sampling settings {unknown}; known: {sorted(kinds)}")
-        values: dict[str, Any] = {}
-        for key, value in settings.items():
-            try:
-                number = float(value)
-                if isinstance(value, bool) or not math.isfinite(number):
-                    raise ValueError
-                if kinds[key] is int and not number.is_integer():
-                    raise ValueError
-            except (TypeError, ValueError):
-                kind = "a whole number" if kinds[key] is int else "a number"
-                raise DataError(f"sampling {key} must be {kind}, got {value!r}") from None
-            values[key] = kinds[key](number)
+            raise DataError(f"unknown sampling settings {unknown}; known: {known}")
+        try:
+            values = {
+                key: settings_io.as_number(value, getattr(cls, key), f"sampling {key}")
+                for key, value in settings.items()
+            }
+        except ValueError as e:
+            raise DataError(str(e)) from None
         return cls(seed=seed, **values)
 
 

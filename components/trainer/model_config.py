@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from typing import Any
+
+from aiqleads import settings_io
 
 # Closed ranges that a setting must lie in (learning_rate is open at both ends).
 _BOUNDS: dict[str, tuple[float, float]] = {
@@ -59,7 +60,7 @@ class ModelConfig:
         if strict and (unknown := sorted(set(custom) - set(names))):
             raise ValueError(f"unknown model settings {unknown}; known: {names}")
         values = {
-            name: _coerce(name, getattr(cls, name), custom[name])
+            name: settings_io.as_number(custom[name], getattr(cls, name), name)
             for name in names
             if name in custom
         }
@@ -70,18 +71,3 @@ class ModelConfig:
         if not 0 < cfg.learning_rate < 1:
             raise ValueError(f"learning_rate must be in (0, 1), got {cfg.learning_rate}")
         return cfg
-
-
-def _coerce(name: str, default: Any, value: Any) -> int | float:
-    """``value`` as the type of ``default``: numbers or numeric strings; an int setting takes
-    whole numbers only, and NaN or infinity is no float setting's value."""
-    kind = "whole number" if isinstance(default, int) else "number"
-    try:
-        if isinstance(value, bool):
-            raise ValueError
-        number = float(value)
-        if not math.isfinite(number) or (isinstance(default, int) and not number.is_integer()):
-            raise ValueError
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a finite {kind}, got {value!r}") from None
-    return int(number) if isinstance(default, int) else number

@@ -57,7 +57,7 @@ def test_yaml_then_environment_override(tmp_path):
         (
             "trainer:\n  hyperparameters: {batch_size: 2.5}\n",
             {},
-            "batch_size must be a finite whole number, got 2.5",
+            "batch_size must be a whole number, got 2.5",
         ),
         (
             "trainer:\n  hyperparameters: {learning_rate: .nan}\n",

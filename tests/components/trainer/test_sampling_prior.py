@@ -124,7 +124,7 @@ def _zipf(n: int) -> np.ndarray:
         ({"hard_fraction": 1.5}, "hard_fraction must be in"),
         ({"negatives_per_positive": "many"}, "negatives_per_positive must be a whole number"),
         ({"negatives_per_positive": 2.5}, "negatives_per_positive must be a whole number"),
-        ({"popularity_exponent": True}, "popularity_exponent must be a number"),
+        ({"popularity_exponent": True}, "popularity_exponent must be a finite number"),
         ({"window_spans": 0}, "window_spans"),
     ],
 )
