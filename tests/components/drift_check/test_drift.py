@@ -172,6 +172,19 @@ def _run(tmp_path, thresholds: dict, log_dir: str = ""):
     return result, drift_report_artifact
 
 
+def test_reading_only_positives_drops_exactly_the_sampled_negatives(tmp_path):
+    from components.drift_check import example_io
+
+    uri = _examples(tmp_path).uri
+    everything = example_io.read_examples(uri, ["train", "eval"], batch_size=3)
+    positives = example_io.read_examples(
+        uri, ["train", "eval"], keep=executor._is_positive, batch_size=3
+    )
+    assert (everything[f.ENGAGEMENT] == 0).any() and len(positives) > 0
+    expected = everything[everything[f.ENGAGEMENT] > 0].reset_index(drop=True)
+    pd.testing.assert_frame_equal(positives[expected.columns], expected)
+
+
 def test_executor_passes_and_writes_report(tmp_path):
     # Newest tiny span (2026-01-04) vs 2026-01-03: lead_latitude moves, loose limit passes.
     result, artifact = _run(tmp_path, {"numeric": {f.LEAD_LATITUDE: 1.0}, "categorical": {}})
