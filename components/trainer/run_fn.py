@@ -22,6 +22,7 @@ from typing import Any
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from aiqleads import settings_io
 from aiqleads.errors import DataError
 from components.example_gen import raw_tables, snapshots, window
 from components.example_gen.interactions import SamplingConfig
@@ -114,8 +115,8 @@ def sampling_settings(custom: dict[str, Any]) -> tuple[SamplingConfig, int | Non
     spans = raw.pop(WINDOW_SPANS, None)
     try:
         sampling = SamplingConfig.from_settings(raw)
-        spans = None if spans is None else int(spans)
-    except (TypeError, ValueError, DataError) as e:
+        spans = None if spans is None else settings_io.as_number(spans, 0, WINDOW_SPANS)
+    except (ValueError, DataError) as e:
         raise TrainerConfigError(f"custom_config sampling: {e}") from e
     if spans is not None and spans < 1:
         raise TrainerConfigError(f"custom_config sampling window_spans must be >= 1, got {spans}")

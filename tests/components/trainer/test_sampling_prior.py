@@ -126,6 +126,7 @@ def _zipf(n: int) -> np.ndarray:
         ({"negatives_per_positive": 2.5}, "negatives_per_positive must be a whole number"),
         ({"popularity_exponent": True}, "popularity_exponent must be a finite number"),
         ({"window_spans": 0}, "window_spans"),
+        ({"window_spans": 7.5}, "window_spans must be a whole number, got 7.5"),
     ],
 )
 def test_bad_sampling_settings_are_clear_trainer_errors(sampling, message):
