@@ -7,7 +7,6 @@ day before is clean, the window ending on the newest span must be stopped by the
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import pathlib
 import shutil
 
@@ -98,14 +97,6 @@ def test_validation_drift_stop_caching_and_contract_violations(smoke_data, tmp_p
     assert not {wiring.STATISTICS_GEN, wiring.DRIFT_CHECK, wiring.TRANSFORM} & set(runs)
 
 
-def _model_code_present() -> bool:
-    return all(
-        importlib.util.find_spec(name) is not None
-        for name in ("components.trainer.run_fn", "transforms.preprocessing")
-    )
-
-
-@pytest.mark.skipif(not _model_code_present(), reason="the Trainer module is not there yet")
 def test_full_run_blesses_pushes_and_drift_keeps_the_previous_model(smoke_data, tmp_path):
     import tensorflow as tf
 
