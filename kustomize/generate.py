@@ -36,6 +36,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from aiqleads.errors import ConfigError
 from serving.envoy.config import kubernetes_upstreams, render_envoy_config
+from serving.model_server.config import monitoring_config_text
 from serving.settings import ServingSettings, load_settings
 
 KUSTOMIZE_DIR = pathlib.Path(__file__).resolve().parent
@@ -53,7 +54,6 @@ NUM_MODEL_VERSIONS = 2  # the newest two: a rollback target stays loaded
 HPA_MAX_FACTOR = 4
 HPA_MAX_REPLICAS = 16
 ENVOY_INTERNAL_SERVICE = "aiqleads-envoy-internal"
-PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
 REDIS_SERVICE = "aiqleads-redis"
 
 
@@ -111,14 +111,6 @@ def model_server_config(settings: ServingSettings) -> model_server_config_pb2.Mo
     model.model_platform = "tensorflow"
     model.model_version_policy.latest.num_versions = NUM_MODEL_VERSIONS
     return config
-
-
-def monitoring_config() -> str:
-    """TF Serving's MonitoringConfig text proto: Prometheus metrics on the REST port.
-
-    (The proto is not in the tensorflow-serving-api wheel; the text is two fields.)
-    """
-    return f'prometheus_config {{\n  enable: true\n  path: "{PROMETHEUS_PATH}"\n}}\n'
 
 
 def _deployment_patch(name: str, replicas: int, container: str, args: list[str]) -> dict:
@@ -224,7 +216,7 @@ def render_overlay(overlay: Overlay) -> dict[str, str]:
     return {
         "envoy.yaml": _header(name) + envoy,
         "models.config": _header(name) + text_format.MessageToString(model_server_config(s)),
-        "monitoring.config": _header(name) + monitoring_config(),
+        "monitoring.config": _header(name) + monitoring_config_text(),
         "workloads.yaml": _header(name) + patches,
     }
 

@@ -30,6 +30,7 @@ from serving.envoy.config import (
     Upstreams,
 )
 from serving.envoy.runtime import envoy_argv, healthy_members, validate_config, write_config
+from serving.model_server.config import PROMETHEUS_PATH, monitoring_config_text
 from serving.process import Child, find_binary, free_port, http_status, redis_ping, wait_until
 from serving.settings import ServingSettings
 
@@ -121,6 +122,8 @@ class ServingStack:
         redis_dir.mkdir(parents=True, exist_ok=True)
         redis_bin = find_binary("redis-server", "the Debian package redis-server")
         model_server_bin = find_binary("aiqleads-model-server", "the project (pip install -e .)")
+        monitoring = s.run_dir / "model-server-monitoring.config"
+        monitoring.write_text(monitoring_config_text())  # Prometheus metrics, as in Kubernetes
         children = [
             Child(
                 "redis",
@@ -154,6 +157,7 @@ class ServingStack:
                 f"--model_name={s.model_name}",
                 f"--model_base_path={s.model_base_path}",
                 f"--file_system_poll_wait_seconds={s.model_servers.file_system_poll_wait_seconds}",
+                f"--monitoring_config_file={monitoring}",
             ]
             if s.model_servers.enable_batching:
                 argv.append("--enable_batching=true")
@@ -277,7 +281,10 @@ class ServingStack:
         for i, r in enumerate(topo.gateways):
             out[f"gateway-{i}"] = f"http://{r.host}:{r.rest_port}/metrics (gRPC :{r.grpc_port})"
         for i, r in enumerate(topo.model_servers):
-            out[f"model-server-{i}"] = f"http://{r.host}:{r.rest_port}/v1/models/{s.model_name}"
+            out[f"model-server-{i}"] = (
+                f"http://{r.host}:{r.rest_port}/v1/models/{s.model_name} "
+                f"(metrics {PROMETHEUS_PATH}, gRPC :{r.grpc_port})"
+            )
         return out
 
     def supervise_once(self) -> None:

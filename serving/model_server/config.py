@@ -181,6 +181,15 @@ def load_batching_parameters(path: str | os.PathLike | None) -> BatchingOptions:
     return options
 
 
+PROMETHEUS_PATH = "/monitoring/prometheus/metrics"  # TF Serving's default endpoint path
+
+
+def monitoring_config_text(path: str = PROMETHEUS_PATH) -> str:
+    """A `MonitoringConfig` text proto enabling Prometheus metrics at `path` on the REST port
+    (what the local launcher and the Kubernetes manifests give every model server)."""
+    return f'prometheus_config {{\n  enable: true\n  path: "{path}"\n}}\n'
+
+
 def load_monitoring_path(path: str | os.PathLike | None) -> str | None:
     """The Prometheus endpoint path a `MonitoringConfig` enables, or None."""
     if not path:
@@ -189,7 +198,7 @@ def load_monitoring_path(path: str | os.PathLike | None) -> str | None:
     prom = proto.prometheus_config
     if not prom.enable:
         return None
-    endpoint = prom.path or "/monitoring/prometheus/metrics"
+    endpoint = prom.path or PROMETHEUS_PATH
     if not endpoint.startswith("/"):
         raise ConfigError(f"prometheus_config.path must start with '/', got {endpoint!r}")
     return endpoint

@@ -186,6 +186,25 @@ def test_serve_recommends_through_envoy_survives_a_crash_and_stops_cleanly(
             (lead, pytest.approx(score, abs=1e-4)) for lead, score in expected_items("alice", 3, 1)
         ]
 
+        # Every model server exports TF Serving's Prometheus metrics on its REST port; the
+        # misses above (alice over REST, bob over gRPC) were counted by the servers.
+        answered = 0
+        for i in range(2):
+            found = out.wait_for(
+                rf"model-server-{i}\s+http://127\.0\.0\.1:(\d+)/v1/models/(\S+) \(metrics (\S+),", 5
+            )
+            url = f"http://127.0.0.1:{found.group(1)}{found.group(3)}"
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                text = resp.read().decode()
+            ok = re.search(
+                rf'^:tensorflow:serving:request_count\{{model_name="{found.group(2)}",'
+                r'status="OK"\} (\d+)',
+                text,
+                re.M,
+            )
+            answered += int(float(ok.group(1))) if ok else 0
+        assert answered >= 2, "the model servers' metrics do not count the two misses"
+
         # A crashed gateway is restarted by the supervisor; requests keep succeeding. Both
         # gateways turned healthy in the same health-check round; Envoy's load balancer must
         # route to both right away (update_merge_window 0), so the retries after the kill
