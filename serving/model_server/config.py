@@ -186,7 +186,8 @@ PROMETHEUS_PATH = "/monitoring/prometheus/metrics"  # TF Serving's default endpo
 
 def monitoring_config_text(path: str = PROMETHEUS_PATH) -> str:
     """A `MonitoringConfig` text proto enabling Prometheus metrics at `path` on the REST port
-    (what the local launcher and the Kubernetes manifests give every model server)."""
+    (what the local launcher and the Kubernetes manifests give every model server). The
+    proto is not in the tensorflow-serving-api wheel; its text here is two fields."""
     return f'prometheus_config {{\n  enable: true\n  path: "{path}"\n}}\n'
 
 

@@ -82,3 +82,11 @@ def test_monitoring_config(tmp_path):
     path.write_text("prometheus_config { enable: false }")
     assert config.load_monitoring_path(path) is None
     assert config.load_monitoring_path(None) is None
+
+
+def test_generated_monitoring_config_is_read_back_with_its_path(tmp_path):
+    path = tmp_path / "monitoring.config"
+    path.write_text(config.monitoring_config_text("/metrics/tf"))
+    assert config.load_monitoring_path(path) == "/metrics/tf"
+    path.write_text(config.monitoring_config_text())
+    assert config.load_monitoring_path(path) == config.PROMETHEUS_PATH
