@@ -50,10 +50,26 @@ _OVERWRITE_OPTION = click.option(
 @click.option(
     "--drift-days", type=click.IntRange(1, 3_649), help="How many final spans drift (default 7)."
 )
+@click.option(
+    "--candidates-per-view",
+    type=click.IntRange(1, 200),
+    help="Leads each simulated view chooses among (default 24, a results page).",
+)
 @_OUT_OPTION
 @_OVERWRITE_OPTION
 def synth(
-    preset, users, leads, days, events, seed, start_date, drift, drift_days, out, overwrite
+    preset,
+    users,
+    leads,
+    days,
+    events,
+    seed,
+    start_date,
+    drift,
+    drift_days,
+    candidates_per_view,
+    out,
+    overwrite,
 ) -> None:
     """Generate a synthetic data set (seeded, with hidden user preferences as ground truth)."""
     from aiqleads.data import synth as synth_mod
@@ -68,6 +84,7 @@ def synth(
         start_date=start_date,
         drift=drift,
         drift_days=drift_days,
+        candidates_per_view=candidates_per_view,
     )
     click.echo(
         f"synth: preset {preset}, {config.users} users, {config.leads} leads, "

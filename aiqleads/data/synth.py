@@ -73,6 +73,7 @@ class SynthConfig:
     start_date: dt.date = dt.date(2026, 1, 1)
     drift: str | None = None
     drift_days: int = 7
+    candidates_per_view: int = behaviour.CANDIDATES_PER_VIEW
     name: str = "synthetic"
 
     def validated(self) -> SynthConfig:
@@ -84,6 +85,11 @@ class SynthConfig:
                 raise DataError(f"synth: {key}={value} is out of range [{low}, {high}]")
         if self.events is not None and not 1 <= self.events <= 50_000_000:
             raise DataError(f"synth: events={self.events} is out of range [1, 50000000]")
+        top = behaviour.MAX_CANDIDATES_PER_VIEW
+        if not 1 <= self.candidates_per_view <= top:
+            raise DataError(
+                f"synth: candidates_per_view={self.candidates_per_view} is out of range [1, {top}]"
+            )
         if not 0 <= self.seed < 2**63:
             raise DataError(f"synth: seed={self.seed} must be in [0, 2**63)")
         if self.drift is not None and self.drift not in DRIFT_SCENARIOS:
@@ -350,7 +356,13 @@ def generate(
     say(f"behaviour: simulating {views:,} views over {config.days} days")
     seed_events = np.random.SeedSequence(config.seed).spawn(6)[5]
     sim = behaviour.simulate(
-        world.population, world.catalogue, config.days, views, seed_events, world.hooks
+        world.population,
+        world.catalogue,
+        config.days,
+        views,
+        seed_events,
+        world.hooks,
+        candidates=config.candidates_per_view,
     )
     names = np.asarray(world.region_names, dtype=object)
     leads = world.leads.assign(**{contracts.REGION: names[world.catalogue.region_code]})

@@ -1,8 +1,8 @@
 """The user behaviour model shared by the synthetic generator and the King County adapter.
 
 Users have hidden preferences: a home point and a radius, a budget and preferred property
-types. Each view picks, among a few candidate leads drawn near the user's home region (or
-anywhere in the user's metro), the one that matches best up to noise; each view then moves
+types. Each view picks, among the candidate leads a results page shows (drawn from the
+user's home region or anywhere in the user's metro), the one that matches best up to noise; each view then moves
 down the funnel view -> click -> inquiry -> purchase with probabilities that grow with the
 match. The signal is therefore learnable and its ground truth known.
 
@@ -21,7 +21,12 @@ EARTH_KM_PER_DEGREE = 111.195
 VIEW, CLICK, INQUIRY, PURCHASE = 0, 1, 2, 3
 """Event codes, in funnel order (index into `contracts.EVENT_TYPES`)."""
 
-CANDIDATES_PER_VIEW = 8
+CANDIDATES_PER_VIEW = 24
+"""Leads a view chooses among: about one results page of a listings portal. The more a user
+sees, the more their choice follows their own preferences rather than what happens to be
+listed near them (8, the value before 2026-11-29, made per-region popularity nearly as good
+as knowing the preferences; docs/model.md)."""
+MAX_CANDIDATES_PER_VIEW = 200
 LOCAL_CANDIDATE_SHARE = 0.6
 """Share of candidates drawn from the user's home region; the rest from the whole metro."""
 CHOICE_TEMPERATURE = 0.35
@@ -128,8 +133,9 @@ def match_score(pop: Population, cat: Catalogue, users: np.ndarray, leads: np.nd
 
 
 def expected_views(events: int) -> int:
-    """Views to simulate for about ``events`` events in all (the funnel adds ~20 %)."""
-    return max(1, int(round(events / 1.22)))
+    """Views to simulate for about ``events`` events in all (with a results page of
+    candidates the funnel adds ~25-35 %: 1.35 on the default set, 1.26 on the smoke set)."""
+    return max(1, int(round(events / 1.3)))
 
 
 def _group_index(codes: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -146,8 +152,12 @@ def simulate(
     views: int,
     seed: np.random.SeedSequence,
     hooks: DriftHooks | None = None,
+    candidates: int = CANDIDATES_PER_VIEW,
 ) -> Events:
-    """Simulate about ``views`` views and the funnel events that follow them."""
+    """Simulate about ``views`` views and the funnel events that follow them; each view
+    chooses among ``candidates`` leads."""
+    if not 1 <= candidates <= MAX_CANDIDATES_PER_VIEW:
+        raise ValueError(f"candidates must be in [1, {MAX_CANDIDATES_PER_VIEW}], got {candidates}")
     hooks = hooks or DriftHooks()
     rng = np.random.default_rng(seed)
     n_regions = int(max(cat.region_code.max(), pop.home_region.max())) + 1
@@ -159,16 +169,20 @@ def simulate(
     parts = []
     for start in range(0, views, CHUNK):
         chunk = users[start : start + CHUNK]
-        parts.append(_simulate_chunk(pop, cat, days, chunk, start, rng, hooks, by_region, by_group))
+        parts.append(
+            _simulate_chunk(
+                pop, cat, days, chunk, start, rng, hooks, (by_region, by_group), candidates
+            )
+        )
     return Events(
         *(np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(Events))
     )
 
 
-def _draw_candidates(rng, u, pop, by_region, by_group) -> np.ndarray:
+def _draw_candidates(rng, u, pop, by_region, by_group, candidates: int) -> np.ndarray:
     n = len(u)
-    local = rng.random((n, CANDIDATES_PER_VIEW)) < LOCAL_CANDIDATE_SHARE
-    pick = rng.random((n, CANDIDATES_PER_VIEW))
+    local = rng.random((n, candidates)) < LOCAL_CANDIDATE_SHARE
+    pick = rng.random((n, candidates))
     r_order, r_start, r_count = by_region
     g_order, g_start, g_count = by_group
     region = pop.home_region[u][:, None]
@@ -185,13 +199,14 @@ def _on_market(cat: Catalogue, leads: np.ndarray, day: np.ndarray) -> np.ndarray
     return (cat.available_from[leads] <= day[:, None]) & (day[:, None] < cat.available_until[leads])
 
 
-def _simulate_chunk(pop, cat, days, u, offset, rng, hooks, by_region, by_group) -> Events:
+def _simulate_chunk(pop, cat, days, u, offset, rng, hooks, index, candidates) -> Events:
+    by_region, by_group = index
     n = len(u)
     # Day of each view: uniform over the days the user is signed up.
     first = np.clip(pop.first_day[u], 0, days - 1)
     day = first + (rng.random(n) * (days - first)).astype(np.int64)
     second = (rng.random(n) * SECONDS_PER_DAY).astype(np.int64)
-    cands = _draw_candidates(rng, u, pop, by_region, by_group)
+    cands = _draw_candidates(rng, u, pop, by_region, by_group, candidates)
     gumbel = rng.gumbel(size=cands.shape)
     redirect_draw = rng.random(n)
     redirect_pick = rng.random(n)
@@ -204,7 +219,7 @@ def _simulate_chunk(pop, cat, days, u, offset, rng, hooks, by_region, by_group) 
         closed = np.flatnonzero(~open_.any(axis=1))
         if not len(closed):
             break
-        cands[closed] = _draw_candidates(rng, u[closed], pop, by_region, by_group)
+        cands[closed] = _draw_candidates(rng, u[closed], pop, by_region, by_group, candidates)
         open_[closed] = _on_market(cat, cands[closed], day[closed])
     users2d = np.broadcast_to(u[:, None], cands.shape)
     score = match_score(pop, cat, users2d, cands)

@@ -118,6 +118,10 @@ def test_validate_rejects_then_quarantines_a_bad_span(small_set, tmp_path):
             "drift_days=5 must be in [1, days=5)",
         ),
         (
+            ["synth", "--candidates-per-view", "0", "--out", "/tmp/aiq-never"],
+            "Invalid value for '--candidates-per-view'",
+        ),
+        (
             ["import", "barossa", "--out", "/tmp/aiq-never", "--source", "/no/such"],
             "pass --source DIR",
         ),
