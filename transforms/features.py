@@ -38,7 +38,10 @@ USER_MEDIAN_PRICE = (
 
 # User x lead: the user's own history with this lead, strictly before the event time.
 USER_LEAD_EVENTS = "user_lead_events"  # float: engagement-weighted count (view 1 ... purchase 8)
-# How much one event of each type counts, in this feature and in the popularity prior.
+# User x property type: the share of the user's engagement-weighted events strictly before the
+# event time that were on leads of this lead's property type.
+USER_TYPE_SHARE = "user_type_share"  # float in [0, 1]; missing when the user has no history
+# How much one event of each type counts, in these features and in the popularity prior.
 EVENT_WEIGHTS = {"view": 1.0, "click": 2.0, "inquiry": 4.0, "purchase": 8.0}
 
 # Market side: the region's latest market row on or before the event date.
@@ -103,6 +106,7 @@ T_DISTANCE = "log_user_lead_distance_km"  # log1p km, 0 when the user location i
 T_USER_LOCATION_MISSING = "user_location_missing"
 T_PRICE_FIT = "price_fit"  # |log price - log user median price|, 0 when unknown
 T_USER_LEAD_HISTORY = "log_user_lead_events"  # log1p of USER_LEAD_EVENTS, 0 when none
+T_USER_TYPE_SHARE = "user_lead_type_share"  # USER_TYPE_SHARE, 0 when missing
 
 # Training targets (absent at serving time).
 T_LABEL = "label"  # 1.0 engaged, 0.0 sampled negative
@@ -134,4 +138,10 @@ T_LEAD_NUMERIC = (
     T_HOTSPOT_DISTANCE,
     T_CELL_DENSITY,
 )
-T_CROSS_NUMERIC = (T_DISTANCE, T_USER_LOCATION_MISSING, T_PRICE_FIT, T_USER_LEAD_HISTORY)
+T_CROSS_NUMERIC = (
+    T_DISTANCE,
+    T_USER_LOCATION_MISSING,
+    T_PRICE_FIT,
+    T_USER_LEAD_HISTORY,
+    T_USER_TYPE_SHARE,
+)

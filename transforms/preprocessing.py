@@ -152,13 +152,15 @@ def user_lead_crosses(
     user_price: tf.Tensor,
     user_price_ok: tf.Tensor,
     user_lead_events: tf.Tensor,
+    user_type_share: tf.Tensor,
 ) -> dict[str, tf.Tensor]:
     """The user x lead features (`features.T_CROSS_NUMERIC`) from dense float32 values.
 
     No analyzer: the same function runs inside `preprocessing_fn` and in the ``recommend``
     signature, which applies it to the catalogue's raw values without a Transform pass per
     candidate. ``*_ok`` are 0/1 presence masks; missing inputs give the neutral value 0
-    (``user_lead_events`` is 0 when the user never engaged with the lead).
+    (``user_lead_events`` is 0 when the user never engaged with the lead,
+    ``user_type_share`` 0 when the user has no history).
     """
     known = user_location_ok
     dist = geo.haversine_km(lead_lat, lead_lon, user_lat, user_lon)
@@ -169,6 +171,7 @@ def user_lead_crosses(
         f.T_USER_LOCATION_MISSING: 1.0 - known,
         f.T_PRICE_FIT: tf.where(both > 0, fit, tf.zeros_like(fit)),
         f.T_USER_LEAD_HISTORY: _log1p_nonneg(user_lead_events),
+        f.T_USER_TYPE_SHARE: tf.clip_by_value(user_type_share, 0.0, 1.0),
     }
 
 
@@ -181,6 +184,10 @@ def _crosses(inputs, lat, lon) -> dict[str, tf.Tensor]:
         history, _ = _dense(inputs[f.USER_LEAD_EVENTS])
     else:  # a schema from before the feature existed
         history = tf.zeros_like(lat)
+    if f.USER_TYPE_SHARE in inputs:
+        type_share, _ = _dense(inputs[f.USER_TYPE_SHARE])  # missing: 0
+    else:
+        type_share = tf.zeros_like(lat)
     return user_lead_crosses(
         lat,
         lon,
@@ -192,6 +199,7 @@ def _crosses(inputs, lat, lon) -> dict[str, tf.Tensor]:
         user_price,
         user_price_ok,
         history,
+        type_share,
     )
 
 

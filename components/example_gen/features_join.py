@@ -213,19 +213,16 @@ def pair_event_weights(history: pd.DataFrame) -> np.ndarray:
     return weights.fillna(0.0).to_numpy(float)
 
 
-def attach_pair_history(queries: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
-    """Add ``user_lead_events``: the weighted count of the query user's events on the query
-    lead strictly before the query time (0 when none)."""
+def _weighted_before(queries: pd.DataFrame, history: pd.DataFrame, keys: list[str]) -> np.ndarray:
+    """Per query row: the engagement-weighted count of ``history`` events with the query's
+    ``keys`` values strictly before the query time."""
     n_q = len(queries)
-    keys = [c.USER_ID, c.LEAD_ID]
     stacked = pd.DataFrame(
         {
-            c.USER_ID: np.concatenate(
-                [queries[c.USER_ID].to_numpy(), history[c.USER_ID].to_numpy()]
-            ),
-            c.LEAD_ID: np.concatenate(
-                [queries[c.LEAD_ID].to_numpy(), history[c.LEAD_ID].to_numpy()]
-            ),
+            **{
+                key: np.concatenate([queries[key].to_numpy(), history[key].to_numpy()])
+                for key in keys
+            },
             QUERY_TS: np.concatenate(
                 [queries[QUERY_TS].to_numpy(), history[QUERY_TS].to_numpy()]
             ).astype(np.int64),
@@ -236,10 +233,32 @@ def attach_pair_history(queries: pd.DataFrame, history: pd.DataFrame) -> pd.Data
         }
     )
     stacked = stacked.sort_values([*keys, QUERY_TS, "_is_hist"], kind="stable")
-    sums = stacked.groupby(keys, sort=False)["_w"].cumsum().to_numpy()
+    sums = stacked.groupby(keys, sort=False, dropna=False)["_w"].cumsum().to_numpy()
     is_query = ~stacked["_is_hist"].to_numpy()
-    out = queries.copy()
     values = np.empty(n_q)
     values[stacked["_row"].to_numpy()[is_query]] = sums[is_query]
-    out[f.USER_LEAD_EVENTS] = values
+    return values
+
+
+def attach_pair_history(queries: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
+    """Add ``user_lead_events``: the weighted count of the query user's events on the query
+    lead strictly before the query time (0 when none)."""
+    out = queries.copy()
+    out[f.USER_LEAD_EVENTS] = _weighted_before(queries, history, [c.USER_ID, c.LEAD_ID])
+    return out
+
+
+def attach_type_share(
+    queries: pd.DataFrame, history: pd.DataFrame, leads: pd.DataFrame
+) -> pd.DataFrame:
+    """Add ``user_type_share``: of the query user's weighted events strictly before the query
+    time, the share on leads of the query lead's property type (``queries[property_type]``,
+    from `attach_lead_features`); NaN when the user has none."""
+    types = leads[[c.LEAD_ID, c.PROPERTY_TYPE]].rename(columns={c.PROPERTY_TYPE: f.PROPERTY_TYPE})
+    typed = history.merge(types, on=c.LEAD_ID, how="left", validate="many_to_one")
+    same_type = _weighted_before(queries, typed, [c.USER_ID, f.PROPERTY_TYPE])
+    total = _weighted_before(queries, history, [c.USER_ID])
+    out = queries.copy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out[f.USER_TYPE_SHARE] = np.where(total > 0, same_type / total, np.nan)
     return out

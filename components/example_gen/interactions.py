@@ -210,6 +210,7 @@ def build_examples(
     examples = features_join.attach_market_features(examples, market)
     examples = features_join.attach_user_features(examples, history, leads, users)
     examples = features_join.attach_pair_history(examples, history)
+    examples = features_join.attach_type_share(examples, history, leads)
     examples[f.PRICE_BAND] = features_join.price_band(
         examples[f.PRICE], examples[f.MARKET_MEDIAN_PRICE]
     )

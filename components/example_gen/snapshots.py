@@ -78,3 +78,21 @@ def load_pair_history(data_root: str | pathlib.Path, as_of: dt.date | str) -> pd
     pairs = weights.groupby([history[c.USER_ID], history[c.LEAD_ID]], sort=True).sum()
     pairs = pairs[pairs > 0].rename(f.USER_LEAD_EVENTS).reset_index()
     return pairs.rename(columns={c.USER_ID: f.USER_ID, c.LEAD_ID: f.LEAD_ID})
+
+
+def load_type_shares(data_root: str | pathlib.Path, as_of: dt.date | str) -> pd.DataFrame:
+    """``user_type_share`` of every user with events up to the end of ``as_of``, per property
+    type they engaged with: columns ``user_id``, ``property_type``, ``user_type_share`` (> 0),
+    the value ExampleGen's ``attach_type_share`` gives a query at the end of that day (types
+    missing here have share 0)."""
+    day = _as_date(as_of)
+    history = raw_tables.read_events(data_root, raw_tables.spans_up_to(data_root, day))
+    history = history[history[features_join.QUERY_TS] < raw_tables.day_end_seconds(day)]
+    leads = raw_tables.read_leads(data_root).set_index(c.LEAD_ID)[c.PROPERTY_TYPE]
+    weights = pd.Series(features_join.pair_event_weights(history), index=history.index)
+    kinds = history[c.LEAD_ID].map(leads).rename(c.PROPERTY_TYPE)
+    per_type = weights.groupby([history[c.USER_ID], kinds], sort=True).sum()
+    total = weights.groupby(history[c.USER_ID]).sum()
+    share = per_type / total.reindex(per_type.index.get_level_values(0)).to_numpy()
+    share = share[per_type > 0].rename(f.USER_TYPE_SHARE).reset_index()
+    return share.rename(columns={c.USER_ID: f.USER_ID, c.PROPERTY_TYPE: f.PROPERTY_TYPE})

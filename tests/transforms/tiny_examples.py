@@ -33,6 +33,8 @@ INTERACTIONS = (
 )
 # user_lead_events of (user, lead, engagement); left out (missing, read as 0) elsewhere.
 PAIR_HISTORY = {("U1", "L1", 4): 3.0}
+# user_type_share of (user, lead, engagement); left out (missing, read as 0) elsewhere.
+TYPE_SHARE = {("U1", "L1", 4): 0.6, ("U1", "L4", 1): 0.25}
 
 
 def raw_example(user_id: str, lead_id: str, engagement: int | None, loc, user_price) -> dict:
@@ -68,6 +70,9 @@ def raw_example(user_id: str, lead_id: str, engagement: int | None, loc, user_pr
     history = PAIR_HISTORY.get((user_id, lead_id, engagement))
     if history is not None:
         ex[f.USER_LEAD_EVENTS] = [history]
+    share = TYPE_SHARE.get((user_id, lead_id, engagement))
+    if share is not None:
+        ex[f.USER_TYPE_SHARE] = [share]
     if engagement is not None:
         ex[f.ENGAGEMENT] = [engagement]
     return ex

@@ -87,6 +87,35 @@ def test_pair_history_snapshot_matches_the_as_of_day():
     assert pairs("2026-01-03") == day3
 
 
+def test_type_share_is_the_users_earlier_weight_on_the_leads_property_type(examples):
+    # U1's purchase of L1 (house) at day 3 10:00: E1 view + E2 click of L1 (house, 3),
+    # E4 view of L2 (condo, 1), E8 view of L4 (townhouse, 1): 3 of 5.
+    assert _row(examples, "U1", "L1", 4)[f.USER_TYPE_SHARE] == pytest.approx(0.6)
+    # U2's inquiry on L4 (townhouse) at day 2 08:00: only E3 (townhouse); E6 is the same
+    # second.
+    assert _row(examples, "U2", "L4", 3)[f.USER_TYPE_SHARE] == pytest.approx(1.0)
+    # U2's click on L5 (house): 6 earlier weight units, none on houses.
+    assert _row(examples, "U2", "L5", 2)[f.USER_TYPE_SHARE] == 0.0
+    # U3's first event: no history, so missing rather than 0.
+    assert np.isnan(_row(examples, "U3", "L1", 1)[f.USER_TYPE_SHARE])
+    shares = examples[f.USER_TYPE_SHARE].dropna()
+    assert ((shares >= 0) & (shares <= 1)).all()
+
+
+def test_type_share_snapshot_matches_the_as_of_day():
+    frame = snapshots.load_type_shares(TINY, "2026-01-02")
+    got = frame.set_index([f.USER_ID, f.PROPERTY_TYPE])[f.USER_TYPE_SHARE].to_dict()
+    want = {
+        ("U1", "house"): 0.75,
+        ("U1", "condo"): 0.25,
+        ("U2", "townhouse"): 5 / 6,
+        ("U2", "condo"): 1 / 6,
+        ("U3", "house"): 1.0,
+    }
+    assert got.keys() == want.keys()
+    assert all(got[k] == pytest.approx(v) for k, v in want.items())
+
+
 def test_market_is_latest_row_on_or_before_event_date(examples):
     # South has no market row on 2026-01-03: the 2026-01-02 row applies.
     row = _row(examples, "U2", "L5", 2)

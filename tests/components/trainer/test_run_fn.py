@@ -207,7 +207,8 @@ def test_serving_smoke_blesses_the_trained_model(trained):
 
 
 def test_recommend_scores_equal_serving_default_on_the_same_pairs(trained):
-    """`recommend` re-scores from precomputed lead-tower outputs and its own crosses, then
+    """`recommend` re-scores from precomputed lead-tower outputs and its own crosses (the
+    pair history and the type share from its snapshot tables), then
     adds the sampling prior: the result must equal `serving_default` on tf.Examples of the
     same (user, lead) pairs, which run the Transform graph and the whole model, with the
     prior added to its logit by the NumPy reference (`SamplingPrior.log_propensity`)."""
@@ -241,8 +242,14 @@ def test_recommend_scores_equal_serving_default_on_the_same_pairs(trained):
     spec = dict(tft.TFTransformOutput(str(root / "tft" / "transform_graph")).raw_feature_spec())
     spec.pop(f.ENGAGEMENT)
     rows = catalogue.set_index(f.LEAD_ID).loc[ids].reset_index()
-    examples = signatures.canary_examples(rows, user, spec, event_ts=0.0, pairs=pairs)
+    shares = snapshots.load_type_shares(data, as_of)
+    examples = signatures.canary_examples(
+        rows, user, spec, event_ts=0.0, pairs=pairs, type_shares=shares
+    )
     assert len(examples) == len(ids) == k
+    mine = shares[shares[f.USER_ID] == user[f.USER_ID].iloc[0]]
+    kinds = set(mine.loc[mine[f.USER_TYPE_SHARE].between(0.01, 0.99), f.PROPERTY_TYPE])
+    assert kinds & set(rows[f.PROPERTY_TYPE]), "no recommended type with a share in (0, 1)"
     seen = set(active[active[f.USER_ID] == user[f.USER_ID].iloc[0]][f.LEAD_ID])
     assert seen & set(ids), "no recommended lead with past engagement: the test lost its point"
     p = loaded.signatures["serving_default"](examples=tf.constant(examples))["score"].numpy()
