@@ -2,9 +2,9 @@
 
 Users have hidden preferences: a home point and a radius, a budget and preferred property
 types. Each view picks, among the candidate leads a results page shows (drawn from the
-user's home region or anywhere in the user's metro), the one that matches best up to noise; each view then moves
-down the funnel view -> click -> inquiry -> purchase with probabilities that grow with the
-match. The signal is therefore learnable and its ground truth known.
+user's home region or anywhere in the user's metro), the one that matches best up to noise;
+each view then moves down the funnel view -> click -> inquiry -> purchase with probabilities
+that grow with the match. The signal is therefore learnable and its ground truth known.
 
 Everything is vectorised over views and processed in bounded chunks. Random draws do not
 depend on drift hooks, so a drift changes only the days it applies to.

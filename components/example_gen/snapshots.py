@@ -65,16 +65,22 @@ def load_user_snapshot(data_root: str | pathlib.Path, as_of: dt.date | str) -> p
     return out[columns].sort_values(f.USER_ID, kind="stable").reset_index(drop=True)
 
 
+def _weighted_history(
+    data_root: str | pathlib.Path, day: dt.date
+) -> tuple[pd.DataFrame, pd.Series]:
+    """Events up to the end of ``day`` and each one's weight (view 1 ... purchase 8)."""
+    history = raw_tables.read_events(data_root, raw_tables.spans_up_to(data_root, day))
+    history = history[history[features_join.QUERY_TS] < raw_tables.day_end_seconds(day)]
+    return history, pd.Series(features_join.pair_event_weights(history), index=history.index)
+
+
 def load_pair_history(data_root: str | pathlib.Path, as_of: dt.date | str) -> pd.DataFrame:
     """``user_lead_events`` of every (user, lead) pair with events up to the end of ``as_of``.
 
     Columns ``user_id``, ``lead_id``, ``user_lead_events`` (> 0); the value ExampleGen's
     ``attach_pair_history`` gives a query at the end of that day.
     """
-    day = _as_date(as_of)
-    history = raw_tables.read_events(data_root, raw_tables.spans_up_to(data_root, day))
-    history = history[history[features_join.QUERY_TS] < raw_tables.day_end_seconds(day)]
-    weights = pd.Series(features_join.pair_event_weights(history), index=history.index)
+    history, weights = _weighted_history(data_root, _as_date(as_of))
     pairs = weights.groupby([history[c.USER_ID], history[c.LEAD_ID]], sort=True).sum()
     pairs = pairs[pairs > 0].rename(f.USER_LEAD_EVENTS).reset_index()
     return pairs.rename(columns={c.USER_ID: f.USER_ID, c.LEAD_ID: f.LEAD_ID})
@@ -85,11 +91,8 @@ def load_type_shares(data_root: str | pathlib.Path, as_of: dt.date | str) -> pd.
     type they engaged with: columns ``user_id``, ``property_type``, ``user_type_share`` (> 0),
     the value ExampleGen's ``attach_type_share`` gives a query at the end of that day (types
     missing here have share 0)."""
-    day = _as_date(as_of)
-    history = raw_tables.read_events(data_root, raw_tables.spans_up_to(data_root, day))
-    history = history[history[features_join.QUERY_TS] < raw_tables.day_end_seconds(day)]
+    history, weights = _weighted_history(data_root, _as_date(as_of))
     leads = raw_tables.read_leads(data_root).set_index(c.LEAD_ID)[c.PROPERTY_TYPE]
-    weights = pd.Series(features_join.pair_event_weights(history), index=history.index)
     kinds = history[c.LEAD_ID].map(leads).rename(c.PROPERTY_TYPE)
     per_type = weights.groupby([history[c.USER_ID], kinds], sort=True).sum()
     total = weights.groupby(history[c.USER_ID]).sum()
