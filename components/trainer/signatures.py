@@ -348,8 +348,9 @@ class RecommenderExport(tf.Module):
         x catalogue rows ``short`` ``[B, S]``."""
         s = tf.shape(short)[1]
         rows = tf.reshape(short, [-1])
-        history = self._pair_events(tf.repeat(user_rows, s), tf.cast(rows, tf.int64))
-        type_share = self._type_share(tf.repeat(user_rows, s), tf.cast(rows, tf.int64))
+        pair_users, pair_leads = tf.repeat(user_rows, s), tf.cast(rows, tf.int64)
+        history = self._pair_events(pair_users, pair_leads)
+        type_share = self._type_share(pair_users, pair_leads)
 
         def lead(key):
             value, ok = self.lead_cross_values[key]
@@ -388,7 +389,7 @@ class RecommenderExport(tf.Module):
             tf.gather(self.lead_bias, rows),
             crosses,
         )
-        return score + self._log_propensity(tf.repeat(user_rows, s), tf.cast(rows, tf.int64))
+        return score + self._log_propensity(pair_users, pair_leads)
 
     def score_pairs(self, user_ids: np.ndarray, lead_rows: np.ndarray) -> np.ndarray:
         """`recommend`'s scores for users ``[B]`` x catalogue rows ``[B, C]`` (eager).
