@@ -15,6 +15,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from aiqleads import settings_io
+from components.example_gen.interactions import SamplingConfig
 from components.trainer.model_config import ModelConfig
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -55,7 +56,8 @@ class ExampleGenConfig(_Section):
     window_spans: int = Field(14, ge=2, le=366)
     eval_days: int = Field(2, ge=1, le=60)
     negatives_per_positive: int = Field(4, ge=0, le=100)
-    hard_fraction: float = Field(0.5, ge=0.0, le=1.0)
+    hard_fraction: float = Field(SamplingConfig.hard_fraction, ge=0.0, le=1.0)
+    popularity_exponent: float = Field(SamplingConfig.popularity_exponent, ge=0.0, le=2.0)
     seed: int = Field(0, ge=0, le=2**31 - 1)
 
     @pydantic.model_validator(mode="after")

@@ -67,6 +67,7 @@ def trainer_custom_config(config: PipelineConfig, as_of: str) -> dict[str, Any]:
         "sampling": {
             "negatives_per_positive": config.example_gen.negatives_per_positive,
             "hard_fraction": config.example_gen.hard_fraction,
+            "popularity_exponent": config.example_gen.popularity_exponent,
             "window_spans": config.example_gen.window_spans,
         },
         CODE_FINGERPRINT_KEY: code_version.fingerprint(code_version.TRAINER_SOURCES),
@@ -112,6 +113,7 @@ def create_pipeline(
         input_fingerprint=fingerprint,
         negatives_per_positive=eg.negatives_per_positive,
         hard_fraction=eg.hard_fraction,
+        popularity_exponent=eg.popularity_exponent,
         seed=eg.seed,
         as_of=window_end,
     ).with_id(EXAMPLE_GEN)

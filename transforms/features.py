@@ -41,6 +41,10 @@ USER_LEAD_EVENTS = "user_lead_events"  # float: engagement-weighted count (view 
 # User x property type: the share of the user's engagement-weighted events strictly before the
 # event time that were on leads of this lead's property type.
 USER_TYPE_SHARE = "user_type_share"  # float in [0, 1]; missing when the user has no history
+# User x region: the same share on leads of this lead's region.
+USER_REGION_SHARE = "user_region_share"  # float in [0, 1]; missing when the user has no history
+USER_SHARES = {USER_TYPE_SHARE: PROPERTY_TYPE, USER_REGION_SHARE: REGION}
+"""Each user share feature and the lead column whose value it is the share of."""
 # How much one event of each type counts, in these features and in the popularity prior.
 EVENT_WEIGHTS = {"view": 1.0, "click": 2.0, "inquiry": 4.0, "purchase": 8.0}
 
@@ -107,6 +111,7 @@ T_USER_LOCATION_MISSING = "user_location_missing"
 T_PRICE_FIT = "price_fit"  # |log price - log user median price|, 0 when unknown
 T_USER_LEAD_HISTORY = "log_user_lead_events"  # log1p of USER_LEAD_EVENTS, 0 when none
 T_USER_TYPE_SHARE = "user_lead_type_share"  # USER_TYPE_SHARE, 0 when missing
+T_USER_REGION_SHARE = "user_lead_region_share"  # USER_REGION_SHARE, 0 when missing
 
 # Training targets (absent at serving time).
 T_LABEL = "label"  # 1.0 engaged, 0.0 sampled negative
@@ -144,4 +149,5 @@ T_CROSS_NUMERIC = (
     T_PRICE_FIT,
     T_USER_LEAD_HISTORY,
     T_USER_TYPE_SHARE,
+    T_USER_REGION_SHARE,
 )

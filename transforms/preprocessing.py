@@ -153,6 +153,7 @@ def user_lead_crosses(
     user_price_ok: tf.Tensor,
     user_lead_events: tf.Tensor,
     user_type_share: tf.Tensor,
+    user_region_share: tf.Tensor,
 ) -> dict[str, tf.Tensor]:
     """The user x lead features (`features.T_CROSS_NUMERIC`) from dense float32 values.
 
@@ -160,7 +161,7 @@ def user_lead_crosses(
     signature, which applies it to the catalogue's raw values without a Transform pass per
     candidate. ``*_ok`` are 0/1 presence masks; missing inputs give the neutral value 0
     (``user_lead_events`` is 0 when the user never engaged with the lead,
-    ``user_type_share`` 0 when the user has no history).
+    ``user_type_share`` and ``user_region_share`` 0 when the user has no history).
     """
     known = user_location_ok
     dist = geo.haversine_km(lead_lat, lead_lon, user_lat, user_lon)
@@ -172,6 +173,7 @@ def user_lead_crosses(
         f.T_PRICE_FIT: tf.where(both > 0, fit, tf.zeros_like(fit)),
         f.T_USER_LEAD_HISTORY: _log1p_nonneg(user_lead_events),
         f.T_USER_TYPE_SHARE: tf.clip_by_value(user_type_share, 0.0, 1.0),
+        f.T_USER_REGION_SHARE: tf.clip_by_value(user_region_share, 0.0, 1.0),
     }
 
 
@@ -184,10 +186,9 @@ def _crosses(inputs, lat, lon) -> dict[str, tf.Tensor]:
         history, _ = _dense(inputs[f.USER_LEAD_EVENTS])
     else:  # a schema from before the feature existed
         history = tf.zeros_like(lat)
-    if f.USER_TYPE_SHARE in inputs:
-        type_share, _ = _dense(inputs[f.USER_TYPE_SHARE])  # missing: 0
-    else:
-        type_share = tf.zeros_like(lat)
+    shares = {}
+    for key in f.USER_SHARES:  # missing: 0; absent from a schema from before the feature: 0
+        shares[key] = _dense(inputs[key])[0] if key in inputs else tf.zeros_like(lat)
     return user_lead_crosses(
         lat,
         lon,
@@ -199,7 +200,8 @@ def _crosses(inputs, lat, lon) -> dict[str, tf.Tensor]:
         user_price,
         user_price_ok,
         history,
-        type_share,
+        shares[f.USER_TYPE_SHARE],
+        shares[f.USER_REGION_SHARE],
     )
 
 

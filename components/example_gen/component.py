@@ -6,7 +6,7 @@ from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 
-from components.example_gen import executor, spec
+from components.example_gen import executor, interactions, spec
 
 
 class InteractionExampleGen(base_component.BaseComponent):
@@ -26,7 +26,8 @@ class InteractionExampleGen(base_component.BaseComponent):
         eval_days: int,
         input_fingerprint: str,
         negatives_per_positive: int = 4,
-        hard_fraction: float = 0.5,
+        hard_fraction: float = interactions.SamplingConfig.hard_fraction,
+        popularity_exponent: float = interactions.SamplingConfig.popularity_exponent,
         seed: int = 0,
         as_of: str = "",
     ) -> None:
@@ -37,6 +38,7 @@ class InteractionExampleGen(base_component.BaseComponent):
             as_of=as_of,
             negatives_per_positive=negatives_per_positive,
             hard_fraction=hard_fraction,
+            popularity_exponent=popularity_exponent,
             seed=seed,
             input_fingerprint=input_fingerprint,
             examples=types.Channel(type=standard_artifacts.Examples),

@@ -69,6 +69,7 @@ def generate_from_properties(
         sampling=interactions.SamplingConfig(
             negatives_per_positive=int(exec_properties[s.NEGATIVES_KEY]),
             hard_fraction=float(exec_properties[s.HARD_FRACTION_KEY]),
+            popularity_exponent=float(exec_properties[s.POPULARITY_EXPONENT_KEY]),
             seed=int(exec_properties[s.SEED_KEY]),
         ),
         as_of=dt.date.fromisoformat(as_of) if as_of else None,

@@ -207,6 +207,10 @@ def attach_user_features(
     return out
 
 
+LEAD_GROUP_COLUMNS = {f.PROPERTY_TYPE: c.PROPERTY_TYPE, f.REGION: c.REGION}
+"""The lead columns a user share groups by (`features.USER_SHARES`): feature -> contract."""
+
+
 def pair_event_weights(history: pd.DataFrame) -> np.ndarray:
     """Each history event's weight in ``user_lead_events`` (view 1 ... purchase 8)."""
     weights = history[c.EVENT_TYPE].map(f.EVENT_WEIGHTS)
@@ -248,17 +252,20 @@ def attach_pair_history(queries: pd.DataFrame, history: pd.DataFrame) -> pd.Data
     return out
 
 
-def attach_type_share(
+def attach_user_shares(
     queries: pd.DataFrame, history: pd.DataFrame, leads: pd.DataFrame
 ) -> pd.DataFrame:
-    """Add ``user_type_share``: of the query user's weighted events strictly before the query
-    time, the share on leads of the query lead's property type (``queries[property_type]``,
-    from `attach_lead_features`); NaN when the user has none."""
-    types = leads[[c.LEAD_ID, c.PROPERTY_TYPE]].rename(columns={c.PROPERTY_TYPE: f.PROPERTY_TYPE})
-    typed = history.merge(types, on=c.LEAD_ID, how="left", validate="many_to_one")
-    same_type = _weighted_before(queries, typed, [c.USER_ID, f.PROPERTY_TYPE])
+    """Add the user shares (`features.USER_SHARES`): of the query user's weighted events
+    strictly before the query time, the share on leads with the query lead's property type
+    (``user_type_share``) and region (``user_region_share``), read from ``queries`` (as
+    `attach_lead_features` leaves them); NaN when the user has none."""
     total = _weighted_before(queries, history, [c.USER_ID])
     out = queries.copy()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out[f.USER_TYPE_SHARE] = np.where(total > 0, same_type / total, np.nan)
+    for share, column in f.USER_SHARES.items():
+        raw = LEAD_GROUP_COLUMNS[column]
+        groups = leads[[c.LEAD_ID, raw]].rename(columns={raw: column})
+        grouped = history.merge(groups, on=c.LEAD_ID, how="left", validate="many_to_one")
+        same = _weighted_before(queries, grouped, [c.USER_ID, column])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[share] = np.where(total > 0, same / total, np.nan)
     return out

@@ -6,7 +6,7 @@ Decisions (docs/pipeline.md):
   day, so the features never include the same-day events that led up to the label.
 - Negatives (label 0) per positive, at the positive's time: a share of "hard" negatives from
   the positive lead's region (uniform) and the rest drawn by popularity (event count in the
-  window, plus one). A candidate is dropped when the user engaged with it anywhere in the
+  window, plus one, to a power; power 0 and no hard share, the default, is uniform). A candidate is dropped when the user engaged with it anywhere in the
   window or when it was listed after the event date, and repeats are dropped; there is no
   resampling, so a positive can get fewer than the configured count. Negatives come from the
   whole catalogue listed by then, whatever the lead's current status (status has no history).
@@ -41,12 +41,19 @@ _LEVEL = {name: f.ENGAGEMENT_LEVELS[name] for name in c.EVENT_TYPES}
 
 @dataclasses.dataclass(frozen=True)
 class SamplingConfig:
-    """How many negatives per positive, the hard (same-region) share and the seed."""
+    """How many negatives per positive, the hard (same-region) share, how the rest follow
+    popularity, and the seed.
+
+    The default draws uniformly from the catalogue: same-region and popularity-weighted
+    negatives look like the positives in exactly what most decides engagement here (the
+    user's home region), so the classifier learnt little of it and the ranking lost
+    (docs/model.md, "Negative sampling").
+    """
 
     negatives_per_positive: int = 4
-    hard_fraction: float = 0.5
+    hard_fraction: float = 0.0
     seed: int = 0
-    popularity_exponent: float = 1.0  # easy negatives ~ (events + 1) ** exponent; 0 = uniform
+    popularity_exponent: float = 0.0  # easy negatives ~ (events + 1) ** exponent; 0 = uniform
 
     def __post_init__(self) -> None:
         if not 0 <= self.negatives_per_positive <= 100:
@@ -210,7 +217,7 @@ def build_examples(
     examples = features_join.attach_market_features(examples, market)
     examples = features_join.attach_user_features(examples, history, leads, users)
     examples = features_join.attach_pair_history(examples, history)
-    examples = features_join.attach_type_share(examples, history, leads)
+    examples = features_join.attach_user_shares(examples, history, leads)
     examples[f.PRICE_BAND] = features_join.price_band(
         examples[f.PRICE], examples[f.MARKET_MEDIAN_PRICE]
     )

@@ -86,16 +86,19 @@ def load_pair_history(data_root: str | pathlib.Path, as_of: dt.date | str) -> pd
     return pairs.rename(columns={c.USER_ID: f.USER_ID, c.LEAD_ID: f.LEAD_ID})
 
 
-def load_type_shares(data_root: str | pathlib.Path, as_of: dt.date | str) -> pd.DataFrame:
-    """``user_type_share`` of every user with events up to the end of ``as_of``, per property
-    type they engaged with: columns ``user_id``, ``property_type``, ``user_type_share`` (> 0),
-    the value ExampleGen's ``attach_type_share`` gives a query at the end of that day (types
-    missing here have share 0)."""
+def load_user_shares(data_root: str | pathlib.Path, as_of: dt.date | str) -> dict[str, pd.DataFrame]:
+    """The user shares (`features.USER_SHARES`) of every user with events up to the end of
+    ``as_of``: share feature -> a frame with columns ``user_id``, the lead column it groups
+    by (``property_type``, ``region``) and the share (> 0), the value ExampleGen's
+    ``attach_user_shares`` gives a query at the end of that day (groups missing here have
+    share 0)."""
     history, weights = _weighted_history(data_root, _as_date(as_of))
-    leads = raw_tables.read_leads(data_root).set_index(c.LEAD_ID)[c.PROPERTY_TYPE]
-    kinds = history[c.LEAD_ID].map(leads).rename(c.PROPERTY_TYPE)
-    per_type = weights.groupby([history[c.USER_ID], kinds], sort=True).sum()
+    leads = raw_tables.read_leads(data_root).set_index(c.LEAD_ID)
     total = weights.groupby(history[c.USER_ID]).sum()
-    share = per_type / total.reindex(per_type.index.get_level_values(0)).to_numpy()
-    share = share[per_type > 0].rename(f.USER_TYPE_SHARE).reset_index()
-    return share.rename(columns={c.USER_ID: f.USER_ID, c.PROPERTY_TYPE: f.PROPERTY_TYPE})
+    out = {}
+    for share, column in f.USER_SHARES.items():
+        groups = history[c.LEAD_ID].map(leads[features_join.LEAD_GROUP_COLUMNS[column]]).rename(column)
+        per_group = weights.groupby([history[c.USER_ID].rename(f.USER_ID), groups]).sum()
+        value = per_group / total.reindex(per_group.index.get_level_values(0)).to_numpy()
+        out[share] = value[per_group > 0].rename(share).reset_index()
+    return out

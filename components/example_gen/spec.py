@@ -10,6 +10,7 @@ EVAL_DAYS_KEY = "eval_days"
 AS_OF_KEY = "as_of"  # ISO date or "" for the newest span
 NEGATIVES_KEY = "negatives_per_positive"
 HARD_FRACTION_KEY = "hard_fraction"
+POPULARITY_EXPONENT_KEY = "popularity_exponent"
 SEED_KEY = "seed"
 FINGERPRINT_KEY = "input_fingerprint"
 EXAMPLES_KEY = "examples"
@@ -30,6 +31,7 @@ class InteractionExampleGenSpec(component_spec.ComponentSpec):
         AS_OF_KEY: component_spec.ExecutionParameter(type=str),
         NEGATIVES_KEY: component_spec.ExecutionParameter(type=int),
         HARD_FRACTION_KEY: component_spec.ExecutionParameter(type=float),
+        POPULARITY_EXPONENT_KEY: component_spec.ExecutionParameter(type=float),
         SEED_KEY: component_spec.ExecutionParameter(type=int),
         FINGERPRINT_KEY: component_spec.ExecutionParameter(type=str),
     }

@@ -5,7 +5,7 @@
   type), price/market/hotspot/density numbers -> l, plus a per-lead bias b.
 - Retrieval logit: ``u . l + b`` (what ``recommend`` uses to shortlist the catalogue).
 - Ranking head: an MLP over ``[u, l, u * l, crosses]`` (distance, price fit, the user's
-  history with the lead) added to the
+  history with the lead, the user's shares of the lead's type and region) added to the
   retrieval logit: the final score is ``sigmoid(u . l + b + head)``.
 
 Both logits are trained (binary cross-entropy, engagement-weighted), so the dot product is

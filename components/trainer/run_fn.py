@@ -140,7 +140,7 @@ def build_export(
     events = raw_tables.read_events(data_root, days)
     prior = signatures.popularity(events, catalogue[f.LEAD_ID].to_numpy())
     pairs = snapshots.load_pair_history(data_root, as_of)
-    type_shares = snapshots.load_type_shares(data_root, as_of)
+    shares = snapshots.load_user_shares(data_root, as_of)
     negatives = None
     if prior_weight > 0:
         first = days[0] if window_spans is None else days[-window_spans:][0]
@@ -161,7 +161,7 @@ def build_export(
         pairs,
         sampling_prior=negatives,
         prior_weight=prior_weight,
-        type_shares=type_shares,
+        shares=shares,
     )
 
 

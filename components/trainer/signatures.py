@@ -86,16 +86,19 @@ def canary_examples(
     spec: dict,
     event_ts: float,
     pairs: pd.DataFrame | None = None,
-    type_shares: pd.DataFrame | None = None,
+    shares: dict[str, pd.DataFrame] | None = None,
 ) -> list[bytes]:
     """Raw serialized tf.Examples pairing catalogue leads with snapshot users (or none),
     with the pair's ``user_lead_events`` from ``pairs`` (`snapshots.load_pair_history`) and
-    ``user_type_share`` from ``type_shares`` (`snapshots.load_type_shares`)."""
-    history, shares = {}, {}
+    the user shares from ``shares`` (`snapshots.load_user_shares`)."""
+    history = {}
     if pairs is not None and len(pairs):
         history = pairs.set_index([f.USER_ID, f.LEAD_ID])[f.USER_LEAD_EVENTS].to_dict()
-    if type_shares is not None and len(type_shares):
-        shares = type_shares.set_index([f.USER_ID, f.PROPERTY_TYPE])[f.USER_TYPE_SHARE].to_dict()
+    by_group = {key: {} for key in f.USER_SHARES}
+    for key, column in f.USER_SHARES.items():
+        frame = (shares or {}).get(key)
+        if frame is not None and len(frame):
+            by_group[key] = frame.set_index([f.USER_ID, column])[key].to_dict()
     out = []
     for i in range(min(CANARY_ROWS, len(catalogue))):
         row = dict(catalogue.iloc[i])
@@ -104,7 +107,8 @@ def canary_examples(
         else:
             row[f.USER_ID] = NO_USER
         row[f.USER_LEAD_EVENTS] = history.get((row[f.USER_ID], row[f.LEAD_ID]), 0.0)
-        row[f.USER_TYPE_SHARE] = shares.get((row[f.USER_ID], str(row.get(f.PROPERTY_TYPE))), 0.0)
+        for key, column in f.USER_SHARES.items():
+            row[key] = by_group[key].get((row[f.USER_ID], str(row.get(column))), 0.0)
         row.setdefault(f.EVENT_TIMESTAMP, event_ts)
         row.setdefault(f.PRICE_BAND, "unknown")
         example = tf.train.Example()
@@ -140,7 +144,7 @@ class RecommenderExport(tf.Module):
         pairs: pd.DataFrame | None = None,
         sampling_prior: SamplingPrior | None = None,
         prior_weight: float = 1.0,
-        type_shares: pd.DataFrame | None = None,
+        shares: dict[str, pd.DataFrame] | None = None,
     ) -> None:
         super().__init__()
         if catalogue.empty:
@@ -168,13 +172,13 @@ class RecommenderExport(tf.Module):
         )
         self.prior = tf.constant(np.log1p(lead_popularity), tf.float32)
         self.pair_table = self._pair_table(catalogue, users, pairs)
-        self._set_type_shares(catalogue, users, type_shares)
+        self._set_shares(catalogue, users, shares or {})
         self._set_sampling_prior(sampling_prior, prior_weight)
         n_canary = min(CANARY_ROWS, len(users))
         canary_users = users[f.USER_ID].astype(str).to_numpy()[:n_canary]
         self.canary_user_ids = tf.Variable(canary_users, dtype=tf.string, trainable=False)
         self.canary_examples = tf.Variable(
-            canary_examples(catalogue, users, spec, self._event_ts, pairs, type_shares),
+            canary_examples(catalogue, users, spec, self._event_ts, pairs, shares),
             trainable=False,
         )
         emb, bias = self._lead_embeddings()
@@ -203,30 +207,38 @@ class RecommenderExport(tf.Module):
             default_value=0.0,
         )
 
-    def _set_type_shares(self, catalogue, users, type_shares) -> None:
-        """``user_type_share`` as a dense (users + 1) x (catalogue's property types) matrix; the
-        last row, for unknown users, and types a user never engaged with are 0."""
-        kinds = catalogue[f.PROPERTY_TYPE].astype(str)
-        type_row = pd.Series(np.arange(kinds.nunique()), index=sorted(kinds.unique()))
-        self.lead_type_row = tf.constant(type_row.reindex(kinds).to_numpy(np.int64))
-        matrix = np.zeros((len(users) + 1, len(type_row)), np.float32)
-        if type_shares is not None and len(type_shares):
-            user_row = pd.Series(np.arange(len(users)), index=users[f.USER_ID].astype(str))
-            u = user_row.reindex(type_shares[f.USER_ID].astype(str)).to_numpy()
-            t = type_row.reindex(type_shares[f.PROPERTY_TYPE].astype(str)).to_numpy()
-            ok = np.isfinite(u) & np.isfinite(t)  # known users, types in the catalogue
-            values = type_shares[f.USER_TYPE_SHARE].to_numpy(np.float32)[ok]
-            matrix[u[ok].astype(np.int64), t[ok].astype(np.int64)] = values
-        self.type_share = tf.constant(matrix)
+    def _set_shares(self, catalogue, users, shares: dict[str, pd.DataFrame]) -> None:
+        """Each user share (`features.USER_SHARES`) as a dense (users + 1) x (the catalogue's
+        values of the lead column it groups by) matrix; the last row, for unknown users, and
+        groups a user never engaged with are 0."""
         self.n_users = len(users)
+        user_row = pd.Series(np.arange(len(users)), index=users[f.USER_ID].astype(str))
+        self.share_lead_group, self.share_matrix = {}, {}
+        for key, column in f.USER_SHARES.items():
+            values = catalogue[column].astype(str)
+            group_row = pd.Series(np.arange(values.nunique()), index=sorted(values.unique()))
+            matrix = np.zeros((len(users) + 1, len(group_row)), np.float32)
+            frame = shares.get(key)
+            if frame is not None and len(frame):
+                u = user_row.reindex(frame[f.USER_ID].astype(str)).to_numpy()
+                g = group_row.reindex(frame[column].astype(str)).to_numpy()
+                ok = np.isfinite(u) & np.isfinite(g)  # known users, groups in the catalogue
+                matrix[u[ok].astype(np.int64), g[ok].astype(np.int64)] = (
+                    frame[key].to_numpy(np.float32)[ok]
+                )
+            self.share_lead_group[key] = tf.constant(group_row.reindex(values).to_numpy(np.int64))
+            self.share_matrix[key] = tf.constant(matrix)
 
-    def _type_share(self, user_rows: tf.Tensor, lead_rows: tf.Tensor) -> tf.Tensor:
-        """``user_type_share`` of users ``user_rows`` (-1: unknown) x catalogue rows, float32."""
+    def _shares(self, user_rows: tf.Tensor, lead_rows: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The user shares of users ``user_rows`` (-1: unknown) x catalogue rows, float32."""
         u = tf.where(
             user_rows >= 0, user_rows, tf.fill(tf.shape(user_rows), np.int64(self.n_users))
         )
-        t = tf.gather(self.lead_type_row, lead_rows)
-        return tf.gather_nd(self.type_share, tf.stack([u, t], axis=1))
+        out = {}
+        for key in f.USER_SHARES:
+            g = tf.gather(self.share_lead_group[key], lead_rows)
+            out[key] = tf.gather_nd(self.share_matrix[key], tf.stack([u, g], axis=1))
+        return out
 
     def _set_sampling_prior(self, prior: SamplingPrior | None, weight: float) -> None:
         """Constants of the sampling-bias correction; none (a zero shift) without a prior."""
@@ -350,7 +362,7 @@ class RecommenderExport(tf.Module):
         rows = tf.reshape(short, [-1])
         pair_users, pair_leads = tf.repeat(user_rows, s), tf.cast(rows, tf.int64)
         history = self._pair_events(pair_users, pair_leads)
-        type_share = self._type_share(pair_users, pair_leads)
+        shares = self._shares(pair_users, pair_leads)
 
         def lead(key):
             value, ok = self.lead_cross_values[key]
@@ -381,7 +393,8 @@ class RecommenderExport(tf.Module):
             uprice,
             uprice_ok,
             history,
-            type_share,
+            shares[f.USER_TYPE_SHARE],
+            shares[f.USER_REGION_SHARE],
         )
         score, _ = self.model.logits(
             tf.repeat(u, s, axis=0),
@@ -405,8 +418,8 @@ class RecommenderExport(tf.Module):
         rows = tf.constant(lead_rows.reshape(-1), tf.int64)
         history = self._pair_events(tf.repeat(user_rows, c), rows)
         tiled[f.USER_LEAD_EVENTS] = tf.cast(history, tf.float64)
-        share = self._type_share(tf.repeat(user_rows, c), rows)
-        tiled[f.USER_TYPE_SHARE] = tf.cast(share, tf.float64)
+        for key, share in self._shares(tf.repeat(user_rows, c), rows).items():
+            tiled[key] = tf.cast(share, tf.float64)
         t = self.tft_layer(self._raw_batch(rows, tiled))
         out = self.model({key: t[key] for key in t if key not in (f.T_LABEL, f.T_WEIGHT)})
         logits = out[model_lib.SCORE][:, 0] + self._log_propensity(tf.repeat(user_rows, c), rows)

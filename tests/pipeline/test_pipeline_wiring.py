@@ -108,7 +108,12 @@ def test_trainer_custom_config_carries_window_end_and_hyperparameters(cfg):
 
     cfg = cfg.with_overrides(
         trainer={"hyperparameters": {"embedding_dim": 16}},
-        example_gen={"window_spans": 3, "negatives_per_positive": 6, "hard_fraction": 0.25},
+        example_gen={
+            "window_spans": 3,
+            "negatives_per_positive": 6,
+            "hard_fraction": 0.25,
+            "popularity_exponent": 0.5,
+        },
     )
     custom = wiring.trainer_custom_config(cfg, "2026-01-04")
     assert custom["as_of"] == "2026-01-04"
@@ -116,7 +121,11 @@ def test_trainer_custom_config_carries_window_end_and_hyperparameters(cfg):
     assert custom["embedding_dim"] == 16
     # ExampleGen's sampling reaches the Trainer, for recommend's sampling-bias correction.
     sampling, spans = run_fn.sampling_settings(custom)
-    assert (sampling.negatives_per_positive, sampling.hard_fraction, spans) == (6, 0.25, 3)
+    got = (sampling.negatives_per_positive, sampling.hard_fraction, sampling.popularity_exponent)
+    assert (*got, spans) == (6, 0.25, 0.5, 3)
+    # ... and ExampleGen draws them so.
+    gen = {c.id: c for c in wiring.create_pipeline(cfg).components}[wiring.EXAMPLE_GEN]
+    assert gen.exec_properties["popularity_exponent"] == 0.5
 
 
 def test_code_fingerprints_key_the_cache_of_the_components_that_run_the_code(

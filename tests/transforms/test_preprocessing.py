@@ -76,6 +76,7 @@ def test_values_derived_by_hand(transformed):
     assert r[f.T_PRICE_FIT] == pytest.approx(abs(math.log(500 / 450)), rel=1e-5)
     assert r[f.T_USER_LEAD_HISTORY] == pytest.approx(math.log1p(3.0), rel=1e-6)
     assert r[f.T_USER_TYPE_SHARE] == pytest.approx(0.6, rel=1e-6)
+    assert r[f.T_USER_REGION_SHARE] == pytest.approx(0.8, rel=1e-6)
     # Hotspot of `north`: L1's cell carries 8 + 2 of demand, L4's only 1 (< half): the only
     # hotspot is centred on L1 (L2 in the same cell has no demand), so L1 is 0 km from it.
     assert r[f.T_HOTSPOT_DISTANCE] == pytest.approx(0.0, abs=1e-6)
@@ -94,12 +95,14 @@ def test_values_derived_by_hand(transformed):
     assert neg[f.T_USER_PRICE_MISSING] == 1.0
     assert neg[f.T_USER_LEAD_HISTORY] == 0.0  # no history given: none
     assert neg[f.T_USER_TYPE_SHARE] == 0.0  # missing share: 0
+    assert neg[f.T_USER_REGION_SHARE] == 0.0
 
     # L4 is one degree north of the hotspot at L1; alone in its cell.
     l4 = _rows_for(rows, tft_out, "U1", "L4")[0]
     assert l4[f.T_HOTSPOT_DISTANCE] == pytest.approx(math.log1p(KM_PER_DEGREE), rel=1e-4)
     assert l4[f.T_CELL_DENSITY] == pytest.approx(math.log1p(1.0), rel=1e-6)
     assert l4[f.T_USER_TYPE_SHARE] == pytest.approx(0.25, rel=1e-6)
+    assert l4[f.T_USER_REGION_SHARE] == 1.0  # 1.5 clipped to the share's range
     assert l4[f.T_DISTANCE] == pytest.approx(0.0, abs=1e-3)
     # L3: price missing -> flag, neutral z and ratio; `south`'s only hotspot is L3 itself.
     l3 = _rows_for(rows, tft_out, "U2", "L3")[0]

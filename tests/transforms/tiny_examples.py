@@ -35,6 +35,8 @@ INTERACTIONS = (
 PAIR_HISTORY = {("U1", "L1", 4): 3.0}
 # user_type_share of (user, lead, engagement); left out (missing, read as 0) elsewhere.
 TYPE_SHARE = {("U1", "L1", 4): 0.6, ("U1", "L4", 1): 0.25}
+# user_region_share likewise; 1.5 is out of range (clipped to 1).
+REGION_SHARE = {("U1", "L1", 4): 0.8, ("U1", "L4", 1): 1.5}
 
 
 def raw_example(user_id: str, lead_id: str, engagement: int | None, loc, user_price) -> dict:
@@ -70,9 +72,10 @@ def raw_example(user_id: str, lead_id: str, engagement: int | None, loc, user_pr
     history = PAIR_HISTORY.get((user_id, lead_id, engagement))
     if history is not None:
         ex[f.USER_LEAD_EVENTS] = [history]
-    share = TYPE_SHARE.get((user_id, lead_id, engagement))
-    if share is not None:
-        ex[f.USER_TYPE_SHARE] = [share]
+    for key, values in ((f.USER_TYPE_SHARE, TYPE_SHARE), (f.USER_REGION_SHARE, REGION_SHARE)):
+        share = values.get((user_id, lead_id, engagement))
+        if share is not None:
+            ex[key] = [share]
     if engagement is not None:
         ex[f.ENGAGEMENT] = [engagement]
     return ex

@@ -32,6 +32,7 @@ def _props(**overrides) -> dict:
         s.AS_OF_KEY: "",
         s.NEGATIVES_KEY: 2,
         s.HARD_FRACTION_KEY: 0.5,
+        s.POPULARITY_EXPONENT_KEY: 1.0,
         s.SEED_KEY: 1,
         s.FINGERPRINT_KEY: "x",
     }

@@ -102,18 +102,41 @@ def test_type_share_is_the_users_earlier_weight_on_the_leads_property_type(examp
     assert ((shares >= 0) & (shares <= 1)).all()
 
 
-def test_type_share_snapshot_matches_the_as_of_day():
-    frame = snapshots.load_type_shares(TINY, "2026-01-02")
-    got = frame.set_index([f.USER_ID, f.PROPERTY_TYPE])[f.USER_TYPE_SHARE].to_dict()
+def test_region_share_is_the_users_earlier_weight_on_the_leads_region(examples):
+    # U1's purchase of L1 (north): E1 + E2 (L1) and E4 (L2) are north, E8 (L4) south: 4 of 5.
+    assert _row(examples, "U1", "L1", 4)[f.USER_REGION_SHARE] == pytest.approx(0.8)
+    # U2's inquiry on L4 (south) at day 2 08:00: only E3 (L4, south).
+    assert _row(examples, "U2", "L4", 3)[f.USER_REGION_SHARE] == pytest.approx(1.0)
+    # U2's click on L5 (south): E3 view 1 + E5 inquiry 4 south, E6 view 1 north: 5 of 6.
+    assert _row(examples, "U2", "L5", 2)[f.USER_REGION_SHARE] == pytest.approx(5 / 6)
+    assert np.isnan(_row(examples, "U3", "L1", 1)[f.USER_REGION_SHARE])
+    # Type and region shares differ on these rows: neither is read from the other's column.
+    assert _row(examples, "U2", "L5", 2)[f.USER_TYPE_SHARE] == 0.0
+
+
+def test_user_share_snapshots_match_the_as_of_day():
+    shares = snapshots.load_user_shares(TINY, "2026-01-02")
+    assert set(shares) == set(f.USER_SHARES)
     want = {
-        ("U1", "house"): 0.75,
-        ("U1", "condo"): 0.25,
-        ("U2", "townhouse"): 5 / 6,
-        ("U2", "condo"): 1 / 6,
-        ("U3", "house"): 1.0,
+        f.USER_TYPE_SHARE: {
+            ("U1", "house"): 0.75,
+            ("U1", "condo"): 0.25,
+            ("U2", "townhouse"): 5 / 6,
+            ("U2", "condo"): 1 / 6,
+            ("U3", "house"): 1.0,
+        },
+        # E1, E2, E4 north; E3, E5 south and E6 north; E7 north.
+        f.USER_REGION_SHARE: {
+            ("U1", "north"): 1.0,
+            ("U2", "south"): 5 / 6,
+            ("U2", "north"): 1 / 6,
+            ("U3", "north"): 1.0,
+        },
     }
-    assert got.keys() == want.keys()
-    assert all(got[k] == pytest.approx(v) for k, v in want.items())
+    for key, column in f.USER_SHARES.items():
+        got = shares[key].set_index([f.USER_ID, column])[key].to_dict()
+        assert got.keys() == want[key].keys(), key
+        assert all(got[k] == pytest.approx(v) for k, v in want[key].items()), key
 
 
 def test_market_is_latest_row_on_or_before_event_date(examples):
@@ -160,13 +183,17 @@ def test_sampling_is_seeded_and_mixes_hard_negatives():
     ).astype({"ts_seconds": np.int64})
     # Popularity concentrated on region b: hard negatives are the only way to get region a.
     popularity = pd.Series({f"L{i}": 10_000 for i in range(100, 200)})
-    cfg = interactions.SamplingConfig(negatives_per_positive=4, hard_fraction=0.5, seed=3)
+    cfg = interactions.SamplingConfig(
+        negatives_per_positive=4, hard_fraction=0.5, popularity_exponent=1.0, seed=3
+    )
     first = interactions.sample_negatives(positives, leads, popularity, cfg)
     again = interactions.sample_negatives(positives, leads, popularity, cfg)
     pd.testing.assert_frame_equal(first, again)
     in_a = first["lead_id"].str[1:].astype(int) < 100
     assert 0.4 < in_a.mean() < 0.6  # ~half same-region hard negatives, ~half popular ones
-    only_pop = interactions.SamplingConfig(negatives_per_positive=4, hard_fraction=0.0, seed=3)
+    only_pop = interactions.SamplingConfig(
+        negatives_per_positive=4, hard_fraction=0.0, popularity_exponent=1.0, seed=3
+    )
     pop = interactions.sample_negatives(positives, leads, popularity, only_pop)
     assert (pop["lead_id"].str[1:].astype(int) < 100).mean() < 0.05
     uniform = interactions.SamplingConfig(

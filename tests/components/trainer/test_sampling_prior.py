@@ -30,7 +30,8 @@ def test_propensity_matches_hand_computed_values():
     events = pd.DataFrame(
         {c.USER_ID: ["u1", "u1", "u1", "u1", "gone"], c.LEAD_ID: ["a0", "a0", "a0", "b0", "a0"]}
     )
-    prior = SamplingPrior.fit(events, catalogue, users, SamplingConfig(hard_fraction=0.5))
+    sampling = SamplingConfig(hard_fraction=0.5, popularity_exponent=1.0)
+    prior = SamplingPrior.fit(events, catalogue, users, sampling)
     # counts a0 4, a1 0, a2 0, b0 1 -> (count + 1) = 5, 1, 1, 2 over 9.
     # u1: 3 of 4 events in a (3 leads), 1 in b (1 lead).
     expected = {
@@ -87,7 +88,9 @@ def test_propensity_agrees_with_the_negatives_example_gen_draws():
     leads = catalogue.rename(columns={f.REGION: c.REGION}).assign(
         **{c.LISTED_DATE: pd.Timestamp("2025-12-01")}
     )
-    sampling = SamplingConfig(negatives_per_positive=2, hard_fraction=0.5, seed=3)
+    sampling = SamplingConfig(
+        negatives_per_positive=2, hard_fraction=0.5, popularity_exponent=1.0, seed=3
+    )
     negatives = interactions.sample_negatives(
         positives, leads, window.groupby(c.LEAD_ID).size(), sampling
     )
@@ -106,7 +109,9 @@ def test_propensity_agrees_with_the_negatives_example_gen_draws():
     z = (drawn.to_numpy() - expected) / np.sqrt(expected)
     assert np.mean(z**2) < 2.0
     # A prior without the hard (same-region) share predicts region a and c far apart.
-    flat = SamplingPrior.fit(window, catalogue, users, SamplingConfig(hard_fraction=0.0))
+    flat = SamplingPrior.fit(
+        window, catalogue, users, SamplingConfig(hard_fraction=0.0, popularity_exponent=1.0)
+    )
     wrong = np.exp(flat.log_propensity(np.zeros(len(others), np.int64), others))
     wrong = wrong / wrong.sum() * drawn.sum()
     assert np.mean(((drawn.to_numpy() - wrong) ** 2) / wrong) > 5 * np.mean(z**2)
