@@ -86,7 +86,9 @@ def load_pair_history(data_root: str | pathlib.Path, as_of: dt.date | str) -> pd
     return pairs.rename(columns={c.USER_ID: f.USER_ID, c.LEAD_ID: f.LEAD_ID})
 
 
-def load_user_shares(data_root: str | pathlib.Path, as_of: dt.date | str) -> dict[str, pd.DataFrame]:
+def load_user_shares(
+    data_root: str | pathlib.Path, as_of: dt.date | str
+) -> dict[str, pd.DataFrame]:
     """The user shares (`features.USER_SHARES`) of every user with events up to the end of
     ``as_of``: share feature -> a frame with columns ``user_id``, the lead column it groups
     by (``property_type``, ``region``) and the share (> 0), the value ExampleGen's
@@ -97,7 +99,9 @@ def load_user_shares(data_root: str | pathlib.Path, as_of: dt.date | str) -> dic
     total = weights.groupby(history[c.USER_ID]).sum()
     out = {}
     for share, column in f.USER_SHARES.items():
-        groups = history[c.LEAD_ID].map(leads[features_join.LEAD_GROUP_COLUMNS[column]]).rename(column)
+        groups = (
+            history[c.LEAD_ID].map(leads[features_join.LEAD_GROUP_COLUMNS[column]]).rename(column)
+        )
         per_group = weights.groupby([history[c.USER_ID].rename(f.USER_ID), groups]).sum()
         value = per_group / total.reindex(per_group.index.get_level_values(0)).to_numpy()
         out[share] = value[per_group > 0].rename(share).reset_index()

@@ -223,9 +223,9 @@ class RecommenderExport(tf.Module):
                 u = user_row.reindex(frame[f.USER_ID].astype(str)).to_numpy()
                 g = group_row.reindex(frame[column].astype(str)).to_numpy()
                 ok = np.isfinite(u) & np.isfinite(g)  # known users, groups in the catalogue
-                matrix[u[ok].astype(np.int64), g[ok].astype(np.int64)] = (
-                    frame[key].to_numpy(np.float32)[ok]
-                )
+                matrix[u[ok].astype(np.int64), g[ok].astype(np.int64)] = frame[key].to_numpy(
+                    np.float32
+                )[ok]
             self.share_lead_group[key] = tf.constant(group_row.reindex(values).to_numpy(np.int64))
             self.share_matrix[key] = tf.constant(matrix)
 

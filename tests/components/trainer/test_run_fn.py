@@ -246,7 +246,9 @@ def test_recommend_scores_equal_serving_default_on_the_same_pairs(trained):
     spec.pop(f.ENGAGEMENT)
     rows = catalogue.set_index(f.LEAD_ID).loc[ids].reset_index()
     shares = snapshots.load_user_shares(data, as_of)
-    examples = signatures.canary_examples(rows, user, spec, event_ts=0.0, pairs=pairs, shares=shares)
+    examples = signatures.canary_examples(
+        rows, user, spec, event_ts=0.0, pairs=pairs, shares=shares
+    )
     assert len(examples) == len(ids) == k
     for key, column in f.USER_SHARES.items():
         mine = shares[key][shares[key][f.USER_ID] == user[f.USER_ID].iloc[0]]
@@ -256,9 +258,7 @@ def test_recommend_scores_equal_serving_default_on_the_same_pairs(trained):
     assert seen & set(ids), "no recommended lead with past engagement: the test lost its point"
     p = loaded.signatures["serving_default"](examples=tf.constant(examples))["score"].numpy()
     events = raw_tables.read_events(data, raw_tables.spans_up_to(data, as_of))
-    prior = SamplingPrior.fit(
-        events, catalogue, users, interactions.SamplingConfig(**SAMPLING)
-    )
+    prior = SamplingPrior.fit(events, catalogue, users, interactions.SamplingConfig(**SAMPLING))
     user_row = int(np.flatnonzero(users[f.USER_ID].to_numpy() == user[f.USER_ID].iloc[0])[0])
     lead_rows = catalogue.reset_index(drop=True).reset_index().set_index(f.LEAD_ID).loc[ids]
     shift = prior.log_propensity(np.full(k, user_row), lead_rows["index"].to_numpy())
