@@ -37,6 +37,11 @@ def test_yaml_then_environment_override(tmp_path):
             {},
             "eval_days \\(5\\) must be smaller",
         ),
+        (
+            "example_gen:\n  popularity_exponent: 3\n",
+            {},
+            "example_gen.popularity_exponent: Input should be less than or equal to 2",
+        ),
         ("drift:\n  numeric: {price: 1.5}\n", {}, "drift.numeric.price"),
         ("drift:\n  numeric: {region: 0.1}\n", {}, "both numeric and categorical"),
         ("name: Bad Name\n", {}, "name"),
