@@ -6,11 +6,11 @@ Decisions (docs/pipeline.md):
   day, so the features never include the same-day events that led up to the label.
 - Negatives (label 0) per positive, at the positive's time: a share of "hard" negatives from
   the positive lead's region (uniform) and the rest drawn by popularity (event count in the
-  window, plus one, to a power; power 0 and no hard share, the default, is uniform). A candidate is dropped when the user engaged with it anywhere in the
-  window or when it was listed after the event date, and repeats are dropped; there is no
-  resampling, so a positive can get fewer than the configured count. Negatives come from the
-  whole catalogue listed by then, whatever the lead's current status (status has no history).
-  Seeded.
+  window, plus one, to a power; power 0 and no hard share, the default, is uniform). A
+  candidate is dropped when the user engaged with it anywhere in the window or when it was
+  listed after the event date, and repeats are dropped; there is no resampling, so a
+  positive can get fewer than the configured count. Negatives come from the whole catalogue
+  listed by then, whatever the lead's current status (status has no history). Seeded.
 - Split by time: examples of the last ``eval_days`` days of the window are ``eval``.
 """
 

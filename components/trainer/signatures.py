@@ -80,6 +80,11 @@ def _column_constants(frame: pd.DataFrame, keys, spec: dict) -> dict[str, tf.Ten
     return out
 
 
+def _row_index(ids: pd.Series) -> pd.Series:
+    """Row number by id (as text): reindex it with ids to find their rows (NaN: absent)."""
+    return pd.Series(np.arange(len(ids)), index=ids.astype(str).to_numpy())
+
+
 def canary_examples(
     catalogue: pd.DataFrame,
     users: pd.DataFrame,
@@ -194,8 +199,8 @@ class RecommenderExport(tf.Module):
         """``user_lead_events`` keyed by ``user_row * n_leads + lead_row`` (snapshot rows)."""
         keys, values = np.array([-1], np.int64), np.array([0.0], np.float32)  # never empty
         if pairs is not None and len(pairs):
-            user_row = pd.Series(np.arange(len(users)), index=users[f.USER_ID].astype(str))
-            lead_row = pd.Series(np.arange(len(catalogue)), index=catalogue[f.LEAD_ID].astype(str))
+            user_row = _row_index(users[f.USER_ID])
+            lead_row = _row_index(catalogue[f.LEAD_ID])
             u = user_row.reindex(pairs[f.USER_ID].astype(str)).to_numpy()
             lead = lead_row.reindex(pairs[f.LEAD_ID].astype(str)).to_numpy()
             ok = np.isfinite(u) & np.isfinite(lead)  # active leads of known users only
@@ -212,7 +217,7 @@ class RecommenderExport(tf.Module):
         values of the lead column it groups by) matrix; the last row, for unknown users, and
         groups a user never engaged with are 0."""
         self.n_users = len(users)
-        user_row = pd.Series(np.arange(len(users)), index=users[f.USER_ID].astype(str))
+        user_row = _row_index(users[f.USER_ID])
         self.share_lead_group, self.share_matrix = {}, {}
         for key, column in f.USER_SHARES.items():
             values = catalogue[column].astype(str)
