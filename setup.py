@@ -8,7 +8,7 @@ setup(
     name="aiqleads-recommendations",
     version="0.1.0",
     description="End-to-end TFX recommender for real-estate leads with TF-Serving-compatible serving.",
-    python_requires=">=3.9,<3.11",
+    python_requires=">=3.10,<3.11",
     packages=find_packages(include=[p for name in PACKAGES for p in (name, f"{name}.*")]),
     include_package_data=True,
     package_data={"": ["*.pbtxt", "*.json", "*.yaml", "*.proto", "*.csv"]},
@@ -36,6 +36,9 @@ setup(
             "ruff>=0.6",
             "grpcio-tools==1.48.2",
             "kubernetes-validate>=1.30",
+            "mypy>=2.4",
+            "import-linter>=2.15",
+            "types-PyYAML",
         ],
     },
     entry_points={

@@ -16,8 +16,8 @@ import weakref
 
 import numpy as np
 
+from serving.errors import Code, ServingError
 from serving.model_server.config import BatchingOptions
-from serving.model_server.errors import Code, ServingError
 
 
 class _Task:

@@ -19,8 +19,8 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
+from serving.errors import Code, ServingError, invalid
 from serving.model_server import tensors
-from serving.model_server.errors import Code, ServingError, invalid
 from serving.model_server.manager import ModelManager
 from serving.model_server.servable import (
     CLASSIFY_METHOD,

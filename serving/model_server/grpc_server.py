@@ -17,8 +17,8 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from serving.errors import Code, ServingError
 from serving.model_server.dataplane import DataPlane
-from serving.model_server.errors import Code, ServingError
 from serving.model_server.flags import FlagError
 from serving.model_server.metrics import ServerMetrics
 

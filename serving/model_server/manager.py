@@ -16,7 +16,7 @@ import pathlib
 import threading
 import time
 
-from serving.model_server.errors import Code, ServingError, invalid, not_found
+from serving.errors import Code, ServingError, invalid, not_found
 from serving.model_server.servable import Servable, is_complete_version_dir, lookup_missing
 from serving.model_server.warmup import WarmupError, WarmupOptions, run_warmup
 

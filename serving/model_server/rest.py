@@ -22,9 +22,9 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
+from serving.errors import Code, ServingError, invalid
 from serving.model_server import rest_json
 from serving.model_server.dataplane import SIGNATURE_DEF_FIELD, DataPlane, Spec
-from serving.model_server.errors import Code, ServingError, invalid
 from serving.model_server.metrics import ServerMetrics
 
 MAX_BODY_BYTES = 64 * 1024 * 1024

@@ -15,7 +15,7 @@ import numpy as np
 from tensorflow.core.example import example_pb2, feature_pb2
 from tensorflow_serving.apis import input_pb2
 
-from serving.model_server.errors import invalid
+from serving.errors import invalid
 
 MAX_INSTANCES = 100_000
 

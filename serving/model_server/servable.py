@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from serving.model_server.errors import Code, ServingError, invalid, not_found
+from serving.errors import Code, ServingError, invalid, not_found
 
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 SERVING_TAG = "serve"

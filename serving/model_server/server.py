@@ -69,7 +69,7 @@ class ModelServer:
 
     def reload(self, server_config) -> None:
         """Apply a new ModelServerConfig (HandleReloadConfigRequest or the polled file)."""
-        from serving.model_server.errors import invalid
+        from serving.errors import invalid
 
         try:
             config_lib.validate_model_server_config(server_config)

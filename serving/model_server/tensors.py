@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
-from serving.model_server.errors import invalid
+from serving.errors import invalid
 
 MAX_ELEMENTS = 1 << 24  # bound on one request tensor (16M elements)
 

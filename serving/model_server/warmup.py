@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 
 from aiqleads.errors import DataError
-from serving.model_server.errors import Code, ServingError, invalid
+from serving.errors import Code, ServingError, invalid
 
 log = logging.getLogger("aiqleads.model_server")
 

@@ -12,9 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from serving.errors import Code, ServingError
 from serving.model_server.batching import Batcher
 from serving.model_server.config import BatchingOptions
-from serving.model_server.errors import Code, ServingError
 
 
 class HalfPlusTwo:

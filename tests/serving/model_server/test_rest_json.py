@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from serving.errors import Code, ServingError
 from serving.model_server import rest_json
-from serving.model_server.errors import Code, ServingError
 from serving.model_server.servable import Signature
 
 

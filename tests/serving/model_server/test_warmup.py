@@ -15,7 +15,7 @@ import shutil
 import numpy as np
 import pytest
 
-from serving.model_server.errors import Code
+from serving.errors import Code
 from serving.model_server.manager import AVAILABLE, END, ModelManager, retired_versions
 from serving.model_server.warmup import (
     MAX_RECORDS,

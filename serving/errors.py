@@ -1,7 +1,7 @@
-"""Domain errors of the model server, each carrying a TF Serving (gRPC) status code.
+"""Domain errors of the serving processes, each carrying a canonical (gRPC) status code.
 
-Transports map `code` to their own status in one place each (`rest.HTTP_STATUS`,
-`grpc_server`); the data plane knows nothing of HTTP or gRPC.
+The model server and the gateway raise `ServingError`; each transport maps `code` to its own
+status in one place; the data planes know nothing of HTTP or gRPC.
 """
 
 from __future__ import annotations
