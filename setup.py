@@ -2,7 +2,7 @@
 
 from setuptools import find_packages, setup
 
-PACKAGES = ["aiqleads", "pipeline", "components", "transforms", "serving", "monitoring"]
+PACKAGES = ["aiqleads", "transforms", "components", "serving", "pipeline", "cli"]
 
 setup(
     name="aiqleads-recommendations",
@@ -43,7 +43,7 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "aiqleads=aiqleads.cli:main",
+            "aiqleads=cli.main:main",
             "aiqleads-model-server=serving.model_server.main:main",
         ]
     },

@@ -44,7 +44,7 @@ def test_tensorflow_teardown_noise_is_dropped_and_other_unraisables_still_print(
     TypeErrors (they followed every successful pipeline run) and nothing else."""
     script = (
         "import sys\n"
-        "from aiqleads.cli import quiet_tensorflow_teardown\n"
+        "from cli.main import quiet_tensorflow_teardown\n"
         "sys.unraisablehook = quiet_tensorflow_teardown\n"
         "class AtomicFunction:\n"
         "    def __del__(self):\n"

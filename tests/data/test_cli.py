@@ -11,8 +11,9 @@ import sys
 
 import pytest
 
-from aiqleads import cli, contracts, layout
+from aiqleads import contracts, layout
 from aiqleads.data import adapters, validate
+from cli.main import main
 
 
 @dataclasses.dataclass
@@ -26,14 +27,14 @@ def run(*args: str) -> Result:
     """Run `aiqleads data ARGS` in this process (the CLI's own main, its error handling)."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main(["data", *args])
+        code = main(["data", *args])
     return Result(code, out.getvalue(), err.getvalue())
 
 
 def run_console(*args: str) -> subprocess.CompletedProcess:
     """Run the real `aiqleads` console entry in a subprocess."""
     return subprocess.run(
-        [sys.executable, "-m", "aiqleads.cli", "data", *args],
+        [sys.executable, "-m", "cli.main", "data", *args],
         capture_output=True,
         text=True,
         timeout=300,

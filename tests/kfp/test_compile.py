@@ -16,7 +16,7 @@ import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from aiqleads.commands.kfp import compile_command
+from cli.commands.kfp import compile_command
 
 
 def _load_golden_module():

@@ -16,8 +16,8 @@ import pathlib
 import kfp_server_api
 import pytest
 
-from aiqleads.cli import main
 from aiqleads.errors import ConfigError
+from cli.main import main
 from pipeline.kfp_client import DAILY_AT_3AM, load_kfp_settings, parse_parameters
 
 API = "/apis/v2beta1"

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from aiqleads import cli
+from cli.main import main
 
 
 def test_help_lists_the_options(capsys):
-    assert cli.main(["pipeline", "run", "--help"]) == 0
+    assert main(["pipeline", "run", "--help"]) == 0
     out = capsys.readouterr().out
     for option in ("--data", "--config", "--as-of", "--stage"):
         assert option in out
 
 
 def test_missing_data_dir_is_one_line_exit_2(tmp_path, capsys):
-    assert cli.main(["pipeline", "run", "--data", str(tmp_path / "absent")]) == 2
+    assert main(["pipeline", "run", "--data", str(tmp_path / "absent")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --data") and "\n" not in err
 
@@ -21,19 +21,19 @@ def test_missing_data_dir_is_one_line_exit_2(tmp_path, capsys):
 def test_bad_config_is_one_line_exit_2(tmp_path, capsys):
     path = tmp_path / "bad.yaml"
     path.write_text("example_gen:\n  window_spans: 1\n")
-    assert cli.main(["pipeline", "run", "--config", str(path), "--data", str(tmp_path)]) == 2
+    assert main(["pipeline", "run", "--config", str(path), "--data", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "invalid pipeline config" in err and "window_spans" in err and "\n" not in err
 
 
 def test_bad_as_of_is_a_usage_error(tmp_path, capsys):
-    assert cli.main(["pipeline", "run", "--data", str(tmp_path), "--as-of", "13/01/2026"]) == 2
+    assert main(["pipeline", "run", "--data", str(tmp_path), "--as-of", "13/01/2026"]) == 2
     assert "YYYY-MM-DD" in capsys.readouterr().err
 
 
 def test_cli_stages_are_the_pipeline_stages():
     # The CLI spells the stages itself so that `--help` does not import TFX.
-    from aiqleads.commands.options import STAGES
+    from cli.commands.options import STAGES
     from pipeline.pipeline import STAGES as WIRED_STAGES
 
     assert STAGES == WIRED_STAGES

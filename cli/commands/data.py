@@ -6,8 +6,8 @@ import pathlib
 
 import click
 
-from aiqleads.commands.options import DIRECTORY, iso_date, progress_printer
 from aiqleads.errors import DataError
+from cli.commands.options import DIRECTORY, iso_date, progress_printer
 
 IMPORT_SOURCES = ("kingcounty", "barossa", "uci-restaurant")
 

@@ -12,7 +12,7 @@ import time
 
 import click
 
-from aiqleads.commands.options import EXISTING_FILE, FILE, progress_printer, stage_option
+from cli.commands.options import EXISTING_FILE, FILE, progress_printer, stage_option
 
 KFP_CONFIG_OPTION = click.option(
     "--kfp-config",

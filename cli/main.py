@@ -1,4 +1,4 @@
-"""The `aiqleads` command line: one group per area, each defined in `aiqleads.commands`.
+"""The `aiqleads` command line: one group per area, each defined in `cli.commands`.
 
 Domain errors (`AiqleadsError`) end the program with a one-line message and a non-zero exit
 code, never a traceback.
@@ -15,11 +15,11 @@ from aiqleads.errors import AiqleadsError
 
 # (module, attribute) of each top-level command; modules are imported only when the CLI runs.
 COMMANDS = (
-    ("aiqleads.commands.data", "data"),
-    ("aiqleads.commands.pipeline", "pipeline"),
-    ("aiqleads.commands.serve", "serve"),
-    ("aiqleads.commands.serve", "recommend"),
-    ("aiqleads.commands.kfp", "kfp"),
+    ("cli.commands.data", "data"),
+    ("cli.commands.pipeline", "pipeline"),
+    ("cli.commands.serve", "serve"),
+    ("cli.commands.serve", "recommend"),
+    ("cli.commands.kfp", "kfp"),
 )
 
 

@@ -9,8 +9,8 @@ import urllib.request
 
 import click
 
-from aiqleads.commands.options import DIRECTORY, EXISTING_FILE, progress_printer
 from aiqleads.errors import ServiceError
+from cli.commands.options import DIRECTORY, EXISTING_FILE, progress_printer
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 MAX_K = 100

@@ -11,9 +11,9 @@ import pathlib
 
 import click
 
-from aiqleads.commands.kfp import compile_command
-from aiqleads.commands.options import DIRECTORY, FILE, iso_date, stage_option
 from aiqleads.errors import ConfigError, DataError
+from cli.commands.kfp import compile_command
+from cli.commands.options import DIRECTORY, FILE, iso_date, stage_option
 
 
 def _ensure_default_data(path: pathlib.Path) -> None:
@@ -118,5 +118,5 @@ def run(
     )
 
 
-# `aiqleads pipeline compile` lives with the Kubeflow commands (aiqleads/commands/kfp.py).
+# `aiqleads pipeline compile` lives with the Kubeflow commands (cli/commands/kfp.py).
 pipeline.add_command(compile_command)

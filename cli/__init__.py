@@ -1,0 +1,1 @@
+"""The `aiqleads` command line, the top layer: it drives data sets, the pipeline and serving."""
