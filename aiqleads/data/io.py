@@ -8,12 +8,10 @@ the same bytes.
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import json
 import os
 import pathlib
 import tempfile
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -178,14 +176,6 @@ def check_dataset_dir(root: pathlib.Path) -> pathlib.Path:
                 "`aiqleads data synth` or `aiqleads data import`"
             )
     return root
-
-
-def iter_span_tables(
-    root: pathlib.Path, contract: contracts.Contract
-) -> Iterator[tuple[dt.date, pathlib.Path]]:
-    """(day, path) of every span file of a span contract (events or market), oldest first."""
-    for day in layout.list_spans(root):
-        yield day, layout.table_path(root, contract, day)
 
 
 def prepare_output_dir(out: pathlib.Path, overwrite: bool) -> pathlib.Path:

@@ -289,9 +289,3 @@ def contract_for_file(path: pathlib.Path) -> Contract:
     known = ", ".join(c.file_name for c in contracts.ALL_CONTRACTS)
     raise DataError(f"{path}: unknown table; expected one of {known}")
 
-
-def validate_dataset(root: pathlib.Path, quarantine: bool = False, progress=None):
-    """Validate a whole data set (see `aiqleads.data.dataset_validation.validate_dataset`)."""
-    from aiqleads.data.dataset_validation import validate_dataset as run
-
-    return run(root, quarantine=quarantine, progress=progress)
