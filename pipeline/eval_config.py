@@ -17,7 +17,6 @@ from transforms import features as f
 
 SERVING_SIGNATURE = "serving_default"
 SLICE_FEATURES = (f.REGION, f.PROPERTY_TYPE, f.PRICE_BAND)
-NDCG_NAME = "ndcg"
 METRICS_MODULE = ranking_metrics.__name__
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from aiqleads.errors import ConfigError
-from pipeline.config import PipelineConfig
+from pipeline.config import DEFAULT_RUNS_DIR, PipelineConfig
 from pipeline.kfp_client import TRIGGER_REASON_PARAMETER, KfpSettings
 
 # The container command TFX's v2 launcher runs in every step (Dockerfile ENTRYPOINT too).
@@ -31,7 +31,8 @@ TFX_V2_ENTRYPOINT = (
     "-m",
     "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor",
 )
-DEFAULT_PACKAGE = pathlib.Path("runs") / "kfp" / "aiqleads_pipeline.yaml"
+DEFAULT_PACKAGE = pathlib.Path(DEFAULT_RUNS_DIR) / "kfp" / "aiqleads_pipeline.yaml"
+"""Where `aiqleads pipeline compile` writes the package, relative to the repository root."""
 DEFAULT_REASON = "manual"
 FINGERPRINT_PARAMETER = "input_fingerprint"
 

@@ -6,7 +6,6 @@ import pathlib
 
 import click
 
-from aiqleads.errors import DataError
 from cli.commands.options import DIRECTORY, iso_date, progress_printer
 
 IMPORT_SOURCES = ("kingcounty", "barossa", "uci-restaurant")
@@ -171,6 +170,3 @@ def describe(root) -> None:
     from aiqleads.data.describe import describe_dataset, format_description
 
     click.echo(format_description(describe_dataset(root)))
-
-
-__all__ = ["data", "DataError"]

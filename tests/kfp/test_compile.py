@@ -139,3 +139,11 @@ def test_compile_command_writes_the_package(tmp_path, capsys, monkeypatch):
     assert yaml.safe_load(out.read_text())["pipelineInfo"]["name"] == "aiqleads-recommender"
     with pytest.raises(ConfigError, match=r"is a \.yaml file"):
         compile_command.main(["--out", str(tmp_path / "pkg.json")], standalone_mode=False)
+
+
+def test_compile_help_names_the_default_package():
+    # The CLI spells the default in its help so that `--help` does not import the pipeline.
+    from pipeline.kubeflow_v2_runner import DEFAULT_PACKAGE
+
+    help_text = " ".join(compile_command.get_help(compile_command.make_context("x", [])).split())
+    assert f"[default: {DEFAULT_PACKAGE}]" in help_text
