@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+import datetime as dt
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -11,9 +12,19 @@ import pandas as pd
 from aiqleads import contracts
 from aiqleads.data import spans
 from aiqleads.data import synth_behaviour as behaviour
-
-if TYPE_CHECKING:  # pragma: no cover
-    from aiqleads.data.synth import SynthConfig, World
+from aiqleads.data.synth_world import (
+    EVENT_MIX_SCALE,
+    HOTSPOT_SHARE,
+    INFLATION,
+    METROS,
+    NEIGHBOURHOODS_PER_METRO,
+    PRE_LISTED_DAYS,
+    PROPERTY_TYPES,
+    TYPE_AREA_M2,
+    TYPE_PRICE_FACTOR,
+    SynthConfig,
+    World,
+)
 
 TREND_WINDOW_DAYS = 7
 
@@ -45,10 +56,8 @@ def apply_drift(
 ):
     """Apply ``config.drift`` from day ``config.drift_start`` on; returns the changed world
     parts and a description written to ``ground_truth/drift.json`` and the manifest."""
-    from aiqleads.data import synth
-
     start = config.drift_start
-    pre = synth.PRE_LISTED_DAYS
+    pre = PRE_LISTED_DAYS
     first_day = (config.start_date + _days(start)).isoformat()
     info: dict[str, Any] = {
         "scenario": config.drift,
@@ -61,7 +70,7 @@ def apply_drift(
         counts = np.bincount(cat.region_code[cat.group_code == 0], minlength=len(names))
         region = int(np.argmax(counts))
         index = index.copy()
-        index[region, pre + start :] *= synth.INFLATION
+        index[region, pre + start :] *= INFLATION
         hit = (cat.region_code == region) & (cat.available_from >= start)
         price = cat.price.copy()
         price[hit] = _reprice(
@@ -69,7 +78,7 @@ def apply_drift(
         )
         leads = leads.assign(**{contracts.PRICE: price})
         cat = dataclasses.replace(cat, price=price)
-        info.update(region=names[region], factor=synth.INFLATION)
+        info.update(region=names[region], factor=INFLATION)
     elif config.drift == "new_hotspot":
         leads, cat, base_value, index, region_metro, hooks, extra = _hotspot(
             config, rng, leads, cat, base_value, index, names, region_metro
@@ -77,19 +86,15 @@ def apply_drift(
         info.update(extra)
     elif config.drift == "event_mix":
         scale = np.ones((config.days, 3))
-        scale[start:] = synth.EVENT_MIX_SCALE
+        scale[start:] = EVENT_MIX_SCALE
         hooks = behaviour.DriftHooks(funnel_scale=scale)
         info.update(
-            funnel_scale=dict(
-                zip(("click", "inquiry", "purchase"), synth.EVENT_MIX_SCALE, strict=True)
-            )
+            funnel_scale=dict(zip(("click", "inquiry", "purchase"), EVENT_MIX_SCALE, strict=True))
         )
     return leads, cat, base_value, index, names, region_metro, hooks, info
 
 
-def _days(n: int):
-    import datetime as dt
-
+def _days(n: int) -> dt.timedelta:
     return dt.timedelta(days=int(n))
 
 
@@ -97,9 +102,7 @@ def _hotspot(config, rng, leads, cat, base_value, index, names, region_metro):
     """A new neighbourhood in the first metro, listed on the first drifted day, that draws a
     large share of that metro's views. Its leads belong to no metro for candidate sampling,
     so the days before the drift are unchanged."""
-    from aiqleads.data import synth
-
-    metro = synth.METROS[0]
+    metro = METROS[0]
     start = config.drift_start
     n = max(5, config.leads // 20)
     angle, dist = rng.uniform(0, 2 * np.pi), 6.0
@@ -113,21 +116,17 @@ def _hotspot(config, rng, leads, cat, base_value, index, names, region_metro):
         6,
     )
     ptype = rng.choice([1, 2], size=n)
-    area = np.round(synth.TYPE_AREA_M2[ptype] * np.exp(rng.normal(0, 0.25, n)), 1)
+    area = np.round(TYPE_AREA_M2[ptype] * np.exp(rng.normal(0, 0.25, n)), 1)
     bedrooms = np.clip(np.round(area / 40.0), 0, 10).astype(int)
     value = (
-        metro.price_per_m2
-        * area
-        * synth.TYPE_PRICE_FACTOR[ptype]
-        * 0.9
-        * np.exp(rng.normal(0, 0.1, n))
+        metro.price_per_m2 * area * TYPE_PRICE_FACTOR[ptype] * 0.9 * np.exp(rng.normal(0, 0.1, n))
     )
     region = len(names)
     names.append(f"{metro.name}-hotspot")
     region_metro = np.append(region_metro, 0)
     index = np.vstack([index, index[region_metro[:-1] == 0].mean(axis=0)])
     listed = np.full(n, start)
-    price = _reprice(value, index, np.full(n, region), listed, synth.PRE_LISTED_DAYS)
+    price = _reprice(value, index, np.full(n, region), listed, PRE_LISTED_DAYS)
     ids = np.array([f"l{i:06d}" for i in range(len(cat) + 1, len(cat) + n + 1)], dtype=object)
     new = pd.DataFrame(
         {
@@ -135,7 +134,7 @@ def _hotspot(config, rng, leads, cat, base_value, index, names, region_metro):
             contracts.LATITUDE: lat,
             contracts.LONGITUDE: lon,
             contracts.REGION: "",
-            contracts.PROPERTY_TYPE: np.asarray(synth.PROPERTY_TYPES, dtype=object)[ptype],
+            contracts.PROPERTY_TYPE: np.asarray(PROPERTY_TYPES, dtype=object)[ptype],
             contracts.PRICE: price,
             contracts.BEDROOMS: bedrooms,
             contracts.BATHROOMS: np.clip(np.round(bedrooms * 0.6 * 2) / 2, 1, 8),
@@ -151,11 +150,11 @@ def _hotspot(config, rng, leads, cat, base_value, index, names, region_metro):
         np.concatenate([cat.price, price]),
         np.concatenate([cat.type_code, ptype]),
         np.concatenate([cat.region_code, np.full(n, region)]),
-        np.concatenate([cat.group_code, np.full(n, len(synth.METROS))]),
+        np.concatenate([cat.group_code, np.full(n, len(METROS))]),
         np.concatenate([cat.available_from, listed]),
         np.concatenate([cat.available_until, np.full(n, config.days + 365)]),
     )
-    share = np.where(np.arange(config.days) >= start, synth.HOTSPOT_SHARE, 0.0)
+    share = np.where(np.arange(config.days) >= start, HOTSPOT_SHARE, 0.0)
     hooks = behaviour.DriftHooks(
         redirect_share=share, redirect_leads=np.arange(first, first + n), redirect_group=0
     )
@@ -163,7 +162,7 @@ def _hotspot(config, rng, leads, cat, base_value, index, names, region_metro):
         "region": names[region],
         "metro": metro.name,
         "leads": int(n),
-        "share_of_metro_views": synth.HOTSPOT_SHARE,
+        "share_of_metro_views": HOTSPOT_SHARE,
         "latitude": round(float(c_lat), 6),
         "longitude": round(float(c_lon), 6),
     }
@@ -184,11 +183,9 @@ def market_frame(
     """Daily market rows per region (demand = events on its leads that day, inventory =
     leads on the market, median_price = median current value of those leads, price_trend =
     change of that median over the trailing week); sorted by day, then region."""
-    from aiqleads.data import synth
-
-    cat, pre = world.catalogue, synth.PRE_LISTED_DAYS
+    cat, pre = world.catalogue, PRE_LISTED_DAYS
     n_regions, days = len(names), config.days
-    base_regions = len(synth.METROS) * synth.NEIGHBOURHOODS_PER_METRO
+    base_regions = len(METROS) * NEIGHBOURHOODS_PER_METRO
     first = -TREND_WINDOW_DAYS
     medians = np.full((days - first, n_regions), np.nan)
     inventory = np.zeros((days - first, n_regions), dtype=np.int64)
