@@ -22,6 +22,7 @@ import pandas as pd
 import aiqleads
 from aiqleads import contracts, layout
 from aiqleads.data import io, spans
+from aiqleads.data.dataset_validation import validate_dataset
 from aiqleads.errors import DataError
 
 ENV_SHARED_DATA = "AIQLEADS_SHARED_DATA"
@@ -133,8 +134,6 @@ def run(
     progress: Callable[[str], None] | None = None,
 ) -> ImportSummary:
     """Import data set ``name`` into ``out`` and check the result against the contracts."""
-    from aiqleads.data.dataset_validation import validate_dataset
-
     started = time.perf_counter()
     say = progress or (lambda _m: None)
     module = _module(name)
