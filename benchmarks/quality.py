@@ -121,7 +121,7 @@ def train_model(data, work, eval_days: int, steps: int, seed: int, hp: dict, sam
 
 def evaluate(args: argparse.Namespace) -> None:
     from components.baselines.item_knn import ItemKNN
-    from components.baselines.metrics import ranking_metrics
+    from components.baselines.metrics import HIT_RATE, NDCG, RECALL, ranking_metrics
     from components.baselines.popularity import RegionalPopularity
     from components.example_gen import raw_tables, snapshots
     from transforms import features as f
@@ -206,16 +206,16 @@ def evaluate(args: argparse.Namespace) -> None:
     )
     print(header)
     for protocol in ("full", "sampled"):
-        base = np.mean([r["ndcg"] for r in results[("popularity", protocol)]])
+        base = np.mean([r[NDCG] for r in results[("popularity", protocol)]])
         for name in ("model", "popularity", "item_cf", "oracle"):
             if (name, protocol) not in results:
                 continue
             rows = results[(name, protocol)]
-            m = {key: float(np.mean([r[key] for r in rows])) for key in ("hr", "ndcg", "recall")}
-            ratio = m["ndcg"] / base if base > 0 else float("nan")
+            m = {key: float(np.mean([r[key] for r in rows])) for key in (HIT_RATE, NDCG, RECALL)}
+            ratio = m[NDCG] / base if base > 0 else float("nan")
             print(
-                f"{protocol:<8} {name:<11} {m['hr']:7.3f} {m['ndcg']:7.3f} "
-                f"{m['recall']:8.3f} {ratio:8.2f}"
+                f"{protocol:<8} {name:<11} {m[HIT_RATE]:7.3f} {m[NDCG]:7.3f} "
+                f"{m[RECALL]:8.3f} {ratio:8.2f}"
             )
 
 

@@ -4,7 +4,8 @@
 TFMA ships NDCG but no per-query hit rate/precision/recall, and its binary metrics expect a
 0/1 label; the label here is 0..4 (``transforms.features.ENGAGEMENT``), engaged meaning > 0.
 Query metrics need ``query_key`` (the user id) in their ``MetricsSpec``: TFMA then hands each
-combiner all eval examples of one user at once.
+combiner all eval examples of one user at once. The per-user formulas are the ones of the
+quality benchmark (`components.baselines.metrics`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from tensorflow_model_analysis.metrics import metric_types, metric_util
 from tensorflow_model_analysis.proto import config_pb2
 from tensorflow_model_analysis.utils import util
 
+from components.baselines import metrics as formulas
 from transforms import features as f
 
 HIT_RATE = "hit_rate"
@@ -73,11 +75,11 @@ class _TopKCombiner(beam.CombineFn):
         n_relevant = int(relevant.sum())
         if n_relevant == 0 or weight <= 0:
             return acc
-        order = np.argsort(-scores, kind="stable")[: self._top_k]
-        found = int(relevant[order].sum())
-        acc[0] += weight * (found > 0)
-        acc[1] += weight * found / self._top_k
-        acc[2] += weight * found / n_relevant
+        order = np.argsort(-scores, kind="stable")
+        found = formulas.relevant_in_top_k(relevant[order], self._top_k)
+        acc[0] += weight * formulas.hit_rate(found)
+        acc[1] += weight * formulas.precision(found, self._top_k)
+        acc[2] += weight * formulas.recall(found, n_relevant)
         acc[3] += weight
         return acc
 

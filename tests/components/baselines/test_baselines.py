@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from components.baselines import metrics
 from components.baselines.item_knn import ItemKNN
 from components.baselines.metrics import ranking_metrics
 from components.baselines.popularity import RegionalPopularity
@@ -69,3 +70,14 @@ def test_ranking_metrics_by_hand():
     assert ranking_metrics(["z"], gains, k=1) == {"hr": 0.0, "recall": 0.0, "ndcg": 0.0}
     with pytest.raises(ValueError):
         ranking_metrics(["x"], {}, k=1)
+
+
+def test_top_k_formulas_by_hand():
+    # Ranked relevance: miss, hit, hit, miss, hit; 3 relevant items in all.
+    relevant = np.array([False, True, True, False, True])
+    assert metrics.relevant_in_top_k(relevant, 1) == 0
+    assert metrics.relevant_in_top_k(relevant, 4) == 2
+    assert metrics.relevant_in_top_k([True, False], 10) == 1  # k beyond the list
+    assert metrics.hit_rate(0) == 0.0 and metrics.hit_rate(2) == 1.0
+    assert metrics.precision(2, 4) == 0.5
+    assert metrics.recall(2, 3) == pytest.approx(2 / 3)
