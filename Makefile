@@ -1,10 +1,12 @@
-# The two commands a new user runs: `make demo` and `make test`.
+# The two commands a new user runs: `make demo` and `make test`. `make help` lists every
+# target; `make` alone runs `setup`.
 SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast lint format bench clean
+.PHONY: setup demo test test-fast lint format bench clean help
+.DEFAULT_GOAL := setup
 
 setup:  ## create .venv, install the project and the system packages (idempotent)
 	@scripts/setup.sh
@@ -12,7 +14,7 @@ setup:  ## create .venv, install the project and the system packages (idempotent
 demo: setup  ## set up if needed, then run the main job on the embedded default data set
 	@scripts/demo.sh
 
-test: setup  ## ruff lint and format checks, then the whole test suite (e2e included)
+test: setup  ## the static checks of `make lint`, then the whole test suite (e2e included)
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
 	@$(BIN)/pytest $(PYTEST_ARGS)
@@ -20,11 +22,11 @@ test: setup  ## ruff lint and format checks, then the whole test suite (e2e incl
 test-fast: setup  ## everything but the slow end-to-end tests
 	@$(BIN)/pytest -m "not e2e" $(PYTEST_ARGS)
 
-lint:
+lint:  ## the static checks of `make test` (ruff, import layers) without the tests
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
 
-format:
+format:  ## fix what ruff can fix and format the code in place
 	@$(BIN)/ruff check --fix .
 	@$(BIN)/ruff format .
 
@@ -33,3 +35,6 @@ bench: setup  ## every benchmark script, figures printed
 
 clean:  ## remove run outputs (data sets, pipeline runs, pushed models); keeps .venv
 	rm -rf runs
+
+help:  ## list the targets and what each does
+	@awk 'BEGIN { FS = ":[^#]*## " } /^[a-zA-Z_-]+:.*## / { printf "  make %-10s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
