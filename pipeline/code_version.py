@@ -27,7 +27,7 @@ TRAINER_SOURCES = (
     "components/trainer",
     "components/example_gen",
     "transforms",
-    "serving/model_server/warmup.py",
+    "aiqleads/tf_serving_warmup.py",
 )
 
 

@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from aiqleads.tf_serving_warmup import write_warmup_file
 from components.trainer import model as model_lib
 from components.trainer.sampling_prior import MIN_PROPENSITY, SamplingPrior
 from transforms import features as f
@@ -520,8 +521,6 @@ def warmup_requests(module: RecommenderExport) -> list:
 def export(module: RecommenderExport, serving_model_dir: str) -> None:
     """Write the SavedModel with both signatures (``serving_default`` and ``recommend``)
     and its warm-up requests (``assets.extra/tf_serving_warmup_requests``)."""
-    from serving.model_server import warmup
-
     signatures = {
         "serving_default": module.serve_examples.get_concrete_function(),
         f.RECOMMEND_SIGNATURE: module.recommend.get_concrete_function(),
@@ -529,7 +528,7 @@ def export(module: RecommenderExport, serving_model_dir: str) -> None:
     tf.saved_model.save(module, serving_model_dir, signatures=signatures)
     # Written locally, then copied: the model directory may be on a remote file system.
     with tempfile.TemporaryDirectory(prefix="aiqleads-warmup-") as tmp:
-        local = warmup.write_warmup_file(tmp, warmup_requests(module))
+        local = write_warmup_file(tmp, warmup_requests(module))
         target = os.path.join(serving_model_dir, local.parent.name)
         tf.io.gfile.makedirs(target)
         tf.io.gfile.copy(str(local), os.path.join(target, local.name), overwrite=True)

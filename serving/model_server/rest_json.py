@@ -12,6 +12,7 @@ import base64
 import binascii
 
 import numpy as np
+import tensorflow as tf
 from tensorflow.core.example import example_pb2, feature_pb2
 from tensorflow_serving.apis import input_pb2
 
@@ -39,8 +40,6 @@ def _decode(value, key: str):
 
 
 def _array(value, key: str, dtype) -> np.ndarray:
-    import tensorflow as tf
-
     decoded = _decode(value, key)
     try:
         tensor = tf.convert_to_tensor(decoded, dtype=dtype)

@@ -14,6 +14,11 @@ import threading
 from collections.abc import Callable
 
 import numpy as np
+import tensorflow as tf
+from google.protobuf import text_format
+from tensorflow.core.protobuf import config_pb2, saved_model_pb2
+from tensorflow.python.util import deprecation
+from tensorflow_serving.apis import get_model_metadata_pb2
 
 from serving.errors import Code, ServingError, invalid, not_found
 
@@ -32,9 +37,6 @@ def is_complete_version_dir(path: pathlib.Path) -> bool:
 
 def read_meta_graph(export_dir: pathlib.Path):
     """The `serve`-tagged MetaGraphDef of a SavedModel on disk."""
-    from google.protobuf import text_format
-    from tensorflow.core.protobuf import saved_model_pb2
-
     saved = saved_model_pb2.SavedModel()
     pb = export_dir / "saved_model.pb"
     if pb.is_file():
@@ -64,8 +66,6 @@ class Signature:
 
     def call(self, inputs: dict) -> dict:
         """Run on `inputs` (key -> numpy array or Python values); key -> numpy array out."""
-        import tensorflow as tf
-
         sent, expected = set(inputs), set(self.input_keys)
         if sent != expected:
             raise invalid(
@@ -100,8 +100,6 @@ class Signature:
 
 
 def _dtype_name(dtype: np.dtype) -> str:
-    import tensorflow as tf
-
     try:
         return tf.as_dtype(dtype).name
     except TypeError:
@@ -116,10 +114,6 @@ def _session_signatures(export_dir: pathlib.Path) -> tuple[object, dict]:
     one C++ step: about half the time of calling a TF2 signature's concrete function
     eagerly on this project's `recommend` (docs/model_server.md).
     """
-    import tensorflow as tf
-    from tensorflow.core.protobuf import config_pb2
-    from tensorflow.python.util import deprecation
-
     graph = tf.Graph()
     session = tf.compat.v1.Session(graph=graph)
     with graph.as_default(), deprecation.silence():  # the TF1 loader is TF Serving's path
@@ -172,8 +166,6 @@ class Servable:
 
     def signature_def_map(self):
         """`SignatureDefMap` proto of this version (what GetModelMetadata returns)."""
-        from tensorflow_serving.apis import get_model_metadata_pb2
-
         out = get_model_metadata_pb2.SignatureDefMap()
         for key, sig in self.meta_graph.signature_def.items():
             if key.startswith("__"):  # internal entries (e.g. __saved_model_init_op)
@@ -211,7 +203,3 @@ def lookup_missing(name: str, version: int | None) -> Exception:
     """TF Serving's NOT_FOUND for a servable that is not loaded."""
     which = f"Latest({name})" if version is None else f"Specific({name}, {version})"
     return not_found(f"Servable not found for request: {which}")
-
-
-def as_numpy(value) -> np.ndarray:
-    return value if isinstance(value, np.ndarray) else np.asarray(value)

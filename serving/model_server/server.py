@@ -15,8 +15,16 @@ import time
 from aiohttp import web
 
 from aiqleads.errors import AiqleadsError
+from serving.errors import invalid
 from serving.model_server import config as config_lib
+from serving.model_server.batching import Batcher
+from serving.model_server.dataplane import DataPlane
 from serving.model_server.flags import ServerFlags
+from serving.model_server.grpc_server import build_server
+from serving.model_server.manager import ModelManager, Poller
+from serving.model_server.metrics import ServerMetrics
+from serving.model_server.rest import RestApi
+from serving.model_server.warmup import WarmupOptions
 
 log = logging.getLogger("aiqleads.model_server")
 _GRACE_SECONDS = 10.0
@@ -26,12 +34,6 @@ class ModelServer:
     """The running server; `start()` then `wait()`; `stop()` from any thread."""
 
     def __init__(self, flags: ServerFlags) -> None:
-        from serving.model_server.batching import Batcher
-        from serving.model_server.dataplane import DataPlane
-        from serving.model_server.manager import ModelManager
-        from serving.model_server.metrics import ServerMetrics
-        from serving.model_server.warmup import WarmupOptions
-
         self.flags = flags
         self.metrics = ServerMetrics()
         self.metrics_path = config_lib.load_monitoring_path(flags.monitoring_config_file)
@@ -69,8 +71,6 @@ class ModelServer:
 
     def reload(self, server_config) -> None:
         """Apply a new ModelServerConfig (HandleReloadConfigRequest or the polled file)."""
-        from serving.errors import invalid
-
         try:
             config_lib.validate_model_server_config(server_config)
         except AiqleadsError as e:
@@ -94,10 +94,6 @@ class ModelServer:
 
     # ---- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
-        from serving.model_server.grpc_server import build_server
-        from serving.model_server.manager import Poller
-        from serving.model_server.rest import RestApi
-
         f = self.flags
         started = time.monotonic()
         self.manager.apply_config(self.initial_config())

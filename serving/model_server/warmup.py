@@ -2,38 +2,30 @@
 
 A version's first calls pay for lazy work (tracing, graph optimisation, allocation): seconds
 for the recommender. As in TF Serving, a version that ships a warm-up file (a TFRecord file of
-`PredictionLog` protos) has every record replayed on it at load time, before it is AVAILABLE.
-The rules are TF Serving's: at most 1000 records (more fail the load, INVALID_ARGUMENT), a
-record that fails fails the load with that record's status, a file that is not TFRecord data
-fails with DATA_LOSS, `session_run_log` (and `predict_streamed_log`) are UNIMPLEMENTED, a
-record with no log set is skipped. A version without the file loads as before.
-
-`write_warmup_file` is the writer's side: the Trainer ships warm-up requests with each model.
+`PredictionLog` protos, `aiqleads.tf_serving_warmup`) has every record replayed on it at load
+time, before it is AVAILABLE. The rules are TF Serving's: at most 1000 records (more fail the
+load, INVALID_ARGUMENT), a record that fails fails the load with that record's status, a file
+that is not TFRecord data fails with DATA_LOSS, `session_run_log` (and `predict_streamed_log`)
+are UNIMPLEMENTED, a record with no log set is skipped. A version without the file loads as
+before.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import pathlib
-import tempfile
 import time
-from collections.abc import Sequence
 
-from aiqleads.errors import DataError
+import tensorflow as tf
+from tensorflow_serving.apis import classification_pb2, prediction_log_pb2, regression_pb2
+
+from aiqleads.tf_serving_warmup import MAX_RECORDS, read_records, warmup_path
 from serving.errors import Code, ServingError, invalid
+from serving.model_server.inference import classify_on, predict_on, regress_on
+from serving.model_server.servable import CLASSIFY_METHOD, REGRESS_METHOD, Servable
 
 log = logging.getLogger("aiqleads.model_server")
-
-ASSETS_EXTRA = "assets.extra"
-WARMUP_FILE = "tf_serving_warmup_requests"
-MAX_RECORDS = 1000  # TF Serving's WarmupConsts::kMaxNumRecords
-MAX_ITERATIONS = 1000  # our bound on --num_request_iterations_for_warmup
-
-
-class WarmupRequestsError(DataError):
-    """Warm-up requests that cannot be written (wrong type, none, too many, no model)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,69 +54,47 @@ class WarmupError(ServingError):
         self.result = result
 
 
-def warmup_path(export_dir: pathlib.Path | str) -> pathlib.Path:
-    """Where a SavedModel's warm-up requests live."""
-    return pathlib.Path(export_dir) / ASSETS_EXTRA / WARMUP_FILE
-
-
-def _records(path: pathlib.Path):
-    """The raw records of a TFRecord file, lazily; DATA_LOSS errors as TF raises them."""
-    import tensorflow as tf
-
-    return tf.data.TFRecordDataset(str(path)).as_numpy_iterator()
-
-
-def replay(servable, prediction_log) -> None:
+def replay(servable: Servable, prediction_log: prediction_log_pb2.PredictionLog) -> None:
     """Run one `PredictionLog`'s request on `servable` (its model name and version are
     ignored: the warm-up runs on the version being loaded, whatever the record names)."""
-    from serving.model_server import dataplane
-
     kind = prediction_log.WhichOneof("log_type")
     if kind is None:
         return  # nothing to run, as TF Serving does
     if kind == "predict_log":
-        dataplane.predict_on(servable, prediction_log.predict_log.request)
+        predict_on(servable, prediction_log.predict_log.request)
     elif kind == "classify_log":
-        dataplane.classify_on(servable, prediction_log.classify_log.request)
+        classify_on(servable, prediction_log.classify_log.request)
     elif kind == "regress_log":
-        dataplane.regress_on(servable, prediction_log.regress_log.request)
+        regress_on(servable, prediction_log.regress_log.request)
     elif kind == "multi_inference_log":
         _multi_inference(servable, prediction_log.multi_inference_log.request)
     else:
         raise ServingError(Code.UNIMPLEMENTED, f"Unsupported log_type for warmup: {kind}")
 
 
-def _multi_inference(servable, request) -> None:
+def _multi_inference(servable: Servable, request) -> None:
     """A MultiInference warm-up: each task as the Classify or Regress it stands for."""
-    from tensorflow_serving.apis import classification_pb2, regression_pb2
-
-    from serving.model_server import dataplane
-    from serving.model_server.servable import CLASSIFY_METHOD, REGRESS_METHOD
-
     if not request.tasks:
         raise invalid("Expected at least one task")
     for task in request.tasks:
         if task.method_name == CLASSIFY_METHOD:
             sub = classification_pb2.ClassificationRequest(input=request.input)
             sub.model_spec.CopyFrom(task.model_spec)
-            dataplane.classify_on(servable, sub)
+            classify_on(servable, sub)
         elif task.method_name == REGRESS_METHOD:
             sub = regression_pb2.RegressionRequest(input=request.input)
             sub.model_spec.CopyFrom(task.model_spec)
-            dataplane.regress_on(servable, sub)
+            regress_on(servable, sub)
         else:
             raise invalid(f"Unsupported signature method_name: {task.method_name}")
 
 
-def run_warmup(servable, iterations: int = 1) -> WarmupResult | None:
+def run_warmup(servable: Servable, iterations: int = 1) -> WarmupResult | None:
     """Replay the servable's warm-up file `iterations` times per record.
 
     None when the version has no warm-up file; a `WarmupResult` on success; `WarmupError`
     (carrying the failing record's status code, the file named in the message) otherwise.
     """
-    import tensorflow as tf
-    from tensorflow_serving.apis import prediction_log_pb2
-
     path = warmup_path(servable.export_dir)
     if not path.exists():
         return None
@@ -136,7 +106,7 @@ def run_warmup(servable, iterations: int = 1) -> WarmupResult | None:
         return WarmupError(code, f"Model warm-up from {path} failed: {message}", result)
 
     try:
-        for record in _records(path):
+        for record in read_records(path):
             if count >= MAX_RECORDS:
                 raise fail(
                     Code.INVALID_ARGUMENT,
@@ -175,57 +145,3 @@ def run_warmup(servable, iterations: int = 1) -> WarmupResult | None:
         result.seconds,
     )
     return result
-
-
-_LOG_FIELD = {
-    "PredictRequest": "predict_log",
-    "ClassificationRequest": "classify_log",
-    "RegressionRequest": "regress_log",
-    "MultiInferenceRequest": "multi_inference_log",
-}
-
-
-def write_warmup_file(export_dir: pathlib.Path | str, requests: Sequence) -> pathlib.Path:
-    """Write `requests` (`predict_pb2.PredictRequest`s; Classification, Regression and
-    MultiInference requests work too) as the SavedModel's warm-up file; returns its path.
-
-    The file is written beside and renamed into place, so a server polling the model never
-    reads half of it. Raises `WarmupRequestsError` for bad arguments.
-    """
-    import tensorflow as tf
-    from tensorflow_serving.apis import prediction_log_pb2
-
-    export_dir = pathlib.Path(export_dir)
-    if not export_dir.is_dir():
-        raise WarmupRequestsError(f"SavedModel directory {export_dir} does not exist")
-    requests = list(requests)
-    if not requests:
-        raise WarmupRequestsError("no warm-up requests given: pass at least one")
-    if len(requests) > MAX_RECORDS:
-        raise WarmupRequestsError(
-            f"{len(requests)} warm-up requests; a model server accepts at most {MAX_RECORDS}"
-        )
-    logs = []
-    for i, request in enumerate(requests):
-        field = _LOG_FIELD.get(type(request).__name__)
-        if field is None or not type(request).__module__.startswith("tensorflow_serving."):
-            raise WarmupRequestsError(
-                f"warm-up request {i} is a {type(request).__name__}; expected a "
-                "tensorflow_serving.apis PredictRequest"
-            )
-        entry = prediction_log_pb2.PredictionLog()
-        getattr(entry, field).request.CopyFrom(request)
-        logs.append(entry.SerializeToString())
-    path = warmup_path(export_dir)
-    path.parent.mkdir(exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{WARMUP_FILE}.", dir=path.parent)
-    os.close(fd)
-    try:
-        with tf.io.TFRecordWriter(tmp) as writer:
-            for record in logs:
-                writer.write(record)
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

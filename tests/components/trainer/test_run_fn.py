@@ -274,20 +274,21 @@ def test_export_ships_warmup_requests_the_model_server_replays(trained):
     server replays them all successfully when it loads the version."""
     import pathlib
 
-    from serving.model_server import warmup
+    from aiqleads.tf_serving_warmup import warmup_path
     from serving.model_server.servable import Servable
+    from serving.model_server.warmup import run_warmup
 
     _, _, _, root = trained
     export_dir = pathlib.Path(root / "serving_model")
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2
 
-    path = warmup.warmup_path(export_dir)
+    path = warmup_path(export_dir)
     names = []
     for record in tf.data.TFRecordDataset(str(path)):
         log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
         names.append(log.predict_log.request.model_spec.signature_name)
     assert sorted(names) == ["recommend"] * 3 + ["serving_default"]
     servable = Servable("lead_recommender", 1, export_dir)
-    result = warmup.run_warmup(servable)
+    result = run_warmup(servable)
     assert result is not None and result.records == 4

@@ -15,15 +15,15 @@ import shutil
 import numpy as np
 import pytest
 
-from serving.errors import Code
-from serving.model_server.manager import AVAILABLE, END, ModelManager, retired_versions
-from serving.model_server.warmup import (
+from aiqleads.tf_serving_warmup import (
     MAX_RECORDS,
-    WarmupOptions,
     WarmupRequestsError,
     warmup_path,
     write_warmup_file,
 )
+from serving.errors import Code
+from serving.model_server.manager import AVAILABLE, END, ModelManager, retired_versions
+from serving.model_server.warmup import WarmupOptions
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 TESTDATA = REPO.parent / "shared" / "testdata" / "tf_serving"
