@@ -6,7 +6,6 @@ Heavy imports (TFX, TensorFlow) happen inside the command, so `--help` stays fas
 from __future__ import annotations
 
 import datetime as dt
-import json
 import pathlib
 
 import click
@@ -30,23 +29,19 @@ def _ensure_default_data(path: pathlib.Path) -> None:
 def _print_drift(uri: str | None) -> None:
     if not uri:
         return
-    path = pathlib.Path(uri) / "drift_report.json"
-    if not path.is_file():
+    from components.drift_check.executor import read_report
+
+    report = read_report(uri)
+    if report is None:
         return
-    body = json.loads(path.read_text())
-    worst = sorted(body["measurements"], key=lambda m: m["value"] / m["threshold"], reverse=True)[
-        :3
-    ]
+    worst = sorted(report.measurements, key=lambda m: m.value / m.threshold, reverse=True)[:3]
     click.echo(
-        f"\ndrift check: {'passed' if body['passed'] else 'FAILED'} "
-        f"({body['current_span']} vs {body['previous_span']}, "
-        f"{len(body['measurements'])} features, serving records {body['serving_records']})"
+        f"\ndrift check: {'passed' if report.passed else 'FAILED'} "
+        f"({report.current_span} vs {report.previous_span}, "
+        f"{len(report.measurements)} features, serving records {report.serving_records})"
     )
     for m in worst:
-        click.echo(
-            f"  {m['kind']} {m['feature']}: {m['measure']} {m['value']:.4f} "
-            f"(limit {m['threshold']:.4f})"
-        )
+        click.echo(f"  {m.kind} {m.feature}: {m.measure} {m.value:.4f} (limit {m.threshold:.4f})")
 
 
 @click.group("pipeline")

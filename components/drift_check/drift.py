@@ -109,6 +109,21 @@ class DriftReport:
         }
         return json.dumps(body, indent=2, sort_keys=True)
 
+    @classmethod
+    def from_json(cls, text: str) -> DriftReport:
+        """The report `to_json` wrote (its derived fields, ``passed`` and ``reason``, are
+        recomputed from the measurements)."""
+        body = json.loads(text)
+        fields = [field.name for field in dataclasses.fields(Measurement)]
+        return cls(
+            current_span=body["current_span"],
+            previous_span=body["previous_span"],
+            serving_records=body["serving_records"],
+            measurements=tuple(
+                Measurement(**{k: m[k] for k in fields}) for m in body["measurements"]
+            ),
+        )
+
     def to_text(self) -> str:
         lines = [
             f"Drift check: {'PASSED' if self.passed else 'FAILED'}",

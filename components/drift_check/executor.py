@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 import pandas as pd
+import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from tfx import types
 from tfx.dsl.components.base import base_executor
@@ -81,6 +82,14 @@ def write_report(report: drift.DriftReport, directory: str) -> None:
     os.makedirs(directory, exist_ok=True)
     io_utils.write_string_file(os.path.join(directory, s.REPORT_JSON), report.to_json())
     io_utils.write_string_file(os.path.join(directory, s.REPORT_TEXT), report.to_text())
+
+
+def read_report(directory: str) -> drift.DriftReport | None:
+    """The report `write_report` left in ``directory``, or None when there is none."""
+    path = os.path.join(directory, s.REPORT_JSON)
+    if not tf.io.gfile.exists(path):
+        return None
+    return drift.DriftReport.from_json(io_utils.read_string_file(path))
 
 
 class Executor(base_executor.BaseExecutor):

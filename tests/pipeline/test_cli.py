@@ -52,3 +52,28 @@ def test_failure_reason_is_the_telling_line():
         "drift check failed: drift on region"
     )
     assert one_line("") == ""
+
+
+def test_drift_summary_reads_the_reports_file(tmp_path, capsys):
+    from cli.commands.pipeline import _print_drift
+    from components.drift_check import drift, executor
+
+    report = drift.DriftReport(
+        current_span="2026-01-04",
+        previous_span=None,
+        serving_records=0,
+        measurements=(
+            drift.Measurement("drift", "price", "jensen_shannon_divergence", 0.05, 0.1),
+            drift.Measurement("drift", "region", "l_infinity", 0.3, 0.2),
+        ),
+    )
+    executor.write_report(report, str(tmp_path))
+    _print_drift(str(tmp_path))
+    # region is 1.5x its limit, price 0.5x: region first.
+    assert capsys.readouterr().out == (
+        "\ndrift check: FAILED (2026-01-04 vs None, 2 features, serving records 0)\n"
+        "  drift region: l_infinity 0.3000 (limit 0.2000)\n"
+        "  drift price: jensen_shannon_divergence 0.0500 (limit 0.1000)\n"
+    )
+    _print_drift(str(tmp_path / "absent"))
+    assert capsys.readouterr().out == ""

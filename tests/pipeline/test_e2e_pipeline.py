@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from aiqleads.data import synth
+from components.drift_check import spec as drift_spec
 from components.example_gen import snapshots
 from pipeline import config, local_runner, run_report
 from pipeline import pipeline as wiring
@@ -66,7 +67,7 @@ def test_validation_drift_stop_caching_and_contract_violations(smoke_data, tmp_p
     }
     assert _states(first) == {c: "COMPLETE" for c in stage_components}
     assert any("DriftCheck done" in line for line in lines)
-    report = pathlib.Path(first.drift_report_uri) / "drift_report.json"
+    report = pathlib.Path(first.drift_report_uri) / drift_spec.REPORT_JSON
     assert '"passed": true' in report.read_text()
 
     # Same data, same config: every execution comes from the cache.

@@ -195,6 +195,17 @@ def test_executor_passes_and_writes_report(tmp_path):
     assert artifact.get_int_custom_property(s.PASSED_PROPERTY) == 1
 
 
+def test_report_reads_back_from_its_json(tmp_path):
+    _, artifact = _run(tmp_path, {"numeric": {f.LEAD_LATITUDE: 1.0}, "categorical": {}})
+    report = executor.read_report(artifact.uri)
+    assert report.passed and (report.current_span, report.previous_span) == (
+        "2026-01-04",
+        "2026-01-03",
+    )
+    assert report.to_json() == (pathlib.Path(artifact.uri) / s.REPORT_JSON).read_text()
+    assert executor.read_report(str(tmp_path / "no-report")) is None
+
+
 def test_executor_fails_execution_with_reason_on_drift(tmp_path):
     # Positives on 2026-01-03 (U1/L4 townhouse, U1/L1 house, U2/L5 house) vs 2026-01-04
     # (U3/L2 condo, U2/L1 house): condo share goes 0 -> 0.5, so L-infinity = 0.5.
