@@ -23,7 +23,6 @@ import math
 import os
 import pathlib
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,12 +32,6 @@ import numpy as np
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_http(url: str, process: subprocess.Popen, timeout: float = 300) -> None:
@@ -162,6 +155,8 @@ def main() -> None:
     if not 1 <= args.concurrency <= 256 or not 10 <= args.requests <= 1_000_000:
         raise SystemExit("use --concurrency 1..256 and --requests 10..1000000")
     sys.path.insert(0, str(REPO))
+    from serving.process import free_port
+
     ports = {name: free_port() for name in ("redis", "ms_grpc", "ms_rest", "gw_rest", "gw_grpc")}
     processes: list[subprocess.Popen] = []
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
@@ -184,7 +179,7 @@ def main() -> None:
                 [sys.executable, "-m", "serving.gateway", "--rest-port", str(ports["gw_rest"]),
                  "--grpc-port", str(ports["gw_grpc"]),
                  "--redis-url", f"redis://127.0.0.1:{ports['redis']}/0",
-                 "--model-server", f"127.0.0.1:{ports['ms_grpc']}", "--request-timeout-ms", "5000"],
+                 "--model-server", f"127.0.0.1:{ports['ms_grpc']}", "--model-timeout-ms", "5000"],
                 cwd=REPO, stdout=(tmp_path / "gw.log").open("wb"), stderr=subprocess.STDOUT,
                 env=ENV))  # fmt: skip
             wait_http(

@@ -35,6 +35,7 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from aiqleads.errors import ConfigError
+from serving import command_lines
 from serving.envoy.config import kubernetes_upstreams, render_envoy_config
 from serving.model_server.config import monitoring_config_text
 from serving.settings import ServingSettings, load_settings
@@ -48,7 +49,13 @@ SECRET_KEY = "REDIS_PASSWORD"
 
 # Where the ConfigMaps are mounted in the pods (base/*.yaml use the same paths).
 MODEL_CONFIG_DIR = "/etc/aiqleads/tf-serving"
-ENVOY_CONFIG_PATH = "/etc/envoy/envoy.yaml"
+MODEL_CONFIG_FILE = "models.config"
+MONITORING_CONFIG_FILE = "monitoring.config"
+ENVOY_CONFIG_FILE = "envoy.yaml"
+WORKLOADS_FILE = "workloads.yaml"
+ENVOY_CONFIG_PATH = f"/etc/envoy/{ENVOY_CONFIG_FILE}"
+ENVOY_LOG_LEVEL = "info"
+POD_HOST = "0.0.0.0"  # a pod's servers listen on every address of the pod
 MODEL_CONFIG_POLL_SECONDS = 60
 NUM_MODEL_VERSIONS = 2  # the newest two: a rollback target stays loaded
 HPA_MAX_FACTOR = 4
@@ -93,8 +100,8 @@ def check_kubernetes_settings(settings: ServingSettings) -> None:
     unset = [name for name, port in fixed.items() if port == 0]
     if unset:
         raise ConfigError(f"Kubernetes settings need fixed ports; set {', '.join(unset)}")
-    if settings.envoy.host != "0.0.0.0":
-        raise ConfigError(f"envoy.host must be 0.0.0.0 in a pod, got {settings.envoy.host!r}")
+    if settings.envoy.host != POD_HOST:
+        raise ConfigError(f"envoy.host must be {POD_HOST} in a pod, got {settings.envoy.host!r}")
     if not str(settings.model_base_path).startswith("/models/"):
         raise ConfigError(
             f"model_base_path must live on the model volume (/models/...), "
@@ -140,41 +147,27 @@ def _hpa_patch(name: str, replicas: int) -> dict:
 def workload_patches(settings: ServingSettings) -> list[dict]:
     """Replicas and container arguments of every workload, from the settings."""
     ms, gw, env, redis = settings.model_servers, settings.gateways, settings.envoy, settings.redis
-    model_server_args = [
-        f"--port={ms.grpc_port}",
-        f"--rest_api_port={ms.rest_port}",
-        f"--model_config_file={MODEL_CONFIG_DIR}/models.config",
-        f"--model_config_file_poll_wait_seconds={MODEL_CONFIG_POLL_SECONDS}",
-        f"--file_system_poll_wait_seconds={ms.file_system_poll_wait_seconds}",
-        f"--monitoring_config_file={MODEL_CONFIG_DIR}/monitoring.config",
-    ]
-    if ms.enable_batching:
-        model_server_args.append("--enable_batching=true")
+    model_server_args = command_lines.model_server_args(
+        settings,
+        ms.grpc_port,
+        ms.rest_port,
+        f"{MODEL_CONFIG_DIR}/{MONITORING_CONFIG_FILE}",
+        model_config=command_lines.ModelConfigFile(
+            f"{MODEL_CONFIG_DIR}/{MODEL_CONFIG_FILE}", MODEL_CONFIG_POLL_SECONDS
+        ),
+    )
     # $(REDIS_PASSWORD) is expanded by the kubelet from the container's env (the Secret).
     redis_url = f"redis://:$({SECRET_KEY})@{redis.host}:{redis.port}/{redis.db}"
-    gateway_args = [
-        "--host=0.0.0.0",
-        f"--rest-port={gw.rest_port}",
-        f"--grpc-port={gw.grpc_port}",
-        f"--redis-url={redis_url}",
-        f"--model-server={ENVOY_INTERNAL_SERVICE}:{env.model_listener_port}",
-        f"--model-name={settings.model_name}",
-        f"--cache-ttl-seconds={gw.cache_ttl_seconds}",
-        f"--local-cache-entries={gw.local_cache_entries}",
-        f"--local-cache-ttl-seconds={gw.local_cache_ttl_seconds}",
-        f"--canary-fraction={gw.canary_fraction}",
-        f"--request-timeout-ms={gw.model_timeout_ms}",
-        f"--event-loop={gw.event_loop}",
-    ]
-    envoy_args = ["-c", ENVOY_CONFIG_PATH, f"--concurrency={env.concurrency}", "--log-level=info"]
-    redis_args = [
-        *("--port", str(redis.port)),
-        *("--requirepass", f"$({SECRET_KEY})"),
-        *("--maxmemory", f"{redis.max_memory_mb}mb"),
-        *("--maxmemory-policy", "allkeys-lru"),
-        *("--appendonly", "no"),
-        *("--save", ""),
-    ]
+    gateway_args = command_lines.gateway_args(
+        settings,
+        host=POD_HOST,
+        rest_port=gw.rest_port,
+        grpc_port=gw.grpc_port,
+        redis_url=redis_url,
+        model_server=f"{ENVOY_INTERNAL_SERVICE}:{env.model_listener_port}",
+    )
+    envoy_args = command_lines.envoy_args(ENVOY_CONFIG_PATH, env.concurrency, ENVOY_LOG_LEVEL)
+    redis_args = command_lines.redis_args(redis, password=f"$({SECRET_KEY})")
     return [
         _deployment_patch("aiqleads-model-server", ms.replicas, "tf-serving", model_server_args),
         _hpa_patch("aiqleads-model-server", ms.replicas),
@@ -214,10 +207,10 @@ def render_overlay(overlay: Overlay) -> dict[str, str]:
     envoy = render_envoy_config(s, kubernetes_upstreams(s, namespace=overlay.namespace))
     patches = yaml.safe_dump_all(workload_patches(s), sort_keys=False)
     return {
-        "envoy.yaml": _header(name) + envoy,
-        "models.config": _header(name) + text_format.MessageToString(model_server_config(s)),
-        "monitoring.config": _header(name) + monitoring_config_text(),
-        "workloads.yaml": _header(name) + patches,
+        ENVOY_CONFIG_FILE: _header(name) + envoy,
+        MODEL_CONFIG_FILE: _header(name) + text_format.MessageToString(model_server_config(s)),
+        MONITORING_CONFIG_FILE: _header(name) + monitoring_config_text(),
+        WORKLOADS_FILE: _header(name) + patches,
     }
 
 

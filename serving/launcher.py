@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 
 from aiqleads.errors import ServiceError
+from serving import command_lines
 from serving.envoy.config import (
     CLUSTER_GATEWAY_GRPC,
     CLUSTER_GATEWAY_REST,
@@ -29,12 +30,13 @@ from serving.envoy.config import (
     Replica,
     Upstreams,
 )
-from serving.envoy.runtime import envoy_argv, healthy_members, validate_config, write_config
+from serving.envoy.runtime import envoy_binary, healthy_members, validate_config, write_config
 from serving.model_server.config import PROMETHEUS_PATH, monitoring_config_text
 from serving.process import Child, find_binary, free_port, http_status, redis_ping, wait_until
 from serving.settings import ServingSettings
 
 MAX_BACKOFF_SECONDS = 10.0
+ENVOY_LOG_LEVEL = "warning"
 STABLE_AFTER_SECONDS = 30.0  # a child that ran this long restarts without accumulated backoff
 
 
@@ -129,43 +131,22 @@ class ServingStack:
                 "redis",
                 [
                     redis_bin,
-                    "--port",
-                    str(s.redis.port),
-                    "--bind",
-                    s.redis.host,
-                    "--dir",
-                    str(redis_dir),
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--maxmemory",
-                    f"{s.redis.max_memory_mb}mb",
-                    "--maxmemory-policy",
-                    "allkeys-lru",
-                ],  # fmt: skip
+                    *command_lines.redis_args(s.redis, bind=s.redis.host, directory=redis_dir),
+                ],
                 logs / "redis.log",
                 lambda: redis_ping(s.redis.host, s.redis.port),
             )
         ]
         for i, r in enumerate(topo.model_servers):
-            argv = [
-                model_server_bin,
-                f"--host={r.host}",  # loopback only (TF Serving itself binds 0.0.0.0)
-                f"--port={r.grpc_port}",
-                f"--rest_api_port={r.rest_port}",
-                f"--model_name={s.model_name}",
-                f"--model_base_path={s.model_base_path}",
-                f"--file_system_poll_wait_seconds={s.model_servers.file_system_poll_wait_seconds}",
-                f"--monitoring_config_file={monitoring}",
-            ]
-            if s.model_servers.enable_batching:
-                argv.append("--enable_batching=true")
+            # --host: loopback only (TF Serving itself binds 0.0.0.0)
+            args = command_lines.model_server_args(
+                s, r.grpc_port, r.rest_port, monitoring, host=r.host
+            )
             url = f"http://{r.host}:{r.rest_port}/v1/models/{s.model_name}"
             children.append(
                 Child(
                     f"model-server-{i}",
-                    argv,
+                    [model_server_bin, *args],
                     logs / f"model-server-{i}.log",
                     lambda url=url: _model_available(url),
                     env={"TF_CPP_MIN_LOG_LEVEL": "2"},
@@ -177,34 +158,32 @@ class ServingStack:
         children.append(
             Child(
                 "envoy",
-                envoy_argv(config, s.envoy.concurrency),
+                [
+                    envoy_binary(),
+                    *command_lines.envoy_args(
+                        config, s.envoy.concurrency, ENVOY_LOG_LEVEL, hot_restart=False
+                    ),
+                ],
                 logs / "envoy.log",
                 lambda: http_status(f"{admin}/ready")[0] == 200,
             )
         )
         model_address = f"{s.envoy.host}:{s.envoy.model_listener_port}"
         for i, r in enumerate(topo.gateways):
-            argv = [
-                sys.executable, "-m", "serving.gateway",
-                "--host", r.host,
-                "--rest-port", str(r.rest_port),
-                "--grpc-port", str(r.grpc_port),
-                "--redis-url", s.redis.url,
-                "--model-server", model_address,
-                "--model-name", s.model_name,
-                "--cache-ttl-seconds", str(s.gateways.cache_ttl_seconds),
-                "--local-cache-entries", str(s.gateways.local_cache_entries),
-                "--local-cache-ttl-seconds", str(s.gateways.local_cache_ttl_seconds),
-                "--log-dir", str(s.run_dir / f"gateway-{i}"),
-                "--canary-fraction", str(s.gateways.canary_fraction),
-                "--request-timeout-ms", str(s.gateways.model_timeout_ms),
-                "--event-loop", s.gateways.event_loop,
-            ]  # fmt: skip
+            args = command_lines.gateway_args(
+                s,
+                host=r.host,
+                rest_port=r.rest_port,
+                grpc_port=r.grpc_port,
+                redis_url=s.redis.url,
+                model_server=model_address,
+                log_dir=s.run_dir / f"gateway-{i}",
+            )
             url = f"http://{r.host}:{r.rest_port}/healthz"
             children.append(
                 Child(
                     f"gateway-{i}",
-                    argv,
+                    [sys.executable, "-m", command_lines.GATEWAY_MODULE, *args],
                     logs / f"gateway-{i}.log",
                     lambda url=url: http_status(url)[0] == 200,
                     env={"TF_CPP_MIN_LOG_LEVEL": "2"},

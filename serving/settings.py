@@ -4,6 +4,10 @@ The local launcher (`serving.launcher`), the Envoy config generator (`serving.en
 Kubernetes manifests read the same `ServingSettings`, so a port, a replica count or a timeout
 is defined once. Load it from YAML with `load_settings(path)`; unknown keys are errors.
 
+Every default lives here once: `GatewayOptions` holds what a gateway process takes as flags
+and every replica of a stack shares; the gateway's own `GatewayConfig`
+(`serving.gateway.config`) extends it, and its command-line flags are derived from that model.
+
 A port of 0 means "pick a free loopback port at start" (local runs only); the front listener
 defaults to 127.0.0.1:8080 for REST and gRPC alike.
 """
@@ -11,12 +15,11 @@ defaults to 127.0.0.1:8080 for REST and gRPC alike.
 from __future__ import annotations
 
 import pathlib
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from aiqleads import settings_io
-from serving.gateway.config import local_ttl_within_redis_ttl
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 MODEL_NAME = "lead_recommender"
@@ -25,8 +28,13 @@ WHAT = "serving settings"
 DEFAULT_MODEL_BASE_PATH = REPO_ROOT / "runs" / "serving_models" / MODEL_NAME
 DEFAULT_RUN_DIR = REPO_ROOT / "runs" / "serve"
 FRONT_PORT = 8080
+# A gateway process on its own (and in the Kubernetes manifests) listens here: off TF
+# Serving's 8500 (gRPC) and 8501 (REST), which a model server on the same host takes.
+GATEWAY_REST_PORT = 8000
+GATEWAY_GRPC_PORT = 8001
 
 Port = int
+ModelName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 
 
 def _port_field(default: int, description: str) -> int:
@@ -60,22 +68,57 @@ class ModelServerSettings(_Frozen):
     file_system_poll_wait_seconds: int = Field(2, ge=1, le=3600)
 
 
-class GatewaySettings(_Frozen):
+class GatewayOptions(_Frozen):
+    """What a gateway process takes as flags and every gateway replica of a stack shares."""
+
+    cache_ttl_seconds: int = Field(
+        300, ge=1, le=86400, description="How long an answer stays in Redis."
+    )
+    local_cache_entries: int = Field(
+        10_000,
+        ge=0,
+        le=10_000_000,
+        description="Answers kept in process in front of Redis (0 turns the tier off).",
+    )
+    local_cache_ttl_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="How long an answer stays in the in-process cache (at most cache_ttl_seconds).",
+    )
+    canary_fraction: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of users (by hash of user_id) sent to the 'canary' label.",
+    )
+    model_timeout_ms: int = Field(
+        500,
+        ge=10,
+        le=60_000,
+        description="Deadline of one model server call; in a stack, below Envoy's per-try timeout.",
+    )
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        "uvloop",
+        description="uvloop (libuv) costs less CPU per request than the standard asyncio loop.",
+    )
+
+    @field_validator("local_cache_ttl_seconds")
+    @classmethod
+    def _local_ttl_within_redis_ttl(cls, value: float, info) -> float:
+        # The in-process tier expires before Redis does.
+        ttl = info.data.get("cache_ttl_seconds")
+        if ttl is not None and value > ttl:
+            raise ValueError(f"local_cache_ttl_seconds ({value}) exceeds cache_ttl_seconds ({ttl})")
+        return value
+
+
+class GatewaySettings(GatewayOptions):
     """Caching gateways: the recommendation API in front of the model servers."""
 
     replicas: int = Field(2, ge=1, le=16)
     rest_port: Port = _port_field(0, "REST port of replica 0; 0 picks free ports")
     grpc_port: Port = _port_field(0, "gRPC port of replica 0; 0 picks free ports")
-    cache_ttl_seconds: int = Field(300, ge=1, le=86400)
-    local_cache_entries: int = Field(10_000, ge=0, le=10_000_000, description="0 turns it off")
-    local_cache_ttl_seconds: float = Field(10.0, gt=0, le=3600)
-    canary_fraction: float = Field(0.0, ge=0.0, le=1.0)
-    model_timeout_ms: int = Field(
-        500, ge=10, le=60_000, description="deadline of one model call, under Envoy's per-try"
-    )
-    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
-
-    _local_ttl = field_validator("local_cache_ttl_seconds")(local_ttl_within_redis_ttl)
 
 
 class RateLimitSettings(_Frozen):
@@ -147,7 +190,7 @@ class EnvoySettings(_Frozen):
 class ServingSettings(_Frozen):
     """Everything the serving stack needs, local or on Kubernetes."""
 
-    model_name: str = Field(MODEL_NAME, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    model_name: ModelName = MODEL_NAME
     model_base_path: pathlib.Path = DEFAULT_MODEL_BASE_PATH
     run_dir: pathlib.Path = DEFAULT_RUN_DIR
     startup_timeout_seconds: float = Field(180.0, gt=0, le=3600)

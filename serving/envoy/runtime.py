@@ -45,22 +45,6 @@ def validate_config(path: pathlib.Path, timeout: float = 60.0) -> None:
         raise ConfigError(f"Envoy rejects {path}: {lines[-1] if lines else 'no output'}")
 
 
-def envoy_argv(
-    config_path: pathlib.Path, concurrency: int, log_level: str = "warning"
-) -> list[str]:
-    """Command line of a local Envoy; hot restart off so several Envoys can share a host."""
-    return [
-        envoy_binary(),
-        "-c",
-        str(config_path),
-        "--concurrency",
-        str(concurrency),
-        "--disable-hot-restart",
-        "--log-level",
-        log_level,
-    ]
-
-
 def admin_stats(admin_port: int, name_filter: str, host: str = "127.0.0.1") -> dict[str, int]:
     """Counters and gauges whose name matches ``name_filter`` (a regex), as ints."""
     status, body = http_status(f"http://{host}:{admin_port}/stats?filter={name_filter}")

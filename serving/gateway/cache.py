@@ -17,6 +17,7 @@ raised `AttributeError: 'NoneType' object has no attribute 'writelines'` in them
 from __future__ import annotations
 
 import asyncio
+import enum
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -28,6 +29,21 @@ from redis.exceptions import RedisError
 from serving.gateway.metrics import GatewayMetrics
 
 KEY_PREFIX = "aiqleads:gw:v1"
+
+
+class Source(str, enum.Enum):
+    """Where an answer came from; the value is the `cache` metric label and `X-Cache`."""
+
+    LOCAL = "local"  # this replica's in-process tier
+    HIT = "hit"  # Redis
+    MISS = "miss"  # this request called the model
+    COALESCED = "coalesced"  # shared another request's model call, not cached
+    NONE = "none"  # not cacheable: forwarded as is
+
+    def __str__(self) -> str:
+        return self.value
+
+
 # A miss's read and fill lock in one round trip: the value if stored, else SET NX PX the lock.
 _GET_OR_LOCK = """
 local value = redis.call('GET', KEYS[1])
@@ -102,10 +118,6 @@ class RedisCache:
         metrics.redis_up.set(0)
 
     @property
-    def client(self) -> aioredis.Redis:
-        return self._client
-
-    @property
     def is_up(self) -> bool:
         return self._breaker.is_closed
 
@@ -165,7 +177,7 @@ class RedisCache:
             await pipe.execute()
             return True
 
-        return await self._call("set", store, False)
+        return await self._call("store_and_unlock", store, False)
 
     async def unlock(self, key: str) -> None:
         await self._call("unlock", lambda: self._client.delete(f"{key}:lock"), None)
@@ -177,7 +189,7 @@ class RedisCache:
 @dataclass(frozen=True)
 class Loaded:
     value: bytes
-    source: str  # "hit" (Redis), "miss" (this request called the model), "coalesced"
+    source: Source
 
 
 class _LeaderCancelled(Exception):
@@ -235,7 +247,7 @@ class CachingLoader:
     store failed), and other replicas wait on the lock and then read it.
 
     With a `LocalCache`, answers read from or stored in Redis are also kept in process and
-    served from there ("local") until its TTL; while Redis is down nothing new is kept, so
+    served from there (`Source.LOCAL`) until its TTL; while Redis is down nothing new is kept, so
     the gateway serves uncached as before.
     """
 
@@ -259,7 +271,7 @@ class CachingLoader:
         if self._local is not None and (value := self._local.get(key)) is not None:
             self._metrics.cache_hits.labels(kind).inc()
             self._metrics.local_cache_hits.labels(kind).inc()
-            return Loaded(value, "local")
+            return Loaded(value, Source.LOCAL)
         while True:
             loaded = await self._load_once(kind, key, compute)
             if loaded is not None:
@@ -279,12 +291,12 @@ class CachingLoader:
         if pending.done() and not pending.cancelled() and pending.exception() is None:
             if await asyncio.shield(self._storing[key]):
                 self._metrics.cache_hits.labels(kind).inc()
-                return Loaded(pending.result(), "hit")
+                return Loaded(pending.result(), Source.HIT)
             self._metrics.cache_coalesced.labels(kind).inc()
-            return Loaded(pending.result(), "coalesced")
+            return Loaded(pending.result(), Source.COALESCED)
         self._metrics.cache_coalesced.labels(kind).inc()
         try:
-            return Loaded(await asyncio.shield(pending), "coalesced")
+            return Loaded(await asyncio.shield(pending), Source.COALESCED)
         except _LeaderCancelled:
             return None
 
@@ -295,7 +307,7 @@ class CachingLoader:
         cached, locked = await self._cache.get_or_lock(key, self._lock_ttl_ms)
         if cached is not None:
             self._metrics.cache_hits.labels(kind).inc()
-            return Loaded(cached, "hit")
+            return Loaded(cached, Source.HIT)
         pending = self._inflight.get(key)  # another task may have started while we read
         if pending is not None:
             if locked:
@@ -317,7 +329,7 @@ class CachingLoader:
             future.exception()  # followers re-raise it; mark it retrieved for the leader
             raise
         future.set_result(loaded.value)
-        if loaded.source == "miss":
+        if loaded.source is Source.MISS:
             store = self._store(key, future, loaded.value, bool(locked))
             self._storing[key] = asyncio.create_task(store)
         else:
@@ -342,7 +354,7 @@ class CachingLoader:
                 cached = await self._cache.get(key)
                 if cached is not None:
                     self._metrics.cache_hits.labels(kind).inc()
-                    return Loaded(cached, "hit")
+                    return Loaded(cached, Source.HIT)
                 if not self._cache.is_up:
                     break
         self._metrics.cache_misses.labels(kind).inc()
@@ -352,4 +364,4 @@ class CachingLoader:
             if locked:
                 await self._cache.unlock(key)
             raise
-        return Loaded(value, "miss")
+        return Loaded(value, Source.MISS)

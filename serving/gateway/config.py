@@ -1,55 +1,94 @@
-"""Typed, frozen, validated settings of one gateway process."""
+"""Typed, frozen, validated settings of one gateway process.
+
+`GatewayConfig` is the single source of the gateway's defaults: `serving.gateway.flags`
+derives the command line from its fields, and the fields every replica of a stack shares
+come from `serving.settings.GatewayOptions`.
+"""
 
 from __future__ import annotations
 
 import pathlib
 import re
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from aiqleads.errors import ConfigError
 from aiqleads.settings_io import describe_validation_error
+from serving.settings import (
+    GATEWAY_GRPC_PORT,
+    GATEWAY_REST_PORT,
+    MODEL_NAME,
+    GatewayOptions,
+    ModelName,
+    Port,
+)
 
 _HOST_PORT = re.compile(r"^[A-Za-z0-9.\-]+:\d{1,5}$")
 _IPV4_PORT = re.compile(r"^\d{1,3}(\.\d{1,3}){3}:\d{1,5}$")
 
 
-def local_ttl_within_redis_ttl(cls, value: float, info) -> float:
-    """Validator shared with `serving.settings`: the in-process tier expires before Redis."""
-    ttl = info.data.get("cache_ttl_seconds")
-    if ttl is not None and value > ttl:
-        raise ValueError(f"local_cache_ttl_seconds ({value}) exceeds cache_ttl_seconds ({ttl})")
-    return value
-
-
-class GatewayConfig(BaseModel):
+class GatewayConfig(GatewayOptions):
     """Everything one gateway replica needs; built from flags by `serving.gateway.__main__`."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    host: str = "127.0.0.1"
-    rest_port: int = Field(8500, ge=0, le=65535, description="0 picks a free port")
-    grpc_port: int = Field(8501, ge=0, le=65535, description="0 picks a free port")
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    model_servers: tuple[str, ...] = Field(("127.0.0.1:8500",), min_length=1, max_length=16)
-    model_name: str = Field("lead_recommender", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    cache_ttl_seconds: int = Field(300, ge=1, le=86400)
-    local_cache_entries: int = Field(
-        10_000, ge=0, le=10_000_000, description="in-process answers kept; 0 turns it off"
+    host: str = Field("127.0.0.1", description="Address to bind.")
+    rest_port: Port = Field(
+        GATEWAY_REST_PORT,
+        ge=0,
+        le=65535,
+        description=f"REST port; 0 picks a free one ({GATEWAY_REST_PORT}: off TF Serving's "
+        "8500/8501, which a model server on the same host takes).",
     )
-    local_cache_ttl_seconds: float = Field(10.0, gt=0, le=3600)
-    canary_fraction: float = Field(0.0, ge=0.0, le=1.0)
-    request_timeout_ms: int = Field(500, ge=10, le=60_000)
-    model_retries: int = Field(1, ge=0, le=5, description="extra tries on UNAVAILABLE")
-    version_refresh_seconds: float = Field(2.0, gt=0, le=3600)
-    redis_timeout_ms: int = Field(50, ge=1, le=10_000)
-    lock_ttl_ms: int = Field(1000, ge=10, le=60_000)
-    max_body_bytes: int = Field(16 * 1024, ge=256, le=16 * 1024 * 1024)
-    online_features: bool = False
-    log_dir: pathlib.Path | None = None
-    log_max_bytes: int = Field(16 * 1024 * 1024, ge=1024, le=1 << 34)
-    log_backups: int = Field(4, ge=1, le=100)
-    stop_grace_seconds: float = Field(5.0, ge=0, le=300)
+    grpc_port: Port = Field(
+        GATEWAY_GRPC_PORT,
+        ge=0,
+        le=65535,
+        description=f"gRPC port; 0 picks a free one ({GATEWAY_GRPC_PORT}: off TF Serving's "
+        "8500/8501).",
+    )
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0", description="The answer cache (redis://, rediss://, unix://)."
+    )
+    model_servers: tuple[str, ...] = Field(
+        min_length=1,
+        max_length=16,
+        description="HOST:PORT of a model server's gRPC API (repeat, or comma-separate, for "
+        "several).",
+    )
+    model_name: ModelName = Field(MODEL_NAME, description="The model to serve.")
+    model_retries: int = Field(
+        1, ge=0, le=5, description="Extra tries of a model call that failed with UNAVAILABLE."
+    )
+    version_refresh_seconds: float = Field(
+        2.0,
+        gt=0,
+        le=3600,
+        description="How often to ask the model servers for versions and labels.",
+    )
+    redis_timeout_ms: int = Field(
+        50, ge=1, le=10_000, description="Socket timeout of each Redis call."
+    )
+    lock_ttl_ms: int = Field(
+        1000,
+        ge=10,
+        le=60_000,
+        description="Lifetime of the fill lock that lets one replica compute a missing answer.",
+    )
+    max_body_bytes: int = Field(
+        16 * 1024, ge=256, le=16 * 1024 * 1024, description="Largest REST body accepted."
+    )
+    online_features: bool = Field(
+        False, description="Fill a missing location from the user's Redis feature hash."
+    )
+    log_dir: pathlib.Path | None = Field(
+        None, description="Directory of the request and feedback logs (none if not given)."
+    )
+    log_max_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, le=1 << 34, description="Size at which a log file rotates."
+    )
+    log_backups: int = Field(4, ge=1, le=100, description="Rotated log files kept.")
+    stop_grace_seconds: float = Field(
+        5.0, ge=0, le=300, description="How long a stop waits for requests in flight."
+    )
 
     @field_validator("model_servers")
     @classmethod
@@ -63,8 +102,6 @@ class GatewayConfig(BaseModel):
                     "(or one HOST:PORT of a load balancer such as Envoy)"
                 )
         return value
-
-    _local_ttl = field_validator("local_cache_ttl_seconds")(local_ttl_within_redis_ttl)
 
     @field_validator("redis_url")
     @classmethod

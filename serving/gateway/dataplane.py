@@ -1,7 +1,7 @@
-"""The recommendation data plane: validation, variant assignment, cache and model call.
+"""The recommendation data plane: variant assignment, cache and model call.
 
-Transport-agnostic: REST and gRPC hand it validated requests and map its domain errors to
-their statuses. Every answer names the model version and the variant that produced it, and
+Transport-agnostic: REST and gRPC (`serving.gateway.protocol`) hand it validated requests and
+map its `ServingError`s to their statuses. Every answer names the model version and the variant that produced it, and
 the request and feedback logs record both for quality monitoring per arm.
 """
 
@@ -16,8 +16,8 @@ from dataclasses import dataclass, replace
 
 import orjson
 
-from serving.gateway.cache import KEY_PREFIX, CachingLoader
-from serving.gateway.errors import ModelUnavailableError, NotFoundError
+from serving.errors import Code, ServingError
+from serving.gateway.cache import KEY_PREFIX, CachingLoader, Loaded, Source
 from serving.gateway.features import OnlineFeatures
 from serving.gateway.feedback_log import JsonlLog, NullLog
 from serving.gateway.metrics import GatewayMetrics
@@ -26,6 +26,8 @@ from serving.gateway.validation import FeedbackRequest, RecommendRequest
 from serving.gateway.variants import VersionTracker, VersionView, assign_variant
 
 RECENT_REQUESTS = 100_000  # request_id -> (version, variant), to attribute feedback
+# A failed version refresh that keeps the last known view (when there is one).
+_REFRESH_TRANSIENT = (Code.UNAVAILABLE, Code.NOT_FOUND)
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ class Recommendation:
     variant: str
     cached: bool
     items: tuple[tuple[str, float], ...]
-    source: str = "miss"  # local, hit, miss or coalesced: for metrics, not part of the answer
+    source: Source = Source.MISS  # for metrics and X-Cache, not part of the answer
 
     def to_json(self) -> dict:
         return {
@@ -54,7 +56,7 @@ def recommend_key(model_name: str, version: int, request: RecommendRequest) -> s
     return f"{KEY_PREFIX}:rec:{model_name}:{version}:{digest}"
 
 
-class RecommendationService:
+class DataPlane:
     """Answers recommendation and feedback requests; owns no transport."""
 
     def __init__(
@@ -87,8 +89,8 @@ class RecommendationService:
         if refresh or not self.ready:
             try:
                 return await self._tracker.refresh()
-            except (ModelUnavailableError, NotFoundError):
-                if not self.ready:
+            except ServingError as e:
+                if e.code not in _REFRESH_TRANSIENT or not self.ready:
                     raise
         return self._tracker.view
 
@@ -101,7 +103,9 @@ class RecommendationService:
         variant, version = (await self.versions()).resolve(arm)
         try:
             loaded = await self._load(request, version)
-        except NotFoundError:
+        except ServingError as e:
+            if e.code != Code.NOT_FOUND:
+                raise
             # The version was unloaded since the last poll: learn the new one and retry once.
             variant, version = (await self.versions(refresh=True)).resolve(arm)
             loaded = await self._load(request, version)
@@ -111,14 +115,14 @@ class RecommendationService:
             request_id=uuid.uuid4().hex,
             model_version=int(payload["version"]),
             variant=variant,
-            cached=loaded.source in ("hit", "local"),
+            cached=loaded.source in (Source.HIT, Source.LOCAL),
             items=items,
             source=loaded.source,
         )
         self._after(request, result, loaded.source)
         return result
 
-    async def _load(self, request: RecommendRequest, version: int):
+    async def _load(self, request: RecommendRequest, version: int) -> Loaded:
         async def compute() -> bytes:
             recs = await self._model.recommend(
                 request.user_id, request.k, request.latitude, request.longitude, version
@@ -129,7 +133,7 @@ class RecommendationService:
         key = recommend_key(self._model.model_name, version, request)
         return await self._loader.load("recommend", key, compute)
 
-    def _after(self, request: RecommendRequest, result: Recommendation, source: str) -> None:
+    def _after(self, request: RecommendRequest, result: Recommendation, source: Source) -> None:
         scores = self._metrics.scores.labels(result.variant)  # one label lookup per answer
         for _, score in result.items:
             scores.observe(score)
@@ -146,7 +150,7 @@ class RecommendationService:
                 "longitude": request.longitude,
                 "model_version": result.model_version,
                 "variant": result.variant,
-                "cache": source,
+                "cache": source.value,
                 "lead_ids": [lead for lead, _ in result.items],
                 "scores": [score for _, score in result.items],
             }

@@ -37,13 +37,6 @@ class JsonlLog:
         self._file = open(self.path, "ab")  # noqa: SIM115 - kept open for the process lifetime
         self._size = self._file.tell()
 
-    def files(self) -> list[pathlib.Path]:
-        """The current file and its existing backups, newest first."""
-        backups = [
-            self.path.with_name(f"{self.path.name}.{i}") for i in range(1, self._backups + 1)
-        ]
-        return [self.path] + [p for p in backups if p.exists()]
-
     def _rotate(self) -> None:
         self._file.close()
         oldest = self.path.with_name(f"{self.path.name}.{self._backups}")

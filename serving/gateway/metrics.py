@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from serving.errors import Code, Reason, ServingError
+
 LATENCY_BUCKETS = (
     0.0005,
     0.001,
@@ -29,6 +31,25 @@ SCORE_BUCKETS = (
     + tuple(i / 10 for i in range(1, 11))
     + (2.0, 5.0)
 )
+
+# The `kind` label of aiqleads_gateway_errors: by reason where the error gives one, else by code.
+_KIND_BY_REASON = {
+    Reason.BODY_TOO_LARGE: "too_large",
+    Reason.NOT_JSON: "media_type",
+    Reason.UPSTREAM_REJECTED: "rejected",
+}
+_KIND_BY_CODE = {
+    Code.INVALID_ARGUMENT: "invalid",
+    Code.NOT_FOUND: "not_found",
+    Code.UNAVAILABLE: "unavailable",
+}
+
+
+def error_kind(error: ServingError) -> str:
+    """The `kind` label of a failed request, the same over REST and gRPC."""
+    if error.reason is not None:
+        return _KIND_BY_REASON[error.reason]
+    return _KIND_BY_CODE.get(error.code, error.code.name.lower())
 
 
 class GatewayMetrics:

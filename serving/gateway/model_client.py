@@ -24,7 +24,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from serving.gateway.errors import ModelRejectedError, ModelUnavailableError, NotFoundError
+from serving.errors import Code, Reason, ServingError, not_found, unavailable
 from serving.gateway.metrics import GatewayMetrics
 from transforms import features as F
 
@@ -72,7 +72,7 @@ def _row(proto: tensor_pb2.TensorProto, name: str) -> list:
     if proto.tensor_content:
         dtype = {types_pb2.DT_FLOAT: np.float32, types_pb2.DT_DOUBLE: np.float64}.get(proto.dtype)
         if dtype is None:
-            raise ModelUnavailableError(f"model output {name!r} has unexpected dtype {proto.dtype}")
+            raise unavailable(f"model output {name!r} has unexpected dtype {proto.dtype}")
         return np.frombuffer(proto.tensor_content, dtype=dtype).tolist()
     return list(proto.float_val or proto.double_val)
 
@@ -164,7 +164,7 @@ class ModelClient:
             if name not in outputs
         ]
         if missing:
-            raise ModelUnavailableError(
+            raise unavailable(
                 f"model {self.model_name} version {version} answered without output(s) "
                 f"{', '.join(missing)}: is it a recommender with the 'recommend' signature?"
             )
@@ -216,14 +216,16 @@ class ModelClient:
             raise self._translate(e, f"label {label}") from e
         return response.model_spec.version.value or None
 
-    def _translate(self, error: grpc.aio.AioRpcError, what: str) -> Exception:
+    def _translate(self, error: grpc.aio.AioRpcError, what: str) -> ServingError:
+        """UNAVAILABLE when no model server answered, NOT_FOUND as given, and any other
+        refusal with the model server's code (`Reason.UPSTREAM_REJECTED`)."""
         code = error.code()
         detail = error.details() or code.name
         if code in _UNAVAILABLE:
-            return ModelUnavailableError(
+            return unavailable(
                 f"model servers did not answer for {self.model_name} {what} "
                 f"({code.name}: {detail}); check that they run and have the model loaded"
             )
         if code == grpc.StatusCode.NOT_FOUND:
-            return NotFoundError(detail)
-        return ModelRejectedError(detail, code.name)
+            return not_found(detail)
+        return ServingError(Code[code.name], detail, Reason.UPSTREAM_REJECTED)

@@ -17,10 +17,10 @@ import numpy as np
 from google.protobuf.message import DecodeError
 from tensorflow_serving.apis import predict_pb2
 
-from serving.gateway.cache import KEY_PREFIX, CachingLoader, Loaded
-from serving.gateway.errors import InvalidRequestError, NotFoundError
+from serving.errors import invalid, not_found
+from serving.gateway.cache import KEY_PREFIX, CachingLoader, Loaded, Source
+from serving.gateway.dataplane import DataPlane
 from serving.gateway.model_client import ModelClient
-from serving.gateway.service import RecommendationService
 
 REST_PATH = re.compile(
     r"^(?P<name>[A-Za-z0-9_.-]{1,64})"
@@ -32,10 +32,8 @@ _METADATA_CACHE = 64
 class PredictPassThrough:
     """Predict for TF Serving clients, with the gateway's cache in front of the model servers."""
 
-    def __init__(
-        self, model: ModelClient, service: RecommendationService, loader: CachingLoader
-    ) -> None:
-        self._model, self._service, self._loader = model, service, loader
+    def __init__(self, model: ModelClient, dataplane: DataPlane, loader: CachingLoader) -> None:
+        self._model, self._dataplane, self._loader = model, dataplane, loader
         self._signatures: dict[int, Any] = {}
 
     async def _pin(self, request: predict_pb2.PredictRequest) -> int | None:
@@ -44,7 +42,7 @@ class PredictPassThrough:
             return None
         if spec.HasField("version"):
             return spec.version.value
-        view = await self._service.versions()
+        view = await self._dataplane.versions()
         if spec.version_label:
             return dict(view.labels).get(spec.version_label)
         return view.latest if view.latest is not None else view.resolve("stable")[1]
@@ -55,10 +53,10 @@ class PredictPassThrough:
         try:
             request.ParseFromString(request_bytes)
         except DecodeError as e:
-            raise InvalidRequestError(f"the body is not a PredictRequest: {e}") from e
+            raise invalid(f"the body is not a PredictRequest: {e}") from e
         version = await self._pin(request)
         if version is None:
-            return Loaded(await self._model.predict_raw(request_bytes), "none")
+            return Loaded(await self._model.predict_raw(request_bytes), Source.NONE)
         request.model_spec.ClearField("version_label")
         request.model_spec.version.value = version
         pinned = request.SerializeToString(deterministic=True)
@@ -66,28 +64,26 @@ class PredictPassThrough:
         key = f"{KEY_PREFIX}:predict:{request.model_spec.name}:{version}:{digest}"
         return await self._loader.load("predict", key, lambda: self._model.predict_raw(pinned))
 
-    async def predict_json(self, path_tail: str, body: Any) -> tuple[dict, str]:
+    async def predict_json(self, path_tail: str, body: Any) -> tuple[dict, Source]:
         """TF Serving's REST `:predict` through the cache: the JSON answer and its cache source."""
         match = REST_PATH.match(path_tail)
         if not match:
-            raise NotFoundError(
+            raise not_found(
                 f"no such endpoint /v1/models/{path_tail}: use "
                 "/v1/models/NAME[/versions/N|/labels/LABEL]:predict"
             )
         if not isinstance(body, dict):
-            raise InvalidRequestError("the body must be a JSON object with instances or inputs")
+            raise invalid("the body must be a JSON object with instances or inputs")
         unknown = sorted(set(body) - {"signature_name", "instances", "inputs"})
         if unknown:
-            raise InvalidRequestError(f"unknown field(s) {', '.join(map(repr, unknown))}")
+            raise invalid(f"unknown field(s) {', '.join(map(repr, unknown))}")
         if ("instances" in body) == ("inputs" in body):
-            raise InvalidRequestError(
-                "give exactly one of 'instances' (rows) or 'inputs' (columns)"
-            )
+            raise invalid("give exactly one of 'instances' (rows) or 'inputs' (columns)")
         request = predict_pb2.PredictRequest()
         request.model_spec.name = match["name"]
         signature_name = body.get("signature_name", "serving_default")
         if not isinstance(signature_name, str):
-            raise InvalidRequestError("signature_name must be a string")
+            raise invalid("signature_name must be a string")
         request.model_spec.signature_name = signature_name
         if match["version"]:
             request.model_spec.version.value = int(match["version"])
@@ -95,7 +91,7 @@ class PredictPassThrough:
             request.model_spec.version_label = match["label"]
         version = await self._pin(request)
         if version is None:
-            raise NotFoundError(
+            raise not_found(
                 f"model {match['name']!r} with label {match['label']!r} is not served by this "
                 f"gateway: it caches {self._model.model_name!r} with labels stable and canary"
             )
@@ -120,7 +116,7 @@ class PredictPassThrough:
             self._signatures[version] = signatures
         signatures = self._signatures[version].signature_def
         if signature_name not in signatures:
-            raise InvalidRequestError(
+            raise invalid(
                 f"serving signature {signature_name!r} not found; the model has "
                 f"{', '.join(sorted(n for n in signatures if not n.startswith('__')))}"
             )
@@ -148,9 +144,7 @@ def _tensor(name: str, values: Any, dtype: int):
             array = np.array(values, dtype=tf_dtype.as_numpy_dtype)
         return tf.make_tensor_proto(array, dtype=tf_dtype)
     except (ValueError, TypeError) as e:
-        raise InvalidRequestError(
-            f"input {name!r} is not a valid {tf_dtype.name} tensor: {e}"
-        ) from e
+        raise invalid(f"input {name!r} is not a valid {tf_dtype.name} tensor: {e}") from e
 
 
 def _request_tensors(body: dict, signature, rows: bool) -> dict:
@@ -158,13 +152,13 @@ def _request_tensors(body: dict, signature, rows: bool) -> dict:
     if rows:
         instances = body["instances"]
         if not isinstance(instances, list) or not instances:
-            raise InvalidRequestError("instances must be a non-empty list of rows")
+            raise invalid("instances must be a non-empty list of rows")
         if all(isinstance(row, dict) and "b64" not in row for row in instances):
             columns = {name: [row.get(name) for row in instances] for name in inputs}
         elif len(inputs) == 1:
             columns = {next(iter(inputs)): instances}
         else:
-            raise InvalidRequestError(f"each instance must be an object with {', '.join(inputs)}")
+            raise invalid(f"each instance must be an object with {', '.join(inputs)}")
     else:
         given = body["inputs"]
         if isinstance(given, dict) and set(given) <= set(inputs) and "b64" not in given:
@@ -172,13 +166,13 @@ def _request_tensors(body: dict, signature, rows: bool) -> dict:
         elif len(inputs) == 1:
             columns = {next(iter(inputs)): given}
         else:
-            raise InvalidRequestError(f"inputs must be an object with {', '.join(inputs)}")
+            raise invalid(f"inputs must be an object with {', '.join(inputs)}")
     missing = sorted(n for n in inputs if n not in columns or None in _flat(columns[n]))
     if missing:
-        raise InvalidRequestError(f"missing input(s): {', '.join(missing)}")
+        raise invalid(f"missing input(s): {', '.join(missing)}")
     unknown = sorted(set(columns) - set(inputs))
     if unknown:
-        raise InvalidRequestError(f"unknown input(s): {', '.join(unknown)}")
+        raise invalid(f"unknown input(s): {', '.join(unknown)}")
     return {name: _tensor(name, columns[name], inputs[name].dtype) for name in inputs}
 
 

@@ -1,4 +1,5 @@
-"""One gateway replica: builds the layers from a `GatewayConfig`, starts and stops them."""
+"""One gateway replica: wires the transports and the data plane from a `GatewayConfig`, starts
+and stops them."""
 
 from __future__ import annotations
 
@@ -8,15 +9,15 @@ import logging
 
 from aiohttp import web
 
-from serving.gateway import grpc_service, rest
 from serving.gateway.cache import CachingLoader, LocalCache, RedisCache
 from serving.gateway.config import GatewayConfig
+from serving.gateway.dataplane import DataPlane
 from serving.gateway.features import OnlineFeatures
 from serving.gateway.feedback_log import JsonlLog, NullLog
 from serving.gateway.metrics import GatewayMetrics
 from serving.gateway.model_client import ModelClient
 from serving.gateway.passthrough import PredictPassThrough
-from serving.gateway.service import RecommendationService
+from serving.gateway.protocol import grpc, rest
 from serving.gateway.variants import VersionTracker
 
 GRPC_MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # pass-through PredictRequests may be larger than JSON
@@ -33,7 +34,7 @@ class Gateway:
             config.grpc_target,
             config.model_name,
             self.metrics,
-            timeout_seconds=config.request_timeout_ms / 1000,
+            timeout_seconds=config.model_timeout_ms / 1000,
             retries=config.model_retries,
         )
         self.cache = RedisCache(
@@ -60,7 +61,7 @@ class Gateway:
             )
         else:
             self.request_log = self.feedback_log = NullLog()
-        self.service = RecommendationService(
+        self.dataplane = DataPlane(
             self.model,
             self.tracker,
             self.loader,
@@ -70,7 +71,7 @@ class Gateway:
             feedback_log=self.feedback_log,
             features=OnlineFeatures(self.cache) if config.online_features else None,
         )
-        self.passthrough = PredictPassThrough(self.model, self.service, self.loader)
+        self.passthrough = PredictPassThrough(self.model, self.dataplane, self.loader)
         self.rest_port = config.rest_port
         self.grpc_port = config.grpc_port
         self._runner: web.AppRunner | None = None
@@ -78,15 +79,15 @@ class Gateway:
 
     async def start(self) -> None:
         app = rest.create_app(
-            self.service, self.passthrough, self.cache, self.metrics, self.config.max_body_bytes
+            self.dataplane, self.passthrough, self.cache, self.metrics, self.config.max_body_bytes
         )
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.rest_port, backlog=1024)
         await site.start()
         self.rest_port = self._runner.addresses[0][1]
-        self._grpc = grpc_service.create_server(
-            self.service, self.passthrough, self.metrics, GRPC_MAX_MESSAGE_BYTES
+        self._grpc = grpc.create_server(
+            self.dataplane, self.passthrough, self.metrics, GRPC_MAX_MESSAGE_BYTES
         )
         self.grpc_port = self._grpc.add_insecure_port(f"{self.config.host}:{self.config.grpc_port}")
         await self._grpc.start()

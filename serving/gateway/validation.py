@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiqleads.contracts import EVENT_TYPES
-from serving.gateway.errors import InvalidRequestError
+from serving.errors import invalid
 
 MAX_K = 100
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:@-]{1,64}$")
@@ -43,17 +43,15 @@ class FeedbackRequest:
 
 def _require_object(body: Any, allowed: tuple[str, ...], required: tuple[str, ...]) -> dict:
     if not isinstance(body, dict):
-        raise InvalidRequestError(
-            f"the request body must be a JSON object with fields {', '.join(allowed)}"
-        )
+        raise invalid(f"the request body must be a JSON object with fields {', '.join(allowed)}")
     unknown = sorted(set(body) - set(allowed))
     if unknown:
-        raise InvalidRequestError(
+        raise invalid(
             f"unknown field(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(allowed)}"
         )
     missing = [name for name in required if name not in body or body[name] is None]
     if missing:
-        raise InvalidRequestError(f"missing required field(s): {', '.join(missing)}")
+        raise invalid(f"missing required field(s): {', '.join(missing)}")
     return body
 
 
@@ -61,32 +59,32 @@ def _identifier(body: dict, name: str) -> str:
     value = body[name]
     if not isinstance(value, str) or not ID_PATTERN.match(value):
         shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
-        raise InvalidRequestError(f"{name} {shown} is invalid: use {ID_RULE}")
+        raise invalid(f"{name} {shown} is invalid: use {ID_RULE}")
     return value
 
 
 def _coordinate(body: dict, name: str, bound: float) -> float:
     value = body[name]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidRequestError(f"{name} must be a number, got {value!r}")
+        raise invalid(f"{name} must be a number, got {value!r}")
     if not math.isfinite(value) or not -bound <= value <= bound:
-        raise InvalidRequestError(f"{name} {value!r} is out of range: use -{bound:g}..{bound:g}")
+        raise invalid(f"{name} {value!r} is out of range: use -{bound:g}..{bound:g}")
     return float(value)
 
 
 def parse_recommend(body: Any) -> RecommendRequest:
-    """A valid `RecommendRequest` from a decoded body, or `InvalidRequestError`."""
+    """A valid `RecommendRequest` from a decoded body, or an INVALID_ARGUMENT `ServingError`."""
     body = _require_object(body, RECOMMEND_FIELDS, ("user_id", "k"))
     user_id = _identifier(body, "user_id")
     k = body["k"]
     if isinstance(k, bool) or not isinstance(k, int):
-        raise InvalidRequestError(f"k must be an integer 1..{MAX_K}, got {k!r}")
+        raise invalid(f"k must be an integer 1..{MAX_K}, got {k!r}")
     if not 1 <= k <= MAX_K:
-        raise InvalidRequestError(f"k {k} is out of range: use 1..{MAX_K}")
+        raise invalid(f"k {k} is out of range: use 1..{MAX_K}")
     has_lat = body.get("latitude") is not None
     has_lon = body.get("longitude") is not None
     if has_lat != has_lon:
-        raise InvalidRequestError("give latitude and longitude together, or neither")
+        raise invalid("give latitude and longitude together, or neither")
     if not has_lat:
         return RecommendRequest(user_id=user_id, k=k)
     return RecommendRequest(
@@ -98,12 +96,10 @@ def parse_recommend(body: Any) -> RecommendRequest:
 
 
 def parse_feedback(body: Any) -> FeedbackRequest:
-    """A valid `FeedbackRequest` from a decoded body, or `InvalidRequestError`."""
+    """A valid `FeedbackRequest` from a decoded body, or an INVALID_ARGUMENT `ServingError`."""
     body = _require_object(body, FEEDBACK_FIELDS, FEEDBACK_FIELDS)
     ids = {name: _identifier(body, name) for name in ("request_id", "user_id", "lead_id")}
     event_type = body["event_type"]
     if event_type not in EVENT_TYPES:
-        raise InvalidRequestError(
-            f"event_type {event_type!r} is unknown: use one of {', '.join(EVENT_TYPES)}"
-        )
+        raise invalid(f"event_type {event_type!r} is unknown: use one of {', '.join(EVENT_TYPES)}")
     return FeedbackRequest(event_type=event_type, **ids)

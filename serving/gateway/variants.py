@@ -13,7 +13,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 
-from serving.gateway.errors import ModelUnavailableError
+from serving.errors import ServingError, unavailable
 from serving.gateway.metrics import GatewayMetrics
 from serving.gateway.model_client import ModelClient
 
@@ -47,7 +47,7 @@ class VersionView:
         if STABLE in labels:
             return STABLE, labels[STABLE]
         if self.latest is None:
-            raise ModelUnavailableError(
+            raise unavailable(
                 "no model version is available yet: wait for the model servers to load "
                 "a model, or check --model-server and --model-name"
             )
@@ -80,7 +80,7 @@ class VersionTracker:
         for variant in VARIANTS:
             try:
                 self._metrics.model_version.labels(variant).set(view.resolve(variant)[1])
-            except ModelUnavailableError:
+            except ServingError:  # no version for the variant yet
                 self._metrics.model_version.labels(variant).set(0)
         return view
 

@@ -1,6 +1,7 @@
 """The gRPC transport: the Recommendations service and the PredictionService/Predict pass-through.
 
-Domain errors become gRPC statuses in `_status_of` only; the same validation as REST applies.
+A `ServingError` becomes the gRPC status of its code in `_observed` only (a model server's
+refusal keeps the model server's code); the same validation as REST applies.
 """
 
 from __future__ import annotations
@@ -10,36 +11,19 @@ import time
 
 import grpc
 
-from serving.gateway.errors import (
-    InvalidRequestError,
-    ModelRejectedError,
-    ModelUnavailableError,
-    NotFoundError,
-)
-from serving.gateway.metrics import GatewayMetrics
+from serving.errors import ServingError
+from serving.gateway.cache import Source
+from serving.gateway.dataplane import DataPlane
+from serving.gateway.metrics import GatewayMetrics, error_kind
 from serving.gateway.model_client import PREDICT_METHOD
 from serving.gateway.passthrough import PredictPassThrough
-from serving.gateway.service import RecommendationService
 from serving.gateway.validation import parse_feedback, parse_recommend
 from serving.protos.generated import recommendations_pb2 as pb
 from serving.protos.generated import recommendations_pb2_grpc as pb_grpc
 
 
-def _status_of(error: Exception) -> tuple[grpc.StatusCode, str]:
-    if isinstance(error, InvalidRequestError):
-        return grpc.StatusCode.INVALID_ARGUMENT, "invalid"
-    if isinstance(error, NotFoundError):
-        return grpc.StatusCode.NOT_FOUND, "not_found"
-    if isinstance(error, ModelRejectedError):
-        return getattr(grpc.StatusCode, error.grpc_code_name), "rejected"
-    return grpc.StatusCode.UNAVAILABLE, "unavailable"
-
-
-_DOMAIN_ERRORS = (InvalidRequestError, NotFoundError, ModelRejectedError, ModelUnavailableError)
-
-
 def _observed(endpoint: str):
-    """Wraps a handler: records metrics and aborts with the mapped status on domain errors."""
+    """Wraps a handler: records metrics and aborts with the error's code on a `ServingError`."""
 
     def decorate(handler):
         @functools.wraps(handler)
@@ -48,14 +32,16 @@ def _observed(endpoint: str):
             metrics: GatewayMetrics = self._metrics
             try:
                 response, cache = await handler(self, request, context)
-            except _DOMAIN_ERRORS as e:
-                code, kind = _status_of(e)
-                metrics.errors.labels(endpoint, kind).inc()
+            except ServingError as e:
+                code = grpc.StatusCode[e.code.name]
+                metrics.errors.labels(endpoint, error_kind(e)).inc()
                 metrics.requests.labels(endpoint, code.name).inc()
-                metrics.latency.labels(endpoint, "none").observe(time.perf_counter() - start)
-                await context.abort(code, str(e))
+                metrics.latency.labels(endpoint, Source.NONE.value).observe(
+                    time.perf_counter() - start
+                )
+                await context.abort(code, e.message)
             metrics.requests.labels(endpoint, "OK").inc()
-            metrics.latency.labels(endpoint, cache).observe(time.perf_counter() - start)
+            metrics.latency.labels(endpoint, cache.value).observe(time.perf_counter() - start)
             return response
 
         return wrapper
@@ -66,8 +52,8 @@ def _observed(endpoint: str):
 class RecommendationsServicer(pb_grpc.RecommendationsServicer):
     """aiqleads.recommendations.v1.Recommendations on top of the data plane."""
 
-    def __init__(self, service: RecommendationService, metrics: GatewayMetrics) -> None:
-        self._service, self._metrics = service, metrics
+    def __init__(self, dataplane: DataPlane, metrics: GatewayMetrics) -> None:
+        self._dataplane, self._metrics = dataplane, metrics
 
     @_observed("grpc:Recommend")
     async def Recommend(self, request: pb.RecommendRequest, context):  # noqa: N802
@@ -75,7 +61,7 @@ class RecommendationsServicer(pb_grpc.RecommendationsServicer):
         for name in ("latitude", "longitude"):
             if request.HasField(name):
                 body[name] = getattr(request, name)
-        result = await self._service.recommend(parse_recommend(body))
+        result = await self._dataplane.recommend(parse_recommend(body))
         response = pb.RecommendResponse(
             request_id=result.request_id,
             model_version=result.model_version,
@@ -93,8 +79,8 @@ class RecommendationsServicer(pb_grpc.RecommendationsServicer):
             "lead_id": request.lead_id,
             "event_type": request.event_type,
         }
-        await self._service.feedback(parse_feedback(body))
-        return pb.FeedbackResponse(accepted=True), "none"
+        await self._dataplane.feedback(parse_feedback(body))
+        return pb.FeedbackResponse(accepted=True), Source.NONE
 
 
 class PredictServicer:
@@ -116,7 +102,7 @@ class PredictServicer:
 
 
 def create_server(
-    service: RecommendationService,
+    dataplane: DataPlane,
     passthrough: PredictPassThrough,
     metrics: GatewayMetrics,
     max_message_bytes: int,
@@ -128,6 +114,8 @@ def create_server(
             ("grpc.so_reuseport", 0),
         ]
     )
-    pb_grpc.add_RecommendationsServicer_to_server(RecommendationsServicer(service, metrics), server)
+    pb_grpc.add_RecommendationsServicer_to_server(
+        RecommendationsServicer(dataplane, metrics), server
+    )
     server.add_generic_rpc_handlers((PredictServicer(passthrough, metrics).handler(),))
     return server

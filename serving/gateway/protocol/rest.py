@@ -8,57 +8,61 @@ import time
 import orjson
 from aiohttp import web
 
-from serving.gateway.cache import RedisCache
-from serving.gateway.errors import (
-    InvalidRequestError,
-    ModelRejectedError,
-    ModelUnavailableError,
-    NotFoundError,
-    PayloadTooLargeError,
-    UnsupportedMediaTypeError,
-)
-from serving.gateway.metrics import GatewayMetrics
+from serving.errors import Code, Reason, ServingError, invalid
+from serving.gateway.cache import RedisCache, Source
+from serving.gateway.dataplane import DataPlane
+from serving.gateway.metrics import GatewayMetrics, error_kind
 from serving.gateway.passthrough import PredictPassThrough
-from serving.gateway.service import RecommendationService
 from serving.gateway.validation import parse_feedback, parse_recommend
 
-_STATUS = (  # most specific first
-    (PayloadTooLargeError, 413, "too_large"),
-    (UnsupportedMediaTypeError, 415, "media_type"),
-    (InvalidRequestError, 400, "invalid"),
-    (NotFoundError, 404, "not_found"),
-    (ModelRejectedError, 400, "rejected"),
-    (ModelUnavailableError, 503, "unavailable"),
-)
-_SERVICE = web.AppKey("service", RecommendationService)
+# The one place a `ServingError` becomes a REST status: by reason where the error gives one
+# (the statuses a canonical code cannot tell apart), else by code.
+_STATUS_BY_REASON = {
+    Reason.BODY_TOO_LARGE: 413,
+    Reason.NOT_JSON: 415,
+    Reason.UPSTREAM_REJECTED: 400,  # a model server refused the request the client made
+}
+_STATUS_BY_CODE = {Code.INVALID_ARGUMENT: 400, Code.NOT_FOUND: 404, Code.UNAVAILABLE: 503}
+_DATAPLANE = web.AppKey("dataplane", DataPlane)
 _PASSTHROUGH = web.AppKey("passthrough", PredictPassThrough)
 _METRICS = web.AppKey("metrics", GatewayMetrics)
 _MAX_BODY = web.AppKey("max_body", int)
 _CACHE = web.AppKey("cache", RedisCache)
 
 
+def http_status(error: ServingError) -> int:
+    """The REST status of an error (500 for a code the gateway never raises)."""
+    if error.reason is not None:
+        return _STATUS_BY_REASON[error.reason]
+    return _STATUS_BY_CODE.get(error.code, 500)
+
+
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
+
+
+def _too_large(message: str) -> ServingError:
+    return ServingError(Code.INVALID_ARGUMENT, message, Reason.BODY_TOO_LARGE)
 
 
 async def _json_body(request: web.Request) -> object:
     limit = request.app[_MAX_BODY]
     if request.content_type != "application/json":
-        raise UnsupportedMediaTypeError(
-            f"send a JSON body with Content-Type: application/json (got {request.content_type!r})"
+        raise ServingError(
+            Code.INVALID_ARGUMENT,
+            f"send a JSON body with Content-Type: application/json (got {request.content_type!r})",
+            Reason.NOT_JSON,
         )
     if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLargeError(
-            f"the body has {request.content_length} bytes; the limit is {limit}"
-        )
+        raise _too_large(f"the body has {request.content_length} bytes; the limit is {limit}")
     try:
         raw = await request.read()  # aiohttp enforces client_max_size while reading
     except web.HTTPRequestEntityTooLarge as e:
-        raise PayloadTooLargeError(f"the body is over the limit; the limit is {limit}") from e
+        raise _too_large(f"the body is over the limit; the limit is {limit}") from e
     try:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InvalidRequestError(f"the body is not valid JSON: {e}") from e
+        raise invalid(f"the body is not valid JSON: {e}") from e
 
 
 def _endpoint(request: web.Request) -> str:
@@ -68,36 +72,35 @@ def _endpoint(request: web.Request) -> str:
 
 @web.middleware
 async def _errors_and_metrics(request: web.Request, handler) -> web.StreamResponse:
-    """Maps domain errors to statuses (the only place) and records every request."""
+    """Turns `ServingError`s into JSON answers (`http_status`) and records every request."""
     metrics = request.app[_METRICS]
     endpoint = _endpoint(request)
     start = time.perf_counter()
-    cache = "none"
+    cache = Source.NONE.value
     try:
         response = await handler(request)
-        cache = response.headers.get("X-Cache", "none").lower()
+        cache = response.headers.get("X-Cache", Source.NONE.value).lower()
     except web.HTTPException as e:
         response = _error(e.status, e.reason if e.status != 404 else "no such endpoint")
-    except tuple(cls for cls, _, _ in _STATUS) as e:
-        status, kind = next((s, k) for cls, s, k in _STATUS if isinstance(e, cls))
-        metrics.errors.labels(endpoint, kind).inc()
-        response = _error(status, str(e))
+    except ServingError as e:
+        metrics.errors.labels(endpoint, error_kind(e)).inc()
+        response = _error(http_status(e), e.message)
     metrics.requests.labels(endpoint, str(response.status)).inc()
     metrics.latency.labels(endpoint, cache).observe(time.perf_counter() - start)
     return response
 
 
 async def recommend(request: web.Request) -> web.Response:
-    result = await request.app[_SERVICE].recommend(parse_recommend(await _json_body(request)))
+    result = await request.app[_DATAPLANE].recommend(parse_recommend(await _json_body(request)))
     return web.Response(
         body=orjson.dumps(result.to_json()),
         content_type="application/json",
-        headers={"X-Cache": result.source},
+        headers={"X-Cache": result.source.value},
     )
 
 
 async def feedback(request: web.Request) -> web.Response:
-    await request.app[_SERVICE].feedback(parse_feedback(await _json_body(request)))
+    await request.app[_DATAPLANE].feedback(parse_feedback(await _json_body(request)))
     return web.json_response({"accepted": True})
 
 
@@ -105,13 +108,14 @@ async def predict(request: web.Request) -> web.Response:
     body = await _json_body(request)
     answer, source = await request.app[_PASSTHROUGH].predict_json(request.match_info["tail"], body)
     return web.Response(
-        text=json.dumps(answer), content_type="application/json", headers={"X-Cache": source}
+        text=json.dumps(answer),
+        content_type="application/json",
+        headers={"X-Cache": source.value},
     )
 
 
 async def healthz(request: web.Request) -> web.Response:
-    service = request.app[_SERVICE]
-    if not service.ready:
+    if not request.app[_DATAPLANE].ready:
         return _error(503, "no model version known yet: the model servers are not answering")
     if request.app[_CACHE].is_up:
         return web.json_response({"status": "serving"})
@@ -123,7 +127,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def create_app(
-    service: RecommendationService,
+    dataplane: DataPlane,
     passthrough: PredictPassThrough,
     cache: RedisCache,
     gateway_metrics: GatewayMetrics,
@@ -131,7 +135,7 @@ def create_app(
 ) -> web.Application:
     """The REST application; it owns no state beyond references to the data plane."""
     app = web.Application(middlewares=[_errors_and_metrics], client_max_size=max_body_bytes)
-    app[_SERVICE], app[_PASSTHROUGH] = service, passthrough
+    app[_DATAPLANE], app[_PASSTHROUGH] = dataplane, passthrough
     app[_METRICS], app[_MAX_BODY], app[_CACHE] = gateway_metrics, max_body_bytes, cache
     app.router.add_post("/v1/recommendations", recommend)
     app.router.add_post("/v1/feedback", feedback)

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from serving import command_lines
 from serving.envoy.config import (
     CLUSTER_GATEWAY_GRPC,
     CLUSTER_GATEWAY_REST,
@@ -16,7 +17,7 @@ from serving.envoy.config import (
     Replica,
     Upstreams,
 )
-from serving.envoy.runtime import envoy_argv, healthy_members, write_config
+from serving.envoy.runtime import envoy_binary, healthy_members, write_config
 from serving.process import Child, free_port, http_status, wait_until
 from serving.settings import ServingSettings
 
@@ -87,7 +88,7 @@ class Proxy:
         config = write_config(self.tmp / "envoy.yaml", self.settings, upstreams, self.log_dir)
         envoy = Child(
             "envoy",
-            envoy_argv(config, 1),
+            [envoy_binary(), *command_lines.envoy_args(config, 1, "warning", hot_restart=False)],
             self.tmp / "envoy.log",
             lambda: http_status(f"{self.admin}/ready")[0] == 200,
         )

@@ -13,7 +13,6 @@ import asyncio
 import importlib.util
 import pathlib
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +21,8 @@ import time
 import pytest
 import redis
 import requests
+
+from serving.process import free_port
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 TF_SERVING_TESTDATA = ROOT.parent / "shared" / "testdata" / "tf_serving"
@@ -38,12 +39,6 @@ def _load(name: str, path: pathlib.Path):
 
 
 recommend_model = _load("recommend_model", ROOT / "tests" / "fixtures" / "recommend_model.py")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RedisProcess:
@@ -254,7 +249,7 @@ class GatewayThread:
     """One in-process gateway replica running on its own event loop in a thread."""
 
     def __init__(self, config) -> None:
-        from serving.gateway.app import Gateway
+        from serving.gateway.server import Gateway
 
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -302,7 +297,7 @@ def start_gateway(redis_server, model_server, tmp_path):
             "log_dir": tmp_path / "logs",
             # Generous: the client threads share this process with the gateway, and with a
             # delayed model call in flight the waiting requests must not time out on a slow CI.
-            "request_timeout_ms": 15_000,
+            "model_timeout_ms": 15_000,
             # The Redis tier on its own (what most tests here are about); the tests of the
             # in-process tier in front of it turn it on.
             "local_cache_entries": 0,
@@ -311,7 +306,7 @@ def start_gateway(redis_server, model_server, tmp_path):
         gateway = GatewayThread(parse_config(settings))
         started.append(gateway)
         deadline = time.monotonic() + 20
-        while not gateway.gateway.service.ready:
+        while not gateway.gateway.dataplane.ready:
             assert time.monotonic() < deadline, "the gateway never learned a model version"
             time.sleep(0.02)
         return gateway

@@ -173,7 +173,7 @@ def test_grpc_rejects_the_same_inputs_with_invalid_argument(gateway, model_serve
 
 def test_model_servers_down_gives_503_and_unavailable(start_gateway, stub_model_server):
     gateway = start_gateway(
-        request_timeout_ms=300, model_servers=(f"127.0.0.1:{stub_model_server.port}",)
+        model_timeout_ms=300, model_servers=(f"127.0.0.1:{stub_model_server.port}",)
     )
     stub_model_server.stop()
     response = post(gateway, "/v1/recommendations", json={"user_id": "u1", "k": 3})

@@ -18,20 +18,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from serving.process import free_port
 from serving.protos.generated import recommendations_pb2 as pb
 from serving.protos.generated import recommendations_pb2_grpc as pb_grpc
 
 pytestmark = pytest.mark.e2e
 MODEL_SERVER = pathlib.Path(sys.executable).with_name("aiqleads-model-server")
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_http(url: str, process: subprocess.Popen, log: pathlib.Path, timeout: float = 240):
@@ -71,7 +64,7 @@ def _metric(url: str, line_start: str) -> float:
 def stack(tmp_path, redis_server, model_base):
     if not MODEL_SERVER.exists():
         pytest.skip("aiqleads-model-server is not installed")
-    ports = {name: _free_port() for name in ("ms_grpc", "ms_rest", "gw_rest", "gw_grpc")}
+    ports = {name: free_port() for name in ("ms_grpc", "ms_rest", "gw_rest", "gw_grpc")}
     ms_log, gw_log = tmp_path / "model_server.log", tmp_path / "gateway.log"
     model_server = subprocess.Popen(
         [str(MODEL_SERVER), f"--port={ports['ms_grpc']}", f"--rest_api_port={ports['ms_rest']}",
@@ -84,7 +77,7 @@ def stack(tmp_path, redis_server, model_base):
          "--rest-port", str(ports["gw_rest"]), "--grpc-port", str(ports["gw_grpc"]),
          "--redis-url", redis_server.url, "--model-server", f"127.0.0.1:{ports['ms_grpc']}",
          "--model-name", "lead_recommender", "--log-dir", str(tmp_path / "logs"),
-         "--request-timeout-ms", "3000", "--version-refresh-seconds", "0.5"],
+         "--model-timeout-ms", "3000", "--version-refresh-seconds", "0.5"],
         stdout=gw_log.open("wb"), stderr=subprocess.STDOUT, env=ENV,
     )  # fmt: skip
     try:

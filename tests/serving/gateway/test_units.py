@@ -8,9 +8,9 @@ import json
 import pytest
 
 from aiqleads.errors import ConfigError
+from serving.errors import Code, ServingError
 from serving.gateway.cache import CircuitBreaker, LocalCache
 from serving.gateway.config import parse_config
-from serving.gateway.errors import ModelUnavailableError
 from serving.gateway.feedback_log import JsonlLog
 from serving.gateway.metrics import GatewayMetrics
 from serving.gateway.variants import VersionView, assign_variant
@@ -68,8 +68,9 @@ def test_labels_resolve_and_fall_back_to_the_latest_version_as_stable():
     assert only_stable.resolve("canary") == ("stable", 3)
     no_labels = VersionView(latest=5)
     assert no_labels.resolve("canary") == ("stable", 5)
-    with pytest.raises(ModelUnavailableError, match="no model version is available yet"):
+    with pytest.raises(ServingError, match="no model version is available yet") as error:
         VersionView().resolve("stable")
+    assert error.value.code == Code.UNAVAILABLE
 
 
 def test_config_rejects_bad_values_naming_each_field():

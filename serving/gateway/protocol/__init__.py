@@ -1,0 +1,1 @@
+"""The gateway's transports: REST (`rest`) and gRPC (`grpc`) over the data plane."""
