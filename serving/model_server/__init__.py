@@ -1,4 +1,6 @@
 """A TF-Serving-compatible model server (`aiqleads-model-server`): same flags, APIs and files.
 
-Layers: transports (`rest`, `grpc_server`) -> `dataplane` -> `manager` / `servable`.
+Layers: transports (`protocol.rest`, `protocol.grpc`) -> data plane (`dataplane`) -> models
+(`manager`, with `warmup`) -> one loaded version (`inference`, `servable`); `server` wires
+them into one process from the flags, and `main` is the console script.
 """

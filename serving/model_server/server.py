@@ -20,10 +20,10 @@ from serving.model_server import config as config_lib
 from serving.model_server.batching import Batcher
 from serving.model_server.dataplane import DataPlane
 from serving.model_server.flags import ServerFlags
-from serving.model_server.grpc_server import build_server
 from serving.model_server.manager import ModelManager, Poller
 from serving.model_server.metrics import ServerMetrics
-from serving.model_server.rest import RestApi
+from serving.model_server.protocol.grpc import build_server
+from serving.model_server.protocol.rest import RestApi
 from serving.model_server.warmup import WarmupOptions
 
 log = logging.getLogger("aiqleads.model_server")

@@ -23,9 +23,9 @@ from tensorflow_serving.apis import (
 )
 
 from serving.errors import Code, ServingError, invalid
-from serving.model_server import rest_json
 from serving.model_server.dataplane import SIGNATURE_DEF_FIELD, DataPlane, Spec
 from serving.model_server.metrics import ServerMetrics
+from serving.model_server.protocol import rest_json
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 HTTP_STATUS = {

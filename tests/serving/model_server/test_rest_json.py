@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from serving.errors import Code, ServingError
-from serving.model_server import rest_json
+from serving.model_server.protocol import rest_json
 from serving.model_server.servable import Signature
 
 
