@@ -16,18 +16,16 @@ from tfx.utils import io_utils, path_utils
 from components.serving_smoke import smoke
 from components.serving_smoke import spec as s
 
-BLESSED_FILE = "BLESSED"
-NOT_BLESSED_FILE = "NOT_BLESSED"
-
 
 def write_blessing(blessing: types.Artifact, model: types.Artifact, report: smoke.SmokeReport):
     """Files and custom properties the Pusher (and people) read."""
     io_utils.write_string_file(os.path.join(blessing.uri, s.REPORT_JSON), report.to_json())
-    name = BLESSED_FILE if report.passed else NOT_BLESSED_FILE
+    name = s.BLESSED_FILE if report.passed else s.NOT_BLESSED_FILE
     io_utils.write_string_file(os.path.join(blessing.uri, name), "")
-    blessing.set_int_custom_property("blessed", 1 if report.passed else 0)
-    blessing.set_string_custom_property("current_model", model.uri)
-    blessing.set_int_custom_property("current_model_id", model.id)
+    verdict = s.BLESSED_VALUE if report.passed else s.NOT_BLESSED_VALUE
+    blessing.set_int_custom_property(s.BLESSED_PROPERTY, verdict)
+    blessing.set_string_custom_property(s.CURRENT_MODEL_PROPERTY, model.uri)
+    blessing.set_int_custom_property(s.CURRENT_MODEL_ID_PROPERTY, model.id)
     blessing.set_string_custom_property(s.REASON_PROPERTY, "; ".join(report.reasons) or "ok")
     if report.recommend_p95_ms is not None:
         blessing.set_float_custom_property(s.P95_PROPERTY, report.recommend_p95_ms)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tfx.components.evaluator import constants as blessing_contract
 from tfx.types import component_spec, standard_artifacts
 
 MODEL_KEY = "model"
@@ -14,6 +15,16 @@ TOP_K_KEY = "top_k"
 REPORT_JSON = "smoke_report.json"
 REASON_PROPERTY = "reason"
 P95_PROPERTY = "recommend_p95_ms"
+
+# The ModelBlessing contract the Pusher reads (`model_utils.is_model_blessed`): TFX's names,
+# the same the Evaluator writes.
+BLESSED_PROPERTY = blessing_contract.ARTIFACT_PROPERTY_BLESSED_KEY
+BLESSED_VALUE = blessing_contract.BLESSED_VALUE
+NOT_BLESSED_VALUE = blessing_contract.NOT_BLESSED_VALUE
+CURRENT_MODEL_PROPERTY = blessing_contract.ARTIFACT_PROPERTY_CURRENT_MODEL_URI_KEY
+CURRENT_MODEL_ID_PROPERTY = blessing_contract.ARTIFACT_PROPERTY_CURRENT_MODEL_ID_KEY
+BLESSED_FILE = blessing_contract.BLESSED_FILE_NAME
+NOT_BLESSED_FILE = blessing_contract.NOT_BLESSED_FILE_NAME
 
 
 class ServingSmokeValidationSpec(component_spec.ComponentSpec):

@@ -137,13 +137,16 @@ def _run(model, blessing, upstream=None, budget=1000.0):
 
 
 def test_executor_blesses_a_good_model(models, tmp_path):
+    from tfx.components.util import model_utils
+
     from components.serving_smoke import spec as s
 
     model, blessing = _artifacts(tmp_path, models["good"])
     _run(model, blessing)
-    assert blessing.get_int_custom_property("blessed") == 1
-    assert blessing.get_int_custom_property("current_model_id") == 17
-    assert os.path.exists(os.path.join(blessing.uri, "BLESSED"))
+    assert blessing.get_int_custom_property(s.BLESSED_PROPERTY) == 1
+    assert model_utils.is_model_blessed(blessing)  # what the Pusher reads
+    assert blessing.get_int_custom_property(s.CURRENT_MODEL_ID_PROPERTY) == 17
+    assert os.path.exists(os.path.join(blessing.uri, s.BLESSED_FILE))
     assert os.path.exists(os.path.join(blessing.uri, s.REPORT_JSON))
     assert blessing.get_float_custom_property(s.P95_PROPERTY) > 0
 
@@ -155,10 +158,10 @@ def test_executor_follows_a_negative_evaluator_blessing(tmp_path):
 
     model, blessing = _artifacts(tmp_path, None)  # no model at all: must not be loaded
     upstream = standard_artifacts.ModelBlessing()
-    upstream.set_int_custom_property("blessed", 0)
+    upstream.set_int_custom_property(s.BLESSED_PROPERTY, 0)
     _run(model, blessing, upstream=upstream)
-    assert blessing.get_int_custom_property("blessed") == 0
-    assert os.path.exists(os.path.join(blessing.uri, "NOT_BLESSED"))
+    assert blessing.get_int_custom_property(s.BLESSED_PROPERTY) == 0
+    assert os.path.exists(os.path.join(blessing.uri, s.NOT_BLESSED_FILE))
     assert "Evaluator" in blessing.get_string_custom_property(s.REASON_PROPERTY)
 
 
