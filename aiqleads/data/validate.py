@@ -288,4 +288,3 @@ def contract_for_file(path: pathlib.Path) -> Contract:
             return contract
     known = ", ".join(c.file_name for c in contracts.ALL_CONTRACTS)
     raise DataError(f"{path}: unknown table; expected one of {known}")
-
