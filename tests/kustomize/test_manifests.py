@@ -312,6 +312,66 @@ def test_gateway_arguments_are_accepted_by_the_gateway(built):
         assert ports == {"rest": config.rest_port, "grpc": config.grpc_port}
 
 
+def _generated_args(overlay: str) -> dict[str, list[str]]:
+    """Container name -> args, from the committed generated/workloads.yaml of an overlay."""
+    patches = yaml.safe_load_all(
+        (KUSTOMIZE / "overlays" / overlay / "generated" / "workloads.yaml").read_text()
+    )
+    return {
+        c["name"]: c["args"]
+        for p in patches
+        if p["kind"] in ("Deployment", "StatefulSet")
+        for c in p["spec"]["template"]["spec"]["containers"]
+    }
+
+
+def test_workload_args_come_from_the_launchers_command_line_builders():
+    from serving import command_lines
+
+    for overlay in OVERLAYS:
+        s = load_settings(KUSTOMIZE / "overlays" / overlay / "serving.yaml")
+        args = _generated_args(overlay)
+        assert args["gateway"] == command_lines.gateway_args(
+            s,
+            host="0.0.0.0",
+            rest_port=8000,
+            grpc_port=8001,
+            redis_url="redis://:$(REDIS_PASSWORD)@aiqleads-redis:6379/0",
+            model_server="aiqleads-envoy-internal:8081",
+        )
+        assert args["tf-serving"] == command_lines.model_server_args(
+            s,
+            8500,
+            8501,
+            "/etc/aiqleads/tf-serving/monitoring.config",
+            model_config=command_lines.ModelConfigFile(
+                "/etc/aiqleads/tf-serving/models.config", 60
+            ),
+        )
+        assert args["redis"] == command_lines.redis_args(s.redis, password="$(REDIS_PASSWORD)")
+        assert args["envoy"] == command_lines.envoy_args("/etc/envoy/envoy.yaml", 2, "info")
+        assert "--model-timeout-ms=500" in args["gateway"]
+
+
+def test_envoy_accepts_its_generated_arguments(tmp_path):
+    envoy = _tool("envoy")
+    for overlay in OVERLAYS:
+        config = tmp_path / f"{overlay}-envoy.yaml"
+        generated = KUSTOMIZE / "overlays" / overlay / "generated" / "envoy.yaml"
+        config.write_text(generated.read_text())
+        args = [
+            str(config) if a == "/etc/envoy/envoy.yaml" else a
+            for a in _generated_args(overlay)["envoy"]
+        ]
+        result = subprocess.run(
+            [envoy, "--mode", "validate", "--disable-hot-restart", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr + result.stdout
+
+
 def test_daily_retraining_job_uses_the_overlay_configs_and_the_pipeline_image(built):
     from pipeline.config import load_config
     from pipeline.kfp_client import load_kfp_settings

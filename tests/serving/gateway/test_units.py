@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 
 import pytest
 
 from aiqleads.errors import ConfigError
-from serving.errors import Code, ServingError
-from serving.gateway.cache import CircuitBreaker, LocalCache
+from serving.errors import Code, Reason, ServingError, invalid, not_found, unavailable
+from serving.gateway.cache import CircuitBreaker, LocalCache, RedisCache, Source
 from serving.gateway.config import parse_config
 from serving.gateway.feedback_log import JsonlLog
-from serving.gateway.metrics import GatewayMetrics
+from serving.gateway.metrics import GatewayMetrics, error_kind
+from serving.gateway.protocol.rest import http_status
 from serving.gateway.variants import VersionView, assign_variant
+from serving.process import free_port
 
 
 class Clock:
@@ -127,3 +130,36 @@ def test_local_cache_is_a_bounded_lru_with_a_ttl() -> None:
 def test_local_cache_ttl_may_not_exceed_the_redis_ttl() -> None:
     with pytest.raises(ConfigError, match="local_cache_ttl_seconds"):
         parse_config({"cache_ttl_seconds": 5, "local_cache_ttl_seconds": 6})
+
+
+def test_a_failed_store_is_counted_under_its_own_operation() -> None:
+    # Nothing listens on the port: Redis is down. The store fails and opens the circuit;
+    # the `set` after it is skipped by the open circuit, counted under its own label.
+    metrics = GatewayMetrics()
+    cache = RedisCache(f"redis://127.0.0.1:{free_port()}/0", 60, metrics, timeout_seconds=0.5)
+
+    async def scenario() -> tuple[bool, None]:
+        try:
+            return await cache.store_and_unlock("k", b"v", unlock=True), await cache.set("k", b"v")
+        finally:
+            await cache.close()
+
+    assert asyncio.run(scenario()) == (False, None)
+    text = metrics.render().decode()
+    assert 'aiqleads_gateway_cache_errors_total{operation="store_and_unlock"} 1.0' in text
+    assert 'aiqleads_gateway_cache_errors_total{operation="set"} 1.0' in text
+
+
+def test_each_error_has_one_rest_status_grpc_code_and_metric_kind() -> None:
+    cases = [  # (error, REST status, metric kind): the answers the gateway has always given
+        (invalid("bad k"), 400, "invalid"),
+        (not_found("no such version"), 404, "not_found"),
+        (unavailable("model servers down"), 503, "unavailable"),
+        (ServingError(Code.INVALID_ARGUMENT, "big", Reason.BODY_TOO_LARGE), 413, "too_large"),
+        (ServingError(Code.INVALID_ARGUMENT, "form", Reason.NOT_JSON), 415, "media_type"),
+        (ServingError(Code.INVALID_ARGUMENT, "label", Reason.UPSTREAM_REJECTED), 400, "rejected"),
+        (ServingError(Code.FAILED_PRECONDITION, "x", Reason.UPSTREAM_REJECTED), 400, "rejected"),
+    ]
+    for error, status, kind in cases:
+        assert (http_status(error), error_kind(error)) == (status, kind), error.message
+    assert Source.HIT == "hit" and str(Source.COALESCED) == "coalesced"  # the metric labels

@@ -150,3 +150,42 @@ def test_gateway_model_deadline_reaches_the_gateways_and_stays_under_envoys_per_
         assert "--model-timeout-ms=900" in child.argv
     with pytest.raises(ConfigError, match=r"gateways.model_timeout_ms \(900\) must be below"):
         settings.with_overrides(**{"envoy.per_try_timeout_ms": 900})
+
+
+def test_children_run_the_command_lines_the_manifests_are_built_with(
+    tmp_path: pathlib.Path,
+) -> None:
+    from serving import command_lines
+
+    stack = ServingStack(ServingSettings(run_dir=tmp_path))
+    s, topo = stack.settings, stack.topology
+    children = {c.name: c.argv for c in stack._children()}
+    model_listener = f"127.0.0.1:{s.envoy.model_listener_port}"
+    for i, r in enumerate(topo.gateways):
+        assert children[f"gateway-{i}"] == [
+            sys.executable,
+            "-m",
+            "serving.gateway",
+            *command_lines.gateway_args(
+                s,
+                host="127.0.0.1",
+                rest_port=r.rest_port,
+                grpc_port=r.grpc_port,
+                redis_url=f"redis://127.0.0.1:{s.redis.port}/0",
+                model_server=model_listener,
+                log_dir=tmp_path / f"gateway-{i}",
+            ),
+        ]
+    monitoring = tmp_path / "model-server-monitoring.config"
+    for i, r in enumerate(topo.model_servers):
+        argv = children[f"model-server-{i}"]
+        assert argv[1:] == command_lines.model_server_args(
+            s, r.grpc_port, r.rest_port, monitoring, host="127.0.0.1"
+        )
+        assert f"--model_base_path={s.model_base_path}" in argv
+    assert children["redis"][1:] == command_lines.redis_args(
+        s.redis, bind="127.0.0.1", directory=tmp_path / "redis"
+    )
+    assert children["envoy"][1:] == command_lines.envoy_args(
+        tmp_path / "envoy.yaml", 2, "warning", hot_restart=False
+    )
