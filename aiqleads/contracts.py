@@ -1,4 +1,4 @@
-"""The raw data contracts: leads, users, events and market data (DESIGN.md section 4).
+"""The raw data contracts: leads, users, events and market data (docs/data.md).
 
 Defined once, here. Validation (`aiqleads.data.validate`), the synthetic generator, the real
 data-set adapters, the ExampleGen and the tests all read these definitions; nothing else

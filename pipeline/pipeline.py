@@ -1,4 +1,4 @@
-"""``create_pipeline(config)``: the TFX pipeline wiring, nothing else (DESIGN.md section 1).
+"""``create_pipeline(config)``: the TFX pipeline wiring, nothing else (docs/pipeline.md).
 
 ExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator -> DriftCheck ->
 Transform -> Trainer -> Resolver (latest blessed model) -> Evaluator ->
@@ -13,10 +13,13 @@ import pathlib
 from typing import Any
 
 from tfx import v1 as tfx
+from tfx.types import standard_component_specs as tfx_keys
 
 from components.drift_check.component import DriftCheck
+from components.example_gen import spec as example_gen_spec
 from components.example_gen import window
 from components.example_gen.component import InteractionExampleGen
+from components.trainer import run_fn
 from pipeline import code_version, eval_config
 from pipeline.config import PipelineConfig
 
@@ -40,6 +43,11 @@ PUSHER = "Pusher"
 RUNTIME_WINDOW = "run-time window"  # ExampleGen's fingerprint when the window is chosen late
 CODE_FINGERPRINT_KEY = "code_fingerprint"  # in Transform's and the Trainer's custom_config
 
+# The sampling settings the Trainer receives, SamplingConfig fields of the same names.
+SAMPLING_SETTINGS = ("negatives_per_positive", "hard_fraction", "popularity_exponent")
+# In the Trainer's custom_config too, though run_fn does not read it (the smoke check has it).
+LATENCY_BUDGET_MS = "latency_budget_ms"
+
 STAGES = ("drift_check", "transform", "push")
 """How far to wire: ``push`` is the product; the shorter ones serve development and tests."""
 
@@ -59,16 +67,16 @@ def window_inputs(config: PipelineConfig) -> tuple[str, str]:
 
 def trainer_custom_config(config: PipelineConfig, as_of: str) -> dict[str, Any]:
     """What ``run_fn`` receives as ``custom_config``."""
+    eg = config.example_gen
     return {
-        "data_root": str(config.data_path),
-        "as_of": as_of,
-        "latency_budget_ms": config.smoke.latency_budget_ms,
-        # How ExampleGen drew the negatives, for recommend's sampling-bias correction.
-        "sampling": {
-            "negatives_per_positive": config.example_gen.negatives_per_positive,
-            "hard_fraction": config.example_gen.hard_fraction,
-            "popularity_exponent": config.example_gen.popularity_exponent,
-            "window_spans": config.example_gen.window_spans,
+        run_fn.DATA_ROOT: str(config.data_path),
+        run_fn.AS_OF: as_of,
+        LATENCY_BUDGET_MS: config.smoke.latency_budget_ms,
+        # How ExampleGen drew the negatives (SamplingConfig's fields), for recommend's
+        # sampling-bias correction.
+        run_fn.SAMPLING: {
+            **{name: getattr(eg, name) for name in SAMPLING_SETTINGS},
+            run_fn.WINDOW_SPANS: eg.window_spans,
         },
         CODE_FINGERPRINT_KEY: code_version.fingerprint(code_version.TRAINER_SOURCES),
         **config.trainer.hyperparameters,
@@ -117,12 +125,12 @@ def create_pipeline(
         seed=eg.seed,
         as_of=window_end,
     ).with_id(EXAMPLE_GEN)
-    examples = example_gen.outputs["examples"]
+    examples = example_gen.outputs[example_gen_spec.EXAMPLES_KEY]
     statistics_gen = tfx.components.StatisticsGen(examples=examples).with_id(STATISTICS_GEN)
     schema_gen = tfx.components.ImportSchemaGen(schema_file=str(SCHEMA_PATH)).with_id(SCHEMA_GEN)
-    schema = schema_gen.outputs["schema"]
+    schema = schema_gen.outputs[tfx_keys.SCHEMA_KEY]
     example_validator = tfx.components.ExampleValidator(
-        statistics=statistics_gen.outputs["statistics"], schema=schema
+        statistics=statistics_gen.outputs[tfx_keys.STATISTICS_KEY], schema=schema
     ).with_id(EXAMPLE_VALIDATOR)
     components: list[Any] = [example_gen, statistics_gen, schema_gen, example_validator]
 
@@ -174,12 +182,13 @@ def create_pipeline(
 
 def _train_evaluate_push(config, examples, schema, transform, window_end) -> list[Any]:
     # Imported here: the model helper's packages are only needed for the full pipeline.
+    from components.serving_smoke import spec as smoke_spec
     from components.serving_smoke.component import ServingSmokeValidation
 
     trainer = tfx.components.Trainer(
         run_fn=RUN_FN,
-        examples=transform.outputs["transformed_examples"],
-        transform_graph=transform.outputs["transform_graph"],
+        examples=transform.outputs[tfx_keys.TRANSFORMED_EXAMPLES_KEY],
+        transform_graph=transform.outputs[tfx_keys.TRANSFORM_GRAPH_KEY],
         schema=schema,
         train_args=tfx.proto.TrainArgs(num_steps=config.trainer.train_steps),
         eval_args=tfx.proto.EvalArgs(num_steps=config.trainer.eval_steps),
@@ -192,18 +201,18 @@ def _train_evaluate_push(config, examples, schema, transform, window_end) -> lis
     ).with_id(RESOLVER)
     evaluator = tfx.components.Evaluator(
         examples=examples,
-        model=trainer.outputs["model"],
-        baseline_model=resolver.outputs["model"],
+        model=trainer.outputs[tfx_keys.MODEL_KEY],
+        baseline_model=resolver.outputs[tfx_keys.MODEL_KEY],  # the `model=` above
         eval_config=eval_config.build_eval_config(config.evaluator),
     ).with_id(EVALUATOR)
     smoke = ServingSmokeValidation(
-        model=trainer.outputs["model"],
-        blessing=evaluator.outputs["blessing"],
+        model=trainer.outputs[tfx_keys.MODEL_KEY],
+        blessing=evaluator.outputs[tfx_keys.BLESSING_KEY],
         latency_budget_ms=config.smoke.latency_budget_ms,
     ).with_id(SMOKE)
     pusher = tfx.components.Pusher(
-        model=trainer.outputs["model"],
-        model_blessing=smoke.outputs["blessing"],
+        model=trainer.outputs[tfx_keys.MODEL_KEY],
+        model_blessing=smoke.outputs[smoke_spec.BLESSING_KEY],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(
                 base_directory=str(config.serving_model_path)
