@@ -29,7 +29,7 @@ import numpy as np
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from serving.model_server import launch  # noqa: E402
+from serving.process import start_model_server  # noqa: E402
 
 MODEL_DIR = REPO.parent / "shared" / "testdata" / "tf_serving" / "saved_model_half_plus_two_cpu"
 MODEL = "half_plus_two"
@@ -168,8 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         base_args = [f"--model_name={MODEL}", f"--model_base_path={MODEL_DIR}"]
         results: dict[str, dict] = {}
         print("[2/4] starting model servers (plain and batching)", flush=True)
-        plain = launch.start(base_args, work / "plain.log")
-        batched = launch.start(
+        plain = start_model_server(base_args, work / "plain.log")
+        batched = start_model_server(
             [*base_args, "--enable_batching", f"--batching_parameters_file={batching}"],
             work / "batched.log",
         )

@@ -1,14 +1,16 @@
-"""Child processes of the local serving stack: find binaries, start, probe, stop by PID.
+"""Child processes of the serving stack: find binaries, start, probe, stop by PID.
 
 Each child runs in its own process group (so stopping it also stops anything it spawned)
-and gets SIGTERM from the kernel if the launcher dies without cleaning up (Linux
-``PR_SET_PDEATHSIG``), so no orphan outlives the stack.
+and gets SIGTERM from the kernel if the thread that started it dies without cleaning up
+(Linux ``PR_SET_PDEATHSIG``), so no orphan outlives the stack. `ModelServerProcess` is one
+`aiqleads-model-server` child on free loopback ports, as tests and benchmarks start it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import pathlib
 import shutil
@@ -19,14 +21,16 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from aiqleads.errors import ServiceError
 
 _PR_SET_PDEATHSIG = 1
+LOOPBACK = "127.0.0.1"
+MODEL_SERVER_BINARY = "aiqleads-model-server"
 
 
-def free_port(host: str = "127.0.0.1") -> int:
+def free_port(host: str = LOOPBACK) -> int:
     """A port the OS reports free on ``host`` right now (bind to 0, read, close)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
@@ -42,9 +46,20 @@ def find_binary(name: str, what: str) -> str:
     return found
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+@functools.cache
+def _libc_prctl() -> Callable | None:
+    """libc's ``prctl``, resolved in the parent, so that the child between fork and exec only
+    calls it (no ``dlopen`` there, whose lock another thread of the parent may have held)."""
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except OSError:
+        return None
+
+
+def _die_with_parent(prctl: Callable | None) -> None:  # runs in the child, fork to exec
+    if prctl is not None:
+        with contextlib.suppress(Exception):
+            prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def http_status(url: str, timeout: float = 1.0) -> tuple[int, bytes]:
@@ -114,7 +129,7 @@ class Child:
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **(self.env or {})},
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=functools.partial(_die_with_parent, _libc_prctl()),
             )
 
     def exit_code(self) -> int | None:
@@ -149,3 +164,88 @@ class Child:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+def model_server_binary() -> str:
+    """Path of ``aiqleads-model-server`` (the venv's first)."""
+    return find_binary(MODEL_SERVER_BINARY, "the project (pip install -e .)")
+
+
+class ModelServerProcess:
+    """An ``aiqleads-model-server`` child on free loopback ports: its ports, URLs and log.
+
+    `start_model_server` starts one, `running_model_server` for the length of a block.
+    """
+
+    def __init__(self, child: Child, grpc_port: int, rest_port: int) -> None:
+        self.child, self.grpc_port, self.rest_port = child, grpc_port, rest_port
+
+    @property
+    def grpc_target(self) -> str:
+        return f"{LOOPBACK}:{self.grpc_port}"
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.rest_port}"
+
+    @property
+    def log_path(self) -> pathlib.Path:
+        return self.child.log_path
+
+    def log_tail(self, lines: int = 40) -> str:
+        return self.child.log_tail(lines)
+
+    def wait_ready(self, model: str, timeout: float = 240.0) -> None:
+        """Until ``GET /v1/models/{model}`` answers 200 (models load before the listeners
+        open); ServiceError with the log's tail if the server exits or is not ready in time."""
+        url = f"{self.rest_url}/v1/models/{model}"
+
+        def ready() -> bool:
+            code = self.child.exit_code()
+            if code is not None:
+                raise ServiceError(f"model server exited with {code}: {self.log_tail()}")
+            return http_status(url, timeout=2.0)[0] == 200
+
+        try:
+            wait_until(ready, timeout, f"model server (model {model})", interval=0.3)
+        except ServiceError as e:
+            if self.child.exit_code() is not None:
+                raise
+            raise ServiceError(f"{e}: {self.log_tail()}") from e
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM, SIGKILL after ``timeout``; the exit code (0 after a clean drain)."""
+        self.child.stop(timeout)
+        return self.child.exit_code()
+
+
+def start_model_server(
+    args: Sequence[str], log_path: pathlib.Path, rest: bool = True
+) -> ModelServerProcess:
+    """Start ``aiqleads-model-server`` with ``args`` plus free ``--port`` (and, with ``rest``,
+    ``--rest_api_port``) on the loopback address; ready once `wait_ready` returns."""
+    grpc_port, rest_port = free_port(), free_port() if rest else 0
+    argv = [
+        model_server_binary(),
+        f"--port={grpc_port}",
+        f"--rest_api_port={rest_port}",
+        f"--host={LOOPBACK}",
+        *args,
+    ]
+    env = {"TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+    child = Child(MODEL_SERVER_BINARY, argv, log_path, ready=lambda: True, env=env)
+    child.start()
+    return ModelServerProcess(child, grpc_port, rest_port)
+
+
+@contextlib.contextmanager
+def running_model_server(
+    args: Sequence[str], log_path: pathlib.Path, ready_model: str
+) -> Iterator[ModelServerProcess]:
+    """A started, ready model server for the duration of the block; stopped by PID after."""
+    server = start_model_server(args, log_path)
+    try:
+        server.wait_ready(ready_model)
+        yield server
+    finally:
+        server.stop()

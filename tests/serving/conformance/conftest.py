@@ -28,12 +28,12 @@ def target(tmp_path_factory) -> Target:
     if grpc_env and rest_env:
         yield Target(grpc_env, rest_env.rstrip("/"), testdata)
         return
-    from serving.model_server import launch
+    from serving.process import start_model_server
 
     work = tmp_path_factory.mktemp("conformance")
     config = work / "models.config"
     config.write_text(model_config_text(str(TESTDATA)))
-    server = launch.start(
+    server = start_model_server(
         [
             f"--model_config_file={config}",
             f"--monitoring_config_file={TESTDATA / 'monitoring_config.txt'}",

@@ -133,14 +133,14 @@ class RealModelServer:
     def __init__(self, directory: pathlib.Path) -> None:
         from google.protobuf import text_format
 
-        from serving.model_server import launch
+        from serving.process import start_model_server
 
         self._models: dict[str, tuple[pathlib.Path, dict[str, int]]] = {
             PLACEHOLDER: (TF_SERVING_TESTDATA / "saved_model_half_plus_two_cpu", {})
         }
         config = directory / "models.config"
         config.write_text(text_format.MessageToString(self._config()))
-        self.process = launch.start(
+        self.process = start_model_server(
             [
                 f"--model_config_file={config}",
                 f"--monitoring_config_file={TF_SERVING_TESTDATA / 'monitoring_config.txt'}",

@@ -17,7 +17,7 @@ import grpc
 import numpy as np
 import pytest
 
-from serving.model_server import launch
+from serving.process import model_server_binary, running_model_server, start_model_server
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 TESTDATA = REPO.parent / "shared" / "testdata" / "tf_serving"
@@ -59,7 +59,7 @@ def test_new_versions_load_old_unload_no_request_fails(tmp_path):
     base = tmp_path / "m"
     shutil.copytree(HALF_PLUS_TWO, base / "1")
     args = ["--model_name=m", f"--model_base_path={base}", "--file_system_poll_wait_seconds=1"]
-    with launch.running(args, tmp_path / "server.log", "m") as server:
+    with running_model_server(args, tmp_path / "server.log", "m") as server:
         seen, failures, stop = set(), [], threading.Event()
 
         def hammer():
@@ -108,7 +108,7 @@ def test_string_input_tf2_model_over_rest_and_grpc(tmp_path):
     base = tmp_path / "lead_recommender"
     build_recommend_model(base, version=4)
     args = ["--model_name=lead_recommender", f"--model_base_path={base}"]
-    with launch.running(args, tmp_path / "server.log", "lead_recommender") as server:
+    with running_model_server(args, tmp_path / "server.log", "lead_recommender") as server:
         url = f"{server.rest_url}/v1/models/lead_recommender:predict"
         body = {
             "signature_name": "recommend",
@@ -163,7 +163,7 @@ def test_batching_server_answers_each_caller_its_rows(tmp_path):
         "--model_name=m", f"--model_base_path={base}", "--enable_batching",
         f"--batching_parameters_file={params}", f"--monitoring_config_file={monitoring}",
     ]  # fmt: skip
-    with launch.running(args, tmp_path / "server.log", "m") as server:
+    with running_model_server(args, tmp_path / "server.log", "m") as server:
         url = f"{server.rest_url}/v1/models/m:predict"
 
         def one(i: int):
@@ -182,7 +182,7 @@ def test_batching_server_answers_each_caller_its_rows(tmp_path):
 
 def test_bad_model_config_fails_start_up_with_a_clear_message(tmp_path):
     proc = subprocess.run(
-        [launch.model_server_binary(), f"--model_config_file={TESTDATA / 'bad_model_config.txt'}"],
+        [model_server_binary(), f"--model_config_file={TESTDATA / 'bad_model_config.txt'}"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 2
@@ -194,7 +194,7 @@ def test_bad_model_config_fails_start_up_with_a_clear_message(tmp_path):
 def test_sigterm_drains_and_exits_zero(tmp_path):
     base = tmp_path / "m"
     shutil.copytree(HALF_PLUS_TWO, base / "1")
-    server = launch.start(["--model_name=m", f"--model_base_path={base}"], tmp_path / "log")
+    server = start_model_server(["--model_name=m", f"--model_base_path={base}"], tmp_path / "log")
     try:
         server.wait_ready("m")
         assert _post(f"{server.rest_url}/v1/models/m:predict", {"instances": [2.0]}) == (
@@ -217,7 +217,7 @@ def test_stateful_tf1_counter_model_over_grpc_unix_socket(tmp_path):
         f"--model_base_path={TESTDATA / 'saved_model_counter'}",
         f"--grpc_socket_path={socket_path}",
     ]
-    with launch.running(args, tmp_path / "server.log", "counter") as server:
+    with running_model_server(args, tmp_path / "server.log", "counter") as server:
         assert server.grpc_port  # TCP still on; the socket is an extra listener
         with grpc.insecure_channel(f"unix:{socket_path}") as channel:
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)

@@ -371,7 +371,7 @@ def test_server_warms_up_before_serving_and_reports_a_failed_warmup(tmp_path, ro
     import grpc
     from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
 
-    from serving.model_server import launch
+    from serving.process import running_model_server
 
     base = tmp_path / "m"
     add_version(base, row_counter, 1, [predict_request(n) for n in (1, 2, 3)])
@@ -385,7 +385,7 @@ def test_server_warms_up_before_serving_and_reports_a_failed_warmup(tmp_path, ro
         f"--model_config_file={config}",
         f"--monitoring_config_file={TESTDATA / 'monitoring_config.txt'}",
     ]
-    with launch.running(args, tmp_path / "server.log", MODEL) as server:
+    with running_model_server(args, tmp_path / "server.log", MODEL) as server:
         body = json.loads(_get(f"{server.rest_url}/v1/models/m"))
         status = {s["version"]: s for s in body["model_version_status"]}
         assert status["1"]["state"] == "AVAILABLE"
@@ -420,6 +420,6 @@ def test_server_warms_up_before_serving_and_reports_a_failed_warmup(tmp_path, ro
         for version, code in (("1", "OK"), ("2", "FAILED_PRECONDITION")):
             label = f'model_path="{base / version}",status="{code}"'
             assert f":tensorflow:serving:model_warmup_latency_count{{{label}}} 1.0" in metrics
-        log = server.log.read_text()
+        log = server.log_path.read_text()
     assert "Finished warm-up of servable {name: m version: 1}: 3 records (x1)" in log
     assert "Loading servable m version 2 failed: Model warm-up from" in log
