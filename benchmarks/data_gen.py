@@ -33,6 +33,7 @@ def run_case(name: str, out: pathlib.Path) -> dict:
     """One measurement, in this process."""
     import pandas as pd
 
+    from aiqleads import contracts as c
     from aiqleads.data import synth
 
     started = time.perf_counter()
@@ -41,19 +42,17 @@ def run_case(name: str, out: pathlib.Path) -> dict:
         rng = np.random.default_rng(0)
         frame = pd.DataFrame(
             {
-                "event_id": [f"e{i:08d}" for i in range(n)],
-                "user_id": [f"u{i:06d}" for i in rng.integers(0, LARGE["users"], n)],
-                "lead_id": [f"l{i:06d}" for i in rng.integers(0, LARGE["leads"], n)],
-                "event_type": np.array(["view", "click", "inquiry", "purchase"], dtype=object)[
-                    rng.integers(0, 4, n)
-                ],
-                "timestamp": "2026-01-01T00:00:00Z",
-                "request_id": "",
+                c.EVENT_ID: [f"e{i:08d}" for i in range(n)],
+                c.USER_ID: [f"u{i:06d}" for i in rng.integers(0, LARGE["users"], n)],
+                c.LEAD_ID: [f"l{i:06d}" for i in rng.integers(0, LARGE["leads"], n)],
+                c.EVENT_TYPE: np.array(c.EVENT_TYPES, dtype=object)[rng.integers(0, 4, n)],
+                c.TIMESTAMP: "2026-01-01T00:00:00Z",
+                c.REQUEST_ID: "",
             }
         )
         started = time.perf_counter()  # the write alone
         out.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(out / "events.csv", index=False)
+        frame.to_csv(out / c.EVENTS.file_name, index=False)
         events = n
     else:
         config = synth.SynthConfig(**LARGE, name="large") if name == "large" else synth.preset(name)

@@ -26,6 +26,7 @@ import time
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from aiqleads import contracts, layout  # noqa: E402
 from aiqleads.data import synth  # noqa: E402
 from pipeline import config, local_runner, pipeline, run_report  # noqa: E402
 
@@ -35,7 +36,7 @@ TARGETS_S = {"default": 15 * 60, "smoke": 8 * 60}
 def _data(name: str, scratch: pathlib.Path) -> pathlib.Path:
     if name == "default":
         path = REPO / "runs" / "data" / "default"
-        if not (path / "leads.csv").is_file():
+        if not layout.table_path(path, contracts.LEADS).is_file():
             synth.generate(synth.preset("default"), path)
         return path
     path = scratch / name

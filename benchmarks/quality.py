@@ -242,10 +242,12 @@ class HiddenPreferenceOracle:
 
     @classmethod
     def load(cls, data: pathlib.Path, catalogue: pd.DataFrame) -> HiddenPreferenceOracle | None:
-        path = data / "ground_truth" / "user_preferences.csv"
+        from aiqleads import contracts, layout
+
+        path = data / layout.GROUND_TRUTH_DIR / layout.USER_PREFERENCES
         if not path.is_file():
             return None
-        return cls(pd.read_csv(path).set_index("user_id"), catalogue)
+        return cls(pd.read_csv(path).set_index(contracts.USER_ID), catalogue)
 
     def score(self, user: str) -> np.ndarray:
         sb = self.sb

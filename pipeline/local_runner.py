@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 from tfx import v1 as tfx
+from tfx.types import standard_component_specs as tfx_keys
 
 from aiqleads.errors import AiqleadsError
 from pipeline import pipeline as wiring
@@ -108,7 +109,7 @@ def run(
         absl_logger.propagate = saved[1]
     summary = summarize(config, time.perf_counter() - started)
     if error is not None:
-        failed = [r for r in summary.runs if r.state == "FAILED"]
+        failed = [r for r in summary.runs if r.state == run_report.FAILED]
         if failed:
             reason = (
                 one_line(failed[-1].message) or f"{type(error).__name__}: {one_line(str(error))}"
@@ -127,8 +128,8 @@ def summarize(config: PipelineConfig, seconds: float) -> RunSummary:
         run_id=run_id,
         runs=runs,
         drift_report_uri=run_report.artifact_uri(store, runs, wiring.DRIFT_CHECK),
-        evaluation_uri=_evaluation_uri(store, runs),
-        blessing_uri=_blessing_uri(store, runs),
+        evaluation_uri=_evaluator_output_uri(store, runs, tfx_keys.EVALUATION_KEY),
+        blessing_uri=_evaluator_output_uri(store, runs, tfx_keys.BLESSING_KEY),
         pushed_to=run_report.pushed_model(store, runs, wiring.PUSHER),
         seconds=seconds,
     )
@@ -136,20 +137,14 @@ def summarize(config: PipelineConfig, seconds: float) -> RunSummary:
 
 def _evaluator_artifacts(store, runs):
     for r in runs:
-        if r.component == wiring.EVALUATOR and r.state in ("COMPLETE", "CACHED"):
+        if r.component == wiring.EVALUATOR and r.state in run_report.DONE_STATES:
             return run_report.output_artifacts(store, r.execution_id)
     return []
 
 
-def _evaluation_uri(store, runs) -> str | None:
+def _evaluator_output_uri(store, runs, key: str) -> str | None:
+    """The uri of the Evaluator's output ``key`` (``<root>/Evaluator/<key>/<id>``)."""
     for artifact in _evaluator_artifacts(store, runs):
-        if artifact.uri.rstrip("/").split("/")[-2] == "evaluation":
-            return artifact.uri
-    return None
-
-
-def _blessing_uri(store, runs) -> str | None:
-    for artifact in _evaluator_artifacts(store, runs):
-        if artifact.uri.rstrip("/").split("/")[-2] == "blessing":
+        if artifact.uri.rstrip("/").split("/")[-2] == key:
             return artifact.uri
     return None

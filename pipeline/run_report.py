@@ -16,7 +16,16 @@ from ml_metadata.proto import metadata_store_pb2
 RUN_CONTEXT_TYPE = "pipeline_run"
 NODE_CONTEXT_TYPE = "node"
 EXECUTION_RESULT_PROPERTY = "__execution_result__"
+RESULT_MESSAGE = "resultMessage"  # in the JSON of EXECUTION_RESULT_PROPERTY
 _STATES = metadata_store_pb2.Execution.State
+COMPLETE = _STATES.Name(_STATES.COMPLETE)
+CACHED = _STATES.Name(_STATES.CACHED)
+FAILED = _STATES.Name(_STATES.FAILED)
+DONE_STATES = (COMPLETE, CACHED)
+"""The states of an execution whose outputs exist."""
+# The custom properties TFX's Pusher sets on its PushedModel output.
+PUSHED_PROPERTY = "pushed"
+PUSHED_DESTINATION_PROPERTY = "pushed_destination"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +81,7 @@ def _message(execution: metadata_store_pb2.Execution) -> str:
     if value is None or not value.string_value:
         return ""
     try:
-        return json.loads(value.string_value).get("resultMessage", "")
+        return json.loads(value.string_value).get(RESULT_MESSAGE, "")
     except json.JSONDecodeError:
         return value.string_value
 
@@ -113,7 +122,7 @@ def output_artifacts(
 def artifact_uri(store, runs: list[ComponentRun], component: str) -> str | None:
     """The first output artifact's uri of ``component`` in ``runs`` (None if it did not run)."""
     for run in runs:
-        if run.component == component and run.state in ("COMPLETE", "CACHED"):
+        if run.component == component and run.state in DONE_STATES:
             artifacts = output_artifacts(store, run.execution_id)
             if artifacts:
                 return artifacts[0].uri
@@ -123,12 +132,13 @@ def artifact_uri(store, runs: list[ComponentRun], component: str) -> str | None:
 def pushed_model(store, runs: list[ComponentRun], pusher: str) -> str | None:
     """Where the Pusher of this run pushed the model, or None when it did not push."""
     for run in runs:
-        if run.component != pusher or run.state not in ("COMPLETE", "CACHED"):
+        if run.component != pusher or run.state not in DONE_STATES:
             continue
         for artifact in output_artifacts(store, run.execution_id):
             props = artifact.custom_properties
-            if props.get("pushed") and props["pushed"].int_value == 1:
-                return props["pushed_destination"].string_value
+            pushed = props.get(PUSHED_PROPERTY)
+            if pushed and pushed.int_value == 1:
+                return props[PUSHED_DESTINATION_PROPERTY].string_value
     return None
 
 
