@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from aiqleads import contracts as c
 from components.baselines.popularity import WEIGHTS
 
 
@@ -23,10 +24,10 @@ class ItemKNN:
         self.user_rows: dict[str, np.ndarray] = {}
 
     def fit(self, events: pd.DataFrame) -> ItemKNN:
-        leads = events["lead_id"].map(self._index)
+        leads = events[c.LEAD_ID].map(self._index)
         keep = leads.notna()
-        w = events["event_type"].map(WEIGHTS).fillna(0.0)[keep].to_numpy(np.float32)
-        users, user_idx = np.unique(events["user_id"][keep].to_numpy(), return_inverse=True)
+        w = events[c.EVENT_TYPE].map(WEIGHTS).fillna(0.0)[keep].to_numpy(np.float32)
+        users, user_idx = np.unique(events[c.USER_ID][keep].to_numpy(), return_inverse=True)
         lead_idx = leads[keep].to_numpy(int)
         matrix = np.zeros((len(users), len(self.lead_ids)), np.float32)
         np.add.at(matrix, (user_idx, lead_idx), w)

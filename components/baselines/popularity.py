@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from aiqleads import contracts as c
+
 WEIGHTS = {"view": 1.0, "click": 2.0, "inquiry": 4.0, "purchase": 8.0}
 
 
@@ -23,14 +25,14 @@ class RegionalPopularity:
         self.user_region: dict[str, str] = {}
 
     def fit(self, events: pd.DataFrame) -> RegionalPopularity:
-        w = events["event_type"].map(WEIGHTS).fillna(0.0)
-        per_lead = w.groupby(events["lead_id"]).sum()
+        w = events[c.EVENT_TYPE].map(WEIGHTS).fillna(0.0)
+        per_lead = w.groupby(events[c.LEAD_ID]).sum()
         self.scores = per_lead.reindex(self.lead_ids).fillna(0.0).to_numpy(float)
         region_of = pd.Series(self.lead_regions, index=self.lead_ids)
-        regions = events["lead_id"].map(region_of)
+        regions = events[c.LEAD_ID].map(region_of)
         known = regions.notna()
         per_user = (
-            pd.DataFrame({"u": events["user_id"][known], "r": regions[known], "w": w[known]})
+            pd.DataFrame({"u": events[c.USER_ID][known], "r": regions[known], "w": w[known]})
             .groupby(["u", "r"])["w"]
             .sum()
             .reset_index()

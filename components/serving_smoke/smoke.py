@@ -22,6 +22,9 @@ from transforms import features as f
 
 WARMUP_CALLS = 5
 UNKNOWN_USER = "smoke-unknown-user"
+SERVING_DEFAULT = "serving_default"  # tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
+SERVING_DEFAULT_INPUT = "examples"  # serialized tf.Examples in, one score per example out
+SERVING_DEFAULT_OUTPUT = "score"
 
 
 @dataclasses.dataclass
@@ -77,7 +80,7 @@ def check_saved_model(
     except Exception as e:  # noqa: BLE001 - any load failure means "do not push"
         report.reasons.append(f"SavedModel does not load: {type(e).__name__}: {e}"[:500])
         return report
-    missing = {"serving_default", f.RECOMMEND_SIGNATURE} - set(loaded.signatures)
+    missing = {SERVING_DEFAULT, f.RECOMMEND_SIGNATURE} - set(loaded.signatures)
     if missing:
         report.reasons.append(f"missing signatures: {sorted(missing)}")
         return report
@@ -97,7 +100,8 @@ def check_saved_model(
         report.canary_rows = len(users)
         examples = getattr(loaded, "canary_examples", None)
         if examples is not None and int(tf.size(examples)) > 0:
-            score = loaded.signatures["serving_default"](examples=examples)["score"].numpy()
+            serve = loaded.signatures[SERVING_DEFAULT]
+            score = serve(**{SERVING_DEFAULT_INPUT: examples})[SERVING_DEFAULT_OUTPUT].numpy()
             if score.shape != (int(tf.size(examples)),):
                 report.reasons.append(f"serving_default returned shape {score.shape}")
             elif not np.all(np.isfinite(score)) or score.min() < 0 or score.max() > 1:
