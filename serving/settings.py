@@ -37,7 +37,7 @@ Port = int
 ModelName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 
 
-def _port_field(default: int, description: str) -> int:
+def port_field(default: int, description: str) -> int:
     return Field(default, ge=0, le=65535, description=description)
 
 
@@ -49,7 +49,7 @@ class RedisSettings(_Frozen):
     """The prediction cache and online feature store."""
 
     host: str = "127.0.0.1"
-    port: Port = _port_field(0, "Redis port; 0 picks a free port")
+    port: Port = port_field(0, "Redis port; 0 picks a free port")
     db: int = Field(0, ge=0, le=15)
     max_memory_mb: int = Field(256, ge=16, le=65536)
 
@@ -62,8 +62,8 @@ class ModelServerSettings(_Frozen):
     """TF-Serving-compatible model servers (or the real `tensorflow_model_server`)."""
 
     replicas: int = Field(2, ge=1, le=16)
-    grpc_port: Port = _port_field(0, "gRPC port of replica 0; 0 picks free ports")
-    rest_port: Port = _port_field(0, "REST port of replica 0; 0 picks free ports")
+    grpc_port: Port = port_field(0, "gRPC port of replica 0; 0 picks free ports")
+    rest_port: Port = port_field(0, "REST port of replica 0; 0 picks free ports")
     enable_batching: bool = False
     file_system_poll_wait_seconds: int = Field(2, ge=1, le=3600)
 
@@ -117,8 +117,8 @@ class GatewaySettings(GatewayOptions):
     """Caching gateways: the recommendation API in front of the model servers."""
 
     replicas: int = Field(2, ge=1, le=16)
-    rest_port: Port = _port_field(0, "REST port of replica 0; 0 picks free ports")
-    grpc_port: Port = _port_field(0, "gRPC port of replica 0; 0 picks free ports")
+    rest_port: Port = port_field(0, "REST port of replica 0; 0 picks free ports")
+    grpc_port: Port = port_field(0, "gRPC port of replica 0; 0 picks free ports")
 
 
 class RateLimitSettings(_Frozen):
@@ -149,9 +149,9 @@ class EnvoySettings(_Frozen):
     """The front proxy: one listener for REST and gRPC, an internal one for model servers."""
 
     host: str = "127.0.0.1"
-    port: Port = _port_field(FRONT_PORT, "front listener (REST and gRPC)")
-    admin_port: Port = _port_field(0, "admin (/stats/prometheus); 0 picks a free port")
-    model_listener_port: Port = _port_field(0, "internal listener the gateways call")
+    port: Port = port_field(FRONT_PORT, "front listener (REST and gRPC)")
+    admin_port: Port = port_field(0, "admin (/stats/prometheus); 0 picks a free port")
+    model_listener_port: Port = port_field(0, "internal listener the gateways call")
     lb_policy: Literal["ROUND_ROBIN", "LEAST_REQUEST"] = "LEAST_REQUEST"
     request_timeout_ms: int = Field(2000, ge=10, le=300_000)
     per_try_timeout_ms: int = Field(700, ge=10, le=300_000)

@@ -118,6 +118,10 @@ class RedisCache:
         metrics.redis_up.set(0)
 
     @property
+    def client(self) -> aioredis.Redis:
+        return self._client
+
+    @property
     def is_up(self) -> bool:
         return self._breaker.is_closed
 

@@ -21,6 +21,7 @@ from serving.settings import (
     GatewayOptions,
     ModelName,
     Port,
+    port_field,
 )
 
 _HOST_PORT = re.compile(r"^[A-Za-z0-9.\-]+:\d{1,5}$")
@@ -31,19 +32,14 @@ class GatewayConfig(GatewayOptions):
     """Everything one gateway replica needs; built from flags by `serving.gateway.__main__`."""
 
     host: str = Field("127.0.0.1", description="Address to bind.")
-    rest_port: Port = Field(
+    rest_port: Port = port_field(
         GATEWAY_REST_PORT,
-        ge=0,
-        le=65535,
-        description=f"REST port; 0 picks a free one ({GATEWAY_REST_PORT}: off TF Serving's "
-        "8500/8501, which a model server on the same host takes).",
+        f"REST port; 0 picks a free one ({GATEWAY_REST_PORT}: off TF Serving's 8500/8501, "
+        "which a model server on the same host takes).",
     )
-    grpc_port: Port = Field(
+    grpc_port: Port = port_field(
         GATEWAY_GRPC_PORT,
-        ge=0,
-        le=65535,
-        description=f"gRPC port; 0 picks a free one ({GATEWAY_GRPC_PORT}: off TF Serving's "
-        "8500/8501).",
+        f"gRPC port; 0 picks a free one ({GATEWAY_GRPC_PORT}: off TF Serving's 8500/8501).",
     )
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0", description="The answer cache (redis://, rediss://, unix://)."

@@ -1,8 +1,9 @@
 """The recommendation data plane: variant assignment, cache and model call.
 
 Transport-agnostic: REST and gRPC (`serving.gateway.protocol`) hand it validated requests and
-map its `ServingError`s to their statuses. Every answer names the model version and the variant that produced it, and
-the request and feedback logs record both for quality monitoring per arm.
+map its `ServingError`s to their statuses. Every answer names the model version and the
+variant that produced it, and the request and feedback logs record both for quality
+monitoring per arm.
 """
 
 from __future__ import annotations
