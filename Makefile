@@ -17,6 +17,7 @@ demo: setup  ## set up if needed, then run the main job on the embedded default 
 test: setup  ## the static checks of `make lint`, then the whole test suite (e2e included)
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
+	@$(BIN)/lint-imports
 	@$(BIN)/pytest $(PYTEST_ARGS)
 
 test-fast: setup  ## everything but the slow end-to-end tests
@@ -25,6 +26,7 @@ test-fast: setup  ## everything but the slow end-to-end tests
 lint:  ## the static checks of `make test` (ruff, import layers) without the tests
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
+	@$(BIN)/lint-imports
 
 format:  ## fix what ruff can fix and format the code in place
 	@$(BIN)/ruff check --fix .
