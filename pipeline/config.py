@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from aiqleads import settings_io
 from components.example_gen.interactions import SamplingConfig
 from components.trainer.model_config import ModelConfig
+from transforms import features as f
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 ENV_PREFIX = "AIQLEADS_PIPELINE__"
@@ -27,18 +28,18 @@ MODEL_NAME = "lead_recommender"
 # Per-feature thresholds, set above the day-to-day variation measured on the synthetic
 # data sets (docs/pipeline.md). Daily market demand and trend swing too much to gate on.
 DEFAULT_NUMERIC_DRIFT = {
-    "lead_latitude": 0.1,
-    "lead_longitude": 0.1,
-    "price": 0.15,
-    "market_median_price": 0.3,
-    "user_latitude": 0.1,
-    "user_longitude": 0.1,
+    f.LEAD_LATITUDE: 0.1,
+    f.LEAD_LONGITUDE: 0.1,
+    f.PRICE: 0.15,
+    f.MARKET_MEDIAN_PRICE: 0.3,
+    f.USER_LATITUDE: 0.1,
+    f.USER_LONGITUDE: 0.1,
 }
 DEFAULT_CATEGORICAL_DRIFT = {
-    "region": 0.1,
-    "property_type": 0.15,
-    "engagement": 0.07,
-    "price_band": 0.15,
+    f.REGION: 0.1,
+    f.PROPERTY_TYPE: 0.15,
+    f.ENGAGEMENT: 0.07,
+    f.PRICE_BAND: 0.15,
 }
 
 # Above the largest value on clean days of six default-size synthetic sets (1.26), below

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from aiqleads.errors import ConfigError
+from components.example_gen import spec as example_gen_spec
 from pipeline.config import DEFAULT_RUNS_DIR, PipelineConfig
 from pipeline.kfp_client import TRIGGER_REASON_PARAMETER, KfpSettings
 
@@ -34,7 +35,6 @@ TFX_V2_ENTRYPOINT = (
 DEFAULT_PACKAGE = pathlib.Path(DEFAULT_RUNS_DIR) / "kfp" / "aiqleads_pipeline.yaml"
 """Where `aiqleads pipeline compile` writes the package, relative to the repository root."""
 DEFAULT_REASON = "manual"
-FINGERPRINT_PARAMETER = "input_fingerprint"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,7 +127,7 @@ def normalised_spec(spec: dict[str, Any], paths: dict[str, str]) -> dict[str, An
 
     def walk(node: Any, key: str = "") -> Any:
         if isinstance(node, dict):
-            if key == FINGERPRINT_PARAMETER and "runtimeValue" in node:
+            if key == example_gen_spec.FINGERPRINT_KEY and "runtimeValue" in node:
                 return {"runtimeValue": {"constant": "<FINGERPRINT>"}}
             return {k: walk(v, k) for k, v in node.items()}
         if isinstance(node, list):

@@ -68,14 +68,14 @@ def compile_command(
 ) -> None:
     """Compile the pipeline into a Kubeflow Pipelines 2.x package (KubeflowV2DagRunner)."""
     from pipeline.config import REPO_ROOT, load_config
-    from pipeline.kubeflow_v2_runner import DEFAULT_PACKAGE, compile_pipeline
 
     config = load_config(config_path)
     settings = _settings(kfp_config)
-    out = out or REPO_ROOT / DEFAULT_PACKAGE
     _say_compile("loading TFX and building the pipeline (about a minute)")
     started = time.monotonic()
-    compiled = compile_pipeline(config, settings, out, stage=stage)
+    from pipeline.kubeflow_v2_runner import DEFAULT_PACKAGE, compile_pipeline
+
+    compiled = compile_pipeline(config, settings, out or REPO_ROOT / DEFAULT_PACKAGE, stage=stage)
     _say_compile(f"{len(compiled.tasks)} steps: {', '.join(compiled.tasks)}")
     click.echo(
         f"wrote {compiled.path} in {time.monotonic() - started:.0f}s\n"
