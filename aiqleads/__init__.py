@@ -1,2 +1,2 @@
-"""The core, the bottom layer: data contracts, the data-set layout, data sets, domain errors
-and settings parsing. It imports no other package of the project."""
+"""The core, the bottom layer: the data contracts, the data-set layout, domain errors and what
+builds only on them (data sets, settings parsing). It imports no other package of the project."""
