@@ -11,6 +11,7 @@ import csv
 import json
 import os
 import pathlib
+import shutil
 import tempfile
 from typing import Any
 
@@ -194,8 +195,6 @@ def prepare_output_dir(out: pathlib.Path, overwrite: bool) -> pathlib.Path:
 
 
 def _remove_dataset(root: pathlib.Path) -> None:
-    import shutil
-
     for name in (layout.SPANS_DIR, layout.GROUND_TRUTH_DIR):
         shutil.rmtree(root / name, ignore_errors=True)
     for child in root.iterdir():
