@@ -4,9 +4,10 @@ The local launcher (`serving.launcher`), the Envoy config generator (`serving.en
 Kubernetes manifests read the same `ServingSettings`, so a port, a replica count or a timeout
 is defined once. Load it from YAML with `load_settings(path)`; unknown keys are errors.
 
-Every default lives here once: `GatewayOptions` holds what a gateway process takes as flags
-and every replica of a stack shares; the gateway's own `GatewayConfig`
-(`serving.gateway.config`) extends it, and its command-line flags are derived from that model.
+Each default is declared once. `GatewayOptions` holds the gateway settings every replica of a
+stack shares; `GatewaySettings` (here: replicas, base ports) and the gateway process's own
+`GatewayConfig` (`serving.gateway.config`: addresses, timeouts, logs) extend it, and the
+gateway's command-line flags are derived from `GatewayConfig`'s fields.
 
 A port of 0 means "pick a free loopback port at start" (local runs only); the front listener
 defaults to 127.0.0.1:8080 for REST and gRPC alike.
