@@ -52,3 +52,22 @@ def progress_printer(prefix: str) -> Callable[[str], None]:
         click.echo(f"{prefix} {message}", err=True)
 
     return say
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def duration(_ctx: click.Context, _param: click.Parameter, value: str | None) -> float | None:
+    """Option callback: ``90``, ``90s``, ``15m``, ``2h`` or ``7d`` to seconds (at most a year)."""
+    if value is None:
+        return None
+    text = value.strip().lower()
+    unit = _DURATION_UNITS.get(text[-1:]) if text else None
+    number = text[:-1] if unit else text
+    try:
+        seconds = float(number) * (unit or 1)
+    except ValueError as e:
+        raise click.BadParameter(f"{value!r} is not a duration (e.g. 90s, 15m, 2h, 7d)") from e
+    if not 0 < seconds <= 366 * 86_400:
+        raise click.BadParameter(f"{value!r} is out of range: use more than 0 and at most 366d")
+    return seconds
