@@ -25,6 +25,7 @@ COPY pipeline pipeline
 COPY components components
 COPY transforms transforms
 COPY serving serving
+COPY monitoring monitoring
 COPY cli cli
 RUN uv pip install --python /opt/venv/bin/python -c requirements/constraints.txt .
 

@@ -2,7 +2,7 @@
 
 from setuptools import find_packages, setup
 
-PACKAGES = ["aiqleads", "transforms", "components", "serving", "pipeline", "cli"]
+PACKAGES = ["aiqleads", "transforms", "components", "serving", "monitoring", "pipeline", "cli"]
 
 setup(
     name="aiqleads-recommendations",

@@ -20,6 +20,9 @@ COMMANDS = (
     ("cli.commands.serve", "serve"),
     ("cli.commands.serve", "recommend"),
     ("cli.commands.kfp", "kfp"),
+    ("cli.commands.events", "events"),
+    ("cli.commands.events", "quality"),
+    ("cli.commands.simulate", "simulate"),
 )
 
 

@@ -15,10 +15,11 @@ Usage::
 
     python kustomize/generate.py            # rewrite generated/ of every overlay
     python kustomize/generate.py --check    # exit 1 if a committed file is stale
-    python kustomize/generate.py secrets --overlay prod   # write overlays/prod/redis.env
+    python kustomize/generate.py secrets --overlay prod   # overlays/prod/{redis,events}.env
 
-The secrets command writes a random Redis password to an env file that git ignores; the
-overlay's ``secretGenerator`` reads it. Nothing secret is ever committed.
+The secrets command writes random values (the Redis and event-store passwords, the key that
+signs request ids) to env files that git ignores; the overlay's ``secretGenerator``s read
+them. Nothing secret is ever committed.
 """
 
 from __future__ import annotations
@@ -46,6 +47,14 @@ SETTINGS_FILE = "serving.yaml"
 GENERATED_DIR = "generated"
 SECRET_ENV_FILE = "redis.env"
 SECRET_KEY = "REDIS_PASSWORD"
+EVENTS_ENV_FILE = "events.env"  # the event store's password and the request-id signing key
+EVENT_STORE_SECRET_KEY = "EVENT_STORE_PASSWORD"
+# Read by every gateway from its environment (aiqleads.events.attribution.KEY_ENV).
+ATTRIBUTION_SECRET_KEY = "AIQLEADS_ATTRIBUTION_KEY"
+SECRET_FILES = {
+    SECRET_ENV_FILE: (SECRET_KEY,),
+    EVENTS_ENV_FILE: (EVENT_STORE_SECRET_KEY, ATTRIBUTION_SECRET_KEY),
+}
 
 # Where the ConfigMaps are mounted in the pods (base/*.yaml use the same paths).
 MODEL_CONFIG_DIR = "/etc/aiqleads/tf-serving"
@@ -62,6 +71,8 @@ HPA_MAX_FACTOR = 4
 HPA_MAX_REPLICAS = 16
 ENVOY_INTERNAL_SERVICE = "aiqleads-envoy-internal"
 REDIS_SERVICE = "aiqleads-redis"
+EVENT_STORE_SERVICE = "aiqleads-event-store"
+MONITOR_DEPLOYMENT = "aiqleads-monitor"
 
 
 def _header(overlay: str, comment: str = "#") -> str:
@@ -96,10 +107,21 @@ def check_kubernetes_settings(settings: ServingSettings) -> None:
         "envoy.port": settings.envoy.port,
         "envoy.admin_port": settings.envoy.admin_port,
         "envoy.model_listener_port": settings.envoy.model_listener_port,
+        "event_store.port": settings.event_store.port,
+        "monitor.port": settings.monitor.port,
     }
     unset = [name for name, port in fixed.items() if port == 0]
     if unset:
         raise ConfigError(f"Kubernetes settings need fixed ports; set {', '.join(unset)}")
+    if settings.event_store.host != EVENT_STORE_SERVICE:
+        raise ConfigError(
+            f"event_store.host must be the service {EVENT_STORE_SERVICE}, "
+            f"got {settings.event_store.host!r}"
+        )
+    if settings.monitor.host != POD_HOST:
+        raise ConfigError(
+            f"monitor.host must be {POD_HOST} in a pod, got {settings.monitor.host!r}"
+        )
     if settings.envoy.host != POD_HOST:
         raise ConfigError(f"envoy.host must be {POD_HOST} in a pod, got {settings.envoy.host!r}")
     if not str(settings.model_base_path).startswith("/models/"):
@@ -158,6 +180,8 @@ def workload_patches(settings: ServingSettings) -> list[dict]:
     )
     # $(REDIS_PASSWORD) is expanded by the kubelet from the container's env (the Secret).
     redis_url = f"redis://:$({SECRET_KEY})@{redis.host}:{redis.port}/{redis.db}"
+    store = settings.event_store
+    event_store_url = f"redis://:$({EVENT_STORE_SECRET_KEY})@{EVENT_STORE_SERVICE}:{store.port}/0"
     gateway_args = command_lines.gateway_args(
         settings,
         host=POD_HOST,
@@ -165,9 +189,16 @@ def workload_patches(settings: ServingSettings) -> list[dict]:
         grpc_port=gw.grpc_port,
         redis_url=redis_url,
         model_server=f"{ENVOY_INTERNAL_SERVICE}:{env.model_listener_port}",
+        event_store_url=event_store_url,  # the signing key comes from the Secret, as env
     )
     envoy_args = command_lines.envoy_args(ENVOY_CONFIG_PATH, env.concurrency, ENVOY_LOG_LEVEL)
     redis_args = command_lines.redis_args(redis, password=f"$({SECRET_KEY})")
+    event_store_args = command_lines.event_store_args(
+        store, directory="/data", password=f"$({EVENT_STORE_SECRET_KEY})"
+    )
+    monitor_args = command_lines.monitor_args(
+        settings, host=POD_HOST, port=settings.monitor.port, event_store_url=event_store_url
+    )
     return [
         _deployment_patch("aiqleads-model-server", ms.replicas, "tf-serving", model_server_args),
         _hpa_patch("aiqleads-model-server", ms.replicas),
@@ -175,13 +206,19 @@ def workload_patches(settings: ServingSettings) -> list[dict]:
         _hpa_patch("aiqleads-gateway", gw.replicas),
         _deployment_patch("aiqleads-envoy", max(ms.replicas, gw.replicas), "envoy", envoy_args),
         _hpa_patch("aiqleads-envoy", max(ms.replicas, gw.replicas)),
-        {
-            "apiVersion": "apps/v1",
-            "kind": "StatefulSet",
-            "metadata": {"name": REDIS_SERVICE},
-            "spec": {"template": {"spec": {"containers": [{"name": "redis", "args": redis_args}]}}},
-        },
+        _statefulset_patch(REDIS_SERVICE, "redis", redis_args),
+        _statefulset_patch(EVENT_STORE_SERVICE, "event-store", event_store_args),
+        _deployment_patch(MONITOR_DEPLOYMENT, 1, "monitor", monitor_args),
     ]
+
+
+def _statefulset_patch(name: str, container: str, args: list[str]) -> dict:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": name},
+        "spec": {"template": {"spec": {"containers": [{"name": container, "args": args}]}}},
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,17 +275,29 @@ def write_generated(overlays: list[str]) -> list[pathlib.Path]:
     return written
 
 
-def write_secret_env(overlay: str, force: bool = False) -> tuple[pathlib.Path, bool]:
-    """Write ``overlays/<overlay>/redis.env`` with a random password; keep an existing one."""
-    path = OVERLAYS_DIR / overlay / SECRET_ENV_FILE
-    if not path.parent.is_dir():
+def write_secret_env(overlay: str, force: bool = False) -> list[tuple[pathlib.Path, bool]]:
+    """Write the overlay's Secret env files (``redis.env``, ``events.env``) with random values.
+
+    An existing file keeps its values (``force`` replaces them); a key it lacks is added.
+    Returns each file and whether it was written.
+    """
+    directory = OVERLAYS_DIR / overlay
+    if not directory.is_dir():
         raise ConfigError(f"no overlay {overlay!r} under {OVERLAYS_DIR}")
-    if path.exists() and not force:
-        return path, False
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(f"{SECRET_KEY}={secrets.token_hex(32)}\n")
-    return path, True
+    results = []
+    for name, keys in SECRET_FILES.items():
+        path = directory / name
+        existing = "" if force or not path.exists() else path.read_text()
+        have = {line.split("=", 1)[0] for line in existing.splitlines() if "=" in line}
+        missing = [k for k in keys if k not in have]
+        if not missing:
+            results.append((path, False))
+            continue
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(existing + "".join(f"{k}={secrets.token_hex(32)}\n" for k in missing))
+        results.append((path, True))
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -257,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overlay", action="append", help="limit to an overlay (repeatable)")
     sub = parser.add_subparsers(dest="command")
     sec = sub.add_parser(
-        "secrets", help="write a random Redis password to overlays/<env>/redis.env"
+        "secrets",
+        help="write random secrets to overlays/<env>/redis.env and events.env (kept if present)",
     )
     sec.add_argument("--overlay", action="append", dest="secret_overlays", required=True)
     sec.add_argument("--force", action="store_true", help="replace an existing password")
@@ -265,9 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "secrets":
             for name in args.secret_overlays:
-                path, created = write_secret_env(name, force=args.force)
-                state = "written" if created else "kept (exists; --force to replace)"
-                print(f"{path.relative_to(KUSTOMIZE_DIR)}: {state}")
+                for path, created in write_secret_env(name, force=args.force):
+                    state = "written" if created else "kept (exists; --force to replace)"
+                    print(f"{path.relative_to(KUSTOMIZE_DIR)}: {state}")
             return 0
         overlays = args.overlay or overlay_names()
         if args.check:

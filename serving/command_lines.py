@@ -10,11 +10,12 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 
-from serving.gateway import flags as gateway_flags
+from aiqleads import settings_flags
 from serving.gateway.config import parse_config
-from serving.settings import GatewayOptions, RedisSettings, ServingSettings
+from serving.settings import EventStoreSettings, GatewayOptions, RedisSettings, ServingSettings
 
 GATEWAY_MODULE = "serving.gateway"  # `python -m serving.gateway`
+MONITOR_MODULE = "monitoring"  # `python -m monitoring`
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,10 +70,14 @@ def gateway_args(
     grpc_port: int,
     redis_url: str,
     model_server: str,
-    log_dir: pathlib.Path | None = None,
+    event_store_url: str | None = None,
+    attribution_key_file: pathlib.Path | str | None = None,
 ) -> list[str]:
     """Flags of ``python -m serving.gateway``: this replica's addresses, then every
-    `GatewayOptions` field of ``settings.gateways``; checked against `GatewayConfig` first."""
+    `GatewayOptions` field of ``settings.gateways``; checked against `GatewayConfig` first.
+
+    Without ``attribution_key_file`` the key comes from the gateway's environment (the
+    Kubernetes Secret)."""
     values: dict[str, object] = {
         "host": host,
         "rest_port": rest_port,
@@ -80,11 +85,12 @@ def gateway_args(
         "redis_url": redis_url,
         "model_servers": (model_server,),
         "model_name": settings.model_name,
-        "log_dir": log_dir,
+        "event_store_url": event_store_url,
+        "attribution_key_file": attribution_key_file and pathlib.Path(attribution_key_file),
         **{name: getattr(settings.gateways, name) for name in GatewayOptions.model_fields},
     }
     parse_config(values)  # a ConfigError naming the field, not a gateway that exits at start
-    return gateway_flags.argv(values)
+    return settings_flags.argv(values)
 
 
 def redis_args(
@@ -109,6 +115,42 @@ def redis_args(
         *("--appendonly", "no"),
         *("--save", ""),
     ]
+
+
+def event_store_args(
+    store: EventStoreSettings,
+    *,
+    bind: str | None = None,
+    directory: pathlib.Path | str | None = None,
+    password: str | None = None,
+) -> list[str]:
+    """Flags of ``redis-server`` as the event log: append-only file, never evicts, no RDB.
+
+    Writes beyond ``max_memory_mb`` fail (the API answers 503) rather than drop events."""
+    args = ["--port", str(store.port)]
+    if bind is not None:
+        args += ["--bind", bind]
+    if directory is not None:
+        args += ["--dir", str(directory)]
+    if password is not None:
+        args += ["--requirepass", password]
+    return [
+        *args,
+        *("--appendonly", "yes"),
+        *("--appendfsync", store.appendfsync),
+        *("--maxmemory", f"{store.max_memory_mb}mb"),
+        *("--maxmemory-policy", "noeviction"),
+        *("--save", ""),
+    ]
+
+
+def monitor_args(
+    settings: ServingSettings, *, host: str, port: int, event_store_url: str
+) -> list[str]:
+    """Flags of ``python -m monitoring`` (the online-quality monitor, whose `MonitorConfig`
+    extends `MonitorSettings`)."""
+    values = {**settings.monitor.model_dump(), "host": host, "port": port}
+    return settings_flags.argv({**values, "event_store_url": event_store_url})
 
 
 def envoy_args(

@@ -21,7 +21,8 @@ import time
 from collections.abc import Callable
 
 from aiqleads.errors import ServiceError
-from serving import command_lines
+from aiqleads.events import attribution
+from serving import command_lines, stack_file
 from serving.envoy.config import (
     CLUSTER_GATEWAY_GRPC,
     CLUSTER_GATEWAY_REST,
@@ -36,6 +37,8 @@ from serving.process import Child, find_binary, free_port, http_status, redis_pi
 from serving.settings import ServingSettings
 
 MAX_BACKOFF_SECONDS = 10.0
+STORES = ("redis", "event-store")  # stopped after everything that writes to them
+ATTRIBUTION_KEY_FILE = "attribution.key"
 ENVOY_LOG_LEVEL = "warning"
 STABLE_AFTER_SECONDS = 30.0  # a child that ran this long restarts without accumulated backoff
 
@@ -88,6 +91,8 @@ def resolve_topology(settings: ServingSettings) -> Topology:
             "envoy.port": env.port or free_port(),
             "envoy.admin_port": env.admin_port or free_port(),
             "envoy.model_listener_port": env.model_listener_port or free_port(),
+            "event_store.port": settings.event_store.port or free_port(),
+            "monitor.port": settings.monitor.port or free_port(),
         }
     )
 
@@ -122,6 +127,10 @@ class ServingStack:
         logs = s.run_dir / "logs"
         redis_dir = s.run_dir / "redis"
         redis_dir.mkdir(parents=True, exist_ok=True)
+        events_dir = s.run_dir / "events"  # kept across restarts: the acknowledged events
+        events_dir.mkdir(parents=True, exist_ok=True)
+        # Signs request ids; kept across restarts so earlier answers' feedback still verifies.
+        key_file = attribution.create_key_file(s.run_dir / "secrets" / ATTRIBUTION_KEY_FILE)
         redis_bin = find_binary("redis-server", "the Debian package redis-server")
         model_server_bin = find_binary("aiqleads-model-server", "the project (pip install -e .)")
         monitoring = s.run_dir / "model-server-monitoring.config"
@@ -135,7 +144,19 @@ class ServingStack:
                 ],
                 logs / "redis.log",
                 lambda: redis_ping(s.redis.host, s.redis.port),
-            )
+            ),
+            Child(
+                "event-store",
+                [
+                    redis_bin,
+                    *command_lines.event_store_args(
+                        s.event_store, bind=s.event_store.host, directory=events_dir
+                    ),
+                ],
+                logs / "event-store.log",
+                # PING answers only once the append-only file is loaded.
+                lambda: redis_ping(s.event_store.host, s.event_store.port),
+            ),
         ]
         for i, r in enumerate(topo.model_servers):
             # --host: loopback only (TF Serving itself binds 0.0.0.0)
@@ -177,7 +198,8 @@ class ServingStack:
                 grpc_port=r.grpc_port,
                 redis_url=s.redis.url,
                 model_server=model_address,
-                log_dir=s.run_dir / f"gateway-{i}",
+                event_store_url=s.event_store.url,
+                attribution_key_file=key_file,
             )
             url = f"http://{r.host}:{r.rest_port}/healthz"
             children.append(
@@ -189,7 +211,31 @@ class ServingStack:
                     env={"TF_CPP_MIN_LOG_LEVEL": "2"},
                 )
             )
+        monitor = s.monitor
+        children.append(
+            Child(
+                "monitor",
+                [
+                    sys.executable,
+                    "-m",
+                    command_lines.MONITOR_MODULE,
+                    *command_lines.monitor_args(
+                        s, host=monitor.host, port=monitor.port, event_store_url=s.event_store.url
+                    ),
+                ],
+                logs / "monitor.log",
+                lambda: http_status(f"http://{monitor.host}:{monitor.port}/metrics")[0] == 200,
+            )
+        )
         return children
+
+    def addresses(self) -> stack_file.StackAddresses:
+        s = self.settings
+        return stack_file.StackAddresses(
+            front_url=f"http://{s.envoy.host}:{s.envoy.port}",
+            event_store_url=s.event_store.url,
+            monitor_url=f"http://{s.monitor.host}:{s.monitor.port}",
+        )
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -211,6 +257,7 @@ class ServingStack:
                 "envoy routing to every replica",
             )
             self.progress(f"envoy routes to every replica ({waited:.1f} s)")
+            stack_file.write(s.run_dir, self.addresses())
         except BaseException:
             self.stop()
             raise
@@ -256,6 +303,8 @@ class ServingStack:
             "gRPC": f"{front} (aiqleads.recommendations.v1.Recommendations)",
             "Envoy admin": f"http://{s.envoy.host}:{s.envoy.admin_port}/stats/prometheus",
             "Redis": s.redis.url,
+            "Event store": f"{s.event_store.url} (append-only, {s.run_dir / 'events'})",
+            "Online quality": f"http://{s.monitor.host}:{s.monitor.port}/metrics",
         }
         for i, r in enumerate(topo.gateways):
             out[f"gateway-{i}"] = f"http://{r.host}:{r.rest_port}/metrics (gRPC :{r.grpc_port})"
@@ -296,12 +345,19 @@ class ServingStack:
             self.supervise_once()
 
     def stop(self) -> None:
-        """Stop every child by PID: SIGTERM to all at once, SIGKILL what outlives the timeout."""
-        for child in reversed(self.children):
-            child.signal(signal.SIGTERM)
+        """Stop every child by PID: SIGTERM, then SIGKILL what outlives the timeout.
+
+        The stores go last, so that gateways finishing their requests can still write
+        feedback and queued impressions to the event store.
+        """
+        stack_file.remove(self.settings.run_dir)
         deadline = time.monotonic() + self.settings.stop_timeout_seconds
-        for child in reversed(self.children):
-            child.stop(timeout=max(deadline - time.monotonic(), 0.1))
+        stores = [c for c in self.children if c.name in STORES]
+        for group in ([c for c in self.children if c.name not in STORES], stores):
+            for child in reversed(group):
+                child.signal(signal.SIGTERM)
+            for child in reversed(group):
+                child.stop(timeout=max(deadline - time.monotonic(), 0.1))
 
     def __enter__(self) -> ServingStack:
         self.start()

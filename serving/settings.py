@@ -103,6 +103,23 @@ class GatewayOptions(_Frozen):
         "uvloop",
         description="uvloop (libuv) costs less CPU per request than the standard asyncio loop.",
     )
+    impression_queue: int = Field(
+        10_000,
+        ge=1,
+        le=1_000_000,
+        description="Answers waiting to be logged as impressions; beyond it they are dropped "
+        "and counted (an overloaded event store never slows the answers).",
+    )
+    impression_batch: int = Field(
+        256, ge=1, le=10_000, description="Impressions written to the event store per round trip."
+    )
+    feedback_dedup_seconds: int = Field(
+        86_400,
+        ge=60,
+        le=30 * 86_400,
+        description="How long the event store remembers a feedback id (a retry within it is "
+        "recorded once; ingestion deduplicates for ever).",
+    )
 
     @field_validator("local_cache_ttl_seconds")
     @classmethod
@@ -120,6 +137,42 @@ class GatewaySettings(GatewayOptions):
     replicas: int = Field(2, ge=1, le=16)
     rest_port: Port = port_field(0, "REST port of replica 0; 0 picks free ports")
     grpc_port: Port = port_field(0, "gRPC port of replica 0; 0 picks free ports")
+
+
+class EventStoreSettings(_Frozen):
+    """The event log: a Redis instance of its own, append-only persistence, no eviction."""
+
+    host: str = "127.0.0.1"
+    port: Port = port_field(0, "event store port; 0 picks a free port")
+    max_memory_mb: int = Field(
+        512,
+        ge=16,
+        le=65536,
+        description="Beyond it writes fail (feedback answers 503) instead of evicting events.",
+    )
+    appendfsync: Literal["everysec", "always"] = Field(
+        "everysec",
+        description="everysec: every acknowledged write is in the file before the answer, so "
+        "it survives any process crash, and fsync'd within a second (a machine crash may "
+        "lose that second); always: fsync before each answer (docs/event_log.md).",
+    )
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+
+class MonitorSettings(_Frozen):
+    """The online-quality monitor (`python -m monitoring`; its flags come from these fields)."""
+
+    host: str = Field("127.0.0.1", description="Address of the metrics endpoint.")
+    port: Port = port_field(0, "Metrics port (/metrics); 0 picks a free port.")
+    window_seconds: float = Field(
+        1800.0,
+        gt=0,
+        le=7 * 86_400,
+        description="Attribution window: feedback later than this after its answer does not count.",
+    )
 
 
 class RateLimitSettings(_Frozen):
@@ -200,6 +253,8 @@ class ServingSettings(_Frozen):
     model_servers: ModelServerSettings = ModelServerSettings()
     gateways: GatewaySettings = GatewaySettings()
     envoy: EnvoySettings = EnvoySettings()
+    event_store: EventStoreSettings = EventStoreSettings()
+    monitor: MonitorSettings = MonitorSettings()
 
     @model_validator(mode="after")
     def _gateway_answers_before_envoy_gives_up(self) -> ServingSettings:

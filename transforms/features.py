@@ -67,6 +67,15 @@ RECOMMEND_INPUT_LONGITUDE = "longitude"  # tf.float32 [B], NaN when unknown
 RECOMMEND_INPUT_K = "k"  # tf.int32 [B]; outputs have max(k) columns
 RECOMMEND_OUTPUT_LEAD_IDS = "lead_ids"  # tf.string [B, K]
 RECOMMEND_OUTPUT_SCORES = "scores"  # tf.float32 [B, K], descending per row
+# What the answer showed, per column: the raw lead features the drift and skew checks
+# compare, so that an impression record carries them (feature key -> output name).
+RECOMMEND_OUTPUT_FEATURES = {
+    REGION: "regions",  # tf.string [B, K]
+    PROPERTY_TYPE: "property_types",  # tf.string [B, K]
+    PRICE: "prices",  # tf.float32 [B, K], NaN when unknown
+    LEAD_LATITUDE: "lead_latitudes",  # tf.float32 [B, K]
+    LEAD_LONGITUDE: "lead_longitudes",  # tf.float32 [B, K]
+}
 
 # ---------------------------------------------------------------------------------------
 # Transformed features (written by `transforms.preprocessing.preprocessing_fn`, read by the

@@ -136,3 +136,8 @@ def load_key(path: pathlib.Path | None = None, environ: dict[str, str] | None = 
     if len(key) < 16:
         raise ConfigError(f"attribution key from {source} is too short: use 32 random bytes")
     return key
+
+
+def new_key() -> bytes:
+    """A random key (for a process that shares no key with other replicas)."""
+    return secrets.token_bytes(KEY_BYTES)

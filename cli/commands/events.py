@@ -11,7 +11,11 @@ import click
 
 from cli.commands.options import DIRECTORY, duration, progress_printer
 
-EVENT_STORE_HELP = "Event store URL [default: the running `aiqleads serve` stack's]."
+EVENT_STORE_ENV = "AIQLEADS_EVENT_STORE_URL"
+EVENT_STORE_HELP = (
+    f"Event store URL (or the {EVENT_STORE_ENV} variable, which keeps a password out of the "
+    "process list) [default: the running `aiqleads serve` stack's]."
+)
 RUN_DIR_HELP = "Run directory of the local stack [default: runs/serve]."
 
 
@@ -31,7 +35,7 @@ def events() -> None:
 
 @events.command()
 @click.option("--data", "data_dir", type=DIRECTORY, required=True, help="Data set to add to.")
-@click.option("--event-store", "url", default=None, help=EVENT_STORE_HELP)
+@click.option("--event-store", "url", default=None, envvar=EVENT_STORE_ENV, help=EVENT_STORE_HELP)
 @click.option("--run-dir", type=DIRECTORY, default=None, help=RUN_DIR_HELP)
 @click.option(
     "--lateness",
@@ -117,7 +121,7 @@ def _fmt(rate: dict) -> str:
     callback=duration,
     help="Attribution window: feedback later than this after its answer does not count.",
 )
-@click.option("--event-store", "url", default=None, help=EVENT_STORE_HELP)
+@click.option("--event-store", "url", default=None, envvar=EVENT_STORE_ENV, help=EVENT_STORE_HELP)
 @click.option("--run-dir", type=DIRECTORY, default=None, help=RUN_DIR_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def report(

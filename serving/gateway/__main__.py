@@ -1,6 +1,6 @@
 """`python -m serving.gateway`: flags -> `GatewayConfig` -> a running gateway until SIGTERM.
 
-Every flag, its type, default and help come from `GatewayConfig` (`serving.gateway.flags`).
+Every flag, its type, default and help come from `GatewayConfig` (`aiqleads.settings_flags`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import sys
 import click
 
 from aiqleads.errors import AiqleadsError
+from aiqleads.events.log import redact
+from aiqleads.settings_flags import click_options
 from serving.gateway.config import GatewayConfig, parse_config
-from serving.gateway.flags import click_options
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -51,7 +52,8 @@ async def _serve(config: GatewayConfig) -> None:
     click.echo(
         f"gateway ready rest=http://{config.host}:{gateway.rest_port} "
         f"grpc={config.host}:{gateway.grpc_port} model={config.model_name} "
-        f"via {','.join(config.model_servers)} redis={config.redis_url}",
+        f"via {','.join(config.model_servers)} redis={redact(config.redis_url)} "
+        f"events={redact(config.event_store_url) if config.event_store_url else 'off'}",
         err=False,
     )
     sys.stdout.flush()

@@ -1,6 +1,6 @@
 """Typed, frozen, validated settings of one gateway process.
 
-`GatewayConfig` is the single source of the gateway's defaults: `serving.gateway.flags`
+`GatewayConfig` is the single source of the gateway's defaults: `aiqleads.settings_flags`
 derives the command line from its fields, and the fields every replica of a stack shares
 come from `serving.settings.GatewayOptions`.
 """
@@ -13,6 +13,7 @@ import re
 from pydantic import Field, ValidationError, field_validator
 
 from aiqleads.errors import ConfigError
+from aiqleads.events.attribution import KEY_ENV
 from aiqleads.settings_io import describe_validation_error
 from serving.settings import (
     GATEWAY_GRPC_PORT,
@@ -75,13 +76,19 @@ class GatewayConfig(GatewayOptions):
     online_features: bool = Field(
         False, description="Fill a missing location from the user's Redis feature hash."
     )
-    log_dir: pathlib.Path | None = Field(
-        None, description="Directory of the request and feedback logs (none if not given)."
+    event_store_url: str | None = Field(
+        None,
+        description="The event log (redis://...) that impressions and feedback go to; without "
+        "it answers are not logged and feedback answers 503.",
     )
-    log_max_bytes: int = Field(
-        16 * 1024 * 1024, ge=1024, le=1 << 34, description="Size at which a log file rotates."
+    event_store_timeout_ms: int = Field(
+        1000, ge=10, le=60_000, description="Deadline of one write to the event store."
     )
-    log_backups: int = Field(4, ge=1, le=100, description="Rotated log files kept.")
+    attribution_key_file: pathlib.Path | None = Field(
+        None,
+        description="File (mode 0600) with the hex key that signs request ids, shared by every "
+        f"replica; without it, the {KEY_ENV} environment variable.",
+    )
     stop_grace_seconds: float = Field(
         5.0, ge=0, le=300, description="How long a stop waits for requests in flight."
     )
@@ -99,10 +106,10 @@ class GatewayConfig(GatewayOptions):
                 )
         return value
 
-    @field_validator("redis_url")
+    @field_validator("redis_url", "event_store_url")
     @classmethod
-    def _redis_scheme(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "unix://")):
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"{value!r} must start with redis://, rediss:// or unix://")
         return value
 

@@ -2,8 +2,9 @@
 
 Transport-agnostic: REST and gRPC (`serving.gateway.protocol`) hand it validated requests and
 map its `ServingError`s to their statuses. Every answer names the model version and the
-variant that produced it, and the request and feedback logs record both for quality
-monitoring per arm.
+variant that produced it, in a signed request id (`aiqleads.events.attribution`), and is
+logged as an impression; a feedback is attributed from its request id alone, so any replica
+can take it, and it is acknowledged only once the event store holds it (`event_log`).
 """
 
 from __future__ import annotations
@@ -11,24 +12,33 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-import uuid
-from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import orjson
 
-from serving.errors import Code, ServingError
+from aiqleads.events import attribution
+from aiqleads.events.records import Feedback, Impression, default_feedback_id
+from serving.errors import Code, ServingError, invalid, unavailable
 from serving.gateway.cache import KEY_PREFIX, CachingLoader, Loaded, Source
+from serving.gateway.event_log import EventLogWriter
 from serving.gateway.features import OnlineFeatures
-from serving.gateway.feedback_log import JsonlLog, NullLog
 from serving.gateway.metrics import GatewayMetrics
 from serving.gateway.model_client import ModelClient
 from serving.gateway.validation import FeedbackRequest, RecommendRequest
 from serving.gateway.variants import VersionTracker, VersionView, assign_variant
 
-RECENT_REQUESTS = 100_000  # request_id -> (version, variant), to attribute feedback
 # A failed version refresh that keeps the last known view (when there is one).
 _REFRESH_TRANSIENT = (Code.UNAVAILABLE, Code.NOT_FOUND)
+
+
+@dataclass(frozen=True)
+class FeedbackReceipt:
+    feedback_id: str
+    duplicate: bool  # the event store had this feedback id already: recorded once
+
+    def to_json(self) -> dict:
+        return {"accepted": True, "duplicate": self.duplicate, "feedback_id": self.feedback_id}
 
 
 @dataclass(frozen=True)
@@ -67,17 +77,19 @@ class DataPlane:
         loader: CachingLoader,
         metrics: GatewayMetrics,
         canary_fraction: float = 0.0,
-        request_log: JsonlLog | NullLog | None = None,
-        feedback_log: JsonlLog | NullLog | None = None,
+        events: EventLogWriter | None = None,
+        attribution_key: bytes | None = None,
         features: OnlineFeatures | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._model, self._tracker, self._loader = model, tracker, loader
         self._metrics = metrics
         self._canary_fraction = canary_fraction
-        self._request_log = request_log or NullLog()
-        self._feedback_log = feedback_log or NullLog()
+        self._events = events
+        # Without a shared key (no event store), ids still verify on this replica.
+        self._key = attribution_key or attribution.new_key()
         self._features = features
-        self._recent: OrderedDict[str, tuple[int, str]] = OrderedDict()
+        self._clock = clock
 
     @property
     def ready(self) -> bool:
@@ -112,15 +124,17 @@ class DataPlane:
             loaded = await self._load(request, version)
         payload = orjson.loads(loaded.value)
         items = tuple((lead, float(score)) for lead, score in payload["items"])
+        served = int(payload["version"])
+        now = self._clock()
         result = Recommendation(
-            request_id=uuid.uuid4().hex,
-            model_version=int(payload["version"]),
+            request_id=attribution.issue(self._key, served, variant, request.user_id, now),
+            model_version=served,
             variant=variant,
             cached=loaded.source in (Source.HIT, Source.LOCAL),
             items=items,
             source=loaded.source,
         )
-        self._after(request, result, loaded.source)
+        self._after(request, result, payload.get("features", {}), now)
         return result
 
     async def _load(self, request: RecommendRequest, version: int) -> Loaded:
@@ -129,48 +143,67 @@ class DataPlane:
                 request.user_id, request.k, request.latitude, request.longitude, version
             )
             items = [[lead, score] for lead, score in zip(recs.lead_ids, recs.scores, strict=False)]
-            return orjson.dumps({"version": recs.model_version, "items": items})
+            answer = {"version": recs.model_version, "items": items}
+            if recs.features:
+                answer["features"] = recs.features
+            return orjson.dumps(answer)
 
         key = recommend_key(self._model.model_name, version, request)
         return await self._loader.load("recommend", key, compute)
 
-    def _after(self, request: RecommendRequest, result: Recommendation, source: Source) -> None:
+    def _after(
+        self, request: RecommendRequest, result: Recommendation, features: dict, now: float
+    ) -> None:
         scores = self._metrics.scores.labels(result.variant)  # one label lookup per answer
         for _, score in result.items:
             scores.observe(score)
-        self._recent[result.request_id] = (result.model_version, result.variant)
-        if len(self._recent) > RECENT_REQUESTS:
-            self._recent.popitem(last=False)
-        self._request_log.write(
-            {
-                "ts": round(time.time(), 3),
-                "request_id": result.request_id,
-                "user_id": request.user_id,
-                "k": request.k,
-                "latitude": request.latitude,
-                "longitude": request.longitude,
-                "model_version": result.model_version,
-                "variant": result.variant,
-                "cache": source.value,
-                "lead_ids": [lead for lead, _ in result.items],
-                "scores": [score for _, score in result.items],
+        if self._events is None:
+            return
+        if request.has_location:
+            features = {
+                **features,
+                "user_latitude": request.latitude,
+                "user_longitude": request.longitude,
             }
+        self._events.log_impression(
+            Impression(
+                request_id=result.request_id,
+                ts=now,
+                user_id=request.user_id,
+                model_version=result.model_version,
+                variant=result.variant,
+                k=request.k,
+                lead_ids=tuple(lead for lead, _ in result.items),
+                scores=tuple(score for _, score in result.items),
+                cache=result.source.value,
+                features=features,
+            )
         )
 
-    async def feedback(self, request: FeedbackRequest) -> None:
-        """Record one engagement event with the version and variant that earned it."""
-        version, variant = self._recent.get(
-            request.request_id, (None, assign_variant(request.user_id, self._canary_fraction))
+    async def feedback(self, request: FeedbackRequest) -> FeedbackReceipt:
+        """Store one engagement event, attributed to the answer its request id names."""
+        try:
+            answer = attribution.verify(self._key, request.request_id, request.user_id)
+        except attribution.UnknownRequestError as e:
+            raise invalid(f"{e}: send the request_id of a recommendation this user got") from e
+        if self._events is None:
+            raise unavailable("this gateway has no event store: feedback cannot be recorded")
+        feedback_id = request.feedback_id or default_feedback_id(
+            request.request_id, request.lead_id, request.event_type
         )
-        self._metrics.feedback.labels(request.event_type, variant).inc()
-        self._feedback_log.write(
-            {
-                "ts": round(time.time(), 3),
-                "request_id": request.request_id,
-                "user_id": request.user_id,
-                "lead_id": request.lead_id,
-                "event_type": request.event_type,
-                "model_version": version,
-                "variant": variant,
-            }
+        stored = await self._events.append_feedback(
+            Feedback(
+                feedback_id=feedback_id,
+                request_id=request.request_id,
+                ts=self._clock(),
+                user_id=request.user_id,
+                lead_id=request.lead_id,
+                event_type=request.event_type,
+                model_version=answer.model_version,
+                variant=answer.variant,
+                issued_at=answer.issued_at,
+            )
         )
+        if stored:
+            self._metrics.feedback.labels(request.event_type, answer.variant).inc()
+        return FeedbackReceipt(feedback_id=feedback_id, duplicate=not stored)

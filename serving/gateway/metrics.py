@@ -140,10 +140,23 @@ class GatewayMetrics:
             ("event_type", "variant"),
             registry=r,
         )
-        self.log_dropped = Counter(
-            "aiqleads_gateway_log_dropped",
-            "Log records dropped because the log could not be written.",
-            ("log",),
+        self.impressions = Counter(
+            "aiqleads_gateway_impressions",
+            "Answers for the event log: logged, or dropped (queue full, store down, shutdown).",
+            ("outcome",),
+            registry=r,
+        )
+        self.feedback_appends = Counter(
+            "aiqleads_gateway_feedback_appends",
+            "Feedback writes to the event store: stored, duplicate (id seen), refused (503).",
+            ("outcome",),
+            registry=r,
+        )
+        self.event_log_latency = Histogram(
+            "aiqleads_gateway_event_log_seconds",
+            "Round trips to the event store: one feedback, or one batch of impressions.",
+            ("kind",),
+            buckets=LATENCY_BUCKETS,
             registry=r,
         )
 

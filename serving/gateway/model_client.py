@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 import numpy as np
@@ -52,6 +52,8 @@ class Recommendations:
     model_version: int
     lead_ids: tuple[str, ...]
     scores: tuple[float, ...]
+    features: dict[str, list] = field(default_factory=dict)
+    """Per shown lead, the raw features the model exports (`RECOMMEND_OUTPUT_FEATURES`)."""
 
 
 def _vector(dtype: int, values: list, field: str) -> tensor_pb2.TensorProto:
@@ -75,6 +77,13 @@ def _row(proto: tensor_pb2.TensorProto, name: str) -> list:
             raise unavailable(f"model output {name!r} has unexpected dtype {proto.dtype}")
         return np.frombuffer(proto.tensor_content, dtype=dtype).tolist()
     return list(proto.float_val or proto.double_val)
+
+
+def _plain(value: str | float) -> str | float | None:
+    """A JSON-safe feature value: NaN (unknown) becomes None, floats keep 6 significant digits."""
+    if isinstance(value, str):
+        return value
+    return None if math.isnan(value) else float(f"{value:.6g}")
 
 
 class ModelClient:
@@ -171,7 +180,12 @@ class ModelClient:
         lead_ids = _row(outputs[F.RECOMMEND_OUTPUT_LEAD_IDS], F.RECOMMEND_OUTPUT_LEAD_IDS)[:k]
         scores = _row(outputs[F.RECOMMEND_OUTPUT_SCORES], F.RECOMMEND_OUTPUT_SCORES)[:k]
         served = response.model_spec.version.value or version
-        return Recommendations(served, tuple(lead_ids), tuple(float(s) for s in scores))
+        features = {
+            key: [_plain(v) for v in _row(outputs[name], name)[: len(lead_ids)]]
+            for key, name in F.RECOMMEND_OUTPUT_FEATURES.items()
+            if name in outputs
+        }
+        return Recommendations(served, tuple(lead_ids), tuple(float(s) for s in scores), features)
 
     async def predict_raw(self, request_bytes: bytes) -> bytes:
         """Forward a serialized PredictRequest unchanged; the serialized response comes back."""

@@ -9,11 +9,12 @@ import logging
 
 from aiohttp import web
 
+from aiqleads.events import attribution
 from serving.gateway.cache import CachingLoader, LocalCache, RedisCache
 from serving.gateway.config import GatewayConfig
 from serving.gateway.dataplane import DataPlane
+from serving.gateway.event_log import EventLogWriter
 from serving.gateway.features import OnlineFeatures
-from serving.gateway.feedback_log import JsonlLog, NullLog
 from serving.gateway.metrics import GatewayMetrics
 from serving.gateway.model_client import ModelClient
 from serving.gateway.passthrough import PredictPassThrough
@@ -52,23 +53,27 @@ class Gateway:
             self.cache, self.metrics, lock_ttl_ms=config.lock_ttl_ms, local=local
         )
         self.tracker = VersionTracker(self.model, self.metrics, config.version_refresh_seconds)
-        if config.log_dir is not None:
-            self.request_log = JsonlLog(
-                config.log_dir, "requests", self.metrics, config.log_max_bytes, config.log_backups
+        self.events = None
+        key = None
+        if config.event_store_url is not None:
+            # Every replica signs and verifies request ids with the same key.
+            key = attribution.load_key(config.attribution_key_file)
+            self.events = EventLogWriter(
+                config.event_store_url,
+                self.metrics,
+                queue_size=config.impression_queue,
+                batch=config.impression_batch,
+                dedup_seconds=config.feedback_dedup_seconds,
+                timeout_seconds=config.event_store_timeout_ms / 1000,
             )
-            self.feedback_log = JsonlLog(
-                config.log_dir, "feedback", self.metrics, config.log_max_bytes, config.log_backups
-            )
-        else:
-            self.request_log = self.feedback_log = NullLog()
         self.dataplane = DataPlane(
             self.model,
             self.tracker,
             self.loader,
             self.metrics,
             canary_fraction=config.canary_fraction,
-            request_log=self.request_log,
-            feedback_log=self.feedback_log,
+            events=self.events,
+            attribution_key=key,
             features=OnlineFeatures(self.cache) if config.online_features else None,
         )
         self.passthrough = PredictPassThrough(self.model, self.dataplane, self.loader)
@@ -93,6 +98,8 @@ class Gateway:
         await self._grpc.start()
         await self.cache.ping()
         self.tracker.start()
+        if self.events is not None:
+            self.events.start()
 
     async def stop(self) -> None:
         """Stop taking requests, let those in flight finish (bounded), then close clients."""
@@ -108,5 +115,5 @@ class Gateway:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.loader.drain(), timeout=grace + 1)
         await self.cache.close()
-        self.request_log.close()
-        self.feedback_log.close()
+        if self.events is not None:
+            await self.events.close(grace)

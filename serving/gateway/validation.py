@@ -18,7 +18,8 @@ MAX_K = 100
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:@-]{1,64}$")
 ID_RULE = "1-64 characters of letters, digits and _ . : @ -"
 RECOMMEND_FIELDS = ("user_id", "k", "latitude", "longitude")
-FEEDBACK_FIELDS = ("request_id", "user_id", "lead_id", "event_type")
+FEEDBACK_REQUIRED = ("request_id", "user_id", "lead_id", "event_type")
+FEEDBACK_FIELDS = (*FEEDBACK_REQUIRED, "feedback_id")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class FeedbackRequest:
     user_id: str
     lead_id: str
     event_type: str
+    feedback_id: str | None = None  # the client's idempotency key; derived when absent
 
 
 def _require_object(body: Any, allowed: tuple[str, ...], required: tuple[str, ...]) -> dict:
@@ -57,7 +59,7 @@ def _require_object(body: Any, allowed: tuple[str, ...], required: tuple[str, ..
 
 def _identifier(body: dict, name: str) -> str:
     value = body[name]
-    if not isinstance(value, str) or not ID_PATTERN.match(value):
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
         shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
         raise invalid(f"{name} {shown} is invalid: use {ID_RULE}")
     return value
@@ -97,8 +99,10 @@ def parse_recommend(body: Any) -> RecommendRequest:
 
 def parse_feedback(body: Any) -> FeedbackRequest:
     """A valid `FeedbackRequest` from a decoded body, or an INVALID_ARGUMENT `ServingError`."""
-    body = _require_object(body, FEEDBACK_FIELDS, FEEDBACK_FIELDS)
+    body = _require_object(body, FEEDBACK_FIELDS, FEEDBACK_REQUIRED)
     ids = {name: _identifier(body, name) for name in ("request_id", "user_id", "lead_id")}
+    if body.get("feedback_id") is not None:
+        ids["feedback_id"] = _identifier(body, "feedback_id")
     event_type = body["event_type"]
     if event_type not in EVENT_TYPES:
         raise invalid(f"event_type {event_type!r} is unknown: use one of {', '.join(EVENT_TYPES)}")

@@ -81,11 +81,8 @@ def test_acknowledged_feedback_survives_a_crash_of_the_store(event_store, event_
     assert event_log.append_feedback(feedback(0)) is None  # the dedup marker survived too
 
 
-def test_a_full_store_refuses_and_leaves_nothing_half_written(tmp_path):
-    from tests.events.conftest import EventStore
-
-    store = EventStore(tmp_path / "full", max_memory_mb=1)
-    store.start()
+def test_a_full_store_refuses_and_leaves_nothing_half_written(make_event_store):
+    store = make_event_store("full", max_memory_mb=16)
     log = EventLog(store.url)
     try:
         filler = redis.Redis(port=store.port)
@@ -98,7 +95,6 @@ def test_a_full_store_refuses_and_leaves_nothing_half_written(tmp_path):
         assert log.length(FEEDBACK_STREAM) == 0
     finally:
         log.close()
-        store.stop()
 
 
 def test_store_down_is_an_event_log_error(event_store, event_log):

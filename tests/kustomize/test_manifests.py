@@ -28,6 +28,7 @@ OVERLAYS = ("dev", "prod")
 NAMESPACES = {"dev": "aiqleads-dev", "prod": "aiqleads"}
 KUBERNETES_VERSION = "1.30.0"
 TEST_PASSWORD = "test-" + secrets.token_hex(16)
+EVENT_STORE_URL = "redis://:$(EVENT_STORE_PASSWORD)@aiqleads-event-store:6379/0"
 
 
 def _tool(name: str) -> str:
@@ -46,10 +47,13 @@ def built(tmp_path_factory) -> dict[str, pathlib.Path]:
     kubectl = shutil.which("kubectl") or pytest.skip("kubectl is not installed")
     root = tmp_path_factory.mktemp("kustomize")
     tree = root / "kustomize"
-    shutil.copytree(KUSTOMIZE, tree, ignore=shutil.ignore_patterns("redis.env", "__pycache__"))
+    shutil.copytree(KUSTOMIZE, tree, ignore=shutil.ignore_patterns("*.env", "__pycache__"))
     out = {}
     for overlay in OVERLAYS:
         (tree / "overlays" / overlay / "redis.env").write_text(f"REDIS_PASSWORD={TEST_PASSWORD}\n")
+        (tree / "overlays" / overlay / "events.env").write_text(
+            f"EVENT_STORE_PASSWORD={TEST_PASSWORD}\nAIQLEADS_ATTRIBUTION_KEY={'ab' * 32}\n"
+        )
         result = subprocess.run(
             [kubectl, "kustomize", str(tree / "overlays" / overlay)],
             capture_output=True,
@@ -100,7 +104,7 @@ def test_generated_files_are_up_to_date():
 
 def test_check_fails_when_settings_change(tmp_path):
     tree = tmp_path / "kustomize"
-    shutil.copytree(KUSTOMIZE, tree, ignore=shutil.ignore_patterns("redis.env", "__pycache__"))
+    shutil.copytree(KUSTOMIZE, tree, ignore=shutil.ignore_patterns("*.env", "__pycache__"))
     settings = tree / "overlays" / "prod" / "serving.yaml"
     settings.write_text(settings.read_text().replace("grpc_port: 8500", "grpc_port: 8600"))
     result = subprocess.run(
@@ -338,6 +342,13 @@ def test_workload_args_come_from_the_launchers_command_line_builders():
             grpc_port=8001,
             redis_url="redis://:$(REDIS_PASSWORD)@aiqleads-redis:6379/0",
             model_server="aiqleads-envoy-internal:8081",
+            event_store_url=EVENT_STORE_URL,
+        )
+        assert args["event-store"] == command_lines.event_store_args(
+            s.event_store, directory="/data", password="$(EVENT_STORE_PASSWORD)"
+        )
+        assert args["monitor"] == command_lines.monitor_args(
+            s, host="0.0.0.0", port=9102, event_store_url=EVENT_STORE_URL
         )
         assert args["tf-serving"] == command_lines.model_server_args(
             s,
@@ -416,17 +427,59 @@ def test_no_secret_literal_is_committed(built):
     assert ignored.returncode == 0, "redis.env must be git-ignored"
 
 
-def test_secrets_command_writes_a_private_random_password_once(tmp_path):
+def test_secrets_command_writes_private_random_secrets_once(tmp_path):
     tree = tmp_path / "kustomize"
-    shutil.copytree(KUSTOMIZE, tree, ignore=shutil.ignore_patterns("redis.env", "__pycache__"))
+    shutil.copytree(KUSTOMIZE, tree, ignore=shutil.ignore_patterns("*.env", "__pycache__"))
     cmd = [sys.executable, str(tree / "generate.py"), "secrets", "--overlay", "dev"]
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert first.returncode == 0 and "written" in first.stdout
-    env_file = tree / "overlays" / "dev" / "redis.env"
-    content = env_file.read_text()
+    assert first.returncode == 0 and first.stdout.count("written") == 2
+    redis_env = tree / "overlays" / "dev" / "redis.env"
+    events_env = tree / "overlays" / "dev" / "events.env"
+    content = redis_env.read_text()
     assert re.fullmatch(r"REDIS_PASSWORD=[0-9a-f]{64}\n", content)
-    assert env_file.stat().st_mode & 0o077 == 0
+    assert re.fullmatch(
+        r"EVENT_STORE_PASSWORD=[0-9a-f]{64}\nAIQLEADS_ATTRIBUTION_KEY=[0-9a-f]{64}\n",
+        events_env.read_text(),
+    )
+    assert redis_env.stat().st_mode & 0o077 == 0 and events_env.stat().st_mode & 0o077 == 0
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert "kept" in second.stdout and env_file.read_text() == content
+    assert second.stdout.count("kept") == 2 and redis_env.read_text() == content
+    # An older overlay with only the Redis password gets the missing keys, and keeps its own.
+    events_env.unlink()
+    third = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert "events.env: written" in third.stdout and redis_env.read_text() == content
     bad = subprocess.run([*cmd[:-1], "staging"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "no overlay 'staging'" in bad.stderr
+
+
+def test_event_log_workloads_persist_share_one_key_and_ingest_before_retraining(built):
+    from aiqleads.events.attribution import KEY_ENV
+    from pipeline.config import load_config
+
+    for overlay, path in built.items():
+        objects = _objects(path)
+        store = _one(objects, "StatefulSet", "aiqleads-event-store")
+        (claim,) = store["spec"]["volumeClaimTemplates"]
+        (container,) = store["spec"]["template"]["spec"]["containers"]
+        assert {m["name"]: m["mountPath"] for m in container["volumeMounts"]} == {
+            claim["metadata"]["name"]: "/data"
+        }
+        args = container["args"]
+        assert args[args.index("--appendonly") + 1] == "yes"
+        assert args[args.index("--maxmemory-policy") + 1] == "noeviction"
+        gateway = _one(objects, "Deployment", "aiqleads-gateway")
+        env = {e["name"]: e for e in gateway["spec"]["template"]["spec"]["containers"][0]["env"]}
+        events_secret = _one(objects, "Secret", env[KEY_ENV]["valueFrom"]["secretKeyRef"]["name"])
+        assert env[KEY_ENV]["valueFrom"]["secretKeyRef"]["key"] in events_secret["data"]
+        monitor = _one(objects, "Deployment", "aiqleads-monitor")
+        assert monitor["spec"]["replicas"] == 1
+        ingest = _one(objects, "CronJob", "aiqleads-events-ingest")
+        retrain = _one(objects, "CronJob", "aiqleads-retraining")
+        minute, hour = (int(x) for x in ingest["spec"]["schedule"].split()[:2])
+        r_minute, r_hour = (int(x) for x in retrain["spec"]["schedule"].split()[:2])
+        assert hour * 60 + minute < r_hour * 60 + r_minute  # ingestion first
+        (job,) = ingest["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+        data = job["command"][job["command"].index("--data") + 1]
+        files = KUSTOMIZE / "overlays" / overlay / "retraining"
+        assert pathlib.Path(data) == load_config(files / "pipeline.yaml", environ={}).data_path
+        assert not any("PASSWORD)" in a for a in job["command"])  # the URL comes from env

@@ -78,9 +78,13 @@ class RecommendationsServicer(pb_grpc.RecommendationsServicer):
             "user_id": request.user_id,
             "lead_id": request.lead_id,
             "event_type": request.event_type,
+            "feedback_id": request.feedback_id or None,
         }
-        await self._dataplane.feedback(parse_feedback(body))
-        return pb.FeedbackResponse(accepted=True), Source.NONE
+        receipt = await self._dataplane.feedback(parse_feedback(body))
+        response = pb.FeedbackResponse(
+            accepted=True, duplicate=receipt.duplicate, feedback_id=receipt.feedback_id
+        )
+        return response, Source.NONE
 
 
 class PredictServicer:

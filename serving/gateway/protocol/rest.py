@@ -100,8 +100,8 @@ async def recommend(request: web.Request) -> web.Response:
 
 
 async def feedback(request: web.Request) -> web.Response:
-    await request.app[_DATAPLANE].feedback(parse_feedback(await _json_body(request)))
-    return web.json_response({"accepted": True})
+    receipt = await request.app[_DATAPLANE].feedback(parse_feedback(await _json_body(request)))
+    return web.json_response(receipt.to_json())
 
 
 async def predict(request: web.Request) -> web.Response:

@@ -14,7 +14,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$serving/protos/recommendations.proto\x12\x1b\x61iqleads.recommendations.v1\"x\n\x10RecommendRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x15\n\x08latitude\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x16\n\tlongitude\x18\x04 \x01(\x01H\x01\x88\x01\x01\x42\x0b\n\t_latitudeB\x0c\n\n_longitude\"1\n\x0fRecommendedLead\x12\x0f\n\x07lead_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\"\x9c\x01\n\x11RecommendResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\x03\x12\x0f\n\x07variant\x18\x03 \x01(\t\x12\x0e\n\x06\x63\x61\x63hed\x18\x04 \x01(\x08\x12;\n\x05items\x18\x05 \x03(\x0b\x32,.aiqleads.recommendations.v1.RecommendedLead\"[\n\x0f\x46\x65\x65\x64\x62\x61\x63kRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0f\n\x07lead_id\x18\x03 \x01(\t\x12\x12\n\nevent_type\x18\x04 \x01(\t\"$\n\x10\x46\x65\x65\x64\x62\x61\x63kResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x32\xe6\x01\n\x0fRecommendations\x12j\n\tRecommend\x12-.aiqleads.recommendations.v1.RecommendRequest\x1a..aiqleads.recommendations.v1.RecommendResponse\x12g\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12,.aiqleads.recommendations.v1.FeedbackRequest\x1a-.aiqleads.recommendations.v1.FeedbackResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$serving/protos/recommendations.proto\x12\x1b\x61iqleads.recommendations.v1\"x\n\x10RecommendRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x15\n\x08latitude\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x16\n\tlongitude\x18\x04 \x01(\x01H\x01\x88\x01\x01\x42\x0b\n\t_latitudeB\x0c\n\n_longitude\"1\n\x0fRecommendedLead\x12\x0f\n\x07lead_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\"\x9c\x01\n\x11RecommendResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\x03\x12\x0f\n\x07variant\x18\x03 \x01(\t\x12\x0e\n\x06\x63\x61\x63hed\x18\x04 \x01(\x08\x12;\n\x05items\x18\x05 \x03(\x0b\x32,.aiqleads.recommendations.v1.RecommendedLead\"p\n\x0f\x46\x65\x65\x64\x62\x61\x63kRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0f\n\x07lead_id\x18\x03 \x01(\t\x12\x12\n\nevent_type\x18\x04 \x01(\t\x12\x13\n\x0b\x66\x65\x65\x64\x62\x61\x63k_id\x18\x05 \x01(\t\"L\n\x10\x46\x65\x65\x64\x62\x61\x63kResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12\x13\n\x0b\x66\x65\x65\x64\x62\x61\x63k_id\x18\x03 \x01(\t2\xe6\x01\n\x0fRecommendations\x12j\n\tRecommend\x12-.aiqleads.recommendations.v1.RecommendRequest\x1a..aiqleads.recommendations.v1.RecommendResponse\x12g\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12,.aiqleads.recommendations.v1.FeedbackRequest\x1a-.aiqleads.recommendations.v1.FeedbackResponseb\x06proto3')
 
 
 
@@ -69,9 +69,9 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _RECOMMENDRESPONSE._serialized_start=243
   _RECOMMENDRESPONSE._serialized_end=399
   _FEEDBACKREQUEST._serialized_start=401
-  _FEEDBACKREQUEST._serialized_end=492
-  _FEEDBACKRESPONSE._serialized_start=494
-  _FEEDBACKRESPONSE._serialized_end=530
-  _RECOMMENDATIONS._serialized_start=533
-  _RECOMMENDATIONS._serialized_end=763
+  _FEEDBACKREQUEST._serialized_end=513
+  _FEEDBACKRESPONSE._serialized_start=515
+  _FEEDBACKRESPONSE._serialized_end=591
+  _RECOMMENDATIONS._serialized_start=594
+  _RECOMMENDATIONS._serialized_end=824
 # @@protoc_insertion_point(module_scope)

@@ -273,6 +273,8 @@ class GatewayThread:
         return f"127.0.0.1:{self.gateway.grpc_port}"
 
     def stop(self) -> None:
+        if self.loop.is_closed():  # stopped by the test already
+            return
         self.call(self.gateway.stop())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
@@ -280,8 +282,17 @@ class GatewayThread:
 
 
 @pytest.fixture
-def start_gateway(redis_server, model_server, tmp_path):
-    """Factory: start a gateway on free ports against the test Redis and model server."""
+def attribution_key_file(tmp_path) -> pathlib.Path:
+    """The request-id signing key every gateway of a test shares, as the launcher makes it."""
+    from aiqleads.events import attribution
+
+    return attribution.create_key_file(tmp_path / "secrets" / "attribution.key")
+
+
+@pytest.fixture
+def start_gateway(redis_server, model_server, event_store, attribution_key_file):
+    """Factory: start a gateway on free ports against the test Redis, model server and event
+    store."""
     from serving.gateway.config import parse_config
 
     started = []
@@ -294,7 +305,8 @@ def start_gateway(redis_server, model_server, tmp_path):
             "model_servers": (f"127.0.0.1:{model_server.port}",),
             "model_name": MODEL_NAME,
             "version_refresh_seconds": 0.2,
-            "log_dir": tmp_path / "logs",
+            "event_store_url": event_store.url,
+            "attribution_key_file": attribution_key_file,
             # Generous: the client threads share this process with the gateway, and with a
             # delayed model call in flight the waiting requests must not time out on a slow CI.
             "model_timeout_ms": 15_000,

@@ -1,4 +1,4 @@
-"""The recommendation API over REST and gRPC, variants, feedback logs and the Predict pass-through."""
+"""The recommendation API over REST and gRPC, variants, the event log and the Predict pass-through."""
 
 from __future__ import annotations
 
@@ -12,6 +12,16 @@ import requests
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
+from aiqleads.events import attribution
+from aiqleads.events.log import EventLog
+from aiqleads.events.records import (
+    FEEDBACK_STREAM,
+    IMPRESSIONS_STREAM,
+    Feedback,
+    Impression,
+    default_feedback_id,
+)
+from serving.process import wait_until
 from serving.protos.generated import recommendations_pb2 as pb
 from serving.protos.generated import recommendations_pb2_grpc as pb_grpc
 
@@ -31,57 +41,169 @@ def test_grpc_and_rest_give_the_same_answer_and_share_the_cache(
         )
         assert (first.model_version, first.variant, first.cached) == (1, "stable", False)
         assert _items(first) == expected("judy", 4, 1, with_location=True)
-        assert len(first.request_id) == 32
+        assert first.request_id.startswith("r1.s.")  # signed: version 1, variant stable
     rest = recommend(gateway, user_id="judy", k=4, latitude=10.5, longitude=-3.25)
     assert rest["cached"] is True
     assert rest["items"] == _items(first)
     assert model_server.predict_calls == 1
 
 
-def test_feedback_is_logged_with_the_version_and_variant_of_its_request(
-    start_gateway, model_server, recommend, tmp_path
+def test_answers_and_feedback_go_to_the_event_log_with_their_version_and_variant(
+    start_gateway, model_server, recommend, event_store, attribution_key_file
 ):
     model_server.set_labels({"stable": 1, "canary": 1})
     gateway = start_gateway(canary_fraction=1.0)
-    answer = recommend(gateway, user_id="kate", k=2)
+    answer = recommend(gateway, user_id="kate", k=2, latitude=1.5, longitude=2.5)
     assert answer["variant"] == "canary"
+    key = attribution.load_key(attribution_key_file)
+    said = attribution.verify(key, answer["request_id"], "kate")
+    assert (said.model_version, said.variant) == (1, "canary")
+    assert abs(said.issued_at - time.time()) < 60
     lead = answer["items"][0]["lead_id"]
     body = {"request_id": answer["request_id"], "user_id": "kate", "lead_id": lead}
     response = requests.post(
         f"{gateway.url}/v1/feedback", json={**body, "event_type": "click"}, timeout=10
     )
-    assert (response.status_code, response.json()) == (200, {"accepted": True})
+    click_id = default_feedback_id(answer["request_id"], lead, "click")
+    assert (response.status_code, response.json()) == (
+        200,
+        {"accepted": True, "duplicate": False, "feedback_id": click_id},
+    )
     with grpc.insecure_channel(gateway.grpc_target) as channel:
         reply = pb_grpc.RecommendationsStub(channel).Feedback(
-            pb.FeedbackRequest(**body, event_type="inquiry"), timeout=10
+            pb.FeedbackRequest(**body, event_type="inquiry", feedback_id="my-id-1"), timeout=10
         )
-    assert reply.accepted
-    lines = (tmp_path / "logs" / "feedback.jsonl").read_text().splitlines()
-    records = [json.loads(line) for line in lines]
-    for record in records:
-        assert isinstance(record.pop("ts"), float)
-    assert records == [
-        {**body, "event_type": "click", "model_version": 1, "variant": "canary"},
-        {**body, "event_type": "inquiry", "model_version": 1, "variant": "canary"},
+    assert (reply.accepted, reply.duplicate, reply.feedback_id) == (True, False, "my-id-1")
+
+    log = EventLog(event_store.url)
+    stored = [Feedback.decode(e.raw) for e in log.range(FEEDBACK_STREAM)]
+    wait_until(lambda: log.length(IMPRESSIONS_STREAM) == 1, 10, "the impression")
+    (impression,) = [Impression.decode(e.raw) for e in log.range(IMPRESSIONS_STREAM)]
+    log.close()
+    for record in stored:
+        assert record.issued_at <= record.ts
+    assert [(f.feedback_id, f.event_type, f.model_version, f.variant) for f in stored] == [
+        (click_id, "click", 1, "canary"),
+        ("my-id-1", "inquiry", 1, "canary"),
     ]
-    (logged,) = [
-        json.loads(x) for x in (tmp_path / "logs" / "requests.jsonl").read_text().splitlines()
-    ]
-    assert logged["request_id"] == answer["request_id"]
-    assert (logged["variant"], logged["model_version"], logged["cache"]) == ("canary", 1, "miss")
-    assert logged["lead_ids"] == [item["lead_id"] for item in answer["items"]]
+    assert {f.request_id for f in stored} == {answer["request_id"]}
+    assert impression.request_id == answer["request_id"]
+    assert (impression.variant, impression.model_version, impression.cache) == ("canary", 1, "miss")
+    assert list(impression.lead_ids) == [item["lead_id"] for item in answer["items"]]
+    assert impression.features["user_latitude"] == 1.5
     metrics = requests.get(f"{gateway.url}/metrics", timeout=5).text
     assert 'aiqleads_gateway_feedback_total{event_type="click",variant="canary"} 1.0' in metrics
+    assert 'aiqleads_gateway_impressions_total{outcome="logged"} 1.0' in metrics
 
 
-def test_feedback_log_is_bounded(start_gateway, tmp_path):
-    gateway = start_gateway(log_max_bytes=2048, log_backups=2)
-    body = {"request_id": "r-1", "user_id": "lena", "lead_id": "lead-01", "event_type": "view"}
-    for _ in range(100):  # about 150 bytes a record: 15 KB in all
-        assert requests.post(f"{gateway.url}/v1/feedback", json=body, timeout=10).ok
-    files = sorted((tmp_path / "logs").glob("feedback.jsonl*"))
-    assert [f.name for f in files] == ["feedback.jsonl", "feedback.jsonl.1", "feedback.jsonl.2"]
-    assert sum(f.stat().st_size for f in files) <= 3 * 2048
+def test_a_retried_feedback_is_recorded_once(start_gateway, recommend, event_store):
+    gateway = start_gateway()
+    answer = recommend(gateway, user_id="lena", k=1)
+    body = {
+        "request_id": answer["request_id"],
+        "user_id": "lena",
+        "lead_id": answer["items"][0]["lead_id"],
+        "event_type": "view",
+    }
+    replies = [requests.post(f"{gateway.url}/v1/feedback", json=body, timeout=10) for _ in range(3)]
+    assert [r.json()["duplicate"] for r in replies] == [False, True, True]
+    log = EventLog(event_store.url)
+    assert log.length(FEEDBACK_STREAM) == 1
+    log.close()
+
+
+def test_any_replica_attributes_feedback_even_after_the_answering_one_is_gone(
+    start_gateway, recommend, event_store
+):
+    first, second = start_gateway(), start_gateway()
+    answer = recommend(first, user_id="mia", k=1)
+    first.stop()
+    body = {
+        "request_id": answer["request_id"],
+        "user_id": "mia",
+        "lead_id": answer["items"][0]["lead_id"],
+        "event_type": "purchase",
+    }
+    reply = requests.post(f"{second.url}/v1/feedback", json=body, timeout=10)
+    assert reply.status_code == 200 and reply.json()["accepted"] is True
+    log = EventLog(event_store.url)
+    (stored,) = [Feedback.decode(e.raw) for e in log.range(FEEDBACK_STREAM)]
+    log.close()
+    assert (stored.model_version, stored.variant) == (answer["model_version"], "stable")
+
+
+@pytest.mark.parametrize(
+    ("request_id", "user_id"),
+    [("r1.s.1.2.0123456789abcdef", "nina"), (None, "someone-else")],
+    ids=["forged", "other-user"],
+)
+def test_feedback_for_an_unknown_answer_is_refused(start_gateway, recommend, request_id, user_id):
+    gateway = start_gateway()
+    answer = recommend(gateway, user_id="nina", k=1)
+    body = {
+        "request_id": request_id or answer["request_id"],
+        "user_id": user_id,
+        "lead_id": answer["items"][0]["lead_id"],
+        "event_type": "click",
+    }
+    reply = requests.post(f"{gateway.url}/v1/feedback", json=body, timeout=10)
+    assert reply.status_code == 400
+    assert "was not issued by this service" in reply.json()["error"]
+
+
+def test_with_the_event_store_down_feedback_is_a_retryable_503_and_nothing_is_lost(
+    start_gateway, recommend, event_store
+):
+    gateway = start_gateway(event_store_timeout_ms=200)
+    answer = recommend(gateway, user_id="olga", k=1)
+    body = {
+        "request_id": answer["request_id"],
+        "user_id": "olga",
+        "lead_id": answer["items"][0]["lead_id"],
+        "event_type": "click",
+    }
+    event_store.kill()
+    refused = requests.post(f"{gateway.url}/v1/feedback", json=body, timeout=10)
+    assert refused.status_code == 503 and "retry" in refused.json()["error"]
+    assert recommend(gateway, user_id="olga", k=1)["items"]  # answers go on without the store
+    event_store.start()
+    accepted = wait_until(
+        lambda: (
+            requests.post(f"{gateway.url}/v1/feedback", json=body, timeout=10).status_code == 200
+        ),
+        20,
+        "feedback accepted again",
+    )
+    assert accepted >= 0
+    log = EventLog(event_store.url)
+    assert log.length(FEEDBACK_STREAM) == 1
+    log.close()
+    metrics = requests.get(f"{gateway.url}/metrics", timeout=5).text
+    assert 'aiqleads_gateway_feedback_appends_total{outcome="refused"} 1.0' in metrics
+
+
+def test_impressions_are_dropped_and_counted_when_the_store_cannot_keep_up(
+    start_gateway, recommend, event_store
+):
+    gateway = start_gateway(impression_queue=2, event_store_timeout_ms=200)
+    event_store.kill()
+    for i in range(12):
+        assert recommend(gateway, user_id=f"user-{i}", k=1)["items"]  # answers never wait
+
+    def outcomes() -> dict[str, float]:
+        metrics = requests.get(f"{gateway.url}/metrics", timeout=5).text
+        prefix = 'aiqleads_gateway_impressions_total{outcome="'
+        return {
+            line[len(prefix) :].split('"')[0]: float(line.split()[-1])
+            for line in metrics.splitlines()
+            if line.startswith(prefix)
+        }
+
+    # At most the queue and one batch taken from it wait for the store; the rest is dropped.
+    assert outcomes().get("dropped", 0) >= 12 - 2 * 2
+    event_store.start()
+    # Once the store is back, every answer is accounted for: logged or dropped.
+    wait_until(lambda: sum(outcomes().values()) == 12, 20, "every impression accounted for")
 
 
 def test_canary_and_stable_labels_split_users_and_missing_canary_falls_back(

@@ -63,7 +63,7 @@ BAD_FEEDBACK = [
     ),
     (
         {"request_id": "r1", "user_id": "u1", "lead_id": "l1", "event_type": "view", "x": 1},
-        "unknown field(s) 'x'; allowed: request_id, user_id, lead_id, event_type",
+        "unknown field(s) 'x'; allowed: request_id, user_id, lead_id, event_type, feedback_id",
     ),
 ]
 

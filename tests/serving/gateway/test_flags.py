@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pathlib
 
-from serving.gateway import flags
+from aiqleads import settings_flags as flags
 from serving.gateway.__main__ import main
 from serving.gateway.config import GatewayConfig, parse_config
 from serving.settings import GatewayOptions, GatewaySettings
@@ -71,7 +71,8 @@ def test_argv_writes_back_what_the_command_line_reads(tmp_path: pathlib.Path):
         "rest_port": 9000,
         "model_servers": ("10.0.0.1:8500", "10.0.0.2:8500"),
         "online_features": True,
-        "log_dir": tmp_path,
+        "attribution_key_file": tmp_path / "key",
+        "event_store_url": "redis://127.0.0.1:6390/0",
         "local_cache_ttl_seconds": 2.5,
         "model_timeout_ms": 250,
         "event_loop": "asyncio",
@@ -83,14 +84,17 @@ def test_argv_writes_back_what_the_command_line_reads(tmp_path: pathlib.Path):
         "--model-server=10.0.0.1:8500",
         "--model-server=10.0.0.2:8500",
         "--online-features",
-        f"--log-dir={tmp_path}",
+        f"--attribution-key-file={tmp_path / 'key'}",
+        "--event-store-url=redis://127.0.0.1:6390/0",
         "--local-cache-ttl-seconds=2.5",
         "--model-timeout-ms=250",
         "--event-loop=asyncio",
     ]
     config = parse_config(main.make_context("gateway", argv).params)
     assert config == GatewayConfig(**values)
-    assert flags.argv({"online_features": False, "log_dir": None}) == ["--no-online-features"]
+    assert flags.argv({"online_features": False, "event_store_url": None}) == [
+        "--no-online-features"
+    ]
 
 
 def test_model_servers_may_be_comma_separated():

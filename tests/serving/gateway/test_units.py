@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 
 import pytest
 
@@ -12,7 +11,6 @@ from aiqleads.errors import ConfigError
 from serving.errors import Code, Reason, ServingError, invalid, not_found, unavailable
 from serving.gateway.cache import CircuitBreaker, LocalCache, RedisCache, Source
 from serving.gateway.config import parse_config
-from serving.gateway.feedback_log import JsonlLog
 from serving.gateway.metrics import GatewayMetrics, error_kind
 from serving.gateway.protocol.rest import http_status
 from serving.gateway.variants import VersionView, assign_variant
@@ -91,24 +89,6 @@ def test_config_rejects_bad_values_naming_each_field():
     assert parse_config({"model_servers": ("envoy.local:9000",)}).grpc_target == "envoy.local:9000"
     with pytest.raises(ConfigError, match="with several servers give IPv4 addresses"):
         parse_config({"model_servers": ("a.local:1", "127.0.0.1:2")})
-
-
-def test_jsonl_log_rotates_by_size_and_keeps_a_capped_number_of_files(tmp_path):
-    log = JsonlLog(tmp_path, "feedback", GatewayMetrics(), max_bytes=1024, backups=2)
-    for i in range(200):
-        log.write({"n": i, "pad": "x" * 20})  # 33-35 bytes a line
-    log.close()
-    files = sorted(tmp_path.iterdir())
-    assert [f.name for f in files] == ["feedback.jsonl", "feedback.jsonl.1", "feedback.jsonl.2"]
-    assert all(f.stat().st_size <= 1024 for f in files)
-    newest = [
-        json.loads(line)["n"] for line in (tmp_path / "feedback.jsonl").read_text().splitlines()
-    ]
-    assert newest[-1] == 199
-    kept = sum(len(f.read_text().splitlines()) for f in files)
-    assert kept < 200  # the oldest records were dropped with the oldest file
-    older = [json.loads(x)["n"] for x in (tmp_path / "feedback.jsonl.1").read_text().splitlines()]
-    assert older[-1] + 1 == newest[0]  # no record lost between rotations
 
 
 def test_local_cache_is_a_bounded_lru_with_a_ttl() -> None:

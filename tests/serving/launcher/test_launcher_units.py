@@ -173,7 +173,8 @@ def test_children_run_the_command_lines_the_manifests_are_built_with(
                 grpc_port=r.grpc_port,
                 redis_url=f"redis://127.0.0.1:{s.redis.port}/0",
                 model_server=model_listener,
-                log_dir=tmp_path / f"gateway-{i}",
+                event_store_url=f"redis://127.0.0.1:{s.event_store.port}/0",
+                attribution_key_file=tmp_path / "secrets" / "attribution.key",
             ),
         ]
     monitoring = tmp_path / "model-server-monitoring.config"
@@ -186,6 +187,13 @@ def test_children_run_the_command_lines_the_manifests_are_built_with(
     assert children["redis"][1:] == command_lines.redis_args(
         s.redis, bind="127.0.0.1", directory=tmp_path / "redis"
     )
+    assert children["event-store"][1:] == command_lines.event_store_args(
+        s.event_store, bind="127.0.0.1", directory=tmp_path / "events"
+    )
+    assert "noeviction" in children["event-store"] and "yes" in children["event-store"]
+    assert children["monitor"][1:4] == [sys.executable, "-m", "monitoring"][1:] + [
+        f"--host={s.monitor.host}"
+    ]
     assert children["envoy"][1:] == command_lines.envoy_args(
         tmp_path / "envoy.yaml", 2, "warning", hot_restart=False
     )

@@ -1,4 +1,5 @@
-"""The gateway's command line, derived from `GatewayConfig`: one flag per field.
+"""Command lines derived from a settings model (`GatewayConfig`, `MonitorConfig`): one flag
+per field.
 
 A field ``some_name`` is the flag ``--some-name``; its type, default and description become
 the option's, so ``--help`` shows the model's defaults and nothing is declared twice. A
@@ -49,6 +50,10 @@ def _option(name: str, field: FieldInfo) -> Callable:
         kwargs["type"] = click.Choice([str(a) for a in args])
     elif typing.get_origin(annotation) in (typing.Union, types.UnionType) and pathlib.Path in args:
         kwargs["type"] = click.Path(path_type=pathlib.Path)
+    elif typing.get_origin(annotation) in (typing.Union, types.UnionType) and (
+        len(args) == 2 and type(None) in args and set(args) - {type(None)} <= set(_SCALARS)
+    ):  # an optional scalar: absent means None
+        kwargs["type"] = _SCALARS[next(a for a in args if a is not type(None))]
     elif annotation in _SCALARS:
         kwargs["type"] = _SCALARS[annotation]
     else:

@@ -1,0 +1,32 @@
+"""Typed, frozen, validated settings of one monitor process (its flags derive from them)."""
+
+from __future__ import annotations
+
+from pydantic import Field, ValidationError, field_validator
+
+from aiqleads.errors import ConfigError
+from aiqleads.settings_io import describe_validation_error
+from serving.settings import MonitorSettings
+
+
+class MonitorConfig(MonitorSettings):
+    """What `python -m monitoring` needs: the stack-wide `MonitorSettings` and its store."""
+
+    event_store_url: str = Field(description="The event log to follow (redis://...).")
+    block_ms: int = Field(
+        500, ge=10, le=60_000, description="Longest wait of one read for new records."
+    )
+
+    @field_validator("event_store_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"{value!r} must start with redis://, rediss:// or unix://")
+        return value
+
+
+def parse_config(data: dict) -> MonitorConfig:
+    try:
+        return MonitorConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(f"invalid monitor settings: {describe_validation_error(e)}") from e
