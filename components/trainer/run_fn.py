@@ -27,8 +27,10 @@ from aiqleads.errors import DataError
 from components.example_gen import raw_tables, snapshots, window
 from components.example_gen.interactions import SamplingConfig
 from components.trainer import model as model_lib
-from components.trainer import signatures
+from components.trainer.export import export
 from components.trainer.sampling_prior import SamplingPrior
+from components.trainer.signatures import RecommenderExport
+from components.trainer.snapshot_tables import popularity
 from transforms import features as f
 
 DATA_ROOT = "data_root"
@@ -138,7 +140,7 @@ def build_export(
     users = snapshots.load_user_snapshot(data_root, as_of)
     days = raw_tables.spans_up_to(data_root, as_of)
     events = raw_tables.read_events(data_root, days)
-    prior = signatures.popularity(events, catalogue[f.LEAD_ID].to_numpy())
+    prior = popularity(events, catalogue[f.LEAD_ID].to_numpy())
     pairs = snapshots.load_pair_history(data_root, as_of)
     shares = snapshots.load_user_shares(data_root, as_of)
     negatives = None
@@ -151,7 +153,7 @@ def build_export(
             users,
             sampling or SamplingConfig(),
         )
-    return signatures.RecommenderExport(
+    return RecommenderExport(
         model,
         tft_output,
         catalogue,
@@ -196,7 +198,7 @@ def run_fn(fn_args: Any) -> None:
     module = build_export(
         model, tft_output, data_root, as_of, sampling, window_spans, model.cfg.sampling_prior_weight
     )
-    signatures.export(module, fn_args.serving_model_dir)
+    export(module, fn_args.serving_model_dir)
     summary = {"as_of": as_of.isoformat(), "catalogue_leads": module.n_leads, **metrics}
     log.info("trainer: exported %s (%s)", fn_args.serving_model_dir, summary)
     if getattr(fn_args, "model_run_dir", None):

@@ -101,7 +101,7 @@ class SamplingPrior:
 
     def log_propensity(self, user_rows: np.ndarray, lead_rows: np.ndarray) -> np.ndarray:
         """``log p_negative`` for snapshot user rows (-1: unknown) x catalogue rows (the
-        reference for the graph version in `signatures.RecommenderExport`)."""
+        reference for the graph version in `sampling_correction.SamplingCorrection`)."""
         user_rows = np.asarray(user_rows, np.int64)
         lead_rows = np.asarray(lead_rows, np.int64)
         table = dict(zip(self.share_keys().tolist(), self.share.tolist(), strict=True))

@@ -150,12 +150,12 @@ def test_unknown_user_with_location_prefers_nearby_popular_leads(trained):
     import tensorflow as tf
 
     from components.example_gen import raw_tables, snapshots
-    from components.trainer import signatures
+    from components.trainer.snapshot_tables import popularity
 
     loaded, data, as_of, _ = trained
     catalogue = snapshots.load_catalogue(data, as_of)
     events = raw_tables.read_events(data, raw_tables.spans_up_to(data, as_of))
-    prior = np.log1p(signatures.popularity(events, catalogue[f.LEAD_ID].to_numpy()))
+    prior = np.log1p(popularity(events, catalogue[f.LEAD_ID].to_numpy()))
     lat0, lon0 = (
         float(catalogue[f.LEAD_LATITUDE].iloc[7]),
         float(catalogue[f.LEAD_LONGITUDE].iloc[7]),
@@ -219,7 +219,7 @@ def test_recommend_scores_equal_serving_default_on_the_same_pairs(trained):
     import tensorflow_transform as tft
 
     from components.example_gen import interactions, raw_tables, snapshots
-    from components.trainer import signatures
+    from components.trainer.canaries import CANARY_ROWS, canary_examples
     from components.trainer.model import ModelConfig
     from components.trainer.sampling_prior import SamplingPrior
 
@@ -233,7 +233,7 @@ def test_recommend_scores_equal_serving_default_on_the_same_pairs(trained):
     active = pairs[pairs[f.LEAD_ID].isin(catalogue[f.LEAD_ID])]
     busiest = active.groupby(f.USER_ID).size().reindex(users[f.USER_ID]).fillna(0).to_numpy()
     user = users.iloc[[int(np.argmax(np.where(has_both, busiest, -1)))]]
-    k = signatures.CANARY_ROWS
+    k = CANARY_ROWS
     out = loaded.signatures[f.RECOMMEND_SIGNATURE](
         user_id=tf.constant(user[f.USER_ID].to_numpy().astype(str)),
         latitude=tf.constant([math.nan]),
@@ -246,9 +246,7 @@ def test_recommend_scores_equal_serving_default_on_the_same_pairs(trained):
     spec.pop(f.ENGAGEMENT)
     rows = catalogue.set_index(f.LEAD_ID).loc[ids].reset_index()
     shares = snapshots.load_user_shares(data, as_of)
-    examples = signatures.canary_examples(
-        rows, user, spec, event_ts=0.0, pairs=pairs, shares=shares
-    )
+    examples = canary_examples(rows, user, spec, event_ts=0.0, pairs=pairs, shares=shares)
     assert len(examples) == len(ids) == k
     for key, column in f.USER_SHARES.items():
         mine = shares[key][shares[key][f.USER_ID] == user[f.USER_ID].iloc[0]]
