@@ -7,6 +7,8 @@
 <root>/spans/YYYY-MM-DD/events.csv         contracts.EVENTS, the events of that UTC day
 <root>/spans/YYYY-MM-DD/market.csv         contracts.MARKET, the market rows of that day
 <root>/ground_truth/user_preferences.csv   synthetic sets only: the hidden preferences
+<root>/serving_logs/YYYY-MM-DD.jsonl       served answers' features (`aiqleads events ingest`)
+<root>/quarantine/events/YYYY-MM-DD.jsonl  feedback ingestion set aside, with its reason
 ```
 
 A pipeline run reads a rolling window of span folders; a new day is a new folder.
@@ -23,6 +25,8 @@ MANIFEST = "manifest.json"
 SPANS_DIR = "spans"
 GROUND_TRUTH_DIR = "ground_truth"
 USER_PREFERENCES = "user_preferences.csv"
+SERVING_LOGS_DIR = "serving_logs"
+EVENTS_QUARANTINE_DIR = "quarantine/events"
 SPAN_FORMAT = "%Y-%m-%d"
 
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
-from aiqleads import settings_io
+from aiqleads import layout, settings_io
 from components.example_gen.interactions import SamplingConfig
 from components.trainer.model_config import ModelConfig
 from transforms import features as f
@@ -84,6 +84,8 @@ class DriftConfig(_Section):
     # The worst region's |d log market median price| x sqrt(inventory) from one span to the
     # next (docs/pipeline.md); null turns the measurement off.
     regional_median_shift: float | None = Field(DEFAULT_REGIONAL_MEDIAN_SHIFT, gt=0.0, le=100.0)
+    # Serving logs the skew check compares with training; by default the ones `aiqleads events
+    # ingest` writes into the data set (aiqleads.layout.SERVING_LOGS_DIR), if any.
     serving_log_dir: str | None = None
     max_serving_records: int = Field(200_000, ge=1, le=10_000_000)
 
@@ -149,6 +151,13 @@ class PipelineConfig(_Section):
     @property
     def data_path(self) -> pathlib.Path:
         return self.path(self.data_root)
+
+    @property
+    def serving_logs_path(self) -> pathlib.Path:
+        """Where the skew check reads serving logs (absent: the check has nothing to compare)."""
+        if self.drift.serving_log_dir:
+            return self.path(self.drift.serving_log_dir)
+        return self.data_path / layout.SERVING_LOGS_DIR
 
     @property
     def pipeline_root(self) -> pathlib.Path:

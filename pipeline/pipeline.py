@@ -142,11 +142,7 @@ def create_pipeline(
             numeric=dict(config.drift.numeric),
             categorical=dict(config.drift.categorical),
             regional_median_shift=config.drift.regional_median_shift,
-            serving_log_dir=(
-                str(config.path(config.drift.serving_log_dir))
-                if config.drift.serving_log_dir
-                else None
-            ),
+            serving_log_dir=str(config.serving_logs_path),
             max_serving_records=config.drift.max_serving_records,
         ).with_id(DRIFT_CHECK)
         drift_check.add_upstream_node(example_validator)

@@ -40,8 +40,8 @@ from aiqleads.events.records import FEEDBACK_STREAM, IMPRESSIONS_STREAM, Feedbac
 
 GROUP = "ingest"
 CONSUMER = "ingest-1"
-SERVING_LOGS_DIR = "serving_logs"
-QUARANTINE_DIR = pathlib.Path("quarantine") / "events"
+SERVING_LOGS_DIR = layout.SERVING_LOGS_DIR
+QUARANTINE_DIR = pathlib.Path(layout.EVENTS_QUARANTINE_DIR)
 MANIFEST_KEY = "ingested"
 DEFAULT_LATENESS_SECONDS = 2 * 86_400
 DEFAULT_RETENTION_SECONDS = 2 * 86_400

@@ -57,7 +57,8 @@ def read_serving_logs(log_dir: str | None, max_records: int) -> pd.DataFrame | N
     if not log_dir:
         return None
     root = pathlib.Path(log_dir)
-    files = sorted(root.glob("*.jsonl*")) if root.is_dir() else []
+    # Newest first: with more records than ``max_records``, the recent traffic is compared.
+    files = sorted(root.glob("*.jsonl*"), reverse=True) if root.is_dir() else []
     rows: list[dict] = []
     for path in files:
         with path.open(encoding="utf-8", errors="replace") as fh:
