@@ -1,10 +1,14 @@
-"""Fixtures shared by every test folder: a real event store (redis-server, append-only)."""
+"""Fixtures shared by every test folder: a real event store (redis-server, append-only), and
+the closed loop's session fixtures (`loop_fixtures.py`: a trained smoke model, a served stack).
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import pathlib
 import signal
 import subprocess
+import sys
 
 import pytest
 
@@ -77,3 +81,17 @@ def event_log(event_store):
     log = EventLog(event_store.url, timeout_seconds=2.0)
     yield log
     log.close()
+
+
+def _load(name: str, path: pathlib.Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the file runs
+    spec.loader.exec_module(module)
+    return module
+
+
+loop_fixtures = _load("loop_fixtures", pathlib.Path(__file__).parent / "loop_fixtures.py")
+loop_world = loop_fixtures.loop_world
+served_stack = loop_fixtures.served_stack

@@ -1,0 +1,193 @@
+"""Session fixtures of the closed-loop tests: one smoke world, one trained model, one stack.
+
+Expensive, so built once per test session and shared by every test of the loop (event log,
+monitoring, registry): a smoke synthetic data set whose last span is yesterday (so served
+traffic lands on today's span, as in production), one `aiqleads pipeline run` on it to a
+pushed model, and one `aiqleads serve` stack on that model. Tests that kill a child leave
+the stack's supervisor to restart it and wait until it is healthy again before they end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import pathlib
+import re
+import signal
+import subprocess
+import sys
+import threading
+import urllib.request
+
+import pytest
+import yaml
+
+from serving import stack_file
+from serving.process import free_port, wait_until
+
+BIN = pathlib.Path(sys.executable).parent
+SMOKE_DAYS = 14
+PIPELINE_TIMEOUT_SECONDS = 900
+STACK_TIMEOUT_SECONDS = 240
+
+
+def run_cli(
+    *args: str, timeout: float = 600, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """``aiqleads ARGS`` as a user runs it; output captured, a failure shows it."""
+    result = subprocess.run(
+        [str(BIN / "aiqleads"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})},
+    )
+    if result.returncode != 0:
+        pytest.fail(
+            f"aiqleads {' '.join(args)} exited {result.returncode}\n"
+            f"--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-4000:]}"
+        )
+    return result
+
+
+@dataclasses.dataclass
+class LoopWorld:
+    data: pathlib.Path  # the data set the pipeline reads and ingestion writes to
+    runs: pathlib.Path
+    config: pathlib.Path  # pipeline config YAML
+    model_base: pathlib.Path
+
+    def versions(self) -> list[int]:
+        if not self.model_base.is_dir():
+            return []
+        return sorted(int(p.name) for p in self.model_base.iterdir() if p.name.isdigit())
+
+
+def write_pipeline_config(path: pathlib.Path, data: pathlib.Path, runs: pathlib.Path) -> None:
+    """A smoke-sized pipeline config (the e2e pipeline tests use the same sizes)."""
+    config = {
+        "data_root": str(data),
+        "runs_dir": str(runs),
+        "serving_model_dir": str(runs / "serving_models" / "lead_recommender"),
+        "example_gen": {"window_spans": SMOKE_DAYS, "eval_days": 2, "negatives_per_positive": 4},
+        "trainer": {"train_steps": 300, "eval_steps": 50},
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+@pytest.fixture(scope="session")
+def loop_world(tmp_path_factory) -> LoopWorld:
+    """A smoke data set ending yesterday (UTC) and a model trained and pushed on it."""
+    root = tmp_path_factory.mktemp("loop")
+    data, runs = root / "data", root / "runs"
+    start = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=SMOKE_DAYS)
+    run_cli(
+        "data", "synth", "--preset", "smoke", "--start-date", start.isoformat(), "--out", str(data)
+    )
+    config = root / "pipeline.yaml"
+    write_pipeline_config(config, data, runs)
+    world = LoopWorld(data, runs, config, runs / "serving_models" / "lead_recommender")
+    run_cli("pipeline", "run", "--config", str(config), timeout=PIPELINE_TIMEOUT_SECONDS)
+    assert world.versions(), "the smoke pipeline run pushed no model"
+    return world
+
+
+class _Lines:
+    """Collects a stream's lines in a thread."""
+
+    def __init__(self, stream) -> None:
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            self.lines.append(line.rstrip("\n"))
+
+
+@dataclasses.dataclass
+class ServedStack:
+    """A running `aiqleads serve` and where it listens."""
+
+    process: subprocess.Popen
+    run_dir: pathlib.Path
+    addresses: stack_file.StackAddresses
+    output: _Lines
+
+    @property
+    def front(self) -> str:
+        return self.addresses.front_url
+
+    def pid_of(self, child: str) -> int:
+        """The current PID of a child (``gateway-0``, ``event-store``...), from its lines."""
+        pids = [
+            int(m.group(1))
+            for line in self.output.lines
+            if (m := re.search(rf"\b{re.escape(child)} (?:ready|restarted) \(pid (\d+)", line))
+        ]
+        assert pids, f"no PID of {child} in the launcher's output"
+        return pids[-1]
+
+    def kill(self, child: str) -> int:
+        pid = self.pid_of(child)
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+    def wait_restarted(self, child: str, old_pid: int, timeout: float = 60) -> None:
+        wait_until(lambda: self.pid_of(child) != old_pid, timeout, f"{child} restarted")
+
+    def healthy(self) -> bool:
+        body = json.dumps({"user_id": "u000001", "k": 1}).encode()
+        request = urllib.request.Request(
+            f"{self.front}/v1/recommendations", body, {"content-type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+
+@pytest.fixture(scope="session")
+def served_stack(loop_world: LoopWorld, tmp_path_factory):
+    """`aiqleads serve` on the loop world's model, for the whole session."""
+    run_dir = tmp_path_factory.mktemp("stack") / "run"
+    argv = [
+        str(BIN / "aiqleads"), "serve",
+        "--model-base-path", str(loop_world.model_base),
+        "--run-dir", str(run_dir),
+        "--port", str(free_port()),
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    output = _Lines(process.stdout)
+    try:
+        wait_until(
+            lambda: process.poll() is not None or (run_dir / stack_file.STACK_FILE).exists(),
+            STACK_TIMEOUT_SECONDS,
+            "aiqleads serve",
+            interval=0.5,
+        )
+        assert process.poll() is None, "aiqleads serve exited:\n" + "\n".join(output.lines)
+        stack = ServedStack(process, run_dir, stack_file.read(run_dir), output)
+        wait_until(stack.healthy, 60, "the stack answering through Envoy")
+        yield stack
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def wait_healthy(stack: ServedStack, timeout: float = 90) -> float:
+    """Seconds until the stack answers through Envoy again (after a test killed a child)."""
+    return wait_until(stack.healthy, timeout, "the stack answering again")
