@@ -10,8 +10,11 @@ and for each batch:
 2. appends the good ones to ``spans/<day>/events.csv`` of their own UTC day, skipping event
    ids the file already holds: ``event_id`` is the feedback id, so a batch read twice (a
    crash between write and acknowledgement) adds nothing;
-3. writes the impressions' serving features to ``serving_logs/<day>.jsonl`` (one row per
-   shown lead), which the pipeline's skew check reads;
+3. keeps every answer in ``serving_logs/impressions/<day>.jsonl`` (for the join above, in
+   this run or a later one), and writes one row per new engagement with its answer's serving
+   features (the request's location, the engaged lead's features) to
+   ``serving_logs/<day>.jsonl``: what the pipeline's skew check compares with training's
+   positives;
 4. acknowledges the batch, then trims what every reader is done with and is older than the
    retention.
 
@@ -41,6 +44,7 @@ from aiqleads.events.records import FEEDBACK_STREAM, IMPRESSIONS_STREAM, Feedbac
 GROUP = "ingest"
 CONSUMER = "ingest-1"
 SERVING_LOGS_DIR = layout.SERVING_LOGS_DIR
+IMPRESSIONS_DIR = "impressions"  # under SERVING_LOGS_DIR: every answer, for the join
 QUARANTINE_DIR = pathlib.Path(layout.EVENTS_QUARANTINE_DIR)
 MANIFEST_KEY = "ingested"
 DEFAULT_LATENESS_SECONDS = 2 * 86_400
@@ -102,69 +106,76 @@ def _timestamp(ts: float) -> str:
 
 
 class _ImpressionIndex:
-    """request_id -> shown lead ids, from the serving logs of the days asked for."""
+    """request_id -> the answer, from ``serving_logs/impressions/<day>.jsonl`` (kept across
+    runs: a feedback may be ingested days after its answer)."""
 
     def __init__(self, root: pathlib.Path) -> None:
-        self._dir = root / SERVING_LOGS_DIR
-        self._days: dict[dt.date, dict[str, frozenset[str]]] = {}
+        self._dir = root / SERVING_LOGS_DIR / IMPRESSIONS_DIR
+        self._days: dict[dt.date, dict[str, Impression]] = {}
 
-    def day(self, day: dt.date) -> dict[str, frozenset[str]]:
+    def _path(self, day: dt.date) -> pathlib.Path:
+        return self._dir / f"{layout.span_name(day)}.jsonl"
+
+    def day(self, day: dt.date) -> dict[str, Impression]:
         if day not in self._days:
-            shown: dict[str, set[str]] = defaultdict(set)
-            path = self._dir / f"{layout.span_name(day)}.jsonl"
+            answers: dict[str, Impression] = {}
+            path = self._path(day)
             if path.is_file():
                 with path.open("rb") as fh:
                     for line in fh:
-                        row = orjson.loads(line)
-                        shown[row["request_id"]].add(row["lead_id"])
-            self._days[day] = {rid: frozenset(leads) for rid, leads in shown.items()}
+                        imp = Impression.decode(line)
+                        answers[imp.request_id] = imp
+            self._days[day] = answers
         return self._days[day]
 
-    def shown(self, request_id: str, issued_at: float) -> frozenset[str] | None:
+    def find(self, request_id: str, issued_at: float) -> Impression | None:
         for day in {_utc_day(issued_at), _utc_day(issued_at + 1.0)}:  # an answer at midnight
-            leads = self.day(day).get(request_id)
-            if leads is not None:
-                return leads
+            imp = self.day(day).get(request_id)
+            if imp is not None:
+                return imp
         return None
 
-    def add(self, day: dt.date, request_id: str, leads: frozenset[str]) -> None:
-        self.day(day)[request_id] = leads
+    def write(self, impressions: list[Impression]) -> int:
+        """Append the impressions not yet kept; how many were new."""
+        by_day: dict[dt.date, list[bytes]] = defaultdict(list)
+        for imp in impressions:
+            day = _utc_day(imp.ts)
+            known = self.day(day)
+            if imp.request_id in known:
+                continue  # read twice: already kept
+            known[imp.request_id] = imp
+            by_day[day].append(imp.encode() + b"\n")
+        _append_lines(self._dir, by_day)
+        return sum(len(lines) for lines in by_day.values())
 
 
-def _write_impressions(
-    root: pathlib.Path, impressions: list[Impression], index: _ImpressionIndex
-) -> int:
-    by_day: dict[dt.date, list[bytes]] = defaultdict(list)
-    written = 0
-    for imp in impressions:
-        day = _utc_day(imp.ts)
-        if imp.request_id in index.day(day):
-            continue  # read twice: already in the file
-        index.add(day, imp.request_id, frozenset(imp.lead_ids))
-        for rank, row in enumerate(imp.feature_rows()):
-            row.update(
-                request_id=imp.request_id,
-                ts=imp.ts,
-                user_id=imp.user_id,
-                model_version=imp.model_version,
-                variant=imp.variant,
-                rank=rank,
-                score=imp.scores[rank],
-            )
-            by_day[day].append(orjson.dumps({**row, "features": _features(row)}) + b"\n")
-        written += 1
+def _append_lines(directory: pathlib.Path, by_day: dict[dt.date, list[bytes]]) -> None:
     for day, lines in by_day.items():
-        path = root / SERVING_LOGS_DIR / f"{layout.span_name(day)}.jsonl"
+        path = directory / f"{layout.span_name(day)}.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("ab") as out:
             out.write(b"".join(lines))
-    return written
 
 
-def _features(row: dict) -> dict:
-    """The row's serving features, under the names the skew check compares."""
-    skip = {"request_id", "ts", "user_id", "model_version", "variant", "rank", "score", "lead_id"}
-    return {k: v for k, v in row.items() if k not in skip}
+def _serving_row(fb: Feedback, imp: Impression) -> bytes:
+    """One engagement with the serving features of its answer: what the skew check compares
+    with training's positives (the user's request location; the engaged lead's features)."""
+    rank = imp.lead_ids.index(fb.lead_id)
+    features = {k: v for k, v in imp.feature_rows()[rank].items() if k != "lead_id"}
+    row = {
+        "feedback_id": fb.feedback_id,
+        "request_id": fb.request_id,
+        "ts": fb.ts,
+        "user_id": fb.user_id,
+        "lead_id": fb.lead_id,
+        "event_type": fb.event_type,
+        "model_version": fb.model_version,
+        "variant": fb.variant,
+        "rank": rank,
+        "score": imp.scores[rank],
+        "features": features,
+    }
+    return orjson.dumps(row) + b"\n"
 
 
 class _Spans:
@@ -274,7 +285,7 @@ def ingest(
                     decoded.append(Impression.decode(entry.raw))
                 except (ValueError, TypeError, KeyError):
                     summary.quarantined[UNREADABLE] += 1
-            summary.impressions += _write_impressions(root, decoded, index)
+            summary.impressions += index.write(decoded)
             log.ack(IMPRESSIONS_STREAM, GROUP, [e.entry_id for e in entries])
             if progress:
                 progress(summary)
@@ -283,6 +294,7 @@ def ingest(
     for pending in (True, False):
         while entries := log.read_group(FEEDBACK_STREAM, GROUP, CONSUMER, batch, pending):
             bad: list[tuple[dt.date, dict]] = []
+            engaged: dict[dt.date, list[bytes]] = defaultdict(list)
             for entry in entries:
                 summary.feedback_read += 1
                 try:
@@ -293,6 +305,7 @@ def ingest(
                     continue
                 day = _utc_day(fb.ts)
                 reason = None
+                answer = None
                 if fb.user_id not in users:
                     reason = UNKNOWN_USER
                 elif fb.lead_id not in leads:
@@ -305,10 +318,10 @@ def ingest(
                 ):
                     reason = LATE
                 else:
-                    shown = index.shown(fb.request_id, fb.issued_at)
-                    if shown is None:
+                    answer = index.find(fb.request_id, fb.issued_at)
+                    if answer is None:
                         summary.without_impression += 1
-                    elif fb.lead_id not in shown:
+                    elif fb.lead_id not in answer.lead_ids:
                         reason = NOT_SHOWN
                 if reason:
                     bad.append((day, {"reason": reason, **dataclasses.asdict(fb)}))
@@ -324,9 +337,13 @@ def ingest(
                 }
                 if spans.add(day, row):
                     summary.written += 1
+                    if answer is not None:
+                        engaged[day].append(_serving_row(fb, answer))
                 else:
                     summary.duplicates += 1
             _quarantine(root, bad)
+            _append_lines(root / SERVING_LOGS_DIR, engaged)
+            engaged.clear()
             days = spans.flush()
             summary.days.update(days)
             summary.market_carried += _carry_market_forward(root, days)

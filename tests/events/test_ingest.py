@@ -174,21 +174,37 @@ def test_a_crash_between_write_and_ack_adds_nothing_twice(data, event_store):
     log.close()
 
 
-def test_serving_logs_carry_the_features_the_skew_check_reads(data, event_log):
+def test_serving_logs_hold_each_engagement_with_its_answers_features(data, event_log):
     at = ts(NEW_DAY, 60)
-    event_log.append_impressions([imp("r1", "u000001", ("l000001", "l000003"), at)] * 2)
+    answer = imp("r1", "u000001", ("l000001", "l000003"), at)
+    event_log.append_impressions([answer, answer])  # the same answer logged twice
+    event_log.append_feedback(fb("v1", "r1", "u000001", "l000003", "view", at + 1, at))
+    event_log.append_feedback(fb("v2", "r7", "u000002", "l000003", "view", at + 1, at))  # no answer
     summary = run(data, event_log)
-    assert summary.impressions == 1  # the same answer logged twice counts once
+    assert (summary.impressions, summary.written) == (1, 2)
+    kept = (data / ingest_lib.SERVING_LOGS_DIR / "impressions" / "2026-01-15.jsonl").read_text()
+    assert [Impression.decode(line.encode()) for line in kept.splitlines()] == [answer]
     lines = (data / ingest_lib.SERVING_LOGS_DIR / "2026-01-15.jsonl").read_text().splitlines()
-    rows = [json.loads(line) for line in lines]
-    assert [r["lead_id"] for r in rows] == ["l000001", "l000003"]
-    assert rows[1]["rank"] == 1
-    assert rows[0]["features"] == {
+    (row,) = [json.loads(line) for line in lines]  # only the engagement whose answer is known
+    assert (row["feedback_id"], row["lead_id"], row["rank"], row["score"]) == (
+        "v1",
+        "l000003",
+        1,
+        0.8,
+    )
+    assert row["features"] == {
         "user_latitude": 47.61,
         "user_longitude": -122.33,
         "region": "seattle-01",
         "price": 500000.0,
     }
+
+    # A feedback ingested in a later run still finds its answer (kept on disk).
+    event_log.append_feedback(fb("c1", "r1", "u000001", "l000001", "click", at + 5, at))
+    later = run(data, event_log)
+    assert (later.written, later.without_impression) == (1, 0)
+    lines = (data / ingest_lib.SERVING_LOGS_DIR / "2026-01-15.jsonl").read_text().splitlines()
+    assert [json.loads(line)["feedback_id"] for line in lines] == ["v1", "c1"]
 
 
 def test_old_entries_are_trimmed_after_ingestion(data, event_log):
