@@ -219,12 +219,10 @@ class ModelServerProcess:
         return self.child.exit_code()
 
 
-def start_model_server(
-    args: Sequence[str], log_path: pathlib.Path, rest: bool = True
-) -> ModelServerProcess:
-    """Start ``aiqleads-model-server`` with ``args`` plus free ``--port`` (and, with ``rest``,
-    ``--rest_api_port``) on the loopback address; ready once `wait_ready` returns."""
-    grpc_port, rest_port = free_port(), free_port() if rest else 0
+def start_model_server(args: Sequence[str], log_path: pathlib.Path) -> ModelServerProcess:
+    """Start ``aiqleads-model-server`` with ``args`` plus free ``--port`` and
+    ``--rest_api_port`` on the loopback address; ready once `wait_ready` returns."""
+    grpc_port, rest_port = free_port(), free_port()
     argv = [
         model_server_binary(),
         f"--port={grpc_port}",
@@ -233,7 +231,11 @@ def start_model_server(
         *args,
     ]
     env = {"TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
-    child = Child(MODEL_SERVER_BINARY, argv, log_path, ready=lambda: True, env=env)
+
+    def listening() -> bool:  # the server opens its listeners once its models are loaded
+        return http_status(f"http://{LOOPBACK}:{rest_port}/")[0] != 0
+
+    child = Child(MODEL_SERVER_BINARY, argv, log_path, ready=listening, env=env)
     child.start()
     return ModelServerProcess(child, grpc_port, rest_port)
 

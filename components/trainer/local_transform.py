@@ -11,12 +11,20 @@ from __future__ import annotations
 import os
 import pathlib
 
+import apache_beam as beam
+import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
+from apache_beam.options.pipeline_options import PipelineOptions
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
+from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
+from tfx_bsl.coders import example_coder
+from tfx_bsl.public import tfxio
+
+from transforms.preprocessing import preprocessing_fn
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO / "pipeline" / "schema" / "schema.pbtxt"
-PREPROCESSING_FN = "transforms.preprocessing.preprocessing_fn"
 SPLITS = ("train", "eval")
 
 
@@ -26,15 +34,6 @@ def load_schema(path: pathlib.Path = SCHEMA_PATH) -> schema_pb2.Schema:
 
 def transform_splits(examples_dir: str, out_dir: str, splits=SPLITS) -> dict[str, str]:
     """Analyze ``Split-train`` and transform ``splits``; returns output paths by name."""
-    import apache_beam as beam
-    import tensorflow_transform as tft
-    import tensorflow_transform.beam as tft_beam
-    from apache_beam.options.pipeline_options import PipelineOptions
-    from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
-    from tfx_bsl.public import tfxio
-
-    from transforms.preprocessing import preprocessing_fn
-
     schema = load_schema()
     out = pathlib.Path(out_dir)
     graph_dir = out / "transform_graph"
@@ -80,6 +79,4 @@ def transform_splits(examples_dir: str, out_dir: str, splits=SPLITS) -> dict[str
 
 
 def _encode(record_batch) -> list[bytes]:
-    from tfx_bsl.coders import example_coder
-
     return example_coder.RecordBatchToExamplesEncoder().encode(record_batch)
