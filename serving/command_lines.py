@@ -16,6 +16,7 @@ from serving.settings import EventStoreSettings, GatewayOptions, RedisSettings, 
 
 GATEWAY_MODULE = "serving.gateway"  # `python -m serving.gateway`
 MONITOR_MODULE = "monitoring"  # `python -m monitoring`
+TRIGGER_MODULE = "monitoring.trigger"  # `python -m monitoring.trigger` (`aiqleads trigger`)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,6 +152,53 @@ def monitor_args(
     extends `MonitorSettings`)."""
     values = {**settings.monitor.model_dump(), "host": host, "port": port}
     return settings_flags.argv({**values, "event_store_url": event_store_url})
+
+
+def trigger_args(
+    settings: ServingSettings,
+    *,
+    host: str,
+    port: int,
+    state_dir: pathlib.Path | str,
+    event_store_url: str | None = None,
+) -> list[str]:
+    """Flags of ``python -m monitoring.trigger`` (its `TriggerConfig` extends
+    `TriggerSettings`): the settings' fields, this instance's address and state folder."""
+    values: dict[str, object] = {**settings.trigger.model_dump(), "host": host, "port": port}
+    values["state_dir"] = str(state_dir)
+    values["event_store_url"] = event_store_url
+    return settings_flags.argv(values)
+
+
+def prometheus_args(
+    config_file: pathlib.Path | str,
+    storage_dir: pathlib.Path | str,
+    *,
+    listen: str,
+    retention_hours: int,
+) -> list[str]:
+    """Flags of ``prometheus`` (2.x): one config file, its own TSDB folder, the web address.
+
+    ``--web.enable-lifecycle`` lets the launcher and tests reload the rules (POST /-/reload)."""
+    return [
+        f"--config.file={config_file}",
+        f"--storage.tsdb.path={storage_dir}",
+        f"--storage.tsdb.retention.time={retention_hours}h",
+        f"--web.listen-address={listen}",
+        "--web.enable-lifecycle",
+    ]
+
+
+def alertmanager_args(
+    config_file: pathlib.Path | str, storage_dir: pathlib.Path | str, *, listen: str
+) -> list[str]:
+    """Flags of ``alertmanager``: one instance, no gossip cluster (an empty cluster address)."""
+    return [
+        f"--config.file={config_file}",
+        f"--storage.path={storage_dir}",
+        f"--web.listen-address={listen}",
+        "--cluster.listen-address=",
+    ]
 
 
 def envoy_args(

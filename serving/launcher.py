@@ -1,9 +1,15 @@
-"""The local serving stack: Redis, N model servers, M gateways and Envoy on loopback.
+"""The local serving stack: Redis, N model servers, M gateways and Envoy on loopback, the
+event store and the online-quality monitor, and (unless ``monitoring`` is off) Prometheus,
+Alertmanager and the retraining trigger.
 
 `ServingStack.start()` checks the binaries and the model, picks free ports for every port
 left at 0, writes and validates the Envoy config, starts the children, and waits until Envoy
 routes to every replica. `supervise()` restarts a crashed child with exponential backoff;
 `stop()` ends every child by PID (SIGTERM, then SIGKILL).
+
+Prometheus' and Alertmanager's configs come from the ``monitoring`` layer above this one:
+the caller passes a `MonitoringWriter` (``aiqleads serve`` passes
+`monitoring.stack_configs.write`), which writes them for the resolved `Topology`.
 
 Children get SIGTERM from the kernel when the thread that started them exits, so call
 `start()` and `supervise()` from the thread that lives as long as the stack (the main
@@ -41,6 +47,8 @@ STORES = ("redis", "event-store")  # stopped after everything that writes to the
 ATTRIBUTION_KEY_FILE = "attribution.key"
 ENVOY_LOG_LEVEL = "warning"
 STABLE_AFTER_SECONDS = 30.0  # a child that ran this long restarts without accumulated backoff
+MONITORING_CHILDREN = ("trigger", "alertmanager", "prometheus")
+ALERTMANAGER_BINARIES = ("prometheus-alertmanager", "alertmanager")
 
 
 def model_versions(base_path: pathlib.Path) -> list[int]:
@@ -82,6 +90,17 @@ class Topology:
         return Upstreams(gateways=self.gateways, model_servers=self.model_servers)
 
 
+@dataclasses.dataclass(frozen=True)
+class MonitoringFiles:
+    """Where a `MonitoringWriter` put the configs of Prometheus and Alertmanager."""
+
+    prometheus_config: pathlib.Path
+    alertmanager_config: pathlib.Path
+
+
+MonitoringWriter = Callable[[Topology], MonitoringFiles]
+
+
 def resolve_topology(settings: ServingSettings) -> Topology:
     """Fill every port left at 0 with a free loopback port."""
     env, ms, gw = settings.envoy, settings.model_servers, settings.gateways
@@ -93,6 +112,9 @@ def resolve_topology(settings: ServingSettings) -> Topology:
             "envoy.model_listener_port": env.model_listener_port or free_port(),
             "event_store.port": settings.event_store.port or free_port(),
             "monitor.port": settings.monitor.port or free_port(),
+            "prometheus.port": settings.prometheus.port or free_port(),
+            "alertmanager.port": settings.alertmanager.port or free_port(),
+            "trigger.port": settings.trigger.port or free_port(),
         }
     )
 
@@ -110,10 +132,18 @@ def resolve_topology(settings: ServingSettings) -> Topology:
 class ServingStack:
     """Start, supervise and stop the local stack described by ``settings``."""
 
-    def __init__(self, settings: ServingSettings, progress: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        settings: ServingSettings,
+        progress: Callable[[str], None] = print,
+        monitoring: MonitoringWriter | None = None,
+    ) -> None:
         self.topology = resolve_topology(settings)
         self.settings = self.topology.settings
         self.progress = progress
+        # Prometheus, Alertmanager and the trigger run when the settings ask for them and the
+        # caller can write their configs.
+        self.monitoring = monitoring if self.settings.monitoring else None
         self.children: list[Child] = []
         self.restart_log: list[tuple[float, str]] = []  # (monotonic time, child name)
         self._backoff: dict[str, float] = {}
@@ -227,14 +257,70 @@ class ServingStack:
                 lambda: http_status(f"http://{monitor.host}:{monitor.port}/metrics")[0] == 200,
             )
         )
+        if self.monitoring is not None:
+            children += self._monitoring_children(self.monitoring(topo), logs)
         return children
+
+    def _monitoring_children(self, files: MonitoringFiles, logs: pathlib.Path) -> list[Child]:
+        """The trigger, Alertmanager (which calls it) and Prometheus (which alerts it)."""
+        s = self.settings
+        trigger, am, prom = s.trigger, s.alertmanager, s.prometheus
+        trigger_args = command_lines.trigger_args(
+            s,
+            host=trigger.host,
+            port=trigger.port,
+            state_dir=s.run_dir / "trigger",
+            event_store_url=s.event_store.url,
+        )
+        am_bin = _alertmanager_binary()
+        prom_bin = find_binary("prometheus", "the Debian package prometheus")
+        am_url, prom_url = f"http://{am.host}:{am.port}", f"http://{prom.host}:{prom.port}"
+        return [
+            Child(
+                "trigger",
+                [sys.executable, "-m", command_lines.TRIGGER_MODULE, *trigger_args],
+                logs / "trigger.log",
+                lambda: http_status(f"http://{trigger.host}:{trigger.port}/healthz")[0] == 200,
+            ),
+            Child(
+                "alertmanager",
+                [
+                    am_bin,
+                    *command_lines.alertmanager_args(
+                        files.alertmanager_config,
+                        s.run_dir / "alertmanager",
+                        listen=f"{am.host}:{am.port}",
+                    ),
+                ],
+                logs / "alertmanager.log",
+                lambda: http_status(f"{am_url}/-/ready")[0] == 200,
+            ),
+            Child(
+                "prometheus",
+                [
+                    prom_bin,
+                    *command_lines.prometheus_args(
+                        files.prometheus_config,
+                        s.run_dir / "prometheus",
+                        listen=f"{prom.host}:{prom.port}",
+                        retention_hours=prom.retention_hours,
+                    ),
+                ],
+                logs / "prometheus.log",
+                lambda: http_status(f"{prom_url}/-/ready")[0] == 200,
+            ),
+        ]
 
     def addresses(self) -> stack_file.StackAddresses:
         s = self.settings
+        on = self.monitoring is not None
         return stack_file.StackAddresses(
             front_url=f"http://{s.envoy.host}:{s.envoy.port}",
             event_store_url=s.event_store.url,
             monitor_url=f"http://{s.monitor.host}:{s.monitor.port}",
+            prometheus_url=f"http://{s.prometheus.host}:{s.prometheus.port}" if on else None,
+            alertmanager_url=f"http://{s.alertmanager.host}:{s.alertmanager.port}" if on else None,
+            trigger_url=f"http://{s.trigger.host}:{s.trigger.port}" if on else None,
         )
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -306,6 +392,10 @@ class ServingStack:
             "Event store": f"{s.event_store.url} (append-only, {s.run_dir / 'events'})",
             "Online quality": f"http://{s.monitor.host}:{s.monitor.port}/metrics",
         }
+        if self.monitoring is not None:
+            out["Prometheus"] = f"http://{s.prometheus.host}:{s.prometheus.port}"
+            out["Alertmanager"] = f"http://{s.alertmanager.host}:{s.alertmanager.port}"
+            out["Trigger"] = f"http://{s.trigger.host}:{s.trigger.port}/metrics (webhook /alerts)"
         for i, r in enumerate(topo.gateways):
             out[f"gateway-{i}"] = f"http://{r.host}:{r.rest_port}/metrics (gRPC :{r.grpc_port})"
         for i, r in enumerate(topo.model_servers):
@@ -365,6 +455,15 @@ class ServingStack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _alertmanager_binary() -> str:
+    """Debian names it ``prometheus-alertmanager``; upstream builds ``alertmanager``."""
+    what = "the Debian package prometheus-alertmanager"
+    try:
+        return find_binary(ALERTMANAGER_BINARIES[0], what)
+    except ServiceError:
+        return find_binary(ALERTMANAGER_BINARIES[1], what)
 
 
 def _model_available(url: str) -> bool:

@@ -35,6 +35,7 @@ GATEWAY_REST_PORT = 8000
 GATEWAY_GRPC_PORT = 8001
 
 Port = int
+TRIGGER_PATHS = ("data_dir", "pipeline_config", "kfp_config")  # relative to a settings file
 ModelName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 
 
@@ -173,6 +174,94 @@ class MonitorSettings(_Frozen):
         le=7 * 86_400,
         description="Attribution window: feedback later than this after its answer does not count.",
     )
+    drift_window_seconds: float = Field(
+        600.0,
+        gt=0,
+        le=86_400,
+        description="Served-feature drift: the impressions of the last this many seconds are "
+        "compared with the served version's training statistics.",
+    )
+    drift_interval_seconds: float = Field(
+        15.0, gt=0, le=3600, description="How often the served-feature drift is recomputed."
+    )
+    drift_min_rows: int = Field(
+        200,
+        ge=1,
+        le=10_000_000,
+        description="Shown leads needed in the window before a drift value is exported.",
+    )
+
+
+class PrometheusSettings(_Frozen):
+    """The Prometheus `aiqleads serve` runs (rules and scrape targets from `monitoring/`)."""
+
+    host: str = "127.0.0.1"
+    port: Port = port_field(0, "Prometheus web port; 0 picks a free port")
+    scrape_interval_seconds: float = Field(15.0, ge=0.5, le=300)
+    evaluation_interval_seconds: float = Field(15.0, ge=0.5, le=300)
+    retention_hours: int = Field(72, ge=1, le=24 * 90)
+
+
+class AlertmanagerSettings(_Frozen):
+    """The Alertmanager `aiqleads serve` runs: alerts that call for retraining go to the trigger."""
+
+    host: str = "127.0.0.1"
+    port: Port = port_field(0, "Alertmanager web port; 0 picks a free port")
+    group_wait_seconds: float = Field(30.0, ge=0, le=3600)
+    group_interval_seconds: float = Field(300.0, ge=1, le=86_400)
+    repeat_interval_seconds: float = Field(4 * 3600.0, ge=1, le=7 * 86_400)
+
+
+class AlertSettings(_Frozen):
+    """Thresholds and durations of the alerting rules (monitoring/rules.py renders them)."""
+
+    availability_slo: float = Field(0.999, gt=0.9, lt=1.0, description="Envoy front listener")
+    latency_p95_ms: float = Field(100.0, gt=0, le=60_000)
+    min_cache_hit_rate: float = Field(0.9, ge=0, le=1)
+    stale_model_hours: float = Field(26.0, gt=0, le=24 * 30)
+    quality_margin: float = Field(
+        0.2, gt=0, lt=1, description="Relative drop of CTR or hit rate below its baseline."
+    )
+    quality_min_impressions: int = Field(
+        1000, ge=1, description="Impressions over the quality window before quality alerts."
+    )
+    quality_window_minutes: float = Field(30.0, gt=0, le=24 * 60)
+    quality_baseline_hours: float = Field(24.0, gt=0, le=24 * 30)
+    for_seconds: float = Field(
+        300.0, ge=0, le=86_400, description="How long a health, latency or cache alert holds."
+    )
+    drift_for_seconds: float = Field(
+        600.0, ge=0, le=86_400, description="How long served-feature drift holds before it fires."
+    )
+    quality_for_seconds: float = Field(900.0, ge=0, le=86_400)
+    rate_window_seconds: float = Field(
+        300.0, ge=10, le=3600, description="Range of the rate() windows of latency and cache."
+    )
+
+
+class TriggerSettings(_Frozen):
+    """The retraining trigger (`aiqleads trigger`): Alertmanager's webhook receiver."""
+
+    host: str = Field("127.0.0.1", description="Address of the webhook and /metrics.")
+    port: Port = port_field(0, "Webhook and metrics port; 0 picks a free port.")
+    runner: Literal["local", "kfp", "none"] = Field(
+        "local",
+        description="local: events ingest, then pipeline run; kfp: aiqleads kfp run; none: "
+        "record the decision only.",
+    )
+    data_dir: pathlib.Path | None = Field(
+        None, description="Data set the local runner ingests into and trains on."
+    )
+    pipeline_config: pathlib.Path | None = Field(
+        None, description="Pipeline config YAML of the local runner."
+    )
+    kfp_config: pathlib.Path | None = Field(None, description="KFP settings of the kfp runner.")
+    min_interval_seconds: float = Field(
+        3600.0, ge=0, le=7 * 86_400, description="Least time between two runs' starts."
+    )
+    run_timeout_seconds: float = Field(
+        7200.0, gt=0, le=86_400, description="A run still going after this is stopped and failed."
+    )
 
 
 class RateLimitSettings(_Frozen):
@@ -255,6 +344,13 @@ class ServingSettings(_Frozen):
     envoy: EnvoySettings = EnvoySettings()
     event_store: EventStoreSettings = EventStoreSettings()
     monitor: MonitorSettings = MonitorSettings()
+    monitoring: bool = Field(
+        True, description="Start Prometheus, Alertmanager and the retraining trigger."
+    )
+    prometheus: PrometheusSettings = PrometheusSettings()
+    alertmanager: AlertmanagerSettings = AlertmanagerSettings()
+    alerts: AlertSettings = AlertSettings()
+    trigger: TriggerSettings = TriggerSettings()
 
     @model_validator(mode="after")
     def _gateway_answers_before_envoy_gives_up(self) -> ServingSettings:
@@ -293,4 +389,10 @@ def load_settings(path: pathlib.Path | str | None = None) -> ServingSettings:
     for key in ("model_base_path", "run_dir"):
         if key in data and not pathlib.Path(str(data[key])).is_absolute():
             data[key] = str((path.parent / str(data[key])).resolve())
+    trigger = data.get("trigger")
+    if isinstance(trigger, dict):
+        for key in TRIGGER_PATHS:
+            value = trigger.get(key)
+            if value is not None and not pathlib.Path(str(value)).is_absolute():
+                trigger[key] = str((path.parent / str(value)).resolve())
     return parse_settings(data, source=str(path))

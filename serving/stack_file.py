@@ -22,6 +22,10 @@ class StackAddresses:
     front_url: str  # Envoy, REST (gRPC on the same port)
     event_store_url: str
     monitor_url: str
+    # None when the stack runs without monitoring (`aiqleads serve --no-monitoring`).
+    prometheus_url: str | None = None
+    alertmanager_url: str | None = None
+    trigger_url: str | None = None
 
 
 def write(run_dir: pathlib.Path, addresses: StackAddresses) -> pathlib.Path:
