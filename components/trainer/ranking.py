@@ -135,7 +135,8 @@ class Ranker(tf.Module):
         return score + self.correction.log_propensity(pair_users, pair_leads)
 
     def recommend(self, user_id, latitude, longitude, k) -> dict[str, tf.Tensor]:
-        """The ``recommend`` outputs (lead ids and scores ``[B, K]``, best first)."""
+        """The ``recommend`` outputs (lead ids and scores ``[B, K]``, best first; the shown
+        leads' raw features, `features.RECOMMEND_OUTPUT_FEATURES`)."""
         b = tf.size(user_id)
         user, known, user_rows = self.inputs.users(user_id, latitude, longitude)
         # 1. Retrieval scores over the whole catalogue.
@@ -170,8 +171,17 @@ class Ranker(tf.Module):
         # 4. Top K per row.
         top_k = tf.minimum(tf.reduce_max(tf.concat([k, [1]], axis=0)), min(s, MAX_K))
         best, order = tf.math.top_k(scores, k=top_k)
-        ids = tf.gather(self.inputs.lead_ids, tf.gather(short, order, batch_dims=1))
-        return {f.RECOMMEND_OUTPUT_LEAD_IDS: ids, f.RECOMMEND_OUTPUT_SCORES: best}
+        rows = tf.gather(short, order, batch_dims=1)
+        outputs = {
+            f.RECOMMEND_OUTPUT_LEAD_IDS: tf.gather(self.inputs.lead_ids, rows),
+            f.RECOMMEND_OUTPUT_SCORES: best,
+        }
+        # What the answer shows, feature by feature: the gateway logs it with the impression
+        # for the skew and drift checks (float32 NaN where a value is unknown).
+        for key, name in f.RECOMMEND_OUTPUT_FEATURES.items():
+            values = tf.gather(self.inputs.catalogue[key], rows)
+            outputs[name] = values if values.dtype == tf.string else tf.cast(values, tf.float32)
+        return outputs
 
     def score_pairs(self, user_ids: np.ndarray, lead_rows: np.ndarray) -> np.ndarray:
         """`recommend`'s scores for users ``[B]`` x catalogue rows ``[B, C]`` (eager).

@@ -113,6 +113,19 @@ def test_recommend_returns_top_k_from_the_active_catalogue(trained):
         assert len(set(row_ids)) == len(row_ids)  # no duplicates
         assert np.all(np.diff(row_scores) <= 1e-7)  # descending
         assert np.all((row_scores > 0) & (row_scores < 1))
+    # Each shown lead's raw features come with it, as the catalogue has them (for the log).
+    by_id = catalogue.set_index(f.LEAD_ID)
+    for key, name in f.RECOMMEND_OUTPUT_FEATURES.items():
+        values = out[name].numpy()
+        assert values.shape == ids.shape, name
+        for lead, value in zip(ids.ravel(), values.ravel(), strict=True):
+            want = by_id.loc[lead.decode(), key]
+            if isinstance(value, bytes):
+                assert value.decode() == want, (name, lead)
+            elif pd.isna(want):
+                assert np.isnan(value), (name, lead)
+            else:
+                assert value == pytest.approx(float(want), rel=1e-6), (name, lead)
 
 
 def test_shortlist_holds_the_leads_nearest_to_a_known_users_location(trained):
