@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from typing import TypedDict
 
 
 class Kind(str, enum.Enum):
@@ -94,7 +95,15 @@ MEDIAN_PRICE = "median_price"
 INVENTORY = "inventory"
 PRICE_TREND = "price_trend"
 
-_ID = dict(kind=Kind.STRING, max_length=64)
+
+class _IdColumn(TypedDict):
+    """The options every identifier column shares (``Field(name, **_ID)``)."""
+
+    kind: Kind
+    max_length: int
+
+
+_ID: _IdColumn = {"kind": Kind.STRING, "max_length": 64}
 
 LEADS = Contract(
     name="leads",

@@ -52,7 +52,9 @@ def list_spans(root: pathlib.Path) -> list[dt.date]:
     return sorted(days)
 
 
-def table_path(root: pathlib.Path, contract: contracts.Contract, day: dt.date | None = None):
+def table_path(
+    root: pathlib.Path, contract: contracts.Contract, day: dt.date | None = None
+) -> pathlib.Path:
     """Where a contract's file lives: at the root for leads/users, in a span for the rest."""
     if contract in (contracts.LEADS, contracts.USERS):
         return pathlib.Path(root) / contract.file_name

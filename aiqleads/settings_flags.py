@@ -14,6 +14,7 @@ import pathlib
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
 import click
 from pydantic import BaseModel
@@ -22,6 +23,8 @@ from pydantic.fields import FieldInfo
 # Tuple fields and the singular flag that gives one item per use.
 REPEATED = {"model_servers": "model-server"}
 _SCALARS = {int: click.INT, float: click.FLOAT, str: click.STRING}
+# What the option decorators take and give back: the command's function (or command).
+_Command = TypeVar("_Command", bound=Callable[..., Any])
 
 
 def flag_name(field: str) -> str:
@@ -29,15 +32,16 @@ def flag_name(field: str) -> str:
     return REPEATED.get(field, field.replace("_", "-"))
 
 
-def _split(ctx: click.Context, param: click.Parameter, values: Iterable[str]) -> tuple:
+def _split(ctx: click.Context, param: click.Parameter, values: Iterable[str]) -> tuple[str, ...]:
     return tuple(part.strip() for value in values for part in value.split(",") if part.strip())
 
 
-def _option(name: str, field: FieldInfo) -> Callable:
+def _option(name: str, field: FieldInfo) -> Callable[[_Command], _Command]:
     flag = f"--{flag_name(name)}"
     annotation = field.annotation
     args = typing.get_args(annotation)
-    kwargs: dict = {"help": field.description, "show_default": True}
+    # click.option's keyword arguments (typed **attrs: Any there).
+    kwargs: dict[str, Any] = {"help": field.description, "show_default": True}
     if field.is_required():
         kwargs["required"] = True
     else:
@@ -61,13 +65,13 @@ def _option(name: str, field: FieldInfo) -> Callable:
     return click.option(flag, name, **kwargs)
 
 
-def click_options(model: type[BaseModel]) -> Callable:
+def click_options(model: type[BaseModel]) -> Callable[[_Command], _Command]:
     """A decorator adding one click option per field of ``model``: the fields it declares
     itself first, then the inherited ones, each group in declaration order."""
     inherited = {n for b in model.__bases__ if issubclass(b, BaseModel) for n in b.model_fields}
     fields = sorted(model.model_fields.items(), key=lambda item: item[0] in inherited)
 
-    def decorate(command: Callable) -> Callable:
+    def decorate(command: _Command) -> _Command:
         for name, field in reversed(fields):  # click lists the last decorator applied first
             command = _option(name, field)(command)
         return command

@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 
 import tensorflow as tf
+from google.protobuf.message import Message
 from tensorflow_serving.apis import prediction_log_pb2
 
 from aiqleads.errors import DataError
@@ -46,10 +47,11 @@ def read_records(path: pathlib.Path | str) -> Iterator[bytes]:
     Raises TensorFlow's errors as it reads: `tf.errors.DataLossError` for data that is not
     TFRecord, another `tf.errors.OpError` when the file cannot be read.
     """
-    return tf.data.TFRecordDataset(str(path)).as_numpy_iterator()
+    records: Iterator[bytes] = tf.data.TFRecordDataset(str(path)).as_numpy_iterator()
+    return records
 
 
-def write_warmup_file(export_dir: pathlib.Path | str, requests: Sequence) -> pathlib.Path:
+def write_warmup_file(export_dir: pathlib.Path | str, requests: Sequence[Message]) -> pathlib.Path:
     """Write `requests` (`predict_pb2.PredictRequest`s; Classification, Regression and
     MultiInference requests work too) as the SavedModel's warm-up file; returns its path.
 

@@ -13,10 +13,12 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from aiqleads import contracts, layout
 from aiqleads.data import io
 from aiqleads.data.validate import (
+    RowCheck,
     TableReport,
     Violation,
     check_columns,
@@ -55,23 +57,23 @@ class DatasetReport:
         return [v for t in self.tables for v in t.violations]
 
 
-def _known(values: pd.Series, ids: set[str]) -> np.ndarray:
+def _known(values: pd.Series, ids: set[str]) -> NDArray[np.bool_]:
     return np.fromiter((v in ids for v in values), dtype=bool, count=len(values))
 
 
 def _span_checks(
     frame: pd.DataFrame,
     contract: contracts.Contract,
-    day_of_row: np.ndarray,
+    day_of_row: NDArray[np.object_],
     user_ids: set[str],
     lead_ids: set[str],
-) -> list[tuple[str, np.ndarray, str]]:
+) -> list[RowCheck]:
     if contract is contracts.MARKET:
         if contracts.DATE not in frame.columns:
             return []
         wrong_day = frame[contracts.DATE].to_numpy(object) != day_of_row
         return [(contracts.DATE, wrong_day, "not the day of the span folder")]
-    checks = []
+    checks: list[RowCheck] = []
     if contracts.TIMESTAMP in frame.columns:
         wrong_day = frame[contracts.TIMESTAMP].str.slice(0, 10).to_numpy(object) != day_of_row
         checks.append((contracts.TIMESTAMP, wrong_day, "not on the day of the span folder"))
@@ -84,7 +86,14 @@ def _span_checks(
     return checks
 
 
-def _read_spans(root: pathlib.Path, contract: contracts.Contract, progress):
+def _read_spans(
+    root: pathlib.Path, contract: contracts.Contract, progress: Callable[[str], None] | None
+) -> tuple[
+    pd.DataFrame,
+    list[pathlib.Path],
+    tuple[NDArray[np.int64], NDArray[np.int64]],
+    NDArray[np.object_],
+]:
     """All span files of ``contract`` as one text frame, with each row's file, line, day."""
     days = layout.list_spans(root)
     paths = [layout.table_path(root, contract, day) for day in days]
@@ -119,7 +128,7 @@ def validate_dataset(
     root = io.check_dataset_dir(pathlib.Path(root))
     report = DatasetReport(root=root)
 
-    def check_table(contract) -> TableReport:
+    def check_table(contract: contracts.Contract) -> TableReport:
         path = layout.table_path(root, contract)
         if progress:
             progress(str(path.relative_to(root)))
@@ -156,7 +165,14 @@ def validate_dataset(
     return report
 
 
-def _quarantine_spans(frame, result: TableReport, paths, file_of, line_of, contract) -> None:
+def _quarantine_spans(
+    frame: pd.DataFrame,
+    result: TableReport,
+    paths: list[pathlib.Path],
+    file_of: NDArray[np.int64],
+    line_of: NDArray[np.int64],
+    contract: contracts.Contract,
+) -> None:
     """Split a joined span table's verdict back into its files."""
     bad = result.bad_mask
     bad_files = np.unique(file_of[bad])

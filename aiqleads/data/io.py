@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from aiqleads import contracts, layout
 from aiqleads.errors import DataError
@@ -39,7 +40,7 @@ def read_text_table(path: pathlib.Path) -> pd.DataFrame:
 
 def read_text_tables(
     paths: list[pathlib.Path], columns: tuple[str, ...]
-) -> tuple[list[list[str]], np.ndarray, pd.DataFrame]:
+) -> tuple[list[list[str]], NDArray[np.int64], pd.DataFrame]:
     """Read many small CSV files fast (csv module) into one text frame with ``columns``.
 
     Returns each file's header, each file's row count and the joined rows. A file whose
@@ -75,7 +76,7 @@ def read_text_tables(
     return headers, np.asarray(counts, dtype=np.int64), frame
 
 
-def csv_lines(frame: pd.DataFrame, columns: tuple[str, ...]) -> tuple[str, np.ndarray]:
+def csv_lines(frame: pd.DataFrame, columns: tuple[str, ...]) -> tuple[str, NDArray[np.object_]]:
     """The CSV header line and one text line per row (formatted once, for slicing).
 
     All-text columns whose cells need no quoting are joined directly (the events table of a
@@ -107,7 +108,7 @@ def _plain_text(frame: pd.DataFrame) -> bool:
     return True
 
 
-def write_lines(path: pathlib.Path, header: str, lines: np.ndarray) -> None:
+def write_lines(path: pathlib.Path, header: str, lines: NDArray[np.object_]) -> None:
     """Write a header and pre-formatted lines through a temporary file."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -160,9 +161,10 @@ def read_manifest(root: pathlib.Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        manifest: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
         raise DataError(f"{path}: unreadable manifest ({e})") from e
+    return manifest
 
 
 def check_dataset_dir(root: pathlib.Path) -> pathlib.Path:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from aiqleads import contracts, layout
 from aiqleads.data import io
@@ -16,18 +17,18 @@ from aiqleads.data.synth_behaviour import SECONDS_PER_DAY, Events
 EVENT_ID_WIDTH = 8
 
 
-def make_ids(prefix: str, count: int, width: int = 6) -> np.ndarray:
+def make_ids(prefix: str, count: int, width: int = 6) -> NDArray[np.object_]:
     """Zero-padded identifiers ``<prefix>000001`` ... (1-based), as an object array."""
     return np.array([f"{prefix}{i:0{width}d}" for i in range(1, count + 1)], dtype=object)
 
 
-def format_dates(start: dt.date, day_index: np.ndarray) -> np.ndarray:
+def format_dates(start: dt.date, day_index: NDArray[np.int64]) -> NDArray[np.object_]:
     """ISO dates for day offsets from ``start``."""
     base = np.datetime64(start, "D")
     return np.datetime_as_string(base + day_index.astype("timedelta64[D]"), unit="D").astype(object)
 
 
-def format_timestamps(start: dt.date, seconds: np.ndarray) -> np.ndarray:
+def format_timestamps(start: dt.date, seconds: NDArray[np.int64]) -> NDArray[np.object_]:
     """ISO 8601 UTC timestamps (``...Z``) for second offsets from ``start`` 00:00 UTC."""
     base = np.datetime64(start, "s")
     text = np.datetime_as_string(base + seconds.astype("timedelta64[s]"), unit="s")
@@ -36,11 +37,11 @@ def format_timestamps(start: dt.date, seconds: np.ndarray) -> np.ndarray:
 
 def events_frame(
     events: Events,
-    user_ids: np.ndarray,
-    lead_ids: np.ndarray,
+    user_ids: NDArray[np.object_],
+    lead_ids: NDArray[np.object_],
     start: dt.date,
-    request_ids: np.ndarray | None = None,
-) -> tuple[pd.DataFrame, np.ndarray]:
+    request_ids: NDArray[np.object_] | None = None,
+) -> tuple[pd.DataFrame, NDArray[np.int64]]:
     """The events table in time order with ids assigned, and each row's day index.
 
     Ties are broken by user, lead and funnel step, so the order (and the ids) are stable.
@@ -73,9 +74,9 @@ def write_spans(
     start: dt.date,
     days: Sequence[int],
     events: pd.DataFrame,
-    event_day: np.ndarray,
+    event_day: NDArray[np.int64],
     market: pd.DataFrame,
-    market_day: np.ndarray,
+    market_day: NDArray[np.int64],
     progress: Callable[[int], None] | None = None,
 ) -> list[str]:
     """Write ``spans/<day>/{events,market}.csv`` for each day index in ``days``.
@@ -84,12 +85,12 @@ def write_spans(
     no rows gets header-only files, so every span folder has both tables.
     """
     names = []
-    days = np.asarray(sorted(days), dtype=np.int64)
-    e_bounds = np.searchsorted(event_day, np.stack([days, days + 1]))
-    m_bounds = np.searchsorted(market_day, np.stack([days, days + 1]))
+    day_index = np.asarray(sorted(days), dtype=np.int64)
+    e_bounds = np.searchsorted(event_day, np.stack([day_index, day_index + 1]))
+    m_bounds = np.searchsorted(market_day, np.stack([day_index, day_index + 1]))
     e_head, e_lines = io.csv_lines(events, contracts.EVENTS.columns)
     m_head, m_lines = io.csv_lines(market, contracts.MARKET.columns)
-    for i, d in enumerate(days):
+    for i, d in enumerate(day_index):
         when = start + dt.timedelta(days=int(d))
         events_path = layout.table_path(root, contracts.EVENTS, when)
         io.write_lines(events_path, e_head, e_lines[e_bounds[0, i] : e_bounds[1, i]])

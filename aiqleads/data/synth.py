@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from aiqleads import contracts, layout
 from aiqleads.data import io, spans
@@ -66,13 +67,24 @@ class SynthSummary:
     drift: dict[str, Any] | None
 
 
-def _offsets_km(rng: np.random.Generator, lat: np.ndarray, sd_km: float, size: int):
+def _offsets_km(
+    rng: np.random.Generator, lat: NDArray[np.float64], sd_km: float, size: int
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     dlat = rng.normal(0.0, sd_km, size) / behaviour.EARTH_KM_PER_DEGREE
     dlon = rng.normal(0.0, sd_km, size) / (behaviour.EARTH_KM_PER_DEGREE * np.cos(np.radians(lat)))
     return dlat, dlon
 
 
-def _regions(rng: np.random.Generator):
+def _regions(
+    rng: np.random.Generator,
+) -> tuple[
+    list[str],
+    NDArray[np.int64],
+    NDArray[np.float64],
+    NDArray[np.float64],
+    NDArray[np.float64],
+    NDArray[np.float64],
+]:
     n = len(METROS) * NEIGHBOURHOODS_PER_METRO
     metro = np.repeat(np.arange(len(METROS)), NEIGHBOURHOODS_PER_METRO)
     angle = rng.uniform(0, 2 * np.pi, n)
@@ -91,13 +103,19 @@ def _regions(rng: np.random.Generator):
     return names, metro, lat, lon, popularity, level
 
 
-def _pick_regions(rng, metro_of_region, popularity, size) -> np.ndarray:
+def _pick_regions(
+    rng: np.random.Generator,
+    metro_of_region: NDArray[np.int64],
+    popularity: NDArray[np.float64],
+    size: int,
+) -> NDArray[np.int64]:
     metro = rng.choice(len(METROS), size=size, p=[m.share for m in METROS])
     u = rng.random(size)
     per_metro = popularity.reshape(len(METROS), NEIGHBOURHOODS_PER_METRO)
     cdf = np.cumsum(per_metro / per_metro.sum(axis=1, keepdims=True), axis=1)
     nb = np.minimum((u[:, None] > cdf[metro]).sum(axis=1), NEIGHBOURHOODS_PER_METRO - 1)
-    return metro * NEIGHBOURHOODS_PER_METRO + nb
+    region: NDArray[np.int64] = metro * NEIGHBOURHOODS_PER_METRO + nb
+    return region
 
 
 def build_world(config: SynthConfig) -> World:
@@ -134,7 +152,16 @@ def build_world(config: SynthConfig) -> World:
     )
 
 
-def _leads(config, rng, region_metro, r_lat, r_lon, popularity, level, index):
+def _leads(
+    config: SynthConfig,
+    rng: np.random.Generator,
+    region_metro: NDArray[np.int64],
+    r_lat: NDArray[np.float64],
+    r_lon: NDArray[np.float64],
+    popularity: NDArray[np.float64],
+    level: NDArray[np.float64],
+    index: NDArray[np.float64],
+) -> tuple[pd.DataFrame, behaviour.Catalogue, NDArray[np.float64]]:
     n = config.leads
     region = _pick_regions(rng, region_metro, popularity, n)
     metro = region_metro[region]
@@ -196,7 +223,14 @@ def _leads(config, rng, region_metro, r_lat, r_lon, popularity, level, index):
     return frame, cat, base_value
 
 
-def _users(config, rng, region_metro, r_lat, r_lon, popularity):
+def _users(
+    config: SynthConfig,
+    rng: np.random.Generator,
+    region_metro: NDArray[np.int64],
+    r_lat: NDArray[np.float64],
+    r_lon: NDArray[np.float64],
+    popularity: NDArray[np.float64],
+) -> tuple[pd.DataFrame, pd.DataFrame, behaviour.Population]:
     n = config.users
     home_region = _pick_regions(rng, region_metro, popularity, n)
     metro = region_metro[home_region]
@@ -323,14 +357,20 @@ def _mkdir(path: pathlib.Path) -> pathlib.Path:
     return path
 
 
-def _request_ids(seed: int, views: int) -> np.ndarray:
+def _request_ids(seed: int, views: int) -> NDArray[np.object_]:
     """Opaque, seeded request ids (one per view; only some views carry theirs)."""
     rng = np.random.default_rng([seed, 7])
     raw = rng.integers(0, 2**48, size=views, dtype=np.int64)
     return np.array([f"rq-{r:012x}" for r in raw.tolist()], dtype=object)
 
 
-def _manifest(config, span_names, rows, mix, drift) -> dict[str, Any]:
+def _manifest(
+    config: SynthConfig,
+    span_names: list[str],
+    rows: dict[str, int],
+    mix: dict[str, int],
+    drift: dict[str, Any] | None,
+) -> dict[str, Any]:
     settings = dataclasses.asdict(config)
     settings["start_date"] = config.start_date.isoformat()
     settings["events"] = config.target_events

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+from numpy.typing import NDArray
 
 SECONDS_PER_DAY = 86_400
 EARTH_KM_PER_DEGREE = 111.195
@@ -47,19 +48,22 @@ FUNNEL_SLOPE = np.array([0.50, 0.50, 0.40])
 STEP_DELAY = np.array([90.0, 1_800.0, 129_600.0])
 STEP_MIN_DELAY = np.array([1, 1, 60])
 
+_GroupIndex = tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]
+"""Leads grouped by a code: the leads in code order, each code's first position and count."""
+
 
 @dataclasses.dataclass(frozen=True)
 class Catalogue:
     """Leads as arrays. Days are indices from the first simulated day (may be negative)."""
 
-    latitude: np.ndarray
-    longitude: np.ndarray
-    price: np.ndarray  # NaN when unknown
-    type_code: np.ndarray
-    region_code: np.ndarray
-    group_code: np.ndarray  # metro
-    available_from: np.ndarray  # first day on the market
-    available_until: np.ndarray  # first day off the market (exclusive)
+    latitude: NDArray[np.float64]
+    longitude: NDArray[np.float64]
+    price: NDArray[np.float64]  # NaN when unknown
+    type_code: NDArray[np.int64]
+    region_code: NDArray[np.int64]
+    group_code: NDArray[np.int64]  # metro
+    available_from: NDArray[np.int64]  # first day on the market
+    available_until: NDArray[np.int64]  # first day off the market (exclusive)
 
     def __len__(self) -> int:
         return len(self.latitude)
@@ -69,15 +73,15 @@ class Catalogue:
 class Population:
     """Users' hidden preferences and activity, as arrays."""
 
-    home_latitude: np.ndarray
-    home_longitude: np.ndarray
-    radius_km: np.ndarray
-    budget: np.ndarray
-    type_affinity: np.ndarray  # (users, property types), 1.0 for preferred types
-    home_region: np.ndarray
-    group_code: np.ndarray
-    activity: np.ndarray  # relative activity weight (Zipf-like)
-    first_day: np.ndarray  # first day the user can act (signup)
+    home_latitude: NDArray[np.float64]
+    home_longitude: NDArray[np.float64]
+    radius_km: NDArray[np.float64]
+    budget: NDArray[np.float64]
+    type_affinity: NDArray[np.float64]  # (users, property types), 1.0 for preferred types
+    home_region: NDArray[np.int64]
+    group_code: NDArray[np.int64]
+    activity: NDArray[np.float64]  # relative activity weight (Zipf-like)
+    first_day: NDArray[np.int64]  # first day the user can act (signup)
 
     def __len__(self) -> int:
         return len(self.home_latitude)
@@ -87,9 +91,11 @@ class Population:
 class DriftHooks:
     """Per-day changes of behaviour, used by drift scenarios (None: no change)."""
 
-    funnel_scale: np.ndarray | None = None  # (days, 3) multipliers of the step probabilities
-    redirect_share: np.ndarray | None = None  # (days,) share of views sent to redirect_leads
-    redirect_leads: np.ndarray | None = None
+    # (days, 3) multipliers of the step probabilities
+    funnel_scale: NDArray[np.float64] | None = None
+    # (days,) share of views sent to redirect_leads
+    redirect_share: NDArray[np.float64] | None = None
+    redirect_leads: NDArray[np.int64] | None = None
     redirect_group: int | None = None  # only users of this metro are redirected
 
 
@@ -97,17 +103,22 @@ class DriftHooks:
 class Events:
     """Simulated events, unordered: user and lead indices, funnel code, seconds from day 0."""
 
-    user: np.ndarray
-    lead: np.ndarray
-    code: np.ndarray
-    seconds: np.ndarray
-    request: np.ndarray  # request number, -1 when none
+    user: NDArray[np.int64]
+    lead: NDArray[np.int64]
+    code: NDArray[np.int8]
+    seconds: NDArray[np.int64]
+    request: NDArray[np.int64]  # request number, -1 when none
 
     def __len__(self) -> int:
         return len(self.user)
 
 
-def distance_km(lat1, lon1, lat2, lon2) -> np.ndarray:
+def distance_km(
+    lat1: NDArray[np.float64] | float,
+    lon1: NDArray[np.float64] | float,
+    lat2: NDArray[np.float64] | float,
+    lon2: NDArray[np.float64] | float,
+) -> NDArray[np.float64]:
     """Equirectangular distance in km (accurate to well under 1 % at city scale)."""
     mean_lat = np.radians((lat1 + lat2) / 2.0)
     dx = (lon2 - lon1) * np.cos(mean_lat)
@@ -115,7 +126,9 @@ def distance_km(lat1, lon1, lat2, lon2) -> np.ndarray:
     return EARTH_KM_PER_DEGREE * np.hypot(dx, dy)
 
 
-def match_score(pop: Population, cat: Catalogue, users: np.ndarray, leads: np.ndarray):
+def match_score(
+    pop: Population, cat: Catalogue, users: NDArray[np.int64], leads: NDArray[np.int64]
+) -> NDArray[np.float64]:
     """How well each lead suits each user, in [0, 1]: place x price x type."""
     d = distance_km(
         pop.home_latitude[users],
@@ -129,7 +142,8 @@ def match_score(pop: Population, cat: Catalogue, users: np.ndarray, leads: np.nd
         log_ratio = np.log(price / pop.budget[users])
     fit = np.where(np.isfinite(log_ratio), np.exp(-0.5 * (log_ratio / PRICE_TOLERANCE) ** 2), 0.5)
     kind = pop.type_affinity[users, cat.type_code[leads]]
-    return place * fit * kind
+    score: NDArray[np.float64] = place * fit * kind
+    return score
 
 
 def expected_views(events: int) -> int:
@@ -138,7 +152,7 @@ def expected_views(events: int) -> int:
     return max(1, int(round(events / 1.3)))
 
 
-def _group_index(codes: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _group_index(codes: NDArray[np.int64], n_groups: int) -> _GroupIndex:
     order = np.argsort(codes, kind="stable")
     counts = np.bincount(codes, minlength=n_groups)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
@@ -179,7 +193,14 @@ def simulate(
     )
 
 
-def _draw_candidates(rng, u, pop, by_region, by_group, candidates: int) -> np.ndarray:
+def _draw_candidates(
+    rng: np.random.Generator,
+    u: NDArray[np.int64],
+    pop: Population,
+    by_region: _GroupIndex,
+    by_group: _GroupIndex,
+    candidates: int,
+) -> NDArray[np.int64]:
     n = len(u)
     local = rng.random((n, candidates)) < LOCAL_CANDIDATE_SHARE
     pick = rng.random((n, candidates))
@@ -195,15 +216,27 @@ def _draw_candidates(rng, u, pop, by_region, by_group, candidates: int) -> np.nd
     return np.where(local, r_order[r_pos], g_order[g_pos])
 
 
-def _on_market(cat: Catalogue, leads: np.ndarray, day: np.ndarray) -> np.ndarray:
+def _on_market(
+    cat: Catalogue, leads: NDArray[np.int64], day: NDArray[np.int64]
+) -> NDArray[np.bool_]:
     return (cat.available_from[leads] <= day[:, None]) & (day[:, None] < cat.available_until[leads])
 
 
-def _simulate_chunk(pop, cat, days, u, offset, rng, hooks, index, candidates) -> Events:
+def _simulate_chunk(
+    pop: Population,
+    cat: Catalogue,
+    days: int,
+    u: NDArray[np.int64],
+    offset: int,
+    rng: np.random.Generator,
+    hooks: DriftHooks,
+    index: tuple[_GroupIndex, _GroupIndex],
+    candidates: int,
+) -> Events:
     by_region, by_group = index
     n = len(u)
     # Day of each view: uniform over the days the user is signed up.
-    first = np.clip(pop.first_day[u], 0, days - 1)
+    first: NDArray[np.int64] = np.clip(pop.first_day[u], 0, days - 1)
     day = first + (rng.random(n) * (days - first)).astype(np.int64)
     second = (rng.random(n) * SECONDS_PER_DAY).astype(np.int64)
     cands = _draw_candidates(rng, u, pop, by_region, by_group, candidates)

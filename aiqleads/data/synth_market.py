@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from aiqleads import contracts
 from aiqleads.data import spans
@@ -29,31 +30,48 @@ from aiqleads.data.synth_world import (
 TREND_WINDOW_DAYS = 7
 
 
-def price_index(rng: np.random.Generator, n_regions: int, pre_days: int, days: int) -> np.ndarray:
+def price_index(
+    rng: np.random.Generator, n_regions: int, pre_days: int, days: int
+) -> NDArray[np.float64]:
     """Per-region price index for days ``-pre_days .. days-1`` (column 0 is ``-pre_days``),
     1.0 on day 0: a regional trend plus a random walk."""
     trend = rng.normal(0.0002, 0.0005, (n_regions, 1))
     steps = rng.normal(0.0, 0.002, (n_regions, pre_days + days))
     log_index = np.cumsum(steps + trend, axis=1)
-    return np.exp(log_index - log_index[:, [pre_days]])
+    index: NDArray[np.float64] = np.exp(log_index - log_index[:, [pre_days]])
+    return index
 
 
 def _reprice(
-    base_value: np.ndarray, index: np.ndarray, region: np.ndarray, listed: np.ndarray, pre: int
-):
-    return np.round(base_value * index[region, listed + pre] / 100.0) * 100.0
+    base_value: NDArray[np.float64],
+    index: NDArray[np.float64],
+    region: NDArray[np.int64],
+    listed: NDArray[np.int64],
+    pre: int,
+) -> NDArray[np.float64]:
+    price: NDArray[np.float64] = np.round(base_value * index[region, listed + pre] / 100.0) * 100.0
+    return price
 
 
 def apply_drift(
     config: SynthConfig,
     rng: np.random.Generator,
-    leads,
-    cat,
-    base_value,
-    index,
-    names,
-    region_metro,
-):
+    leads: pd.DataFrame,
+    cat: behaviour.Catalogue,
+    base_value: NDArray[np.float64],
+    index: NDArray[np.float64],
+    names: list[str],
+    region_metro: NDArray[np.int64],
+) -> tuple[
+    pd.DataFrame,
+    behaviour.Catalogue,
+    NDArray[np.float64],
+    NDArray[np.float64],
+    list[str],
+    NDArray[np.int64],
+    behaviour.DriftHooks,
+    dict[str, Any],
+]:
     """Apply ``config.drift`` from day ``config.drift_start`` on; returns the changed world
     parts and a description written to ``ground_truth/drift.json`` and the manifest."""
     start = config.drift_start
@@ -98,7 +116,24 @@ def _days(n: int) -> dt.timedelta:
     return dt.timedelta(days=int(n))
 
 
-def _hotspot(config, rng, leads, cat, base_value, index, names, region_metro):
+def _hotspot(
+    config: SynthConfig,
+    rng: np.random.Generator,
+    leads: pd.DataFrame,
+    cat: behaviour.Catalogue,
+    base_value: NDArray[np.float64],
+    index: NDArray[np.float64],
+    names: list[str],
+    region_metro: NDArray[np.int64],
+) -> tuple[
+    pd.DataFrame,
+    behaviour.Catalogue,
+    NDArray[np.float64],
+    NDArray[np.float64],
+    NDArray[np.int64],
+    behaviour.DriftHooks,
+    dict[str, object],
+]:
     """A new neighbourhood in the first metro, listed on the first drifted day, that draws a
     large share of that metro's views. Its leads belong to no metro for candidate sampling,
     so the days before the drift are unchanged."""
@@ -178,8 +213,8 @@ def _hotspot(config, rng, leads, cat, base_value, index, names, region_metro):
 
 
 def market_frame(
-    world: World, names: np.ndarray, config: SynthConfig, sim: behaviour.Events
-) -> tuple[pd.DataFrame, np.ndarray]:
+    world: World, names: NDArray[np.object_], config: SynthConfig, sim: behaviour.Events
+) -> tuple[pd.DataFrame, NDArray[np.int64]]:
     """Daily market rows per region (demand = events on its leads that day, inventory =
     leads on the market, median_price = median current value of those leads, price_trend =
     change of that median over the trailing week); sorted by day, then region."""

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from aiqleads.data import synth_behaviour as behaviour
 from aiqleads.errors import DataError
@@ -116,10 +117,10 @@ class World:
     """Everything drawn before events: regions, the catalogue, the population."""
 
     region_names: list[str]
-    region_metro: np.ndarray
-    price_index: np.ndarray  # (regions, PRE_LISTED_DAYS + days + 7), day -67 first
+    region_metro: NDArray[np.int64]
+    price_index: NDArray[np.float64]  # (regions, PRE_LISTED_DAYS + days + 7), day -67 first
     catalogue: behaviour.Catalogue
-    base_value: np.ndarray  # lead price / index on its listing day
+    base_value: NDArray[np.float64]  # lead price / index on its listing day
     leads: pd.DataFrame
     users: pd.DataFrame
     ground_truth: pd.DataFrame

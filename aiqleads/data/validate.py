@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from aiqleads import contracts
 from aiqleads.contracts import Contract, Field, Kind
@@ -35,6 +37,9 @@ _DATE_RE = r"\d{4}-\d{2}-\d{2}"
 _TIMESTAMP_RE = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z"
 _INT_RE = r"[+-]?\d+"
 
+RowCheck = tuple[str, NDArray[np.bool_], str]
+"""A rule over a table's rows: (column, bad-row mask, message)."""
+
 
 @dataclasses.dataclass(frozen=True)
 class Violation:
@@ -50,6 +55,14 @@ class Violation:
         return f"{where}, column {self.column}: {self.message}"
 
 
+class ContractViolationError(DataError):
+    """Rows of a table break its contract; ``violations`` lists the first of them."""
+
+    def __init__(self, message: str, violations: Sequence[Violation] = ()) -> None:
+        super().__init__(message)
+        self.violations = list(violations)
+
+
 @dataclasses.dataclass
 class TableReport:
     """The outcome of validating one table."""
@@ -60,7 +73,7 @@ class TableReport:
     good: pd.DataFrame
     bad: pd.DataFrame
     violations: list[Violation]
-    bad_mask: np.ndarray | None = None
+    bad_mask: NDArray[np.bool_]
     files: int = 1
     quarantine_path: pathlib.Path | None = None
 
@@ -108,9 +121,9 @@ def check_columns(columns: list[str], contract: Contract, source: str) -> None:
         )
 
 
-def _field_problems(values: pd.Series, field: Field) -> list[tuple[np.ndarray, str]]:
+def _field_problems(values: pd.Series, field: Field) -> list[tuple[NDArray[np.bool_], str]]:
     """(mask of bad rows, message) pairs for one column of text values."""
-    problems: list[tuple[np.ndarray, str]] = []
+    problems: list[tuple[NDArray[np.bool_], str]] = []
     null = (values == "").to_numpy()
     if not field.nullable:
         problems.append((null, "empty, but the column is required"))
@@ -156,9 +169,9 @@ def _field_problems(values: pd.Series, field: Field) -> list[tuple[np.ndarray, s
 
 def _row_problems(
     text: pd.DataFrame, contract: Contract
-) -> tuple[np.ndarray, list[tuple[str, np.ndarray, str]]]:
+) -> tuple[NDArray[np.bool_], list[RowCheck]]:
     """The bad-row mask and the (column, mask, message) checks that failed."""
-    failed: list[tuple[str, np.ndarray, str]] = []
+    failed: list[RowCheck] = []
     bad = np.zeros(len(text), dtype=bool)
     for field in contract.fields:
         for mask, message in _field_problems(text[field.name], field):
@@ -181,8 +194,8 @@ def validate_frame(
     frame: pd.DataFrame,
     contract: Contract,
     source: str = "<frame>",
-    extra_checks: list[tuple[str, np.ndarray, str]] | None = None,
-    locations: tuple[np.ndarray, np.ndarray, list[str]] | None = None,
+    extra_checks: list[RowCheck] | None = None,
+    locations: tuple[NDArray[np.int64], NDArray[np.int64], list[str]] | None = None,
 ) -> TableReport:
     """Validate a frame against ``contract``; rows are numbered as lines of its CSV file.
 
@@ -239,12 +252,11 @@ def raise_for_violations(report: TableReport) -> None:
     shown = "; ".join(str(v) for v in report.violations[:3])
     more = report.bad_rows - min(3, report.bad_rows)
     tail = f" (and more: {report.bad_rows} bad rows in all)" if more > 0 else ""
-    error = DataError(
+    raise ContractViolationError(
         f"{report.source}: {report.bad_rows} of {report.rows} rows break the {report.contract} "
-        f"contract: {shown}{tail}; fix them or rerun with --quarantine"
+        f"contract: {shown}{tail}; fix them or rerun with --quarantine",
+        report.violations,
     )
-    error.violations = list(report.violations)  # type: ignore[attr-defined]
-    raise error
 
 
 def write_quarantine(report: TableReport, path: pathlib.Path, keep_good: bool) -> None:
@@ -262,7 +274,7 @@ def validate_file(
     path: pathlib.Path,
     contract: Contract,
     quarantine: bool = False,
-    extra_checks: list[tuple[str, np.ndarray, str]] | None = None,
+    extra_checks: list[RowCheck] | None = None,
     rewrite: bool = False,
 ) -> TableReport:
     """Validate one CSV file; raise on violations unless ``quarantine``.

@@ -66,10 +66,10 @@ class IngestSummary:
     written: int = 0
     duplicates: int = 0
     without_impression: int = 0
-    quarantined: Counter = dataclasses.field(default_factory=Counter)
+    quarantined: Counter[str] = dataclasses.field(default_factory=Counter)
     impressions: int = 0
-    days: set = dataclasses.field(default_factory=set)
-    market_carried: list = dataclasses.field(default_factory=list)
+    days: set[dt.date] = dataclasses.field(default_factory=set)
+    market_carried: list[str] = dataclasses.field(default_factory=list)
     trimmed: int = 0
     seconds: float = 0.0
 
@@ -184,7 +184,7 @@ class _Spans:
     def __init__(self, root: pathlib.Path) -> None:
         self.root = root
         self._ids: dict[dt.date, set[str]] = {}
-        self._new: dict[dt.date, list[dict]] = defaultdict(list)
+        self._new: dict[dt.date, list[dict[str, str]]] = defaultdict(list)
 
     def ids(self, day: dt.date) -> set[str]:
         if day not in self._ids:
@@ -196,7 +196,7 @@ class _Spans:
                 self._ids[day] = set()
         return self._ids[day]
 
-    def add(self, day: dt.date, row: dict) -> bool:
+    def add(self, day: dt.date, row: dict[str, str]) -> bool:
         ids = self.ids(day)
         if row[contracts.EVENT_ID] in ids:
             return False
@@ -240,7 +240,7 @@ def _carry_market_forward(root: pathlib.Path, days: list[dt.date]) -> list[str]:
     return carried
 
 
-def _quarantine(root: pathlib.Path, rows: list[tuple[dt.date, dict]]) -> None:
+def _quarantine(root: pathlib.Path, rows: list[tuple[dt.date, dict[str, object]]]) -> None:
     by_day: dict[dt.date, list[bytes]] = defaultdict(list)
     for day, row in rows:
         by_day[day].append(orjson.dumps(row) + b"\n")
@@ -293,7 +293,7 @@ def ingest(
     closed_before = now() - lateness_seconds
     for pending in (True, False):
         while entries := log.read_group(FEEDBACK_STREAM, GROUP, CONSUMER, batch, pending):
-            bad: list[tuple[dt.date, dict]] = []
+            bad: list[tuple[dt.date, dict[str, object]]] = []
             engaged: dict[dt.date, list[bytes]] = defaultdict(list)
             for entry in entries:
                 summary.feedback_read += 1

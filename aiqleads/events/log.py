@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import SupportsInt, cast
 
 import redis
 from redis.exceptions import RedisError, ResponseError
+from redis.typing import KeyT, StreamIdT
 
 from aiqleads.errors import ServiceError
 from aiqleads.events.records import (
@@ -38,6 +40,14 @@ return id
 """
 DEFAULT_DEDUP_SECONDS = 86_400
 """How long a feedback id is remembered by the store (ingestion deduplicates for ever)."""
+
+# The replies of the synchronous client to the stream reads. redis-py annotates every reply
+# as `Awaitable[Any] | Any` (one signature for its synchronous and asyncio clients); the
+# casts below say what the synchronous client returns.
+_Entries = list[tuple[bytes, dict[bytes, bytes]]]
+"""Stream entries: (id, fields) pairs, oldest first."""
+_Streams = list[tuple[bytes, _Entries]]
+"""(stream name, entries) pairs, as XREAD and XREADGROUP give them."""
 
 
 class EventLogError(ServiceError):
@@ -111,7 +121,7 @@ class EventLog:
         cursor = start
         while True:
             try:
-                rows = self._redis.xrange(stream, min=cursor, max=end, count=batch)
+                rows = cast(_Entries, self._redis.xrange(stream, min=cursor, max=end, count=batch))
             except RedisError as e:
                 raise EventLogError(f"cannot read {stream}: {e}") from e
             for entry_id, fields in rows:
@@ -120,10 +130,13 @@ class EventLog:
                 return
             cursor = "(" + _text(rows[-1][0])
 
-    def read_new(self, streams: dict[str, str], block_ms: int, count: int = 5000):
+    def read_new(
+        self, streams: dict[str, str], block_ms: int, count: int = 5000
+    ) -> dict[str, list[Entry]]:
         """Entries after the given ids (``XREAD``); ``{stream: [Entry]}``."""
+        after: dict[KeyT, StreamIdT] = {name: entry_id for name, entry_id in streams.items()}
         try:
-            rows = self._redis.xread(streams, count=count, block=block_ms)
+            rows = cast(_Streams | None, self._redis.xread(after, count=count, block=block_ms))
         except RedisError as e:
             raise EventLogError(f"cannot read the event log: {e}") from e
         return {
@@ -146,8 +159,11 @@ class EventLog:
     ) -> list[Entry]:
         """Entries for ``consumer``: its unacknowledged ones (``pending``) or new ones."""
         try:
-            rows = self._redis.xreadgroup(
-                group, consumer, {stream: "0" if pending else ">"}, count=count
+            rows = cast(
+                _Streams | None,
+                self._redis.xreadgroup(
+                    group, consumer, {stream: "0" if pending else ">"}, count=count
+                ),
             )
         except RedisError as e:
             raise EventLogError(f"cannot read {stream} as {group}: {e}") from e
@@ -169,13 +185,13 @@ class EventLog:
     def trim_before(self, stream: str, entry_id: str) -> int:
         """Drop the entries older than ``entry_id``; how many went."""
         try:
-            return int(self._redis.xtrim(stream, minid=entry_id))
+            return int(cast(SupportsInt, self._redis.xtrim(stream, minid=entry_id)))
         except RedisError as e:
             raise EventLogError(f"cannot trim {stream}: {e}") from e
 
     def length(self, stream: str) -> int:
         try:
-            return int(self._redis.xlen(stream))
+            return int(cast(SupportsInt, self._redis.xlen(stream)))
         except RedisError as e:
             raise EventLogError(f"cannot read {stream}: {e}") from e
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import Counter, OrderedDict
+from typing import Any
 
 from scipy import stats
 
@@ -39,8 +40,8 @@ class ArmCounts:
     shown_items: int = 0
     hits: int = 0
     engaged_items: int = 0
-    events: Counter = dataclasses.field(default_factory=Counter)
-    users: set = dataclasses.field(default_factory=set)
+    events: Counter[str] = dataclasses.field(default_factory=Counter)
+    users: set[str] = dataclasses.field(default_factory=set)
 
     @property
     def rates(self) -> dict[str, tuple[int, int]]:
@@ -60,9 +61,9 @@ class _Request:
     arm: Arm
     ts: float
     seen: bool = False
-    engaged: set = dataclasses.field(default_factory=set)
-    pending: Counter = dataclasses.field(default_factory=Counter)
-    pending_leads: set = dataclasses.field(default_factory=set)
+    engaged: set[str] = dataclasses.field(default_factory=set)
+    pending: Counter[str] = dataclasses.field(default_factory=Counter)
+    pending_leads: set[str] = dataclasses.field(default_factory=set)
 
 
 class OnlineQuality:
@@ -180,12 +181,12 @@ RATE_NAMES = {
 }
 
 
-def report_rows(quality: OnlineQuality, level: float = 0.95) -> list[dict]:
+def report_rows(quality: OnlineQuality, level: float = 0.95) -> list[dict[str, Any]]:
     """One row per arm (and one for all arms): counts, rates and their intervals."""
     rows = []
     arms = sorted(quality.arms.items(), key=lambda item: (item[0][1], item[0][0]))
     for (version, variant), counts in [*arms, ((None, "all"), quality.totals())]:
-        row: dict = {
+        row: dict[str, Any] = {
             "model_version": version,
             "variant": variant,
             "impressions": counts.impressions,

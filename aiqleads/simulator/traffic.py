@@ -20,7 +20,8 @@ import socket
 import time
 import urllib.parse
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import aiohttp
 import numpy as np
@@ -65,7 +66,7 @@ class TrafficStats:
         arm = self.by_variant.setdefault(variant, {"answers": 0})
         arm[event] = arm.get(event, 0) + 1
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out.pop("acknowledged")
         out["ctr"] = round(self.ctr, 6)
@@ -134,12 +135,16 @@ class _Traffic:
         offset = scenario.latitude_offset if scenario else 0.0
         return world, user, offset
 
-    async def _post(self, session: aiohttp.ClientSession, path: str, body: dict):
+    async def _post(
+        self, session: aiohttp.ClientSession, path: str, body: Mapping[str, object]
+    ) -> tuple[int, object]:
         async with session.post(self.url + path, json=body) as response:
             payload = await response.json(content_type=None)
             return response.status, payload
 
-    async def _feedback(self, session, body: dict, variant: str) -> None:
+    async def _feedback(
+        self, session: aiohttp.ClientSession, body: dict[str, str], variant: str
+    ) -> None:
         self.stats.feedback_sent += 1
         for attempt in range(FEEDBACK_RETRIES + 1):
             try:
@@ -184,8 +189,8 @@ class _Traffic:
         variant = str(payload.get("variant", "?"))
         arm = self.stats.by_variant.setdefault(variant, {"answers": 0})
         arm["answers"] += 1
-        shown = [world.lead_index.get(item["lead_id"]) for item in payload.get("items", [])]
-        shown = np.array([i for i in shown if i is not None], dtype=np.int64)
+        found = [world.lead_index.get(item["lead_id"]) for item in payload.get("items", [])]
+        shown = np.array([i for i in found if i is not None], dtype=np.int64)
         if not len(shown):
             self.stats.empty += 1
             return
@@ -203,7 +208,7 @@ class _Traffic:
                 variant,
             )
 
-    async def _guarded(self, session, elapsed: float) -> None:
+    async def _guarded(self, session: aiohttp.ClientSession, elapsed: float) -> None:
         self.in_flight += 1
         try:
             await self._one(session, elapsed)
@@ -213,7 +218,7 @@ class _Traffic:
     async def run(self, progress: Callable[[TrafficStats, float], None] | None) -> TrafficStats:
         timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS)
         connector = aiohttp.TCPConnector(limit=self.max_in_flight)
-        tasks: set[asyncio.Task] = set()
+        tasks: set[asyncio.Task[None]] = set()
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
             self.started = time.monotonic()
             interval = 1.0 / self.rate

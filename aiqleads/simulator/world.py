@@ -15,6 +15,7 @@ import pathlib
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from aiqleads import contracts, layout
 from aiqleads.data import io
@@ -43,23 +44,23 @@ def metro_of(region: str) -> str:
 class World:
     """Users (with hidden preferences) and leads as arrays, ready for the behaviour model."""
 
-    user_ids: np.ndarray
+    user_ids: NDArray[np.object_]
     user_index: dict[str, int]
     population: behaviour.Population
-    cold: np.ndarray  # bool per user: no event in the data set (a "new" user to the model)
-    lead_ids: np.ndarray
+    cold: NDArray[np.bool_]  # bool per user: no event in the data set (a "new" user to the model)
+    lead_ids: NDArray[np.object_]
     lead_index: dict[str, int]
     catalogue: behaviour.Catalogue
     metros: tuple[str, ...]
     region_names: tuple[str, ...]
     type_names: tuple[str, ...]
 
-    def match(self, users: np.ndarray, leads: np.ndarray) -> np.ndarray:
+    def match(self, users: NDArray[np.int64], leads: NDArray[np.int64]) -> NDArray[np.float64]:
         """How well each lead suits each user, in [0, 1] (the generator's `match_score`)."""
         return behaviour.match_score(self.population, self.catalogue, users, leads)
 
     def react(
-        self, user: int, leads: np.ndarray, rng: np.random.Generator
+        self, user: int, leads: NDArray[np.int64], rng: np.random.Generator
     ) -> tuple[int, list[str]]:
         """The lead a user views among ``leads`` (-1: none on the market) and the funnel steps
         they take on it, in order (``["view", "click", ...]``)."""

@@ -13,11 +13,12 @@ import importlib
 import os
 import pathlib
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, cast
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 import aiqleads
 from aiqleads import contracts, layout
@@ -52,6 +53,15 @@ class Imported:
             "events": len(self.events),
             "market": len(self.market),
         }
+
+
+class _Adapter(Protocol):
+    """What an adapter module offers (the module docstring above)."""
+
+    SOURCE_DIR: str
+    SOURCE_FILES: tuple[str, ...]
+
+    def build(self, folder: pathlib.Path, seed: int) -> Imported: ...
 
 
 @dataclasses.dataclass
@@ -91,10 +101,10 @@ def source_dir(name: str, source: pathlib.Path | None = None) -> pathlib.Path:
     return folder
 
 
-def _module(name: str):
+def _module(name: str) -> _Adapter:
     if name not in MODULES:
         raise DataError(f"unknown data set {name!r}; one of {', '.join(MODULES)}")
-    return importlib.import_module(MODULES[name])
+    return cast(_Adapter, importlib.import_module(MODULES[name]))
 
 
 def read_source_csv(path: pathlib.Path, **kwargs: Any) -> pd.DataFrame:
@@ -105,18 +115,19 @@ def read_source_csv(path: pathlib.Path, **kwargs: Any) -> pd.DataFrame:
         raise DataError(f"{path}: cannot read ({e})") from e
 
 
-def market_frame(rows: list[tuple]) -> pd.DataFrame:
+def market_frame(rows: Sequence[tuple[object, ...]]) -> pd.DataFrame:
     """Market rows ``(region, date, demand, median_price, inventory, price_trend)`` as a frame."""
     return pd.DataFrame(rows, columns=list(contracts.MARKET.columns))
 
 
-def day_numbers(dates: pd.Series | list[str]) -> np.ndarray:
+def day_numbers(dates: pd.Series | list[str]) -> NDArray[np.int64]:
     """``YYYY-MM-DD`` dates as days since 1970-01-01 (int64); a DataError on any other text."""
     try:
         values = pd.to_datetime(pd.Series(dates), format="%Y-%m-%d")
     except (ValueError, TypeError) as e:
         raise DataError(f"a date is not YYYY-MM-DD: {e}") from e
-    return values.to_numpy().astype("datetime64[D]").astype(np.int64)
+    days: NDArray[np.int64] = values.to_numpy().astype("datetime64[D]").astype(np.int64)
+    return days
 
 
 def require_columns(frame: pd.DataFrame, columns: list[str], path: pathlib.Path) -> None:

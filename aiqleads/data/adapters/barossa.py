@@ -20,6 +20,7 @@ import pathlib
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from aiqleads import contracts
 from aiqleads.data.adapters import (
@@ -135,9 +136,9 @@ def _market(leads: pd.DataFrame, reviews: pd.DataFrame, days: list[str]) -> pd.D
     day_num = day_numbers(days)
 
     by_day = np.argsort(lead_day, kind="stable")
-    cache: dict[int, np.ndarray] = {}
+    cache: dict[int, NDArray[np.float64]] = {}
 
-    def medians(t: int) -> np.ndarray:
+    def medians(t: int) -> NDArray[np.float64]:
         """Median price per neighbourhood of the leads listed by day t (cached per listing
         count: the set only changes when a lead is listed)."""
         k = int(np.searchsorted(lead_day[by_day], t, side="right"))

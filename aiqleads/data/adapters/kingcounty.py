@@ -23,6 +23,7 @@ import pathlib
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from aiqleads import contracts
 from aiqleads.data import spans
@@ -122,7 +123,9 @@ def _week_end(day: dt.date) -> dt.date:
     return day + dt.timedelta(days=6 - day.weekday())
 
 
-def _users(rng, cat: behaviour.Catalogue, n: int, days: int, start: dt.date):
+def _users(
+    rng: np.random.Generator, cat: behaviour.Catalogue, n: int, days: int, start: dt.date
+) -> tuple[pd.DataFrame, behaviour.Population]:
     anchor = rng.integers(0, len(cat), n)
     lat0 = cat.latitude[anchor]
     dlat = rng.normal(0, 2.0, n) / behaviour.EARTH_KM_PER_DEGREE
@@ -162,7 +165,7 @@ def _users(rng, cat: behaviour.Catalogue, n: int, days: int, start: dt.date):
 
 
 def _market(
-    src: pd.DataFrame, sale: pd.Series, sale_day: np.ndarray, start: dt.date, end: dt.date
+    src: pd.DataFrame, sale: pd.Series, sale_day: NDArray[np.int64], start: dt.date, end: dt.date
 ) -> pd.DataFrame:
     week_end = np.array([(_week_end(d) - start).days for d in sale], dtype=np.int64)
     zips = sorted(src["zipcode"].unique())

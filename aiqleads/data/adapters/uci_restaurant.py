@@ -22,6 +22,7 @@ import pathlib
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from aiqleads import contracts
 from aiqleads.data import spans
@@ -45,10 +46,13 @@ CITIES = (
 )
 
 
-def nearest_city(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+def nearest_city(lat: NDArray[np.float64], lon: NDArray[np.float64]) -> NDArray[np.object_]:
     """The name of the nearest city centre for each point."""
     d = np.stack([behaviour.distance_km(lat, lon, c_lat, c_lon) for _, c_lat, c_lon in CITIES])
-    return np.asarray([c[0] for c in CITIES], dtype=object)[np.argmin(d, axis=0)]
+    nearest: NDArray[np.object_] = np.asarray([c[0] for c in CITIES], dtype=object)[
+        np.argmin(d, axis=0)
+    ]
+    return nearest
 
 
 def build(folder: pathlib.Path, seed: int) -> Imported:
@@ -134,7 +138,7 @@ def build(folder: pathlib.Path, seed: int) -> Imported:
     )
 
 
-def _sorted_within(day: np.ndarray, second: np.ndarray) -> np.ndarray:
+def _sorted_within(day: NDArray[np.int64], second: NDArray[np.int64]) -> NDArray[np.int64]:
     """Times of day increasing within each day (so the event order is the seeded order)."""
     out = np.empty_like(second)
     for d in np.unique(day):
@@ -143,7 +147,7 @@ def _sorted_within(day: np.ndarray, second: np.ndarray) -> np.ndarray:
     return out
 
 
-def _market(leads: pd.DataFrame, events: pd.DataFrame, day: np.ndarray) -> pd.DataFrame:
+def _market(leads: pd.DataFrame, events: pd.DataFrame, day: NDArray[np.int64]) -> pd.DataFrame:
     regions = sorted(leads[contracts.REGION].unique())
     region_of = dict(zip(leads[contracts.LEAD_ID], leads[contracts.REGION], strict=True))
     event_region = np.searchsorted(regions, events[contracts.LEAD_ID].map(region_of).to_numpy())
