@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import re
 
 from google.protobuf import (
     descriptor_pb2,
@@ -93,8 +94,22 @@ def _read_text_proto(path: str | os.PathLike, message, what: str):
     except text_format.ParseError as e:
         raise ConfigError(
             f"Invalid protobuf file: '{p}' is not a valid text-format "
-            f"{message.DESCRIPTOR.name}: {e}"
+            f"{message.DESCRIPTOR.name}. {parse_error_text(message.DESCRIPTOR.full_name, e)}"
         ) from e
+
+
+_LOCATION = re.compile(r"^\d+(?::\d+)? : ")
+
+
+def parse_error_text(message_type: str, error: text_format.ParseError) -> str:
+    """A text-format parse error as TF Serving reports it on stderr (the protobuf parser's
+    log line): `Error parsing text-format <type>: <line>:<column>: <what is wrong>`."""
+    what = _LOCATION.sub("", str(error), count=1)
+    line, column = error.GetLine(), error.GetColumn()
+    if line is None:
+        return f"Error parsing text-format {message_type}: {what}"
+    where = f"{line}:{column}" if column is not None else f"{line}"
+    return f"Error parsing text-format {message_type}: {where}: {what}"
 
 
 def validate_model_server_config(config) -> None:

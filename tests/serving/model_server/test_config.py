@@ -30,6 +30,26 @@ def test_bad_model_config_is_rejected_with_the_file_named():
     assert "not a valid text-format ModelServerConfig" in str(e.value)
 
 
+def test_bad_model_config_message_carries_tf_servings_parser_line():
+    # TF Serving logs the protobuf parser's line, `Error parsing text-format <type>:
+    # <line>:<column>: <message>`; the file's first word is not a field of the config.
+    with pytest.raises(ConfigError) as e:
+        config.load_model_server_config(TESTDATA / "bad_model_config.txt")
+    assert str(e.value).endswith(
+        "Error parsing text-format tensorflow.serving.ModelServerConfig: 1:1: Message type "
+        '"tensorflow.serving.ModelServerConfig" has no field named "improperly".'
+    )
+    assert "\n" not in str(e.value)
+
+
+def test_other_config_files_name_their_own_message_type(tmp_path):
+    path = tmp_path / "batching.config"
+    path.write_text("max_batch_size { value: 8 }\nbatch_timeout_micros { value: x }\n")
+    with pytest.raises(ConfigError) as e:
+        config.load_batching_parameters(path)
+    assert "Error parsing text-format tensorflow.serving.BatchingParameters: 2:" in str(e.value)
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

@@ -189,6 +189,10 @@ def test_bad_model_config_fails_start_up_with_a_clear_message(tmp_path):
     assert "bad_model_config.txt" in proc.stderr
     assert "not a valid text-format ModelServerConfig" in proc.stderr
     assert "Traceback" not in proc.stderr
+    # One line, ours (`error: ...`) carrying TF Serving's words and the parser's message.
+    [line] = [x for x in proc.stderr.splitlines() if "bad_model_config.txt" in x]
+    assert line.startswith("error: Invalid protobuf file: ")
+    assert "Error parsing text-format tensorflow.serving.ModelServerConfig: 1:1: " in line
 
 
 def test_sigterm_drains_and_exits_zero(tmp_path):
