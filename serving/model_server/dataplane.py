@@ -1,4 +1,5 @@
-"""The transport-agnostic data plane: predict, classify, regress, metadata and status.
+"""The transport-agnostic data plane: predict, classify, regress, multi-inference, metadata and
+status.
 
 Requests arrive as `tensorflow_serving.apis` protos (gRPC hands them over as they are; REST
 converts JSON to the same protos or to numpy inputs). Failures are `ServingError`s carrying
@@ -14,6 +15,7 @@ from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
+    inference_pb2,
     model_pb2,
     predict_pb2,
     regression_pb2,
@@ -21,10 +23,17 @@ from tensorflow_serving.apis import (
 
 from serving.errors import invalid
 from serving.model_server.batching import Batcher
-from serving.model_server.inference import classify_on, predict_on, regress_on, run_predict
+from serving.model_server.inference import (
+    classify_on,
+    multi_inference_on,
+    predict_on,
+    regress_on,
+    run_predict,
+)
 from serving.model_server.manager import ModelManager
 
 SIGNATURE_DEF_FIELD = "signature_def"
+MULTI_INFERENCE_NO_MODEL = "ModelSpec has no name specified."  # TF Serving's, no task or name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,9 +61,15 @@ class Spec:
 class DataPlane:
     """Answers the TF Serving APIs from the models a `ModelManager` serves."""
 
-    def __init__(self, manager: ModelManager, batcher: Batcher | None = None) -> None:
+    def __init__(
+        self,
+        manager: ModelManager,
+        batcher: Batcher | None = None,
+        method_name_check: bool = False,
+    ) -> None:
         self.manager = manager
         self.batcher = batcher
+        self.method_name_check = method_name_check  # --enable_signature_method_name_check
 
     # ---- predict / classify / regress -----------------------------------------------------
     def predict_arrays(
@@ -67,28 +82,45 @@ class DataPlane:
         """
         with self.manager.handle(spec.name, spec.version, spec.label) as servable:
             name, outputs = run_predict(
-                servable, spec.signature_name, inputs, output_filter, self.batcher
+                servable,
+                spec.signature_name,
+                inputs,
+                output_filter,
+                self.batcher,
+                self.method_name_check,
             )
             return servable.version, name, outputs
 
     def predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
         spec = Spec.from_proto(request.model_spec)
         with self.manager.handle(spec.name, spec.version, spec.label) as servable:
-            return predict_on(servable, request, self.batcher)
+            return predict_on(servable, request, self.batcher, self.method_name_check)
 
     def classify(
         self, request: classification_pb2.ClassificationRequest
     ) -> classification_pb2.ClassificationResponse:
         spec = Spec.from_proto(request.model_spec)
         with self.manager.handle(spec.name, spec.version, spec.label) as servable:
-            return classify_on(servable, request)
+            return classify_on(servable, request, self.method_name_check)
 
     def regress(
         self, request: regression_pb2.RegressionRequest
     ) -> regression_pb2.RegressionResponse:
         spec = Spec.from_proto(request.model_spec)
         with self.manager.handle(spec.name, spec.version, spec.label) as servable:
-            return regress_on(servable, request)
+            return regress_on(servable, request, self.method_name_check)
+
+    def multi_inference(
+        self, request: inference_pb2.MultiInferenceRequest
+    ) -> inference_pb2.MultiInferenceResponse:
+        """The first task's model spec chooses the version, as in TF Serving; every task must
+        name that model (`inference.multi_inference_on` checks the tasks)."""
+        first = request.tasks[0].model_spec if request.tasks else model_pb2.ModelSpec()
+        if not first.name:
+            raise invalid(MULTI_INFERENCE_NO_MODEL)
+        spec = Spec.from_proto(first)
+        with self.manager.handle(spec.name, spec.version, spec.label) as servable:
+            return multi_inference_on(servable, request, self.method_name_check)
 
     # ---- metadata / status ---------------------------------------------------------------
     def metadata(

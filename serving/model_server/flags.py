@@ -37,6 +37,7 @@ class ServerFlags:
     allow_version_labels_for_unavailable_models: bool = False
     enable_model_warmup: bool = True
     num_request_iterations_for_warmup: int = 0
+    enable_signature_method_name_check: bool = False
 
 
 HELP = {
@@ -57,6 +58,10 @@ HELP = {
     "allow_version_labels_for_unavailable_models": "allow labels on versions not yet loaded",
     "enable_model_warmup": "replay assets.extra/tf_serving_warmup_requests before serving",
     "num_request_iterations_for_warmup": "runs of each warm-up record (0 = once; max 1000)",
+    "enable_signature_method_name_check": (
+        "Classify/Regress/Predict also require the signature's method_name (off: TF2 "
+        "exports serve Classify and Regress by their inputs and outputs)"
+    ),
 }
 
 _FIELDS = {f.name: f for f in dataclasses.fields(ServerFlags)}

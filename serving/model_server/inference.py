@@ -1,4 +1,5 @@
-"""Predict, Classify and Regress run on one servable: the data plane's calls and the warm-up's.
+"""Predict, Classify, Regress and MultiInference on one servable: the data plane's calls and
+the warm-up's.
 
 The caller has chosen the servable (the data plane through the `ModelManager`, the load-time
 warm-up on the version it is loading), so a request's model spec only names a signature here.
@@ -7,15 +8,35 @@ Failures are `ServingError`s with TF Serving's status codes and messages.
 
 from __future__ import annotations
 
-import numpy as np
-from tensorflow.core.example import example_pb2
-from tensorflow_serving.apis import classification_pb2, model_pb2, predict_pb2, regression_pb2
+from collections.abc import Sequence
+from typing import Any
 
-from serving.errors import invalid
+import numpy as np
+import numpy.typing as npt
+from tensorflow.core.example import example_pb2
+from tensorflow_serving.apis import (
+    classification_pb2,
+    inference_pb2,
+    input_pb2,
+    model_pb2,
+    predict_pb2,
+    regression_pb2,
+)
+
+from serving.errors import Code, ServingError, invalid
 from serving.model_server import tensors
+from serving.model_server.example_signatures import (
+    ExampleTask,
+    check_examples_input,
+    classification_result,
+    example_task,
+    regression_result,
+    signature_key,
+    signature_not_found,
+)
 from serving.model_server.servable import (
     CLASSIFY_METHOD,
-    DEFAULT_SIGNATURE,
+    PREDICT_METHOD,
     REGRESS_METHOD,
     Servable,
 )
@@ -30,7 +51,12 @@ def _response_spec(out: model_pb2.ModelSpec, name: str, version: int, signature:
 
 
 def run_predict(
-    servable: Servable, signature_name: str, inputs, output_filter=(), batcher=None
+    servable: Servable,
+    signature_name: str,
+    inputs,
+    output_filter=(),
+    batcher=None,
+    method_name_check: bool = False,
 ) -> tuple[str, dict[str, np.ndarray]]:
     """(signature name, outputs) of a Predict on `servable`.
 
@@ -38,6 +64,8 @@ def run_predict(
     decodes JSON only once it knows the signature's input names and dtypes).
     """
     signature = servable.signature(signature_name)
+    if method_name_check:
+        _check_predict_method(servable, signature.name)
     if callable(inputs):
         inputs = inputs(signature)
     wanted = list(output_filter)
@@ -53,14 +81,34 @@ def run_predict(
     return signature.name, outputs
 
 
+def _check_predict_method(servable: Servable, signature_name: str) -> None:
+    """With `--enable_signature_method_name_check`, Predict runs predict, classify and regress
+    signatures only (INTERNAL otherwise, as in TF Serving's predict_util.cc)."""
+    method = servable.meta_graph.signature_def[signature_name].method_name
+    if method not in (PREDICT_METHOD, CLASSIFY_METHOD, REGRESS_METHOD):
+        raise ServingError(
+            Code.INTERNAL,
+            "Expected prediction signature method_name to be one of "
+            f"{{{PREDICT_METHOD}, {CLASSIFY_METHOD}, {REGRESS_METHOD}}}. Was: {method}",
+        )
+
+
 def predict_on(
-    servable: Servable, request: predict_pb2.PredictRequest, batcher=None
+    servable: Servable,
+    request: predict_pb2.PredictRequest,
+    batcher=None,
+    method_name_check: bool = False,
 ) -> predict_pb2.PredictResponse:
     """A `PredictResponse` for `request` run on `servable` (its model spec only names a
     signature here: the caller chose the servable)."""
     inputs = {key: tensors.from_proto(t, key) for key, t in request.inputs.items()}
     name, outputs = run_predict(
-        servable, request.model_spec.signature_name, inputs, request.output_filter, batcher
+        servable,
+        request.model_spec.signature_name,
+        inputs,
+        request.output_filter,
+        batcher,
+        method_name_check,
     )
     response = predict_pb2.PredictResponse()
     _response_spec(response.model_spec, servable.name, servable.version, name)
@@ -69,78 +117,110 @@ def predict_on(
     return response
 
 
-def _run_examples(servable: Servable, signature_name: str, input_proto, method: str, kind: str):
-    examples = serialize_examples(input_proto)
-    name = signature_name or DEFAULT_SIGNATURE
-    signature = servable.signatures.get(name)
-    if signature is None:
-        raise invalid(f"No signature was found with the name: {name}")
-    if signature.method_name != method:
-        raise invalid(
-            f"Expected {kind} signature method_name to be {method}. Was: {signature.method_name}"
-        )
-    if len(signature.input_keys) != 1:
-        raise invalid(f"Expected one input Tensor, got {len(signature.input_keys)}")
-    outputs = signature.call({signature.input_keys[0]: np.array(examples, dtype=object)})
-    return name, outputs, len(examples)
+def _examples_task(
+    servable: Servable, method: str, signature_name: str, method_name_check: bool
+) -> ExampleTask:
+    """The servable's signature `signature_name` checked for Classify or Regress."""
+    name = signature_key(signature_name)
+    signature_defs = servable.meta_graph.signature_def
+    if name not in signature_defs:
+        raise signature_not_found(name)
+    return example_task(method, name, signature_defs[name], method_name_check)
+
+
+def _run_tasks(
+    servable: Servable, input_proto: input_pb2.Input, tasks: Sequence[ExampleTask]
+) -> tuple[int, list[dict[str, npt.NDArray[Any]]]]:
+    """(examples, each task's outputs by key): every task's signature over the same examples
+    in one Session step (an input or output two tasks share is fed or computed once)."""
+    examples = np.array(serialize_examples(input_proto), dtype=object)
+    for task in tasks:
+        check_examples_input(task)
+    feeds = {task.input_tensor: examples for task in tasks}
+    fetches = sorted({tensor for task in tasks for tensor in task.outputs.values()})
+    fetched = servable.run_tensors(feeds, fetches)
+    per_task = [{key: fetched[tensor] for key, tensor in task.outputs.items()} for task in tasks]
+    return len(examples), per_task
 
 
 def classify_on(
-    servable: Servable, request: classification_pb2.ClassificationRequest
+    servable: Servable,
+    request: classification_pb2.ClassificationRequest,
+    method_name_check: bool = False,
 ) -> classification_pb2.ClassificationResponse:
-    """A `ClassificationResponse` for `request` run on `servable`."""
-    name, outputs, n = _run_examples(
-        servable, request.model_spec.signature_name, request.input, CLASSIFY_METHOD,
-        "classification",
-    )  # fmt: skip
-    classes, scores = outputs.get("classes"), outputs.get("scores")
-    if classes is None and scores is None:
-        raise invalid("Expected classification signature outputs 'classes' or 'scores'")
-    for name_, value in (("classes", classes), ("scores", scores)):
-        if value is not None and (value.ndim != 2 or value.shape[0] != n):
-            raise invalid(
-                f"Expected {name_} Tensor of shape [batch_size num_classes] with "
-                f"batch_size {n}; got shape {list(value.shape)}"
-            )
+    """A `ClassificationResponse` for `request` run on `servable` (the signature rules are
+    TF Serving's: `example_signatures`)."""
+    task = _examples_task(
+        servable, CLASSIFY_METHOD, request.model_spec.signature_name, method_name_check
+    )
+    n, [outputs] = _run_tasks(servable, request.input, [task])
     response = classification_pb2.ClassificationResponse()
-    _response_spec(response.model_spec, servable.name, servable.version, name)
-    width = (classes if classes is not None else scores).shape[1]
-    for i in range(n):
-        row = response.result.classifications.add()
-        for j in range(width):
-            c = row.classes.add()
-            if classes is not None:
-                c.label = (
-                    classes[i, j].decode()
-                    if isinstance(classes[i, j], bytes)
-                    else str(classes[i, j])
-                )
-            if scores is not None:
-                c.score = float(scores[i, j])
+    _response_spec(response.model_spec, servable.name, servable.version, task.signature_name)
+    classification_result(n, outputs, response.result)
     return response
 
 
 def regress_on(
-    servable: Servable, request: regression_pb2.RegressionRequest
+    servable: Servable,
+    request: regression_pb2.RegressionRequest,
+    method_name_check: bool = False,
 ) -> regression_pb2.RegressionResponse:
     """A `RegressionResponse` for `request` run on `servable`."""
-    name, outputs, n = _run_examples(
-        servable, request.model_spec.signature_name, request.input, REGRESS_METHOD, "regression"
+    task = _examples_task(
+        servable, REGRESS_METHOD, request.model_spec.signature_name, method_name_check
     )
-    values = outputs.get("outputs")
-    if values is None:
-        raise invalid("No output Tensor named 'outputs' in the regression signature")
-    if values.ndim == 2 and values.shape[1] == 1:
-        values = values[:, 0]
-    if values.ndim != 1 or values.shape[0] != n:
-        raise invalid(
-            f"Expected output Tensor shape to be [batch_size] or [batch_size, 1] with "
-            f"batch_size {n}; got {list(outputs['outputs'].shape)}"
-        )
+    n, [outputs] = _run_tasks(servable, request.input, [task])
     response = regression_pb2.RegressionResponse()
-    _response_spec(response.model_spec, servable.name, servable.version, name)
-    for v in values.tolist():
-        response.result.regressions.add().value = v
+    _response_spec(response.model_spec, servable.name, servable.version, task.signature_name)
+    regression_result(n, outputs, response.result)
+    return response
+
+
+def multi_inference_on(
+    servable: Servable,
+    request: inference_pb2.MultiInferenceRequest,
+    method_name_check: bool = False,
+) -> inference_pb2.MultiInferenceResponse:
+    """A `MultiInferenceResponse`: every task (a Classify or a Regress) over the request's one
+    input, in one Session step on `servable` (the version the first task's model spec chose).
+
+    TF Serving's rules (`servables/tensorflow/multi_inference.cc`): every task names the same
+    model, no signature twice, each signature exists and qualifies for its task's method
+    (`example_signatures`), and the method is classify or regress (else UNIMPLEMENTED).
+    """
+    signature_defs = servable.meta_graph.signature_def
+    model = ""
+    seen: set[str] = set()
+    tasks: list[ExampleTask] = []
+    for task in request.tasks:
+        spec = task.model_spec
+        if not spec.name:
+            raise invalid("Found ModelSpec with an empty model name.")
+        if model and spec.name != model:
+            raise invalid(
+                "All ModelSpecs in a MultiInferenceRequest must access the same model name."
+            )
+        model = spec.name
+        name = signature_key(spec.signature_name)
+        if name in seen:
+            raise invalid(f"Duplicate evaluation of signature: {name}")
+        seen.add(name)
+        if name not in signature_defs:
+            raise invalid(f"Requested signature not found in model graph: {name}")
+        if task.method_name not in (CLASSIFY_METHOD, REGRESS_METHOD):
+            raise ServingError(
+                Code.UNIMPLEMENTED, f"Unsupported signature method_name: {task.method_name}"
+            )
+        tasks.append(example_task(task.method_name, name, signature_defs[name], method_name_check))
+    n, outputs = _run_tasks(servable, request.input, tasks)
+    response = inference_pb2.MultiInferenceResponse()
+    for task, task_outputs in zip(tasks, outputs, strict=True):
+        result = response.results.add()
+        _response_spec(result.model_spec, model, servable.version, task.signature_name)
+        if task.method == CLASSIFY_METHOD:
+            classification_result(n, task_outputs, result.classification_result)
+        else:
+            regression_result(n, task_outputs, result.regression_result)
     return response
 
 

@@ -172,7 +172,9 @@ class ModelManager:
             return
         if self._warmup.enabled:
             try:
-                result = run_warmup(servable, self._warmup.iterations)
+                result = run_warmup(
+                    servable, self._warmup.iterations, self._warmup.method_name_check
+                )
             except WarmupError as e:  # the version is not served; its status says why
                 servable.retire(timeout=0)
                 self._notify_warmup(name, version, e.result)

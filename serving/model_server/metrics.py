@@ -16,7 +16,8 @@ from prometheus_client.core import Metric
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
-INFERENCE_APIS = frozenset({"predict", "classify", "regress", "multi_inference"})
+# The calls TF Serving counts in request_count (its gRPC MultiInference is not counted).
+INFERENCE_APIS = frozenset({"predict", "classify", "regress"})
 # TF Serving's warm-up latency buckets: 10 us * 1.8^i, 33 of them (about 20 minutes).
 WARMUP_BUCKETS_MICROS = tuple(10 * 1.8**i for i in range(33))
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow.core.protobuf import config_pb2, saved_model_pb2
@@ -28,6 +30,7 @@ DEFAULT_SIGNATURE = "serving_default"
 PREDICT_METHOD = "tensorflow/serving/predict"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
+MAX_STEP_CALLABLES = 64  # feed/fetch sets kept per version (MultiInference task sets)
 
 
 def is_complete_version_dir(path: pathlib.Path) -> bool:
@@ -77,10 +80,8 @@ class Signature:
         flat = [self._check(i, key, inputs[key]) for i, key in enumerate(self.input_keys)]
         try:
             return self.runner(flat)
-        except tf.errors.InvalidArgumentError as e:
-            raise invalid(e.message) from e
         except tf.errors.OpError as e:
-            raise ServingError(Code(e.error_code), e.message) from e
+            raise step_error(e) from e
 
     def _check(self, i: int, key: str, value) -> np.ndarray:
         """`value` as a numpy array of the signature's dtype; INVALID_ARGUMENT otherwise."""
@@ -97,6 +98,11 @@ class Signature:
             shown = "string" if got.kind in "OSU" else _dtype_name(got)
             raise invalid(f"Expects arg[{i}] ({key}) to be {want.name} but {shown} is provided")
         return value
+
+
+def step_error(e: tf.errors.OpError) -> ServingError:
+    """A failed Session step as a `ServingError` with TensorFlow's code and message."""
+    return ServingError(Code(e.error_code), e.message)
 
 
 def _dtype_name(dtype: np.dtype) -> str:
@@ -150,6 +156,7 @@ class Servable:
         self.export_dir = export_dir
         self.meta_graph = read_meta_graph(export_dir)
         self._session, self.signatures = _session_signatures(export_dir)
+        self._steps: dict[tuple[tuple[str, ...], tuple[str, ...]], Callable[..., Any]] = {}
         self._holders = 0
         self._retired = False
         self._lock = threading.Condition()
@@ -163,6 +170,29 @@ class Servable:
             raise ServingError(
                 Code.FAILED_PRECONDITION, f'Serving signature key "{key}" not found.'
             ) from None
+
+    def run_tensors(
+        self, feeds: Mapping[str, npt.NDArray[Any]], fetches: Sequence[str]
+    ) -> dict[str, npt.NDArray[Any]]:
+        """One Session step by tensor names: `feeds` (tensor name -> value) in, `fetches` out.
+
+        What TF Serving's Session::Run does for MultiInference: several signatures' tensors in
+        one step, each computed once. The callable of a feed/fetch set is kept (up to
+        `MAX_STEP_CALLABLES` sets) so a repeated request costs one C++ step.
+        """
+        key = (tuple(feeds), tuple(fetches))
+        step = self._steps.get(key)
+        if step is None:
+            options = config_pb2.CallableOptions(feed=list(key[0]), fetch=list(key[1]))
+            step = self._session._make_callable_from_options(options)  # type: ignore[attr-defined]
+            with self._lock:
+                if len(self._steps) < MAX_STEP_CALLABLES:
+                    self._steps[key] = step
+        try:
+            values = step(*feeds.values())
+        except tf.errors.OpError as e:
+            raise step_error(e) from e
+        return {name: np.asarray(value) for name, value in zip(key[1], values, strict=True)}
 
     def signature_def_map(self):
         """`SignatureDefMap` proto of this version (what GetModelMetadata returns)."""
@@ -196,6 +226,7 @@ class Servable:
                 self._session.close()
                 self._session = None
                 self.signatures = {}
+                self._steps = {}
             return drained
 
 

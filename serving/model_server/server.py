@@ -38,7 +38,9 @@ class ModelServer:
         self.metrics = ServerMetrics()
         self.metrics_path = config_lib.load_monitoring_path(flags.monitoring_config_file)
         warmup = WarmupOptions(
-            flags.enable_model_warmup, max(1, flags.num_request_iterations_for_warmup)
+            flags.enable_model_warmup,
+            max(1, flags.num_request_iterations_for_warmup),
+            flags.enable_signature_method_name_check,
         )
         self.manager = ModelManager(flags.allow_version_labels_for_unavailable_models, warmup)
         self.manager.on_change = self._on_model_change
@@ -47,7 +49,9 @@ class ModelServer:
         if flags.enable_batching:
             options = config_lib.load_batching_parameters(flags.batching_parameters_file)
             self.batcher = Batcher(options, self.metrics.batch_size.observe)
-        self.dataplane = DataPlane(self.manager, self.batcher)
+        self.dataplane = DataPlane(
+            self.manager, self.batcher, flags.enable_signature_method_name_check
+        )
         self._config_text: str | None = None
         self._reload_lock = threading.Lock()
         self._stopped = threading.Event()

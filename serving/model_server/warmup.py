@@ -18,7 +18,12 @@ import pathlib
 import time
 
 import tensorflow as tf
-from tensorflow_serving.apis import classification_pb2, prediction_log_pb2, regression_pb2
+from tensorflow_serving.apis import (
+    classification_pb2,
+    inference_pb2,
+    prediction_log_pb2,
+    regression_pb2,
+)
 
 from aiqleads.tf_serving_warmup import MAX_RECORDS, read_records, warmup_path
 from serving.errors import Code, ServingError, invalid
@@ -30,10 +35,12 @@ log = logging.getLogger("aiqleads.model_server")
 
 @dataclasses.dataclass(frozen=True)
 class WarmupOptions:
-    """`--enable_model_warmup` and `--num_request_iterations_for_warmup` (0 means 1)."""
+    """`--enable_model_warmup`, `--num_request_iterations_for_warmup` (0 means 1) and
+    `--enable_signature_method_name_check` (records run as requests do)."""
 
     enabled: bool = True
     iterations: int = 1
+    method_name_check: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,42 +61,53 @@ class WarmupError(ServingError):
         self.result = result
 
 
-def replay(servable: Servable, prediction_log: prediction_log_pb2.PredictionLog) -> None:
+def replay(
+    servable: Servable,
+    prediction_log: prediction_log_pb2.PredictionLog,
+    method_name_check: bool = False,
+) -> None:
     """Run one `PredictionLog`'s request on `servable` (its model name and version are
     ignored: the warm-up runs on the version being loaded, whatever the record names)."""
     kind = prediction_log.WhichOneof("log_type")
     if kind is None:
         return  # nothing to run, as TF Serving does
     if kind == "predict_log":
-        predict_on(servable, prediction_log.predict_log.request)
+        predict_on(servable, prediction_log.predict_log.request, None, method_name_check)
     elif kind == "classify_log":
-        classify_on(servable, prediction_log.classify_log.request)
+        classify_on(servable, prediction_log.classify_log.request, method_name_check)
     elif kind == "regress_log":
-        regress_on(servable, prediction_log.regress_log.request)
+        regress_on(servable, prediction_log.regress_log.request, method_name_check)
     elif kind == "multi_inference_log":
-        _multi_inference(servable, prediction_log.multi_inference_log.request)
+        _multi_inference(servable, prediction_log.multi_inference_log.request, method_name_check)
     else:
         raise ServingError(Code.UNIMPLEMENTED, f"Unsupported log_type for warmup: {kind}")
 
 
-def _multi_inference(servable: Servable, request) -> None:
-    """A MultiInference warm-up: each task as the Classify or Regress it stands for."""
+def _multi_inference(
+    servable: Servable,
+    request: inference_pb2.MultiInferenceRequest,
+    method_name_check: bool = False,
+) -> None:
+    """A MultiInference warm-up: each task as the Classify or Regress it stands for (its model
+    name ignored, like every record's)."""
     if not request.tasks:
         raise invalid("Expected at least one task")
     for task in request.tasks:
         if task.method_name == CLASSIFY_METHOD:
             sub = classification_pb2.ClassificationRequest(input=request.input)
             sub.model_spec.CopyFrom(task.model_spec)
-            classify_on(servable, sub)
+            classify_on(servable, sub, method_name_check)
         elif task.method_name == REGRESS_METHOD:
             sub = regression_pb2.RegressionRequest(input=request.input)
             sub.model_spec.CopyFrom(task.model_spec)
-            regress_on(servable, sub)
+            regress_on(servable, sub, method_name_check)
         else:
             raise invalid(f"Unsupported signature method_name: {task.method_name}")
 
 
-def run_warmup(servable: Servable, iterations: int = 1) -> WarmupResult | None:
+def run_warmup(
+    servable: Servable, iterations: int = 1, method_name_check: bool = False
+) -> WarmupResult | None:
     """Replay the servable's warm-up file `iterations` times per record.
 
     None when the version has no warm-up file; a `WarmupResult` on success; `WarmupError`
@@ -121,7 +139,7 @@ def run_warmup(servable: Servable, iterations: int = 1) -> WarmupResult | None:
                 ) from e
             for _ in range(iterations):
                 try:
-                    replay(servable, entry)
+                    replay(servable, entry, method_name_check)
                 except ServingError as e:
                     raise fail(e.code, f"record {count + 1}: {e.message}") from e
                 except Exception as e:  # an unexpected TF or numpy error in this record

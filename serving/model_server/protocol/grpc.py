@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import grpc
 from tensorflow_serving.apis import (
+    inference_pb2,
     model_management_pb2,
     model_service_pb2_grpc,
     prediction_service_pb2_grpc,
@@ -60,6 +61,15 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         return _answer(
             self._m, "regress", request.model_spec.name, self._dp.regress, request, context
         )
+
+    def MultiInference(
+        self, request: inference_pb2.MultiInferenceRequest, context: grpc.ServicerContext
+    ) -> inference_pb2.MultiInferenceResponse:
+        model = request.tasks[0].model_spec.name if request.tasks else ""
+        response: inference_pb2.MultiInferenceResponse = _answer(
+            self._m, "multi_inference", model, self._dp.multi_inference, request, context
+        )
+        return response
 
     def GetModelMetadata(self, request, context):
         return _answer(

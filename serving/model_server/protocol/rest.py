@@ -62,7 +62,7 @@ def _json_response(payload, status: int = 200) -> web.Response:
 
 
 def error_response(error: ServingError) -> web.Response:
-    return _json_response({"error": error.message}, HTTP_STATUS.get(error.code, 500))
+    return _json_response({rest_json.ERROR_KEY: error.message}, HTTP_STATUS.get(error.code, 500))
 
 
 def _spec(match: re.Match, signature_name: str = "") -> Spec:
@@ -137,7 +137,7 @@ class RestApi:
             if path.lower().startswith("/v1/"):
                 raise invalid(f"Malformed request: {method} {path}")
             code = Code.NOT_FOUND
-            return _json_response({"error": f"Not found: {method} {path}"}, 404)
+            return _json_response({rest_json.ERROR_KEY: f"Not found: {method} {path}"}, 404)
         except ServingError as e:
             code = e.code
             return error_response(e)
@@ -157,7 +157,7 @@ class RestApi:
 
     async def _post(self, request: web.Request, m: re.Match, api: str) -> web.Response:
         body = await self._body(request)
-        signature_name = body.get("signature_name", "")
+        signature_name = body.get(rest_json.SIGNATURE_NAME_KEY, "")
         if not isinstance(signature_name, str):
             raise invalid("'signature_name' must be a string")
         spec = _spec(m, signature_name)
@@ -180,29 +180,33 @@ class RestApi:
         else:
             response = await self._run(self.dataplane.regress, message)
             result = [r.value for r in response.result.regressions]
-        return _json_response({"result": result})
+        return _json_response({rest_json.RESULTS_KEY: result})
 
     async def _predict(self, spec: Spec, body: dict) -> web.Response:
-        has_rows, has_cols = "instances" in body, "inputs" in body
+        has_rows, has_cols = rest_json.INSTANCES_KEY in body, rest_json.INPUTS_KEY in body
         if has_rows == has_cols:
             raise invalid(
                 "Missing 'inputs' or 'instances' key"
                 if not has_rows
                 else "Not both 'inputs' and 'instances' may be specified; pick one format"
             )
-        extra = set(body) - {"instances", "inputs", "signature_name"}
+        extra = set(body) - {
+            rest_json.INSTANCES_KEY,
+            rest_json.INPUTS_KEY,
+            rest_json.SIGNATURE_NAME_KEY,
+        }
         if extra:
             raise invalid(f"unknown keys in the predict request: {sorted(extra)}")
         if has_rows:
-            build = lambda sig: rest_json.row_inputs(body["instances"], sig)  # noqa: E731
+            build = lambda sig: rest_json.row_inputs(body[rest_json.INSTANCES_KEY], sig)  # noqa: E731
         else:
-            build = lambda sig: rest_json.columnar_inputs(body["inputs"], sig)  # noqa: E731
+            build = lambda sig: rest_json.columnar_inputs(body[rest_json.INPUTS_KEY], sig)  # noqa: E731
 
         def work():
             _, _, outputs = self.dataplane.predict_arrays(spec, build)
             if has_rows:
-                return {"predictions": rest_json.row_outputs(outputs)}
-            return {"outputs": rest_json.columnar_outputs(outputs)}
+                return {rest_json.PREDICTIONS_KEY: rest_json.row_outputs(outputs)}
+            return {rest_json.OUTPUTS_KEY: rest_json.columnar_outputs(outputs)}
 
         return _json_response(await self._run(work))
 

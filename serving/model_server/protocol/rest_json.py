@@ -19,6 +19,16 @@ from tensorflow_serving.apis import input_pb2
 from serving.errors import invalid
 
 MAX_INSTANCES = 100_000
+# The JSON keys of TF Serving's REST API (`tensorflow_serving/util/json_tensor.cc`).
+INSTANCES_KEY = "instances"  # predict request, row format
+INPUTS_KEY = "inputs"  # predict request, columnar format
+SIGNATURE_NAME_KEY = "signature_name"
+EXAMPLES_KEY = "examples"  # classify / regress request
+CONTEXT_KEY = "context"  # classify / regress request, features shared by every example
+PREDICTIONS_KEY = "predictions"  # predict answer to a row-format request
+OUTPUTS_KEY = "outputs"  # predict answer to a columnar request
+RESULTS_KEY = "results"  # classify and regress answers
+ERROR_KEY = "error"
 
 
 def _decode(value, key: str):
@@ -178,15 +188,15 @@ def _example(obj, where: str) -> example_pb2.Example:
 
 def examples_input(body: dict) -> input_pb2.Input:
     """The `Input` proto of a `:classify` / `:regress` body (`examples`, optional `context`)."""
-    examples = body.get("examples")
+    examples = body.get(EXAMPLES_KEY)
     if not isinstance(examples, list) or not examples:
         raise invalid("'examples' must be a non-empty JSON list of objects")
     if len(examples) > MAX_INSTANCES:
         raise invalid(f"{len(examples)} examples; the limit is {MAX_INSTANCES}")
     out = input_pb2.Input()
-    if "context" in body:
+    if CONTEXT_KEY in body:
         target = out.example_list_with_context
-        target.context.CopyFrom(_example(body["context"], "'context'"))
+        target.context.CopyFrom(_example(body[CONTEXT_KEY], f"'{CONTEXT_KEY}'"))
     else:
         target = out.example_list
     for i, ex in enumerate(examples):

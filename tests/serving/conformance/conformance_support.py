@@ -1,4 +1,9 @@
-"""Helpers of the conformance suite: the reference data folder, its model config, a REST call."""
+"""Helpers of the conformance suite: the reference data folder, its model config, a REST call.
+
+The suite's models: TF Serving's `good_model_config.txt` (half_plus_two and half_plus_three,
+both TF1 exports) plus `half_plus_two_tf2`, TF Serving's TF2 export of half_plus_two
+(`tf.saved_model.save`: every signature carries the predict method name).
+"""
 
 from __future__ import annotations
 
@@ -21,11 +26,27 @@ class Target:
     testdata: str  # the reference models' folder as the server sees it
 
 
+TF1_MODEL = "half_plus_two"
+TF2_MODEL = "half_plus_two_tf2"
+TF2_DIR = "saved_model_half_plus_two_tf2_cpu"
+HALF_PLUS_TWO_MODELS = (TF1_MODEL, TF2_MODEL)  # the same y = 0.5 * x + 2, TF1 and TF2 exports
+
+
 def model_config_text(testdata: str) -> str:
-    """TF Serving's good_model_config.txt with its placeholders filled in for `testdata`."""
+    """TF Serving's good_model_config.txt with its placeholders filled in for `testdata`, and
+    the TF2 half_plus_two export added as `half_plus_two_tf2`."""
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
     text = (TESTDATA / "good_model_config.txt").read_text()
     text = text.replace("${TEST_HALF_PLUS_TWO_DIR}", f"{testdata}/saved_model_half_plus_two_cpu")
-    return text.replace("${TEST_HALF_PLUS_THREE_DIR}", f"{testdata}/saved_model_half_plus_three")
+    text = text.replace("${TEST_HALF_PLUS_THREE_DIR}", f"{testdata}/saved_model_half_plus_three")
+    config = text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
+    tf2 = config.model_config_list.config.add()
+    tf2.name = TF2_MODEL
+    tf2.base_path = f"{testdata}/{TF2_DIR}"
+    tf2.model_platform = "tensorflow"
+    return text_format.MessageToString(config)
 
 
 def call(base: str, method: str, path: str, body=None, raw: bytes | None = None):

@@ -1,10 +1,12 @@
 """The server under test: given by URL (a real TF Serving, say) or started here.
 
 Set `AIQLEADS_CONFORMANCE_GRPC=host:port` and `AIQLEADS_CONFORMANCE_REST=http://host:port` to
-test a running server that has TF Serving's `good_model_config.txt` loaded (half_plus_two and
-half_plus_three). `AIQLEADS_CONFORMANCE_TESTDATA` is the reference models' folder as *that
-server* sees it (for the reload tests; default: this checkout's `../shared/...`). When the URLs
-are unset, `aiqleads-model-server` is started on free loopback ports and stopped by PID.
+test a running server (a real TF Serving, say). `AIQLEADS_CONFORMANCE_TESTDATA` is the
+reference models' folder as *that server* sees it (default: this checkout's `../shared/...`);
+the suite first loads its models there through `HandleReloadConfigRequest`
+(`conformance_support.model_config_text`), so the server may start with TF Serving's
+`good_model_config.txt`. When the URLs are unset, `aiqleads-model-server` is started on free
+loopback ports with those models and stopped by PID.
 """
 
 from __future__ import annotations
@@ -12,12 +14,15 @@ from __future__ import annotations
 import os
 import pathlib
 import sys
+import time
 
 import grpc
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from conformance_support import TESTDATA, Target, model_config_text  # noqa: E402
+
+AVAILABLE = 30  # ModelVersionStatus.State
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +31,7 @@ def target(tmp_path_factory) -> Target:
     rest_env = os.environ.get("AIQLEADS_CONFORMANCE_REST")
     testdata = os.environ.get("AIQLEADS_CONFORMANCE_TESTDATA", str(TESTDATA))
     if grpc_env and rest_env:
+        _load_suite_models(grpc_env, testdata)
         yield Target(grpc_env, rest_env.rstrip("/"), testdata)
         return
     from serving.process import start_model_server
@@ -46,6 +52,36 @@ def target(tmp_path_factory) -> Target:
     finally:
         code = server.stop()
         assert code == 0, f"server exit code {code}: {server.log_tail()}"
+
+
+def _load_suite_models(grpc_target: str, testdata: str, timeout: float = 120.0) -> None:
+    """Reload a running server's config to the suite's models; wait until all are available."""
+    from google.protobuf import text_format
+    from tensorflow_serving.apis import (
+        get_model_status_pb2,
+        model_management_pb2,
+        model_service_pb2_grpc,
+    )
+
+    request = model_management_pb2.ReloadConfigRequest()
+    text_format.Parse(model_config_text(testdata), request.config)
+    names = [m.name for m in request.config.model_config_list.config]
+    with grpc.insecure_channel(grpc_target) as ch:
+        models = model_service_pb2_grpc.ModelServiceStub(ch)
+        models.HandleReloadConfigRequest(request, timeout=timeout)
+        deadline = time.monotonic() + timeout
+        for name in names:
+            status = get_model_status_pb2.GetModelStatusRequest()
+            status.model_spec.name = name
+            while True:
+                try:
+                    answer = models.GetModelStatus(status, timeout=timeout)
+                    if any(v.state == AVAILABLE for v in answer.model_version_status):
+                        break
+                except grpc.RpcError:
+                    pass
+                assert time.monotonic() < deadline, f"{name} not available at {grpc_target}"
+                time.sleep(0.5)
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,16 @@
 """gRPC conformance through the official `tensorflow_serving.apis` stubs.
 
-half_plus_two is y = 0.5 * x + 2 (expected values by hand).
+half_plus_two is y = 0.5 * x + 2 (expected values by hand), as TF1 (`half_plus_two`) and TF2
+(`half_plus_two_tf2`) exports with the same signatures: `classify_x_to_y` (scores y),
+`regress_x_to_y` (y) and `regress_x_to_y2` (y2 = 0.5 * x + 3) over serialized tf.Examples of
+a float feature `x`. The TF1 export's method names are classify/regress; the TF2 export's are
+all predict, and TF Serving serves Classify and Regress on both (the signature's inputs and
+outputs decide, not its method name).
 """
 
 from __future__ import annotations
 
+import conformance_support as support
 import grpc
 import numpy as np
 import pytest
@@ -123,9 +129,10 @@ def _examples(target, xs):
         target.examples.add().features.feature["x"].float_list.value.append(x)
 
 
-def test_classify(predictions):
+@pytest.mark.parametrize("model", support.HALF_PLUS_TWO_MODELS)
+def test_classify(predictions, model):
     request = classification_pb2.ClassificationRequest()
-    request.model_spec.name = "half_plus_two"
+    request.model_spec.name = model
     request.model_spec.signature_name = "classify_x_to_y"
     _examples(request.input.example_list, [2.0, 8.0])
     response = predictions.Classify(request, timeout=TIMEOUT)
@@ -135,22 +142,67 @@ def test_classify(predictions):
     assert response.model_spec.signature_name == "classify_x_to_y"
 
 
-def test_regress(predictions):
+@pytest.mark.parametrize("model", support.HALF_PLUS_TWO_MODELS)
+def test_regress(predictions, model):
     request = regression_pb2.RegressionRequest()
-    request.model_spec.name = "half_plus_two"
+    request.model_spec.name = model
     request.model_spec.signature_name = "regress_x_to_y"
     _examples(request.input.example_list, [2.0, 4.0])
     response = predictions.Regress(request, timeout=TIMEOUT)
     assert [r.value for r in response.result.regressions] == [3.0, 4.0]
+    assert (response.model_spec.name, response.model_spec.version.value) == (model, 123)
+    assert response.model_spec.signature_name == "regress_x_to_y"
 
 
-def test_regress_on_predict_signature_is_invalid_argument(predictions):
+@pytest.mark.parametrize("model", support.HALF_PLUS_TWO_MODELS)
+def test_regress_with_context(predictions, model):
     request = regression_pb2.RegressionRequest()
-    request.model_spec.name = "half_plus_two"  # serving_default is a predict signature
+    request.model_spec.name = model
+    request.model_spec.signature_name = "regress_x_to_y2"
+    target = request.input.example_list_with_context
+    target.context.features.feature["x"].float_list.value.append(6.0)
+    target.examples.add()
+    response = predictions.Regress(request, timeout=TIMEOUT)
+    assert [r.value for r in response.result.regressions] == [6.0]  # 0.5 * 6 + 3
+
+
+@pytest.mark.parametrize("model", support.HALF_PLUS_TWO_MODELS)
+def test_regress_on_predict_signature_is_invalid_argument(predictions, model):
+    request = regression_pb2.RegressionRequest()
+    request.model_spec.name = model  # serving_default is a predict signature
     _examples(request.input.example_list, [2.0])
     with pytest.raises(grpc.RpcError) as e:
         predictions.Regress(request, timeout=TIMEOUT)
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # Its input is `x`, not the serialized examples' `inputs`.
+    assert e.value.details().startswith("No regression inputs found in SignatureDef: ")
+
+
+@pytest.mark.parametrize("model", support.HALF_PLUS_TWO_MODELS)
+def test_classify_on_a_regression_signature_names_the_missing_outputs(predictions, model):
+    request = classification_pb2.ClassificationRequest()
+    request.model_spec.name = model
+    request.model_spec.signature_name = "regress_x_to_y"  # one output, `outputs`
+    _examples(request.input.example_list, [2.0])
+    with pytest.raises(grpc.RpcError) as e:
+        predictions.Classify(request, timeout=TIMEOUT)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert e.value.details().startswith(
+        'Expected classification signature outputs to contain at least one of "classes" or '
+        '"scores". Signature was: '
+    )
+
+
+@pytest.mark.parametrize("model", support.HALF_PLUS_TWO_MODELS)
+def test_classify_on_a_missing_signature(predictions, model):
+    request = classification_pb2.ClassificationRequest()
+    request.model_spec.name = model
+    request.model_spec.signature_name = "nope"
+    _examples(request.input.example_list, [2.0])
+    with pytest.raises(grpc.RpcError) as e:
+        predictions.Classify(request, timeout=TIMEOUT)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert e.value.details() == "No signature was found with the name: nope"
 
 
 def test_get_model_metadata(predictions):

@@ -1,7 +1,9 @@
 """REST API conformance: URLs, both predict formats, classify, regress, metadata, status, errors.
 
 Expected numbers derived by hand: half_plus_two is y = 0.5 * x + 2, half_plus_three
-y = 0.5 * x + 3; `regress_x_to_y2` of half_plus_two is y2 = 0.5 * x + 3.
+y = 0.5 * x + 3; `regress_x_to_y2` of half_plus_two is y2 = 0.5 * x + 3. Classify and regress
+run on both half_plus_two exports, TF1 and TF2 (test_grpc_api.py), and answer under TF
+Serving's key `results` (`tensorflow_serving/util/json_tensor.cc`).
 """
 
 from __future__ import annotations
@@ -56,27 +58,33 @@ def test_predict_integers_are_accepted_for_float_inputs(rest):
     )
 
 
-def test_classify(rest):
+@pytest.mark.parametrize("model", support.HALF_PLUS_TWO_MODELS)
+def test_classify(rest, model):
     body = {"signature_name": "classify_x_to_y", "examples": [{"x": 2.0}, {"x": 4.0}]}
-    assert rest("POST", "/v1/models/half_plus_two:classify", body) == (
+    assert rest("POST", f"/v1/models/{model}:classify", body) == (
         200,
-        {"result": [[["", 3.0]], [["", 4.0]]]},
+        {"results": [[["", 3.0]], [["", 4.0]]]},
     )
 
 
-def test_regress(rest):
+@pytest.mark.parametrize("model", support.HALF_PLUS_TWO_MODELS)
+def test_regress(rest, model):
     body = {"signature_name": "regress_x_to_y", "examples": [{"x": 2.0}, {"x": 6.0}]}
-    assert rest("POST", "/v1/models/half_plus_two:regress", body) == (
+    assert rest("POST", f"/v1/models/{model}:regress", body) == (
         200,
-        {"result": [3.0, 5.0]},
+        {"results": [3.0, 5.0]},
     )
     body = {"signature_name": "regress_x_to_y2", "examples": [{"x": 2.0}]}
-    assert rest("POST", "/v1/models/half_plus_two:regress", body) == (200, {"result": [4.0]})
+    assert rest("POST", f"/v1/models/{model}/versions/123:regress", body) == (
+        200,
+        {"results": [4.0]},
+    )
 
 
-def test_regress_with_context(rest):
+@pytest.mark.parametrize("model", support.HALF_PLUS_TWO_MODELS)
+def test_regress_with_context(rest, model):
     body = {"signature_name": "regress_x_to_y", "context": {"x": 4.0}, "examples": [{}]}
-    assert rest("POST", "/v1/models/half_plus_two:regress", body) == (200, {"result": [4.0]})
+    assert rest("POST", f"/v1/models/{model}:regress", body) == (200, {"results": [4.0]})
 
 
 def test_metadata_matches_tf_serving_answer(rest):
@@ -167,11 +175,25 @@ def test_wrong_input_type_is_400(rest):
     assert status == 400 and "error" in body
 
 
-def test_classify_on_a_regression_signature_is_400(rest):
+@pytest.mark.parametrize("model", support.HALF_PLUS_TWO_MODELS)
+def test_classify_on_a_regression_signature_is_400(rest, model):
     body = {"signature_name": "regress_x_to_y", "examples": [{"x": 2.0}]}
-    status, answer = rest("POST", "/v1/models/half_plus_two:classify", body)
+    status, answer = rest("POST", f"/v1/models/{model}:classify", body)
     assert status == 400
-    assert "tensorflow/serving/classify" in answer["error"]
+    # The signature's outputs decide, not its method name (which only
+    # --enable_signature_method_name_check looks at: tests/serving/model_server).
+    assert answer["error"].startswith(
+        'Expected classification signature outputs to contain at least one of "classes" or '
+        '"scores". Signature was: '
+    )
+
+
+@pytest.mark.parametrize("model", support.HALF_PLUS_TWO_MODELS)
+def test_regress_on_the_predict_signature_is_400(rest, model):
+    body = {"examples": [{"x": 2.0}]}  # serving_default: input `x`, not `inputs`
+    status, answer = rest("POST", f"/v1/models/{model}:regress", body)
+    assert status == 400
+    assert answer["error"].startswith("No regression inputs found in SignatureDef: ")
 
 
 def test_b64_string_inputs_reach_the_model(rest):

@@ -57,3 +57,9 @@ def test_model_warmup_flags_default_on_and_bounded():
             FlagError, match="--num_request_iterations_for_warmup: must be in 0..1000"
         ):
             parse_flags(["--model_base_path=/m", f"--num_request_iterations_for_warmup={bad}"])
+
+
+def test_signature_method_name_check_is_off_by_default_as_in_tf_serving():
+    assert parse_flags(["--model_base_path=/m"]).enable_signature_method_name_check is False
+    flags = parse_flags(["--model_base_path=/m", "--enable_signature_method_name_check"])
+    assert flags.enable_signature_method_name_check is True
