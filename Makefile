@@ -18,15 +18,17 @@ test: setup  ## the static checks of `make lint`, then the whole test suite (e2e
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
 	@$(BIN)/lint-imports
+	@$(BIN)/mypy
 	@$(BIN)/pytest $(PYTEST_ARGS)
 
 test-fast: setup  ## everything but the slow end-to-end tests
 	@$(BIN)/pytest -m "not e2e" $(PYTEST_ARGS)
 
-lint:  ## the static checks of `make test` (ruff, import layers) without the tests
+lint:  ## the static checks of `make test` (ruff, import layers, types) without the tests
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
 	@$(BIN)/lint-imports
+	@$(BIN)/mypy
 
 format:  ## fix what ruff can fix and format the code in place
 	@$(BIN)/ruff check --fix .
