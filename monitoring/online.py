@@ -43,7 +43,9 @@ class QualityCollector(Collector):
                     "aiqleads_online_impressions", "Answers logged", labels=ARM_LABELS
                 ),
                 "shown": CounterMetricFamily(
-                    "aiqleads_online_shown_items", "Leads shown in logged answers", ARM_LABELS
+                    "aiqleads_online_shown_items",
+                    "Leads shown in logged answers",
+                    labels=ARM_LABELS,
                 ),
                 "events": CounterMetricFamily(
                     "aiqleads_online_events",
