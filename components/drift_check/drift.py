@@ -6,6 +6,13 @@ Numeric features use the Jensen-Shannon divergence, categorical ones the L-infin
 distance, each with a threshold from the config. A feature above its threshold is a
 violation; any violation fails the check.
 
+Not every violation stops a run. A *population shift* (the mix of where users are and what
+they look at moving: `Thresholds.population`) is what a drift alert asks to retrain on, so
+in a run whose reason is an alert (``drift:...`` or ``quality:...``, `retrains_on_shift`)
+it is recorded and does not block; a *data bug* (a unit change in prices, a broken event
+feed in the engagement mix, any other feature) blocks every run. A run without such a reason
+(the schedule, a manual run) treats every violation as blocking.
+
 A distribution of prices over all regions hides one region re-pricing, so drift also
 measures each region's market median price: the move from the previous span in log,
 times the square root of the region's inventory (the smaller of the two days'). A median of
@@ -26,6 +33,7 @@ import tensorflow_data_validation as tfdv
 from tensorflow_data_validation.statistics import stats_impl
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
+from aiqleads.events.records import LEAD_FEATURES, REQUEST_FEATURES
 from transforms import features as f
 
 DRIFT = "drift"
@@ -33,6 +41,8 @@ SKEW = "skew"
 JS = "jensen_shannon_divergence"
 LINF = "l_infinity"
 MEDIAN_SHIFT = "regional_median_shift"  # |d log median price| x sqrt(inventory), worst region
+# Run reasons that come from an alert asking for retraining (monitoring.trigger_state).
+ALERT_REASON_PREFIXES = ("drift:", "quality:")
 _MEASURE_NAMES = {
     anomalies_pb2.DriftSkewInfo.Measurement.JENSEN_SHANNON_DIVERGENCE: JS,
     anomalies_pb2.DriftSkewInfo.Measurement.L_INFTY: LINF,
@@ -50,6 +60,8 @@ class Thresholds:
     numeric: dict[str, float]
     categorical: dict[str, float]
     regional_median_shift: float | None = None  # None: not measured
+    # Features whose shifts an alert-triggered run retrains on (pipeline.config's default).
+    population: tuple[str, ...] = ()
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -71,6 +83,11 @@ class Measurement:
         return self.value > self.threshold
 
 
+def retrains_on_shift(reason: str) -> bool:
+    """True for a run started by an alert that asks for retraining (``drift:``/``quality:``)."""
+    return reason.startswith(ALERT_REASON_PREFIXES)
+
+
 @dataclasses.dataclass(frozen=True)
 class DriftReport:
     """The outcome: what was compared with what, every measurement, and the verdict."""
@@ -79,10 +96,21 @@ class DriftReport:
     previous_span: str | None
     serving_records: int
     measurements: tuple[Measurement, ...]
+    trigger_reason: str = ""
+    population: tuple[str, ...] = ()  # features whose shifts do not block this run
+
+    @property
+    def shifts(self) -> tuple[Measurement, ...]:
+        """Violations on population features in a run that retrains on them: recorded only."""
+        if not retrains_on_shift(self.trigger_reason):
+            return ()
+        return tuple(m for m in self.measurements if m.violated and m.feature in self.population)
 
     @property
     def violations(self) -> tuple[Measurement, ...]:
-        return tuple(m for m in self.measurements if m.violated)
+        """The violations that block the run."""
+        shifts = set(self.shifts)
+        return tuple(m for m in self.measurements if m.violated and m not in shifts)
 
     @property
     def passed(self) -> bool:
@@ -100,6 +128,9 @@ class DriftReport:
         body = {
             "passed": self.passed,
             "reason": self.reason,
+            "trigger_reason": self.trigger_reason,
+            "population": list(self.population),
+            "population_shifts": [f"{m.kind} on {m.feature}" for m in self.shifts],
             "current_span": self.current_span,
             "previous_span": self.previous_span,
             "serving_records": self.serving_records,
@@ -122,23 +153,31 @@ class DriftReport:
             measurements=tuple(
                 Measurement(**{k: m[k] for k in fields}) for m in body["measurements"]
             ),
+            trigger_reason=body.get("trigger_reason", ""),
+            population=tuple(body.get("population", ())),
         )
 
     def to_text(self) -> str:
+        shifts = set(self.shifts)
         lines = [
             f"Drift check: {'PASSED' if self.passed else 'FAILED'}",
             f"newest span {self.current_span} vs previous span {self.previous_span or '-'}; "
-            f"serving records: {self.serving_records}",
+            f"serving records: {self.serving_records}; run reason: {self.trigger_reason or '-'}",
             f"{'kind':<6} {'feature':<32} {'measure':<26} {'value':>8} {'limit':>8}",
         ]
         for m in sorted(self.measurements, key=lambda m: (m.kind, m.feature)):
-            flag = "  VIOLATION" if m.violated else ""
+            flag = "  SHIFT (retrain)" if m in shifts else "  VIOLATION" if m.violated else ""
             lines.append(
                 f"{m.kind:<6} {m.feature:<32} {m.measure:<26} {m.value:>8.4f} "
                 f"{m.threshold:>8.4f}{flag}"
             )
         if not self.passed:
             lines.append(f"reason: {self.reason}")
+        if shifts:
+            lines.append(
+                "population shifts (recorded; this run retrains on them): "
+                + ", ".join(sorted(f"{m.kind} on {m.feature}" for m in shifts))
+            )
         return "\n".join(lines) + "\n"
 
 
@@ -243,8 +282,10 @@ def compare(
     thresholds: Thresholds,
     current_span: str,
     previous_span: str | None,
+    trigger_reason: str = "",
 ) -> DriftReport:
-    """Measure drift (``current`` vs ``previous``) and skew (``training`` vs ``serving``)."""
+    """Measure drift (``current`` vs ``previous``) and skew (``training`` vs ``serving``);
+    ``trigger_reason`` decides which violations block (`DriftReport.violations`)."""
     compared = drift_schema(schema, thresholds)
     names = thresholds.features
     measurements: list[Measurement] = []
@@ -276,4 +317,21 @@ def compare(
         previous_span=previous_span,
         serving_records=serving_records,
         measurements=tuple(measurements),
+        trigger_reason=trigger_reason,
+        population=tuple(thresholds.population),
     )
+
+
+# What the online-quality monitor compares served traffic with: the features an impression
+# carries (aiqleads.events.records), as the training positives had them.
+REFERENCE_FEATURES = REQUEST_FEATURES + LEAD_FEATURES
+
+
+def reference(
+    training: pd.DataFrame, schema: schema_pb2.Schema, thresholds: Thresholds
+) -> tuple[statistics_pb2.DatasetFeatureStatisticsList, schema_pb2.Schema]:
+    """TFDV statistics of the training positives' served features, and a schema whose skew
+    comparators carry the run's thresholds: what serving traffic is measured against."""
+    features = tuple(name for name in REFERENCE_FEATURES if name in thresholds.features)
+    compared = drift_schema(schema, thresholds)
+    return statistics(training, features, compared), compared

@@ -36,6 +36,7 @@ def thresholds_from_json(text: str) -> drift.Thresholds:
         numeric={k: float(v) for k, v in raw.get("numeric", {}).items()},
         categorical={k: float(v) for k, v in raw.get("categorical", {}).items()},
         regional_median_shift=None if shift is None else float(shift),
+        population=tuple(raw.get("population", ())),
     )
 
 
@@ -51,11 +52,14 @@ def run_check(
     thresholds: drift.Thresholds,
     serving_log_dir: str | None,
     max_serving_records: int,
+    trigger_reason: str = "",
+    reference_dir: str | None = None,
 ) -> drift.DriftReport:
     """Read the window's examples and serving logs; compare; report.
 
     Only positives (real events) are compared: sampled negatives follow the sampler, not
-    the users. Skew compares the training split's positives with the serving logs.
+    the users. Skew compares the training split's positives with the serving logs. With
+    ``reference_dir``, the training positives' statistics for the online monitor go there.
     """
     by_split = {
         split: example_io.read_examples(examples_uri, [split], keep=_is_positive)
@@ -66,16 +70,29 @@ def run_check(
         raise ValueError(f"no positive examples (engagement > 0) under {examples_uri}")
     newest, previous, current, before = drift.split_newest_spans(positives)
     training = by_split.get(TRAIN_SPLIT, positives)
+    schema = tfdv.load_schema_text(schema_path)
+    if reference_dir is not None:
+        write_reference(*drift.reference(training, schema, thresholds), reference_dir)
     return drift.compare(
         current=current,
         previous=before,
         serving=example_io.read_serving_logs(serving_log_dir, max_serving_records),
         training=training,
-        schema=tfdv.load_schema_text(schema_path),
+        schema=schema,
         thresholds=thresholds,
         current_span=str(newest),
         previous_span=None if previous is None else str(previous),
+        trigger_reason=trigger_reason,
     )
+
+
+def write_reference(statistics, schema, directory: str) -> None:
+    """The reference the online monitor compares served traffic with (`spec.REFERENCE_*`)."""
+    os.makedirs(directory, exist_ok=True)
+    io_utils.write_bytes_file(
+        os.path.join(directory, s.REFERENCE_STATISTICS), statistics.SerializeToString()
+    )
+    tfdv.write_schema_text(schema, os.path.join(directory, s.REFERENCE_SCHEMA))
 
 
 def write_report(report: drift.DriftReport, directory: str) -> None:
@@ -111,10 +128,16 @@ class Executor(base_executor.BaseExecutor):
             thresholds=thresholds_from_json(exec_properties[s.THRESHOLDS_KEY]),
             serving_log_dir=exec_properties.get(s.SERVING_LOG_DIR_KEY) or None,
             max_serving_records=int(exec_properties[s.MAX_SERVING_RECORDS_KEY]),
+            trigger_reason=exec_properties.get(s.TRIGGER_REASON_KEY) or "",
+            reference_dir=report_artifact.uri,
         )
         write_report(report, report_artifact.uri)
         report_artifact.set_int_custom_property(s.PASSED_PROPERTY, int(report.passed))
         report_artifact.set_string_custom_property(s.REASON_PROPERTY, report.reason)
+        report_artifact.set_string_custom_property(s.TRIGGER_REASON_PROPERTY, report.trigger_reason)
+        report_artifact.set_string_custom_property(
+            s.SHIFTS_PROPERTY, "; ".join(f"{m.kind} on {m.feature}" for m in report.shifts)
+        )
         if report.passed:
             return None
         parent, name = os.path.split(report_artifact.uri.rstrip("/"))

@@ -7,15 +7,23 @@ from tfx.types import artifact, component_spec, standard_artifacts
 EXAMPLES_KEY = "examples"
 SCHEMA_KEY = "schema"
 REPORT_KEY = "report"
-# {"numeric": {feature: js}, "categorical": {feature: linf}, "regional_median_shift": x | null}
+# {"numeric": {feature: js}, "categorical": {feature: linf}, "regional_median_shift": x | null,
+#  "population": [feature, ...]}
 THRESHOLDS_KEY = "thresholds_json"
+TRIGGER_REASON_KEY = "trigger_reason"  # why the run started: schedule, manual, drift:<alert>...
 SERVING_LOG_DIR_KEY = "serving_log_dir"  # "" when there are no serving logs
 MAX_SERVING_RECORDS_KEY = "max_serving_records"
 
 REPORT_JSON = "drift_report.json"
 REPORT_TEXT = "drift_report.txt"
+# The training positives' served features and the thresholds, for the online monitor
+# (published next to the pushed model by `publish.PublishReference`).
+REFERENCE_STATISTICS = "reference_statistics.pb"
+REFERENCE_SCHEMA = "reference_schema.pbtxt"
 PASSED_PROPERTY = "passed"
 REASON_PROPERTY = "reason"
+TRIGGER_REASON_PROPERTY = "trigger_reason"
+SHIFTS_PROPERTY = "population_shifts"  # recorded, not blocking (an alert-triggered run)
 
 
 class DriftReport(artifact.Artifact):
@@ -32,6 +40,7 @@ class DriftCheckSpec(component_spec.ComponentSpec):
         THRESHOLDS_KEY: component_spec.ExecutionParameter(type=str),
         SERVING_LOG_DIR_KEY: component_spec.ExecutionParameter(type=str),
         MAX_SERVING_RECORDS_KEY: component_spec.ExecutionParameter(type=int),
+        TRIGGER_REASON_KEY: component_spec.ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {
         EXAMPLES_KEY: component_spec.ChannelParameter(type=standard_artifacts.Examples),
