@@ -100,22 +100,22 @@ class DriftConfig(_Section):
     # ingest` writes into the data set (aiqleads.layout.SERVING_LOGS_DIR), if any.
     serving_log_dir: str | None = None
     max_serving_records: int = Field(200_000, ge=1, le=10_000_000)
+    # Shifts of these do not stop a run started by an alert (trigger_reason drift:/quality:).
+    population_features: tuple[str, ...] = DEFAULT_POPULATION_FEATURES
 
     @pydantic.model_validator(mode="after")
     def _disjoint(self) -> DriftConfig:
-    # Shifts of these do not stop a run started by an alert (trigger_reason drift:/quality:).
-    population_features: tuple[str, ...] = DEFAULT_POPULATION_FEATURES
         both = sorted(set(self.numeric) & set(self.categorical))
         if both:
             raise ValueError(f"features {both} are both numeric and categorical")
-        return self
-
-
         unknown = sorted(set(self.population_features) - set(self.numeric) - set(self.categorical))
         if unknown:
             raise ValueError(
                 f"population_features {unknown} are not compared (numeric/categorical)"
             )
+        return self
+
+
 class TrainerConfig(_Section):
     """Trainer steps and model hyper-parameters passed to ``run_fn`` as ``custom_config``."""
 
@@ -154,15 +154,15 @@ class PipelineConfig(_Section):
     runs_dir: str = DEFAULT_RUNS_DIR
     serving_model_dir: str = f"runs/serving_models/{MODEL_NAME}"
     as_of: dt.date | None = None
+    # Why this run starts: schedule, manual, or drift:<alert> / quality:<alert> from the
+    # retraining trigger; recorded with the drift check in MLMD, and an alert's reason lets
+    # population shifts through (docs/monitoring.md).
+    trigger_reason: str = Field("", max_length=500)
     enable_cache: bool = True
     beam_args: tuple[str, ...] = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
     example_gen: ExampleGenConfig = ExampleGenConfig()
     drift: DriftConfig = DriftConfig()
     trainer: TrainerConfig = TrainerConfig()
-    # Why this run starts: schedule, manual, or drift:<alert> / quality:<alert> from the
-    # retraining trigger; recorded with the drift check in MLMD, and an alert's reason lets
-    # population shifts through (docs/monitoring.md).
-    trigger_reason: str = Field("", max_length=500)
     evaluator: EvaluatorConfig = EvaluatorConfig()
     smoke: SmokeConfig = SmokeConfig()
 

@@ -149,9 +149,9 @@ def create_pipeline(
             regional_median_shift=config.drift.regional_median_shift,
             serving_log_dir=str(config.serving_logs_path),
             max_serving_records=config.drift.max_serving_records,
-        ).with_id(DRIFT_CHECK)
             population=tuple(config.drift.population_features),
             trigger_reason=config.trigger_reason,
+        ).with_id(DRIFT_CHECK)
         drift_check.add_upstream_node(example_validator)
         components.append(drift_check)
         gate = drift_check
@@ -172,7 +172,6 @@ def create_pipeline(
 
     if stage == "push":
         components += _train_evaluate_push(config, examples, schema, transform, window_end)
-
         if config.drift.enabled:
             pusher = components[-1]
             components.append(
@@ -181,6 +180,7 @@ def create_pipeline(
                     report=drift_check.outputs[drift_spec.REPORT_KEY],
                 ).with_id(PUBLISH_REFERENCE)
             )
+
     return tfx.dsl.Pipeline(
         pipeline_name=config.name,
         pipeline_root=pipeline_root or str(config.pipeline_root),
