@@ -5,8 +5,9 @@
   want is in a place the model did not learn them in;
 - ``budget-shift``: every budget grows by half (a market-wide change of what users afford);
 - ``new-users``: half of the requests come from users without any event in the data set;
-- ``skew-location``: nothing changes about the users, but the client sends every request's
-  location 0.3 degrees north of the user (a client bug): a training/serving skew.
+- ``skew-location``: nothing changes about the users, but the client sends one default
+  location (the centre of the quietest metro) with every request, as an app does when it
+  cannot read the device's location: a training/serving skew.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from aiqleads.simulator.world import World
 SCENARIOS = ("metro-shift", "budget-shift", "new-users", "skew-location")
 BUDGET_FACTOR = 1.5
 NEW_USER_SHARE = 0.5
-SKEW_DEGREES = 0.3
 HOME_SPREAD_KM = 2.0
 KM_PER_DEGREE = 111.195
 
@@ -34,7 +34,7 @@ class Scenario:
     start: float
     world: World
     new_user_share: float = 0.0
-    latitude_offset: float = 0.0
+    fixed_location: tuple[float, float] | None = None
     description: str = ""
 
 
@@ -64,8 +64,17 @@ def build(name: str, start: float, world: World, seed: int) -> Scenario:
             raise ConfigError("scenario new-users: every user of this data set has events")
         return Scenario(name, start, world, new_user_share=NEW_USER_SHARE, description="cold users")
     if name == "skew-location":
+        pop, cat = world.population, world.catalogue
+        activity = np.bincount(pop.group_code, weights=pop.activity, minlength=len(world.metros))
+        quiet = int(np.argmin(activity))
+        leads = cat.group_code == quiet
+        centre = (float(np.median(cat.latitude[leads])), float(np.median(cat.longitude[leads])))
         return Scenario(
-            name, start, world, latitude_offset=SKEW_DEGREES, description="location +0.3 deg lat"
+            name,
+            start,
+            world,
+            fixed_location=centre,
+            description=f"every request located at {world.metros[quiet]}'s centre {centre}",
         )
     return _metro_shift(start, world, rng)
 

@@ -125,15 +125,19 @@ class _Traffic:
         s = self.scenario
         return s if s is not None and elapsed >= s.start else None
 
-    def _pick(self, elapsed: float) -> tuple[World, int, float]:
+    def _pick(self, elapsed: float) -> tuple[World, int, tuple[float, float]]:
+        """The world now, a user drawn by activity, and the location the client sends."""
         scenario = self._active_scenario(elapsed)
         world = scenario.world if scenario else self.world
         if scenario and scenario.new_user_share and self.rng.random() < scenario.new_user_share:
             user = int(self.rng.choice(self._cold))
         else:
             user = int(self.rng.choice(len(self._weights), p=self._weights))
-        offset = scenario.latitude_offset if scenario else 0.0
-        return world, user, offset
+        pop = world.population
+        location = (float(pop.home_latitude[user]), float(pop.home_longitude[user]))
+        if scenario and scenario.fixed_location is not None:
+            location = scenario.fixed_location
+        return world, user, location
 
     async def _post(
         self, session: aiohttp.ClientSession, path: str, body: Mapping[str, object]
@@ -166,14 +170,13 @@ class _Traffic:
         self.stats.error_statuses[key] = self.stats.error_statuses.get(key, 0) + 1
 
     async def _one(self, session: aiohttp.ClientSession, elapsed: float) -> None:
-        world, user, offset = self._pick(elapsed)
-        pop = world.population
+        world, user, (lat, lon) = self._pick(elapsed)
         user_id = str(world.user_ids[user])
         body = {
             "user_id": user_id,
             "k": self.k,
-            "latitude": round(float(np.clip(pop.home_latitude[user] + offset, -90, 90)), 6),
-            "longitude": round(float(pop.home_longitude[user]), 6),
+            "latitude": round(lat, 6),
+            "longitude": round(lon, 6),
         }
         self.stats.requests += 1
         try:

@@ -75,7 +75,12 @@ def test_budget_shift_and_skew(world):
     budget = scenarios.build("budget-shift", 0, world, seed=0).world.population.budget
     assert np.allclose(budget, world.population.budget * scenarios.BUDGET_FACTOR)
     skew = scenarios.build("skew-location", 0, world, seed=0)
-    assert skew.latitude_offset == scenarios.SKEW_DEGREES and skew.world is world
+    assert skew.world is world and skew.fixed_location is not None
+    lat, lon = skew.fixed_location
+    d = behaviour.distance_km(
+        world.population.home_latitude, world.population.home_longitude, lat, lon
+    )
+    assert np.median(d) > 100  # most users live far from the one location the client sends
 
 
 @pytest.mark.parametrize(
