@@ -40,6 +40,8 @@ REASON_KIND_LABEL = "reason_kind"
 DRIFT = "drift"
 QUALITY = "quality"
 SEVERITY = "severity"
+VALUE_ANNOTATION = "value"
+VALUE_TEMPLATE = '{{ $value | printf "%.4g" }}'
 
 # Envoy's front listener (serving.envoy.config.FRONT_LISTENER).
 FRONT = 'envoy_http_conn_manager_prefix="front"'
@@ -98,6 +100,8 @@ class Rule:
             out["for"] = p.duration(self.for_seconds)
         out["labels"] = dict(self.labels)
         out["annotations"] = {"summary": self.summary}
+        if self.labels.get(ACTION_LABEL) == RETRAIN:  # the trigger records it with the run
+            out["annotations"][VALUE_ANNOTATION] = VALUE_TEMPLATE
         return out
 
 
