@@ -88,8 +88,8 @@ async def feedback_vs_hit(front: str, rounds: int, requests: int, concurrency: i
         answers = {}
         for user in users:  # warm the cache, and keep an answer per user to react to
             answers[user] = await post("/v1/recommendations", {"user_id": user, "k": 5})
-        per_round = []
-        for r in range(rounds):
+
+        async def one_round(r: int) -> tuple[float, float, float, float]:
             hits: list[float] = []
             feedback: list[float] = []
             counter = iter(range(requests))
@@ -113,8 +113,9 @@ async def feedback_vs_hit(front: str, rounds: int, requests: int, concurrency: i
                     feedback.append((time.perf_counter() - start) * 1000)
 
             await asyncio.gather(*(worker() for _ in range(concurrency)))
-            per_round.append((pct(hits, 50), pct(hits, 95), pct(feedback, 50), pct(feedback, 95)))
-        return per_round
+            return pct(hits, 50), pct(hits, 95), pct(feedback, 50), pct(feedback, 95)
+
+        return [await one_round(r) for r in range(rounds)]
 
 
 # -- 2. the store's throughput at a 10 ms p95 --------------------------------------------
@@ -179,8 +180,9 @@ def ingestion(tmp: pathlib.Path, events: int) -> tuple[int, float, float]:
         for i in range(answers):
             shown = tuple(leads[(i + j) % len(leads)] for j in range(10))
             batch.append(
-                Impression(f"r{i}", now, users[i % len(users)], 1, "stable", 10, shown,
-                           (0.5,) * 10, "miss")  # fmt: skip
+                Impression(
+                    f"r{i}", now, users[i % len(users)], 1, "stable", 10, shown, (0.5,) * 10, "miss"
+                )  # fmt: skip
             )
             if len(batch) == 5000:
                 log.append_impressions(batch)
