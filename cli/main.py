@@ -23,6 +23,10 @@ COMMANDS = (
     ("cli.commands.events", "events"),
     ("cli.commands.events", "quality"),
     ("cli.commands.simulate", "simulate"),
+    ("cli.commands.models", "models"),
+    ("cli.commands.ab", "ab"),
+    ("cli.commands.monitor", "monitor"),
+    ("cli.commands.monitor", "trigger"),
 )
 
 

@@ -17,6 +17,7 @@ from aiqleads.errors import AiqleadsError
 from aiqleads.events.log import EventLog, redact
 from aiqleads.settings_flags import click_options
 from monitoring.config import MonitorConfig, parse_config
+from monitoring.drift import DriftCollector, ServedDrift
 from monitoring.online import OnlineMonitor
 
 
@@ -31,7 +32,16 @@ def main(**flags: object) -> None:
         click.echo(f"error: {e}", err=True)
         sys.exit(e.exit_code)
     event_log = EventLog(config.event_store_url)
-    monitor = OnlineMonitor(event_log, config.window_seconds, block_ms=config.block_ms)
+    drift = ServedDrift(
+        config.model_base_path,
+        config.drift_window_seconds,
+        config.drift_interval_seconds,
+        config.drift_min_rows,
+    )
+    monitor = OnlineMonitor(
+        event_log, config.window_seconds, block_ms=config.block_ms, on_impression=drift.add
+    )
+    monitor.registry.register(DriftCollector(drift))
     try:
         server, _thread = start_http_server(config.port, config.host, registry=monitor.registry)
     except OSError as e:
@@ -40,6 +50,8 @@ def main(**flags: object) -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    drift_thread = threading.Thread(target=drift.run, args=(stop,), name="drift", daemon=True)
+    drift_thread.start()
     click.echo(
         f"monitor ready metrics=http://{config.host}:{server.server_port}/metrics "
         f"events={redact(config.event_store_url)} window={config.window_seconds:g}s"

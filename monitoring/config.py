@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pathlib
+
 from pydantic import Field, ValidationError, field_validator
 
 from aiqleads.errors import ConfigError
@@ -15,6 +17,11 @@ class MonitorConfig(MonitorSettings):
     event_store_url: str = Field(description="The event log to follow (redis://...).")
     block_ms: int = Field(
         500, ge=10, le=60_000, description="Longest wait of one read for new records."
+    )
+    model_base_path: pathlib.Path | None = Field(
+        None,
+        description="Versioned SavedModels; each version's published training statistics "
+        "are what its served features are compared with (no drift gauges without it).",
     )
 
     @field_validator("event_store_url")

@@ -112,8 +112,10 @@ class OnlineMonitor:
         window_seconds: float,
         block_ms: int = 500,
         clock: Callable[[], float] = time.time,
+        on_impression: Callable[[Impression], None] | None = None,
     ) -> None:
         self.log = event_log
+        self.on_impression = on_impression  # e.g. the served-feature drift (monitoring.drift)
         self.quality = OnlineQuality(window_seconds)
         self.block_ms = block_ms
         self.clock = clock
@@ -127,7 +129,10 @@ class OnlineMonitor:
     def _apply(self, stream: str, raw: bytes) -> None:
         try:
             if stream == IMPRESSIONS_STREAM:
-                self.quality.add_impression(Impression.decode(raw))
+                impression = Impression.decode(raw)
+                self.quality.add_impression(impression)
+                if self.on_impression is not None:
+                    self.on_impression(impression)
             else:
                 self.quality.add_feedback(Feedback.decode(raw))
         except (ValueError, TypeError, KeyError) as e:

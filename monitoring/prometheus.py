@@ -4,9 +4,8 @@ One job per kind of process, named the same locally and in Kubernetes, so that t
 the dashboards hold in both:
 
 - locally (`local_config`), static loopback targets from the launcher's resolved `Topology`;
-- in Kubernetes (`kubernetes_config`), pod discovery in the namespace, each pod's job taken
-  from its ``app.kubernetes.io/name`` label and its port and path from the
-  ``prometheus.io/*`` annotations the manifests set.
+- in Kubernetes (`kubernetes_config`), the pods of each replicated tier through the DNS of
+  its headless Service, single pods through their Service.
 """
 
 from __future__ import annotations
@@ -29,8 +28,12 @@ SERVING_JOBS = (JOB_GATEWAY, JOB_MODEL_SERVER, JOB_ENVOY)
 ENVOY_METRICS_PATH = "/stats/prometheus"
 METRICS_PATH = "/metrics"
 RULES_FILE = "aiqleads.rules.yml"
-# Pods scraped in Kubernetes: their app.kubernetes.io/name is the job.
-KUBERNETES_JOBS = (JOB_GATEWAY, JOB_MODEL_SERVER, JOB_ENVOY, JOB_MONITOR, JOB_TRIGGER)
+# Kubernetes Services (kustomize/base) the jobs find their pods through.
+K8S_GATEWAY_SERVICE = "aiqleads-gateway"  # headless
+K8S_MODEL_SERVER_SERVICE = "aiqleads-model-server"  # headless
+K8S_ENVOY_PODS_SERVICE = "aiqleads-envoy-pods"  # headless, admin port only
+K8S_MONITOR_SERVICE = "aiqleads-monitor"
+K8S_TRIGGER_SERVICE = "aiqleads-trigger"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,48 +99,41 @@ def local_config(
 def kubernetes_config(
     settings: ServingSettings, namespace: str, rule_files: list[str], alertmanager: str
 ) -> dict[str, Any]:
-    """prometheus.yml for a Prometheus inside the namespace: pods found by their labels."""
-    pods = {
-        "job_name": "aiqleads-pods",
-        "kubernetes_sd_configs": [{"role": "pod", "namespaces": {"names": [namespace]}}],
-        "relabel_configs": [
-            {
-                "source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"],
-                "regex": "true",
-                "action": "keep",
-            },
-            {
-                "source_labels": ["__meta_kubernetes_pod_label_app_kubernetes_io_name"],
-                "regex": "|".join(KUBERNETES_JOBS),
-                "action": "keep",
-            },
-            {
-                "source_labels": ["__meta_kubernetes_pod_label_app_kubernetes_io_name"],
-                "target_label": "job",
-            },
-            {
-                "source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_path"],
-                "regex": "(.+)",
-                "target_label": "__metrics_path__",
-            },
-            {
-                "source_labels": [
-                    "__address__",
-                    "__meta_kubernetes_pod_annotation_prometheus_io_port",
-                ],
-                "regex": r"([^:]+)(?::\d+)?;(\d+)",
-                "replacement": "$1:$2",
-                "target_label": "__address__",
-            },
-            {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
-        ],
-    }
+    """prometheus.yml for a Prometheus inside the namespace.
+
+    Replicated tiers are found through the DNS of their headless Services (one A record per
+    ready pod), so Prometheus needs no Kubernetes API token; single pods through their
+    Service."""
+    s = settings
+
+    def dns(job: str, service: str, port: int, path: str) -> dict[str, Any]:
+        return {
+            "job_name": job,
+            "metrics_path": path,
+            "dns_sd_configs": [
+                {"names": [f"{service}.{namespace}.svc.cluster.local"], "type": "A", "port": port}
+            ],
+        }
+
+    def static(job: str, target: str, path: str = METRICS_PATH) -> dict[str, Any]:
+        return {"job_name": job, "metrics_path": path, "static_configs": [{"targets": [target]}]}
+
     return {
         "global": _global(settings),
         "rule_files": rule_files,
         "scrape_configs": [
-            pods,
-            {"job_name": JOB_PROMETHEUS, "static_configs": [{"targets": ["localhost:9090"]}]},
+            dns(JOB_GATEWAY, K8S_GATEWAY_SERVICE, s.gateways.rest_port, METRICS_PATH),
+            dns(
+                JOB_MODEL_SERVER,
+                K8S_MODEL_SERVER_SERVICE,
+                s.model_servers.rest_port,
+                PROMETHEUS_PATH,
+            ),
+            dns(JOB_ENVOY, K8S_ENVOY_PODS_SERVICE, s.envoy.admin_port, ENVOY_METRICS_PATH),
+            static(JOB_MONITOR, f"{K8S_MONITOR_SERVICE}:{s.monitor.port}"),
+            static(JOB_TRIGGER, f"{K8S_TRIGGER_SERVICE}:{s.trigger.port}"),
+            static(JOB_ALERTMANAGER, alertmanager),
+            static(JOB_PROMETHEUS, f"localhost:{s.prometheus.port}"),
         ],
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]},
     }

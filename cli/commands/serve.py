@@ -56,6 +56,11 @@ MAX_USER_ID = 128
     default=None,
     help="Logs, Redis data and the Envoy config [default: runs/serve].",
 )
+@click.option(
+    "--monitoring/--no-monitoring",
+    default=None,
+    help="Start Prometheus, Alertmanager and the retraining trigger [default: on].",
+)
 def serve(
     port: int | None,
     model_base_path: pathlib.Path | None,
@@ -63,8 +68,12 @@ def serve(
     gateways: int | None,
     config_path: pathlib.Path | None,
     run_dir: pathlib.Path | None,
+    monitoring: bool | None,
 ) -> None:
-    """Run Redis, model servers, caching gateways and Envoy on loopback until Ctrl-C."""
+    """Run Redis, model servers, caching gateways, Envoy, the event store, the monitor and
+    (unless --no-monitoring) Prometheus, Alertmanager and the retraining trigger on loopback
+    until Ctrl-C."""
+    from monitoring import stack_configs
     from serving.launcher import ServingStack, serve_forever
     from serving.settings import load_settings
 
@@ -74,11 +83,14 @@ def serve(
         "model_servers.replicas": model_servers,
         "gateways.replicas": gateways,
         "run_dir": run_dir and str(run_dir.resolve()),
+        "monitoring": monitoring,
     }
     settings = load_settings(config_path).with_overrides(
         **{k: v for k, v in overrides.items() if v is not None}
     )
-    stack = ServingStack(settings, progress=progress_printer("[serve]"))
+    stack = ServingStack(
+        settings, progress=progress_printer("[serve]"), monitoring=stack_configs.write
+    )
 
     def report() -> None:  # progress goes to stderr, the endpoints to stdout once healthy
         ms, gw = len(stack.topology.model_servers), len(stack.topology.gateways)
