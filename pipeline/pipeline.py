@@ -173,11 +173,13 @@ def create_pipeline(
     if stage == "push":
         components += _train_evaluate_push(config, examples, schema, transform, window_end)
         if config.drift.enabled:
-            pusher = components[-1]
+            by_id = {c.id: c for c in components}
+            pusher, evaluator = by_id[PUSHER], by_id[EVALUATOR]
             components.append(
                 PublishReference(
                     pushed_model=pusher.outputs[tfx_keys.PUSHED_MODEL_KEY],
                     report=drift_check.outputs[drift_spec.REPORT_KEY],
+                    evaluation=evaluator.outputs[tfx_keys.EVALUATION_KEY],
                 ).with_id(PUBLISH_REFERENCE)
             )
 

