@@ -151,6 +151,7 @@ def monitor_args(
     """Flags of ``python -m monitoring`` (the online-quality monitor, whose `MonitorConfig`
     extends `MonitorSettings`)."""
     values = {**settings.monitor.model_dump(), "host": host, "port": port}
+    values["model_base_path"] = str(settings.model_base_path)  # each version's statistics
     return settings_flags.argv({**values, "event_store_url": event_store_url})
 
 
