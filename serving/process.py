@@ -34,7 +34,8 @@ def free_port(host: str = LOOPBACK) -> int:
     """A port the OS reports free on ``host`` right now (bind to 0, read, close)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def find_binary(name: str, what: str) -> str:
@@ -47,7 +48,7 @@ def find_binary(name: str, what: str) -> str:
 
 
 @functools.cache
-def _libc_prctl() -> Callable | None:
+def _libc_prctl() -> Callable[..., int] | None:
     """libc's ``prctl``, resolved in the parent, so that the child between fork and exec only
     calls it (no ``dlopen`` there, whose lock another thread of the parent may have held)."""
     try:
@@ -56,7 +57,7 @@ def _libc_prctl() -> Callable | None:
         return None
 
 
-def _die_with_parent(prctl: Callable | None) -> None:  # runs in the child, fork to exec
+def _die_with_parent(prctl: Callable[..., int] | None) -> None:  # runs in the child, fork to exec
     if prctl is not None:
         with contextlib.suppress(Exception):
             prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -112,7 +113,7 @@ class Child:
         self.log_path = log_path
         self.ready = ready
         self.env = env
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
 
     @property
