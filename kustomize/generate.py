@@ -9,7 +9,11 @@ writes ``generated/``:
 - ``models.config`` and ``monitoring.config``: TF Serving's ``ModelServerConfig`` (built
   with ``tensorflow_serving.config`` protos) and ``MonitoringConfig`` text protos;
 - ``workloads.yaml``: strategic-merge patches with the replica counts and container
-  arguments (ports, poll intervals, cache limits) of every workload.
+  arguments (ports, poll intervals, cache limits) of every workload;
+- ``prometheus.yml``, ``aiqleads.rules.yml``, ``alertmanager.yml``: Prometheus' scrape
+  configuration and rules and Alertmanager's routing to the trigger (``monitoring/``);
+- ``grafana-datasources.yaml``, ``grafana-providers.yaml`` and one JSON per dashboard of
+  ``monitoring/dashboards.py``: Grafana's provisioning.
 
 Usage::
 
@@ -36,6 +40,7 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from aiqleads.errors import ConfigError
+from monitoring import alertmanager, dashboards, prometheus, rules
 from serving import command_lines
 from serving.envoy.config import kubernetes_upstreams, render_envoy_config
 from serving.model_server.config import monitoring_config_text
@@ -73,6 +78,25 @@ ENVOY_INTERNAL_SERVICE = "aiqleads-envoy-internal"
 REDIS_SERVICE = "aiqleads-redis"
 EVENT_STORE_SERVICE = "aiqleads-event-store"
 MONITOR_DEPLOYMENT = "aiqleads-monitor"
+PROMETHEUS_DEPLOYMENT = "aiqleads-prometheus"
+ALERTMANAGER_DEPLOYMENT = "aiqleads-alertmanager"
+TRIGGER_DEPLOYMENT = "aiqleads-trigger"
+# Monitoring files (ConfigMaps) and where the pods mount them (base/*.yaml use the same).
+PROMETHEUS_CONFIG_FILE = "prometheus.yml"
+ALERTMANAGER_CONFIG_FILE = "alertmanager.yml"
+PROMETHEUS_DIR = "/etc/prometheus"
+PROMETHEUS_DATA = "/prometheus"
+ALERTMANAGER_DIR = "/etc/alertmanager"
+ALERTMANAGER_DATA = "/alertmanager"
+TRIGGER_STATE_DIR = "/var/lib/aiqleads-trigger"
+GRAFANA_DATASOURCES_FILE = "grafana-datasources.yaml"
+GRAFANA_PROVIDERS_FILE = "grafana-providers.yaml"
+GRAFANA_DASHBOARDS_DIR = "/var/lib/grafana-dashboards/aiqleads"
+MONITORING_SERVICES = {  # the Services of base/ the monitoring settings must name
+    "alertmanager": "aiqleads-alertmanager",
+    "prometheus": "aiqleads-prometheus",
+    "trigger": prometheus.K8S_TRIGGER_SERVICE,
+}
 
 
 def _header(overlay: str, comment: str = "#") -> str:
@@ -109,6 +133,9 @@ def check_kubernetes_settings(settings: ServingSettings) -> None:
         "envoy.model_listener_port": settings.envoy.model_listener_port,
         "event_store.port": settings.event_store.port,
         "monitor.port": settings.monitor.port,
+        "prometheus.port": settings.prometheus.port,
+        "alertmanager.port": settings.alertmanager.port,
+        "trigger.port": settings.trigger.port,
     }
     unset = [name for name, port in fixed.items() if port == 0]
     if unset:
@@ -122,6 +149,15 @@ def check_kubernetes_settings(settings: ServingSettings) -> None:
         raise ConfigError(
             f"monitor.host must be {POD_HOST} in a pod, got {settings.monitor.host!r}"
         )
+    for name, host in (
+        ("prometheus", settings.prometheus.host),
+        ("alertmanager", settings.alertmanager.host),
+        ("trigger", settings.trigger.host),
+    ):
+        if host != POD_HOST:
+            raise ConfigError(f"{name}.host must be {POD_HOST} in a pod, got {host!r}")
+    if settings.trigger.runner == "local":
+        raise ConfigError("trigger.runner must be kfp (or none) in Kubernetes, not local")
     if settings.envoy.host != POD_HOST:
         raise ConfigError(f"envoy.host must be {POD_HOST} in a pod, got {settings.envoy.host!r}")
     if not str(settings.model_base_path).startswith("/models/"):
@@ -199,6 +235,21 @@ def workload_patches(settings: ServingSettings) -> list[dict]:
     monitor_args = command_lines.monitor_args(
         settings, host=POD_HOST, port=settings.monitor.port, event_store_url=event_store_url
     )
+    prom, am = settings.prometheus, settings.alertmanager
+    prometheus_args = command_lines.prometheus_args(
+        f"{PROMETHEUS_DIR}/{PROMETHEUS_CONFIG_FILE}",
+        PROMETHEUS_DATA,
+        listen=f"{POD_HOST}:{prom.port}",
+        retention_hours=prom.retention_hours,
+    )
+    alertmanager_args = command_lines.alertmanager_args(
+        f"{ALERTMANAGER_DIR}/{ALERTMANAGER_CONFIG_FILE}",
+        ALERTMANAGER_DATA,
+        listen=f"{POD_HOST}:{am.port}",
+    )
+    trigger_args = command_lines.trigger_args(
+        settings, host=POD_HOST, port=settings.trigger.port, state_dir=TRIGGER_STATE_DIR
+    )
     return [
         _deployment_patch("aiqleads-model-server", ms.replicas, "tf-serving", model_server_args),
         _hpa_patch("aiqleads-model-server", ms.replicas),
@@ -209,7 +260,36 @@ def workload_patches(settings: ServingSettings) -> list[dict]:
         _statefulset_patch(REDIS_SERVICE, "redis", redis_args),
         _statefulset_patch(EVENT_STORE_SERVICE, "event-store", event_store_args),
         _deployment_patch(MONITOR_DEPLOYMENT, 1, "monitor", monitor_args),
+        _deployment_patch(PROMETHEUS_DEPLOYMENT, 1, "prometheus", prometheus_args),
+        _deployment_patch(ALERTMANAGER_DEPLOYMENT, 1, "alertmanager", alertmanager_args),
+        _deployment_patch(TRIGGER_DEPLOYMENT, 1, "trigger", trigger_args),
     ]
+
+
+def monitoring_files(overlay: Overlay) -> dict[str, str]:
+    """Prometheus' config and rules, Alertmanager's routing, Grafana's provisioning."""
+    s, ns = overlay.settings, overlay.namespace
+    am = f"{MONITORING_SERVICES['alertmanager']}:{s.alertmanager.port}"
+    prom = prometheus.kubernetes_config(s, ns, [f"{PROMETHEUS_DIR}/{prometheus.RULES_FILE}"], am)
+    trigger_url = f"http://{MONITORING_SERVICES['trigger']}:{s.trigger.port}"
+    prom_url = f"http://{MONITORING_SERVICES['prometheus']}:{s.prometheus.port}"
+    header = _header(overlay.name)
+    files = {
+        PROMETHEUS_CONFIG_FILE: header + yaml.safe_dump(prom, sort_keys=False),
+        prometheus.RULES_FILE: header
+        + yaml.safe_dump(rules.rule_groups(s.alerts), sort_keys=False, width=100),
+        ALERTMANAGER_CONFIG_FILE: header
+        + yaml.safe_dump(alertmanager.config(s.alertmanager, trigger_url), sort_keys=False),
+        GRAFANA_DATASOURCES_FILE: header
+        + yaml.safe_dump(dashboards.datasource_provisioning(prom_url), sort_keys=False),
+        GRAFANA_PROVIDERS_FILE: header
+        + yaml.safe_dump(
+            dashboards.dashboard_provisioning(GRAFANA_DASHBOARDS_DIR), sort_keys=False
+        ),
+    }
+    for dashboard in dashboards.DASHBOARDS:
+        files[f"{dashboard.uid}.json"] = dashboards.render_json(dashboard)
+    return files
 
 
 def _statefulset_patch(name: str, container: str, args: list[str]) -> dict:
@@ -248,6 +328,7 @@ def render_overlay(overlay: Overlay) -> dict[str, str]:
         MODEL_CONFIG_FILE: _header(name) + text_format.MessageToString(model_server_config(s)),
         MONITORING_CONFIG_FILE: _header(name) + monitoring_config_text(),
         WORKLOADS_FILE: _header(name) + patches,
+        **monitoring_files(overlay),
     }
 
 

@@ -7,6 +7,7 @@ throwaway Redis password (the real one is never committed), then checked with
 
 from __future__ import annotations
 
+import json
 import pathlib
 import re
 import secrets
@@ -483,3 +484,92 @@ def test_event_log_workloads_persist_share_one_key_and_ingest_before_retraining(
         files = KUSTOMIZE / "overlays" / overlay / "retraining"
         assert pathlib.Path(data) == load_config(files / "pipeline.yaml", environ={}).data_path
         assert not any("PASSWORD)" in a for a in job["command"])  # the URL comes from env
+
+
+def test_monitoring_stack_scrapes_alerts_and_routes_to_the_trigger(built, tmp_path):
+    """Prometheus' config and rules pass promtool, Alertmanager's routing passes amtool and
+    sends retraining alerts to the trigger's Service, and every tier is scraped."""
+    from monitoring import dashboards, prometheus, rules
+    from serving import command_lines
+
+    promtool, amtool = _tool("promtool"), _tool("amtool")
+    for overlay, path in built.items():
+        objects = _objects(path)
+        settings = load_settings(KUSTOMIZE / "overlays" / overlay / "serving.yaml")
+        ns = NAMESPACES[overlay]
+        prom = _one(objects, "ConfigMap", "aiqleads-prometheus")["data"]
+        work = tmp_path / overlay
+        work.mkdir()
+        (work / "aiqleads.rules.yml").write_text(prom["aiqleads.rules.yml"])
+        config = prom["prometheus.yml"].replace("/etc/prometheus/", f"{work}/")
+        (work / "prometheus.yml").write_text(config)
+        checked = subprocess.run(
+            [promtool, "check", "config", str(work / "prometheus.yml")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert set(rules.alert_names()) <= set(prom["aiqleads.rules.yml"].split())  # all alerts
+        jobs = {j["job_name"]: j for j in yaml.safe_load(config)["scrape_configs"]}
+        assert set(jobs) >= {
+            *prometheus.SERVING_JOBS,
+            prometheus.JOB_MONITOR,
+            prometheus.JOB_TRIGGER,
+        }
+        (gateway_dns,) = jobs[prometheus.JOB_GATEWAY]["dns_sd_configs"]
+        assert gateway_dns["names"] == [f"aiqleads-gateway.{ns}.svc.cluster.local"]
+        assert gateway_dns["port"] == settings.gateways.rest_port
+        services = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Service"}
+        for job in jobs.values():  # every DNS name is a headless Service of the namespace
+            for sd in job.get("dns_sd_configs", []):
+                name = sd["names"][0].split(".")[0]
+                assert services[name]["spec"]["clusterIP"] == "None", name
+        am = _one(objects, "ConfigMap", "aiqleads-alertmanager")["data"]["alertmanager.yml"]
+        (work / "alertmanager.yml").write_text(am)
+        checked = subprocess.run(
+            [amtool, "check-config", str(work / "alertmanager.yml")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        routing = yaml.safe_load(am)
+        (route,) = routing["route"]["routes"]
+        assert route["matchers"] == ['action="retrain"']
+        receiver = next(r for r in routing["receivers"] if r["name"] == route["receiver"])
+        trigger_service = services["aiqleads-trigger"]
+        (port,) = trigger_service["spec"]["ports"]
+        assert (
+            receiver["webhook_configs"][0]["url"]
+            == f"http://aiqleads-trigger:{port['port']}/alerts"
+        )
+        trigger = _one(objects, "Deployment", "aiqleads-trigger")["spec"]["template"]["spec"]
+        (container,) = trigger["containers"]
+        assert container["args"] == command_lines.trigger_args(
+            settings,
+            host="0.0.0.0",
+            port=settings.trigger.port,
+            state_dir="/var/lib/aiqleads-trigger",
+        )
+        assert "--runner=kfp" in container["args"]
+        assert {p["containerPort"] for p in container["ports"]} == {settings.trigger.port}
+        # Grafana: the datasource is our Prometheus, the dashboards are monitoring's.
+        datasources = yaml.safe_load(
+            _one(objects, "ConfigMap", "aiqleads-grafana-datasources")["data"]["datasources.yaml"]
+        )
+        (source,) = datasources["datasources"]
+        assert source["url"] == f"http://aiqleads-prometheus:{settings.prometheus.port}"
+        boards = _one(objects, "ConfigMap", "aiqleads-grafana-dashboards")["data"]
+        for dashboard in dashboards.DASHBOARDS:
+            board = json.loads(boards[f"{dashboard.uid}.json"])
+            exprs = [t["expr"] for p in board["panels"] for t in p["targets"]]
+            assert exprs == [q.expr for p in dashboard.panels for q in p.queries]
+            assert {t["datasource"]["uid"] for p in board["panels"] for t in p["targets"]} == {
+                source["uid"]
+            }
+        grafana = _one(objects, "Deployment", "aiqleads-grafana")["spec"]["template"]["spec"]
+        assert grafana["containers"][0]["image"].startswith("grafana/grafana:")
+        monitor = _one(objects, "Deployment", "aiqleads-monitor")["spec"]["template"]["spec"]
+        mounts = {m["mountPath"]: m for m in monitor["containers"][0]["volumeMounts"]}
+        assert mounts["/models"]["readOnly"]  # each version's published training statistics
