@@ -10,31 +10,44 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import functools
 import threading
 import time
 import weakref
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from serving.errors import Code, ServingError
 from serving.model_server.config import BatchingOptions
+
+Inputs = Mapping[str, npt.ArrayLike]  # input key -> value (a numpy array, or Python values)
+Outputs = dict[str, npt.NDArray[Any]]  # output key -> value
+
+
+class Callee(Protocol):
+    """What a queue runs: a `servable.Signature`, or anything with its `call`."""
+
+    def call(self, inputs: Inputs) -> Outputs: ...
 
 
 class _Task:
     __slots__ = ("inputs", "rows", "future")
 
-    def __init__(self, inputs: dict, rows: int) -> None:
+    def __init__(self, inputs: Inputs, rows: int) -> None:
         self.inputs, self.rows = inputs, rows
-        self.future: concurrent.futures.Future = concurrent.futures.Future()
+        self.future: concurrent.futures.Future[Outputs] = concurrent.futures.Future()
 
 
-def _rows(inputs: dict) -> int | None:
+def _rows(inputs: Inputs) -> int | None:
     """Common dimension 0 of all inputs, or None when they cannot be batched."""
     sizes = {np.shape(v)[0] if np.ndim(v) else None for v in inputs.values()}
     return sizes.pop() if len(sizes) == 1 and None not in sizes else None
 
 
-def _compatible(a: dict, b: dict) -> bool:
+def _compatible(a: Inputs, b: Inputs) -> bool:
     if a.keys() != b.keys():
         return False
     return all(
@@ -47,7 +60,12 @@ def _compatible(a: dict, b: dict) -> bool:
 class _Queue:
     """The batching queue and workers of one signature."""
 
-    def __init__(self, run, options: BatchingOptions, on_batch) -> None:
+    def __init__(
+        self,
+        run: Callable[[Inputs], Outputs],
+        options: BatchingOptions,
+        on_batch: Callable[[int], None],
+    ) -> None:
         self._run, self._options, self._on_batch = run, options, on_batch
         self._tasks: collections.deque[_Task] = collections.deque()
         self._cv = threading.Condition()
@@ -61,7 +79,7 @@ class _Queue:
         for w in self._workers:
             w.start()
 
-    def submit(self, inputs: dict, rows: int) -> concurrent.futures.Future:
+    def submit(self, inputs: Inputs, rows: int) -> concurrent.futures.Future[Outputs]:
         task = _Task(inputs, rows)
         with self._cv:
             if self._closed:
@@ -120,7 +138,7 @@ class _Queue:
             return
         if any(np.ndim(v) == 0 or np.shape(v)[0] != total for v in outputs.values()):
             for t in batch:  # outputs not split-able by rows: run each task alone
-                self._resolve(t, lambda t=t: self._run(t.inputs))
+                self._resolve(t, functools.partial(self._run, t.inputs))
             return
         self._on_batch(total)
         start = 0
@@ -129,7 +147,7 @@ class _Queue:
             t.future.set_result({k: v[start:end] for k, v in outputs.items()})
             start = end
 
-    def _resolve(self, task: _Task, fn) -> None:
+    def _resolve(self, task: _Task, fn: Callable[[], Outputs]) -> None:
         try:
             result = fn()
         except Exception as e:
@@ -148,16 +166,28 @@ class _Queue:
             self._cv.notify_all()
 
 
+def _weak_call(ref: weakref.ref[Callee]) -> Callable[[Inputs], Outputs]:
+    def call(inputs: Inputs) -> Outputs:
+        callee = ref()
+        if callee is None:  # gone with its servable (its callers hold it: not while they wait)
+            raise ServingError(Code.UNAVAILABLE, "the batching queue is shutting down")
+        return callee.call(inputs)
+
+    return call
+
+
 class Batcher:
     """Batching queues keyed by signature object; queues go away with their servable."""
 
-    def __init__(self, options: BatchingOptions, on_batch=lambda rows: None) -> None:
+    def __init__(
+        self, options: BatchingOptions, on_batch: Callable[[int], None] = lambda rows: None
+    ) -> None:
         self.options = options
         self._on_batch = on_batch
-        self._queues: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._queues: weakref.WeakKeyDictionary[Callee, _Queue] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
 
-    def run(self, signature, inputs: dict) -> dict:
+    def run(self, signature: Callee, inputs: Inputs) -> Outputs:
         """Run `signature` on `inputs`, merged with concurrent calls when possible."""
         rows = _rows(inputs)
         if rows is None or rows > self.options.max_batch_size:
@@ -165,13 +195,13 @@ class Batcher:
         with self._lock:
             queue = self._queues.get(signature)
             if queue is None:
-                ref = weakref.ref(signature)  # the queue must not keep the signature alive
-                queue = _Queue(lambda x, ref=ref: ref().call(x), self.options, self._on_batch)
+                # The queue must not keep the signature alive.
+                queue = _Queue(_weak_call(weakref.ref(signature)), self.options, self._on_batch)
                 self._queues[signature] = queue
                 weakref.finalize(signature, queue.close)
         return queue.submit(inputs, rows).result()
 
-    def pending(self, signature) -> int:
+    def pending(self, signature: Callee) -> int:
         """Calls waiting in `signature`'s queue (not yet taken by a worker)."""
         with self._lock:
             queue = self._queues.get(signature)

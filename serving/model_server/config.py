@@ -20,6 +20,7 @@ from google.protobuf import (
     text_format,
     wrappers_pb2,
 )
+from google.protobuf.message import Message
 from tensorflow_serving.config import model_server_config_pb2
 
 from aiqleads.errors import ConfigError
@@ -29,7 +30,7 @@ _MAX_CONFIG_BYTES = 4 * 1024 * 1024
 _MAX_BATCH_SIZE = 1 << 16
 
 
-def _declare_messages() -> dict[str, type]:
+def _declare_messages() -> dict[str, type[Message]]:
     """BatchingParameters and MonitoringConfig as TF Serving declares them."""
     t = descriptor_pb2.FieldDescriptorProto
     fdp = descriptor_pb2.FileDescriptorProto(
@@ -39,7 +40,14 @@ def _declare_messages() -> dict[str, type]:
         dependency=["google/protobuf/wrappers.proto"],
     )
 
-    def add(msg, name, number, kind, type_name="", repeated=False):
+    def add(
+        msg: descriptor_pb2.DescriptorProto,
+        name: str,
+        number: int,
+        kind: int,
+        type_name: str = "",
+        repeated: bool = False,
+    ) -> None:
         label = t.LABEL_REPEATED if repeated else t.LABEL_OPTIONAL
         field = msg.field.add(name=name, number=number, type=kind, label=label)
         if type_name:
@@ -81,7 +89,7 @@ BatchingParametersProto = _MESSAGES["BatchingParameters"]
 MonitoringConfigProto = _MESSAGES["MonitoringConfig"]
 
 
-def _read_text_proto(path: str | os.PathLike, message, what: str):
+def _read_text_proto(path: str | os.PathLike[str], message: Message, what: str) -> Message:
     p = pathlib.Path(path)
     try:
         if p.stat().st_size > _MAX_CONFIG_BYTES:
@@ -112,7 +120,7 @@ def parse_error_text(message_type: str, error: text_format.ParseError) -> str:
     return f"Error parsing text-format {message_type}: {where}: {what}"
 
 
-def validate_model_server_config(config) -> None:
+def validate_model_server_config(config: model_server_config_pb2.ModelServerConfig) -> None:
     """Reject configs TF Serving would reject (or that this server cannot honour)."""
     which = config.WhichOneof("config")
     if which != "model_config_list":
@@ -145,7 +153,9 @@ def validate_model_server_config(config) -> None:
                 raise ConfigError(f"model {model.name}: bad version label {label!r} -> {version}")
 
 
-def load_model_server_config(path: str | os.PathLike):
+def load_model_server_config(
+    path: str | os.PathLike[str],
+) -> model_server_config_pb2.ModelServerConfig:
     """Read and validate a `ModelServerConfig` text proto; base paths made absolute."""
     config = _read_text_proto(path, model_server_config_pb2.ModelServerConfig(), "model config")
     validate_model_server_config(config)
@@ -156,7 +166,7 @@ def load_model_server_config(path: str | os.PathLike):
     return config
 
 
-def single_model_config(name: str, base_path: str):
+def single_model_config(name: str, base_path: str) -> model_server_config_pb2.ModelServerConfig:
     """The config `--model_name`/`--model_base_path` stand for."""
     config = model_server_config_pb2.ModelServerConfig()
     model = config.model_config_list.config.add()
@@ -177,12 +187,12 @@ class BatchingOptions:
     num_batch_threads: int = 1
 
 
-def load_batching_parameters(path: str | os.PathLike | None) -> BatchingOptions:
+def load_batching_parameters(path: str | os.PathLike[str] | None) -> BatchingOptions:
     """Read a `BatchingParameters` text proto (defaults for unset fields or no file)."""
     if not path:
         return BatchingOptions()
     proto = _read_text_proto(path, BatchingParametersProto(), "batching parameters")
-    values = {}
+    values: dict[str, int] = {}
     for field in dataclasses.fields(BatchingOptions):
         if proto.HasField(field.name):
             values[field.name] = getattr(proto, field.name).value
@@ -206,7 +216,7 @@ def monitoring_config_text(path: str = PROMETHEUS_PATH) -> str:
     return f'prometheus_config {{\n  enable: true\n  path: "{path}"\n}}\n'
 
 
-def load_monitoring_path(path: str | os.PathLike | None) -> str | None:
+def load_monitoring_path(path: str | os.PathLike[str] | None) -> str | None:
     """The Prometheus endpoint path a `MonitoringConfig` enables, or None."""
     if not path:
         return None

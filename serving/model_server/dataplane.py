@@ -9,8 +9,8 @@ TF Serving's status code and message; the transports map them once each.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterable
 
-import numpy as np
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -22,7 +22,7 @@ from tensorflow_serving.apis import (
 )
 
 from serving.errors import invalid
-from serving.model_server.batching import Batcher
+from serving.model_server.batching import Batcher, Inputs, Outputs
 from serving.model_server.inference import (
     classify_on,
     multi_inference_on,
@@ -31,6 +31,7 @@ from serving.model_server.inference import (
     run_predict,
 )
 from serving.model_server.manager import ModelManager
+from serving.model_server.servable import Signature
 
 SIGNATURE_DEF_FIELD = "signature_def"
 MULTI_INFERENCE_NO_MODEL = "ModelSpec has no name specified."  # TF Serving's, no task or name
@@ -73,8 +74,11 @@ class DataPlane:
 
     # ---- predict / classify / regress -----------------------------------------------------
     def predict_arrays(
-        self, spec: Spec, inputs: dict, output_filter=()
-    ) -> tuple[int, str, dict[str, np.ndarray]]:
+        self,
+        spec: Spec,
+        inputs: Inputs | Callable[[Signature], Inputs],
+        output_filter: Iterable[str] = (),
+    ) -> tuple[int, str, Outputs]:
         """(version, signature name, outputs) of a Predict.
 
         `inputs` is key -> numpy array, or a function of the `Signature` returning that

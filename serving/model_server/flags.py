@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 from aiqleads.errors import ConfigError
 
@@ -71,7 +72,7 @@ _MAX_PORT = 65535
 _MAX_WARMUP_ITERATIONS = 1000
 
 
-def _convert(name: str, raw: str) -> object:
+def _convert(name: str, raw: str) -> bool | int | str:
     kind = _FIELDS[name].type
     if kind == "bool":
         low = raw.lower()
@@ -116,7 +117,7 @@ def _validate(flags: ServerFlags) -> None:
 
 def parse_flags(argv: Sequence[str]) -> ServerFlags:
     """Parse `argv` (without the program name) into validated `ServerFlags`."""
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}  # each of its field's type (_convert)
     args = list(argv)
     i = 0
     while i < len(args):

@@ -8,7 +8,7 @@ Failures are `ServingError`s with TF Serving's status codes and messages.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,7 @@ from tensorflow_serving.apis import (
 
 from serving.errors import Code, ServingError, invalid
 from serving.model_server import tensors
+from serving.model_server.batching import Batcher, Inputs, Outputs
 from serving.model_server.example_signatures import (
     ExampleTask,
     check_examples_input,
@@ -39,6 +40,7 @@ from serving.model_server.servable import (
     PREDICT_METHOD,
     REGRESS_METHOD,
     Servable,
+    Signature,
 )
 
 MAX_EXAMPLES = 100_000
@@ -53,11 +55,11 @@ def _response_spec(out: model_pb2.ModelSpec, name: str, version: int, signature:
 def run_predict(
     servable: Servable,
     signature_name: str,
-    inputs,
-    output_filter=(),
-    batcher=None,
+    inputs: Inputs | Callable[[Signature], Inputs],
+    output_filter: Iterable[str] = (),
+    batcher: Batcher | None = None,
     method_name_check: bool = False,
-) -> tuple[str, dict[str, np.ndarray]]:
+) -> tuple[str, Outputs]:
     """(signature name, outputs) of a Predict on `servable`.
 
     `inputs` is key -> numpy array, or a function of the `Signature` returning that (REST
@@ -66,8 +68,7 @@ def run_predict(
     signature = servable.signature(signature_name)
     if method_name_check:
         _check_predict_method(servable, signature.name)
-    if callable(inputs):
-        inputs = inputs(signature)
+    values = inputs(signature) if callable(inputs) else inputs
     wanted = list(output_filter)
     for key in wanted:
         if key not in signature.output_keys:
@@ -75,7 +76,7 @@ def run_predict(
                 f"output tensor alias not found in signature: {key} Outputs expected "
                 f"to be in the set {{{','.join(signature.output_keys)}}}."
             )
-    outputs = batcher.run(signature, inputs) if batcher is not None else signature.call(inputs)
+    outputs = batcher.run(signature, values) if batcher is not None else signature.call(values)
     if wanted:
         outputs = {k: outputs[k] for k in dict.fromkeys(wanted)}
     return signature.name, outputs
@@ -96,7 +97,7 @@ def _check_predict_method(servable: Servable, signature_name: str) -> None:
 def predict_on(
     servable: Servable,
     request: predict_pb2.PredictRequest,
-    batcher=None,
+    batcher: Batcher | None = None,
     method_name_check: bool = False,
 ) -> predict_pb2.PredictResponse:
     """A `PredictResponse` for `request` run on `servable` (its model spec only names a
@@ -224,7 +225,7 @@ def multi_inference_on(
     return response
 
 
-def serialize_examples(input_proto) -> list[bytes]:
+def serialize_examples(input_proto: input_pb2.Input) -> list[bytes]:
     """Serialized tf.Examples of an `Input` (context features merged into each example)."""
     kind = input_proto.WhichOneof("kind")
     if kind == "example_list":
@@ -239,7 +240,7 @@ def serialize_examples(input_proto) -> list[bytes]:
         raise invalid("Input is empty")
     if len(examples) > MAX_EXAMPLES:
         raise invalid(f"{len(examples)} examples; the limit is {MAX_EXAMPLES}")
-    out = []
+    out: list[bytes] = []
     for ex in examples:
         if context is not None:
             merged = example_pb2.Example()

@@ -15,10 +15,13 @@ import logging
 import pathlib
 import threading
 import time
+from collections.abc import Callable
+
+from tensorflow_serving.config import file_system_storage_path_source_pb2, model_server_config_pb2
 
 from serving.errors import Code, ServingError, invalid, not_found
 from serving.model_server.servable import Servable, is_complete_version_dir, lookup_missing
-from serving.model_server.warmup import WarmupError, WarmupOptions, run_warmup
+from serving.model_server.warmup import WarmupError, WarmupOptions, WarmupResult, run_warmup
 
 log = logging.getLogger("aiqleads.model_server")
 
@@ -36,7 +39,7 @@ class VersionState:
 
 @dataclasses.dataclass
 class _Model:
-    config: object  # ModelConfig proto
+    config: model_server_config_pb2.ModelConfig | None  # None: no longer listed
     servables: dict[int, Servable] = dataclasses.field(default_factory=dict)
     states: dict[int, VersionState] = dataclasses.field(default_factory=dict)
     labels: dict[str, int] = dataclasses.field(default_factory=dict)
@@ -56,7 +59,10 @@ def list_versions(base_path: str) -> list[int]:
     )
 
 
-def wanted_versions(policy, on_disk: list[int]) -> set[int]:
+def wanted_versions(
+    policy: file_system_storage_path_source_pb2.FileSystemStoragePathSourceConfig.ServableVersionPolicy,
+    on_disk: list[int],
+) -> set[int]:
     """The versions a `FileSystemStoragePathSourceConfig.ServableVersionPolicy` keeps."""
     kind = policy.WhichOneof("policy_choice")
     if kind == "all":
@@ -87,11 +93,11 @@ class ModelManager:
         self._allow_unavailable_labels = allow_labels_for_unavailable
         self._warmup = warmup or WarmupOptions()
         self._poll_lock = threading.Lock()
-        self.on_change = None  # optional callback(model_name, version, state)
-        self.on_warmup = None  # optional callback(model_name, version, WarmupResult)
+        self.on_change: Callable[[str, int, int], None] | None = None  # (model, version, state)
+        self.on_warmup: Callable[[str, int, WarmupResult], None] | None = None
 
     # ---- configuration -------------------------------------------------------------------
-    def apply_config(self, server_config) -> None:
+    def apply_config(self, server_config: model_server_config_pb2.ModelServerConfig) -> None:
         """Replace the served model list (ModelServerConfig), load what it needs, set labels.
 
         Models no longer listed are unloaded. Labels must point at available versions
@@ -126,24 +132,25 @@ class ModelManager:
             with self._lock:
                 models = list(self._models.items())
             for name, model in models:
-                if model.config is None:
+                config = model.config  # one reading: apply_config may unlist it meanwhile
+                if config is None:
                     self._retire(name, model, set(model.servables))
                     with self._lock:
                         if not model.servables and model.config is None:
                             self._models.pop(name, None)
                     continue
-                on_disk = list_versions(model.config.base_path)
-                wanted = wanted_versions(model.config.model_version_policy, on_disk)
+                on_disk = list_versions(config.base_path)
+                wanted = wanted_versions(config.model_version_policy, on_disk)
                 if not on_disk:
                     log.warning(
                         "No versions of servable %s found under base path %s",
                         name,
-                        model.config.base_path,
+                        config.base_path,
                     )
                 for version in sorted(wanted - set(model.servables)):
                     if model.states.get(version, VersionState(START)).error_code != Code.OK:
                         continue  # failed before; TF Serving does not retry a failed version
-                    self._load(name, model, version)
+                    self._load(name, model, config.base_path, version)
                 self._retire(name, model, retired_versions(wanted, set(model.servables)))
 
     def _set_state(self, name: str, model: _Model, version: int, state: VersionState) -> None:
@@ -152,12 +159,12 @@ class ModelManager:
         if self.on_change is not None:
             self.on_change(name, version, state.state)
 
-    def _load(self, name: str, model: _Model, version: int) -> None:
-        path = pathlib.Path(model.config.base_path) / str(version)
+    def _load(self, name: str, model: _Model, base_path: str, version: int) -> None:
+        path = pathlib.Path(base_path) / str(version)
         path = next(
             (
                 p
-                for p in pathlib.Path(model.config.base_path).iterdir()
+                for p in pathlib.Path(base_path).iterdir()
                 if p.name.isdigit() and int(p.name) == version
             ),
             path,
@@ -193,7 +200,7 @@ class ModelManager:
             time.monotonic() - started,
         )
 
-    def _notify_warmup(self, name: str, version: int, result) -> None:
+    def _notify_warmup(self, name: str, version: int, result: WarmupResult) -> None:
         if self.on_warmup is not None:
             self.on_warmup(name, version, result)
 
@@ -226,7 +233,9 @@ class ModelManager:
             raise invalid(f"Unrecognized servable version label: {label}")
         return version
 
-    def handle(self, name: str, version: int | None = None, label: str | None = None):
+    def handle(
+        self, name: str, version: int | None = None, label: str | None = None
+    ) -> ServableHandle:
         """A `ServableHandle` (context manager) on the requested version; NOT_FOUND if absent."""
         version = self.resolve_version(name, version, label)
         for _ in range(3):  # a version retired between lookup and acquire: look again
@@ -278,14 +287,14 @@ class ServableHandle:
     def __enter__(self) -> Servable:
         return self.servable
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.servable.release()
 
 
 class Poller:
     """Calls `fn` every `period` seconds on a daemon thread until `stop()`."""
 
-    def __init__(self, period: float, fn, name: str) -> None:
+    def __init__(self, period: float, fn: Callable[[], object], name: str) -> None:
         self._period, self._fn = period, fn
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)

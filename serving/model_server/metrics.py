@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import collections
 import threading
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import Metric
+
+from serving.model_server.warmup import WarmupResult
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -26,14 +29,14 @@ class _RequestCountCollector:
     """`:tensorflow:serving:request_count{model_name, status}` as TF Serving exports it."""
 
     def __init__(self) -> None:
-        self._counts: collections.Counter = collections.Counter()
+        self._counts: collections.Counter[tuple[str, str]] = collections.Counter()
         self._lock = threading.Lock()
 
     def inc(self, model: str, status: str) -> None:
         with self._lock:
             self._counts[(model, status)] += 1
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         metric = Metric(
             ":tensorflow:serving:request_count", "The total number of requests.", "counter"
         )
@@ -88,7 +91,7 @@ class ServerMetrics:
             registry=self.registry,
         )
 
-    def observe_warmup(self, model: str, version: int, result) -> None:
+    def observe_warmup(self, model: str, version: int, result: WarmupResult) -> None:
         """Record one version's warm-up (`warmup.WarmupResult`), failed or not."""
         self.warmup_latency.labels(str(result.path.parent.parent), result.code.name).observe(
             result.seconds * 1e6

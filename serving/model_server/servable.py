@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import tensorflow as tf
 from google.protobuf import text_format
-from tensorflow.core.protobuf import config_pb2, saved_model_pb2
+from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, saved_model_pb2
 from tensorflow.python.util import deprecation
 from tensorflow_serving.apis import get_model_metadata_pb2
 
@@ -38,7 +38,7 @@ def is_complete_version_dir(path: pathlib.Path) -> bool:
     return any((path / name).is_file() for name in SAVED_MODEL_FILES)
 
 
-def read_meta_graph(export_dir: pathlib.Path):
+def read_meta_graph(export_dir: pathlib.Path) -> meta_graph_pb2.MetaGraphDef:
     """The `serve`-tagged MetaGraphDef of a SavedModel on disk."""
     saved = saved_model_pb2.SavedModel()
     pb = export_dir / "saved_model.pb"
@@ -63,11 +63,11 @@ class Signature:
     name: str
     method_name: str
     input_keys: tuple[str, ...]
-    input_dtypes: dict  # key -> tf.DType
+    input_dtypes: dict[str, tf.DType]
     output_keys: tuple[str, ...]
-    runner: Callable[[list], dict]
+    runner: Callable[[list[npt.NDArray[Any]]], dict[str, npt.NDArray[Any]]]
 
-    def call(self, inputs: dict) -> dict:
+    def call(self, inputs: Mapping[str, npt.ArrayLike]) -> dict[str, npt.NDArray[Any]]:
         """Run on `inputs` (key -> numpy array or Python values); key -> numpy array out."""
         sent, expected = set(inputs), set(self.input_keys)
         if sent != expected:
@@ -83,7 +83,7 @@ class Signature:
         except tf.errors.OpError as e:
             raise step_error(e) from e
 
-    def _check(self, i: int, key: str, value) -> np.ndarray:
+    def _check(self, i: int, key: str, value: npt.ArrayLike) -> npt.NDArray[Any]:
         """`value` as a numpy array of the signature's dtype; INVALID_ARGUMENT otherwise."""
         want = self.input_dtypes[key]
         is_string = want.name == "string"
@@ -105,14 +105,16 @@ def step_error(e: tf.errors.OpError) -> ServingError:
     return ServingError(Code(e.error_code), e.message)
 
 
-def _dtype_name(dtype: np.dtype) -> str:
+def _dtype_name(dtype: np.dtype[Any]) -> str:
     try:
-        return tf.as_dtype(dtype).name
+        return str(tf.as_dtype(dtype).name)
     except TypeError:
         return str(dtype)
 
 
-def _session_signatures(export_dir: pathlib.Path) -> tuple[object, dict]:
+def _session_signatures(
+    export_dir: pathlib.Path,
+) -> tuple[tf.compat.v1.Session, dict[str, Signature]]:
     """Signatures of a SavedModel (TF1 or TF2): a Session with one callable per signature.
 
     This is how TF Serving runs them (feeds and fetches by tensor name), so reference
@@ -124,7 +126,7 @@ def _session_signatures(export_dir: pathlib.Path) -> tuple[object, dict]:
     session = tf.compat.v1.Session(graph=graph)
     with graph.as_default(), deprecation.silence():  # the TF1 loader is TF Serving's path
         meta = tf.compat.v1.saved_model.loader.load(session, [SERVING_TAG], str(export_dir))
-    out = {}
+    out: dict[str, Signature] = {}
     for key, sig in meta.signature_def.items():
         if key.startswith("__"):  # internal entries (TF2's __saved_model_init_op)
             continue
@@ -139,7 +141,11 @@ def _session_signatures(export_dir: pathlib.Path) -> tuple[object, dict]:
         # A session callable runs the step directly: no Python-side feed shape checks.
         run_session = session._make_callable_from_options(options)
 
-        def run(flat, run_session=run_session, output_keys=output_keys):
+        def run(
+            flat: list[npt.NDArray[Any]],
+            run_session: Callable[..., Sequence[Any]] = run_session,
+            output_keys: tuple[str, ...] = output_keys,
+        ) -> dict[str, npt.NDArray[Any]]:
             return dict(zip(output_keys, (np.asarray(v) for v in run_session(*flat)), strict=True))
 
         dtypes = {k: tf.as_dtype(sig.inputs[k].dtype) for k in keys}
@@ -155,7 +161,8 @@ class Servable:
         self.version = version
         self.export_dir = export_dir
         self.meta_graph = read_meta_graph(export_dir)
-        self._session, self.signatures = _session_signatures(export_dir)
+        session, self.signatures = _session_signatures(export_dir)
+        self._session: tf.compat.v1.Session | None = session
         self._steps: dict[tuple[tuple[str, ...], tuple[str, ...]], Callable[..., Any]] = {}
         self._holders = 0
         self._retired = False
@@ -184,7 +191,7 @@ class Servable:
         step = self._steps.get(key)
         if step is None:
             options = config_pb2.CallableOptions(feed=list(key[0]), fetch=list(key[1]))
-            step = self._session._make_callable_from_options(options)  # type: ignore[attr-defined]
+            step = self._live_session()._make_callable_from_options(options)
             with self._lock:
                 if len(self._steps) < MAX_STEP_CALLABLES:
                     self._steps[key] = step
@@ -194,7 +201,12 @@ class Servable:
             raise step_error(e) from e
         return {name: np.asarray(value) for name, value in zip(key[1], values, strict=True)}
 
-    def signature_def_map(self):
+    def _live_session(self) -> tf.compat.v1.Session:
+        if self._session is None:  # retired: no holder is left to call this
+            raise lookup_missing(self.name, self.version)
+        return self._session
+
+    def signature_def_map(self) -> get_model_metadata_pb2.SignatureDefMap:
         """`SignatureDefMap` proto of this version (what GetModelMetadata returns)."""
         out = get_model_metadata_pb2.SignatureDefMap()
         for key, sig in self.meta_graph.signature_def.items():
@@ -222,7 +234,7 @@ class Servable:
         with self._lock:
             self._retired = True
             drained = self._lock.wait_for(lambda: self._holders == 0, timeout=timeout)
-            if drained:
+            if drained and self._session is not None:
                 self._session.close()
                 self._session = None
                 self.signatures = {}

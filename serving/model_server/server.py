@@ -12,9 +12,11 @@ import os
 import threading
 import time
 
+import grpc
 from aiohttp import web
+from tensorflow_serving.config import model_server_config_pb2
 
-from aiqleads.errors import AiqleadsError
+from aiqleads.errors import AiqleadsError, ConfigError
 from serving.errors import invalid
 from serving.model_server import config as config_lib
 from serving.model_server.batching import Batcher
@@ -45,7 +47,7 @@ class ModelServer:
         self.manager = ModelManager(flags.allow_version_labels_for_unavailable_models, warmup)
         self.manager.on_change = self._on_model_change
         self.manager.on_warmup = self.metrics.observe_warmup
-        self.batcher = None
+        self.batcher: Batcher | None = None
         if flags.enable_batching:
             options = config_lib.load_batching_parameters(flags.batching_parameters_file)
             self.batcher = Batcher(options, self.metrics.batch_size.observe)
@@ -55,25 +57,25 @@ class ModelServer:
         self._config_text: str | None = None
         self._reload_lock = threading.Lock()
         self._stopped = threading.Event()
-        self._pollers: list = []
-        self._grpc = None
+        self._pollers: list[Poller] = []
+        self._grpc: grpc.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
-        self._rest = None
+        self._rest: RestApi | None = None
 
     def _on_model_change(self, name: str, version: int, state: int) -> None:
         versions = self.manager.models().get(name, [])
         self.metrics.model_versions.labels(name).set(len(versions))
 
     # ---- configuration -------------------------------------------------------------------
-    def initial_config(self):
+    def initial_config(self) -> model_server_config_pb2.ModelServerConfig:
         f = self.flags
         if f.model_config_file:
             self._config_text = _read(f.model_config_file)
             return config_lib.load_model_server_config(f.model_config_file)
         return config_lib.single_model_config(f.model_name, f.model_base_path)
 
-    def reload(self, server_config) -> None:
+    def reload(self, server_config: model_server_config_pb2.ModelServerConfig) -> None:
         """Apply a new ModelServerConfig (HandleReloadConfigRequest or the polled file)."""
         try:
             config_lib.validate_model_server_config(server_config)
@@ -168,4 +170,4 @@ def _read(path: str) -> str:
         with open(path) as fh:
             return fh.read()
     except OSError as e:
-        raise config_lib.ConfigError(f"cannot read model config {path}: {e.strerror}") from e
+        raise ConfigError(f"cannot read model config {path}: {e.strerror}") from e

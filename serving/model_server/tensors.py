@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+from numpy.typing import NDArray
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
 from serving.errors import invalid
 
 MAX_ELEMENTS = 1 << 24  # bound on one request tensor (16M elements)
 
-_NP_TO_DT = {
+_NP_TO_DT: dict[np.dtype[Any], int] = {
     np.dtype(np.float32): types_pb2.DT_FLOAT,
     np.dtype(np.float64): types_pb2.DT_DOUBLE,
     np.dtype(np.int32): types_pb2.DT_INT32,
@@ -23,8 +26,8 @@ _NP_TO_DT = {
     np.dtype(np.bool_): types_pb2.DT_BOOL,
     np.dtype(np.float16): types_pb2.DT_HALF,
 }
-_DT_TO_NP = {v: k for k, v in _NP_TO_DT.items()}
-_FIELD = {
+_DT_TO_NP: dict[int, np.dtype[Any]] = {v: k for k, v in _NP_TO_DT.items()}
+_FIELD: dict[int, str] = {
     types_pb2.DT_FLOAT: "float_val",
     types_pb2.DT_DOUBLE: "double_val",
     types_pb2.DT_INT32: "int_val",
@@ -39,7 +42,7 @@ _FIELD = {
 }
 
 
-def to_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
+def to_proto(array: NDArray[Any]) -> tensor_pb2.TensorProto:
     """A `TensorProto` with dtype, shape and the typed value field (`AsProtoField` style)."""
     proto = tensor_pb2.TensorProto()
     proto.tensor_shape.CopyFrom(
@@ -64,7 +67,7 @@ def to_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
     return proto
 
 
-def from_proto(proto: tensor_pb2.TensorProto, key: str) -> np.ndarray:
+def from_proto(proto: tensor_pb2.TensorProto, key: str) -> NDArray[Any]:
     """The numpy value of a request `TensorProto`; INVALID_ARGUMENT when malformed."""
     shape = [d.size for d in proto.tensor_shape.dim]
     if any(d < 0 for d in shape):
@@ -73,12 +76,12 @@ def from_proto(proto: tensor_pb2.TensorProto, key: str) -> np.ndarray:
     if count > MAX_ELEMENTS:
         raise invalid(f"input '{key}' has {count} elements; the limit is {MAX_ELEMENTS}")
     if proto.dtype == types_pb2.DT_STRING:
-        values = list(proto.string_val)
-        if len(values) == 1 and count != 1:
-            values = values * count
-        if len(values) != count:
-            raise invalid(f"input '{key}': {len(values)} strings for shape {shape}")
-        return np.array(values, dtype=object).reshape(shape)
+        strings: list[bytes] = list(proto.string_val)
+        if len(strings) == 1 and count != 1:
+            strings = strings * count
+        if len(strings) != count:
+            raise invalid(f"input '{key}': {len(strings)} strings for shape {shape}")
+        return np.array(strings, dtype=object).reshape(shape)
     np_dtype = _DT_TO_NP.get(proto.dtype)
     if np_dtype is None:
         raise invalid(f"input '{key}': unsupported dtype {types_pb2.DataType.Name(proto.dtype)}")
@@ -86,6 +89,7 @@ def from_proto(proto: tensor_pb2.TensorProto, key: str) -> np.ndarray:
         if len(proto.tensor_content) != count * np_dtype.itemsize:
             raise invalid(f"input '{key}': tensor_content size does not match shape {shape}")
         return np.frombuffer(proto.tensor_content, dtype=np_dtype).reshape(shape)
+    values: NDArray[Any]
     if proto.dtype == types_pb2.DT_HALF:
         values = np.array(proto.half_val, dtype=np.uint16).view(np.float16)
     else:

@@ -11,21 +11,27 @@ import asyncio
 import json
 import re
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from aiohttp import web
 from google.protobuf import json_format
+from google.protobuf.message import Message
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
+    model_pb2,
     regression_pb2,
 )
 
 from serving.errors import Code, ServingError, invalid
+from serving.model_server.batching import Inputs
 from serving.model_server.dataplane import SIGNATURE_DEF_FIELD, DataPlane, Spec
 from serving.model_server.metrics import ServerMetrics
 from serving.model_server.protocol import rest_json
+from serving.model_server.servable import Signature
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 HTTP_STATUS = {
@@ -51,9 +57,10 @@ _NAME = r"([^/:]+)"
 _VERSION = r"(?:/versions/(\d+)|/labels/([^/:]+))?"
 POST_PATH = re.compile(rf"(?i)/v1/models/{_NAME}{_VERSION}:(classify|regress|predict)")
 GET_PATH = re.compile(rf"(?i)/v1/models/{_NAME}{_VERSION}(?:/(metadata))?")
+_T = TypeVar("_T")
 
 
-def _json_response(payload, status: int = 200) -> web.Response:
+def _json_response(payload: object, status: int = 200) -> web.Response:
     return web.Response(
         body=json.dumps(payload, separators=(",", ":")).encode(),
         status=status,
@@ -65,7 +72,7 @@ def error_response(error: ServingError) -> web.Response:
     return _json_response({rest_json.ERROR_KEY: error.message}, HTTP_STATUS.get(error.code, 500))
 
 
-def _spec(match: re.Match, signature_name: str = "") -> Spec:
+def _spec(match: re.Match[str], signature_name: str = "") -> Spec:
     name, version, label = match.group(1), match.group(2), match.group(3)
     return Spec(
         name=name,
@@ -75,7 +82,7 @@ def _spec(match: re.Match, signature_name: str = "") -> Spec:
     )
 
 
-def _fill_spec(out, spec: Spec) -> None:
+def _fill_spec(out: model_pb2.ModelSpec, spec: Spec) -> None:
     out.name = spec.name
     if spec.version is not None:
         out.version.value = spec.version
@@ -83,10 +90,11 @@ def _fill_spec(out, spec: Spec) -> None:
         out.version_label = spec.label
 
 
-def _proto_dict(message) -> dict:
-    return json_format.MessageToDict(
+def _proto_dict(message: Message) -> dict[str, Any]:
+    fields: dict[str, Any] = json_format.MessageToDict(
         message, preserving_proto_field_name=True, including_default_value_fields=True
     )
+    return fields
 
 
 class RestApi:
@@ -111,11 +119,13 @@ class RestApi:
         app.router.add_route("*", "/{tail:.*}", self.dispatch)
         return app
 
-    async def _run(self, fn, *args):
+    async def _run(self, fn: Callable[..., _T], *args: object) -> _T:
         loop = asyncio.get_running_loop()
         try:
             return await asyncio.wait_for(loop.run_in_executor(self.pool, fn, *args), self.timeout)
         except asyncio.TimeoutError:
+            if self.timeout is None:  # no deadline: raised by `fn` itself
+                raise
             raise ServingError(
                 Code.DEADLINE_EXCEEDED,
                 f"Request timed out after {int(self.timeout * 1000)} ms (--rest_api_timeout_in_ms)",
@@ -145,7 +155,7 @@ class RestApi:
             if model:
                 self.metrics.observe(api, "rest", model, code.name, time.perf_counter() - started)
 
-    async def _body(self, request: web.Request) -> dict:
+    async def _body(self, request: web.Request) -> dict[str, Any]:
         raw = await request.read()
         try:
             body = json.loads(raw)
@@ -155,7 +165,7 @@ class RestApi:
             raise invalid("JSON Parse error: the request body must be a JSON object")
         return body
 
-    async def _post(self, request: web.Request, m: re.Match, api: str) -> web.Response:
+    async def _post(self, request: web.Request, m: re.Match[str], api: str) -> web.Response:
         body = await self._body(request)
         signature_name = body.get(rest_json.SIGNATURE_NAME_KEY, "")
         if not isinstance(signature_name, str):
@@ -182,7 +192,7 @@ class RestApi:
             result = [r.value for r in response.result.regressions]
         return _json_response({rest_json.RESULTS_KEY: result})
 
-    async def _predict(self, spec: Spec, body: dict) -> web.Response:
+    async def _predict(self, spec: Spec, body: dict[str, Any]) -> web.Response:
         has_rows, has_cols = rest_json.INSTANCES_KEY in body, rest_json.INPUTS_KEY in body
         if has_rows == has_cols:
             raise invalid(
@@ -197,12 +207,13 @@ class RestApi:
         }
         if extra:
             raise invalid(f"unknown keys in the predict request: {sorted(extra)}")
+        build: Callable[[Signature], Inputs]
         if has_rows:
             build = lambda sig: rest_json.row_inputs(body[rest_json.INSTANCES_KEY], sig)  # noqa: E731
         else:
             build = lambda sig: rest_json.columnar_inputs(body[rest_json.INPUTS_KEY], sig)  # noqa: E731
 
-        def work():
+        def work() -> dict[str, Any]:
             _, _, outputs = self.dataplane.predict_arrays(spec, build)
             if has_rows:
                 return {rest_json.PREDICTIONS_KEY: rest_json.row_outputs(outputs)}
@@ -210,7 +221,7 @@ class RestApi:
 
         return _json_response(await self._run(work))
 
-    async def _get(self, m: re.Match) -> web.Response:
+    async def _get(self, m: re.Match[str]) -> web.Response:
         spec = _spec(m)
         if m.group(4):  # metadata
             message = get_model_metadata_pb2.GetModelMetadataRequest()

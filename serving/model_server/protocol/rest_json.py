@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import tensorflow as tf
 from tensorflow.core.example import example_pb2, feature_pb2
 from tensorflow_serving.apis import input_pb2
 
 from serving.errors import invalid
+from serving.model_server.servable import Signature
 
 MAX_INSTANCES = 100_000
 # The JSON keys of TF Serving's REST API (`tensorflow_serving/util/json_tensor.cc`).
@@ -31,7 +34,7 @@ RESULTS_KEY = "results"  # classify and regress answers
 ERROR_KEY = "error"
 
 
-def _decode(value, key: str):
+def _decode(value: object, key: str) -> object:
     """JSON value -> Python value with `{"b64"}` decoded to bytes and strings to UTF-8 bytes."""
     if isinstance(value, dict):
         if set(value) != {"b64"} or not isinstance(value["b64"], str):
@@ -49,7 +52,7 @@ def _decode(value, key: str):
     return value
 
 
-def _array(value, key: str, dtype) -> np.ndarray:
+def _array(value: object, key: str, dtype: tf.DType) -> npt.NDArray[Any]:
     decoded = _decode(value, key)
     try:
         tensor = tf.convert_to_tensor(decoded, dtype=dtype)
@@ -58,10 +61,11 @@ def _array(value, key: str, dtype) -> np.ndarray:
             f"input '{key}' cannot be read as a {dtype.name} tensor "
             f"(check the type and that lists are rectangular): {e}"
         ) from e
-    return tensor.numpy()
+    array: npt.NDArray[Any] = tensor.numpy()
+    return array
 
 
-def row_inputs(instances, signature) -> dict[str, np.ndarray]:
+def row_inputs(instances: object, signature: Signature) -> dict[str, npt.NDArray[Any]]:
     """Inputs of a row-format (`instances`) request for `signature`."""
     if not isinstance(instances, list) or not instances:
         raise invalid("'instances' must be a non-empty JSON list")
@@ -76,7 +80,7 @@ def row_inputs(instances, signature) -> dict[str, np.ndarray]:
                 f"{len(keys)} inputs: {', '.join(keys)}"
             )
         return {keys[0]: _array(instances, keys[0], signature.input_dtypes[keys[0]])}
-    columns: dict[str, list] = {}
+    columns: dict[str, list[object]] = {}
     for i, instance in enumerate(instances):
         if not isinstance(instance, dict) or set(instance) != set(instances[0]):
             raise invalid(
@@ -94,7 +98,7 @@ def row_inputs(instances, signature) -> dict[str, np.ndarray]:
     return {k: _array(v, k, signature.input_dtypes[k]) for k, v in columns.items()}
 
 
-def columnar_inputs(inputs, signature) -> dict[str, np.ndarray]:
+def columnar_inputs(inputs: object, signature: Signature) -> dict[str, npt.NDArray[Any]]:
     """Inputs of a columnar (`inputs`) request for `signature`."""
     keys = signature.input_keys
     if isinstance(inputs, dict) and set(inputs) != {"b64"}:
@@ -113,14 +117,14 @@ def columnar_inputs(inputs, signature) -> dict[str, np.ndarray]:
     return {keys[0]: _array(inputs, keys[0], signature.input_dtypes[keys[0]])}
 
 
-def _float32_list(array: np.ndarray):
+def _float32_list(array: npt.NDArray[Any]) -> Any:
     """float32 values as the shortest decimals that round-trip (2.5, 0.1; not 0.10000000149)."""
     flat = [float(repr(v)) for v in array.ravel()]
     return np.array(flat, dtype=object).reshape(array.shape).tolist()
 
 
-def _string_list(array: np.ndarray, always_b64: bool):
-    def one(v: bytes):
+def _string_list(array: npt.NDArray[Any], always_b64: bool) -> Any:
+    def one(v: bytes) -> str | dict[str, str]:
         if not always_b64:
             try:
                 return v.decode()
@@ -132,8 +136,8 @@ def _string_list(array: np.ndarray, always_b64: bool):
     return np.array(flat, dtype=object).reshape(array.shape).tolist()
 
 
-def to_json(key: str, array: np.ndarray):
-    """A JSON-ready nested list (or scalar) for output `key`."""
+def to_json(key: str, array: npt.NDArray[Any]) -> Any:
+    """A JSON-ready nested list (or scalar) for output `key` (`tolist()`'s type: Any)."""
     if array.dtype.kind in "OS":
         return _string_list(array, key.endswith("_bytes"))
     if array.dtype == np.float32:
@@ -141,7 +145,7 @@ def to_json(key: str, array: np.ndarray):
     return array.tolist()
 
 
-def row_outputs(outputs: dict[str, np.ndarray]) -> list:
+def row_outputs(outputs: dict[str, npt.NDArray[Any]]) -> Any:
     """The `predictions` list: per-row values, or per-row objects for several outputs."""
     sizes = {k: (v.shape[0] if v.ndim else None) for k, v in outputs.items()}
     batch = next(iter(sizes.values()), None)
@@ -156,13 +160,23 @@ def row_outputs(outputs: dict[str, np.ndarray]) -> list:
     return [{k: columns[k][i] for k in columns} for i in range(batch or 0)]
 
 
-def columnar_outputs(outputs: dict[str, np.ndarray]):
+def columnar_outputs(outputs: dict[str, npt.NDArray[Any]]) -> Any:
     """The `outputs` value: the tensor itself for one output, else an object by name."""
     columns = {k: to_json(k, v) for k, v in outputs.items()}
     return next(iter(columns.values())) if len(columns) == 1 else columns
 
 
-def _feature(value, key: str) -> feature_pb2.Feature:
+def _floats(values: list[object]) -> list[float] | None:
+    """`values` as floats when every one is a number (a bool is not), else None."""
+    out: list[float] = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return None
+        out.append(float(v))
+    return out
+
+
+def _feature(value: object, key: str) -> feature_pb2.Feature:
     values = value if isinstance(value, list) else [value]
     decoded = [_decode(v, key) for v in values]
     feature = feature_pb2.Feature()
@@ -170,14 +184,14 @@ def _feature(value, key: str) -> feature_pb2.Feature:
         feature.bytes_list.value.extend(decoded)
     elif all(isinstance(v, int) and not isinstance(v, bool) for v in decoded):
         feature.int64_list.value.extend(decoded)
-    elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in decoded):
-        feature.float_list.value.extend(float(v) for v in decoded)
+    elif (numbers := _floats(decoded)) is not None:
+        feature.float_list.value.extend(numbers)
     else:
         raise invalid(f"feature '{key}': values must be all numbers or all strings")
     return feature
 
 
-def _example(obj, where: str) -> example_pb2.Example:
+def _example(obj: object, where: str) -> example_pb2.Example:
     if not isinstance(obj, dict):
         raise invalid(f"{where} must be a JSON object of feature name -> value(s)")
     example = example_pb2.Example()
@@ -186,7 +200,7 @@ def _example(obj, where: str) -> example_pb2.Example:
     return example
 
 
-def examples_input(body: dict) -> input_pb2.Input:
+def examples_input(body: dict[str, Any]) -> input_pb2.Input:
     """The `Input` proto of a `:classify` / `:regress` body (`examples`, optional `context`)."""
     examples = body.get(EXAMPLES_KEY)
     if not isinstance(examples, list) or not examples:
