@@ -246,3 +246,52 @@ def test_component_channels():
     assert thresholds["regional_median_shift"] is None
     parsed = executor.thresholds_from_json(json.dumps({**thresholds, "regional_median_shift": 1.5}))
     assert parsed.regional_median_shift == 1.5
+
+
+# -- The gate and the trigger: population shifts vs data bugs -----------------------------
+# previous span: regions a/b half and half, prices around 150; current span: every event in
+# region a (L-infinity 0.5 > 0.1) and, in the bug case, prices x100 (a unit change: the two
+# price ranges do not overlap, Jensen-Shannon 1.0 > 0.15).
+POPULATION = (f.REGION,)
+
+
+def _gate_frames(unit_change: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(3)
+    before = list(rng.uniform(100, 200, 200))
+    after = [p * 100 for p in before] if unit_change else before
+    return _frame(["a"] * 200, after), _frame(["a", "b"] * 100, before)
+
+
+def _gate(schema, reason: str, unit_change: bool) -> drift.DriftReport:
+    current, previous = _gate_frames(unit_change)
+    th = drift.Thresholds(
+        numeric={f.PRICE: 0.15}, categorical={f.REGION: 0.1}, population=POPULATION
+    )
+    return drift.compare(current, previous, None, None, schema, th, "d", "p", reason)
+
+
+def test_alert_triggered_run_records_a_population_shift_and_goes_on(schema):
+    report = _gate(schema, "drift:AiqleadsServedFeatureDrift", unit_change=False)
+    (shift,) = report.shifts
+    assert (shift.feature, shift.value) == (f.REGION, pytest.approx(0.5))
+    assert report.passed and report.reason == ""
+    assert "SHIFT (retrain)" in report.to_text()
+    body = json.loads(report.to_json())
+    assert body["population_shifts"] == ["drift on region"] and body["passed"]
+    assert drift.DriftReport.from_json(report.to_json()).shifts == report.shifts
+    assert _gate(schema, "quality:AiqleadsOnlineCtrDropped", unit_change=False).passed
+
+
+def test_alert_triggered_run_still_stops_on_a_unit_change(schema):
+    report = _gate(schema, "drift:AiqleadsServedFeatureDrift", unit_change=True)
+    assert not report.passed
+    assert [m.feature for m in report.violations] == [f.PRICE]
+    assert report.reason.startswith("drift on price: jensen_shannon_divergence 1.000")
+    assert [m.feature for m in report.shifts] == [f.REGION]  # recorded, not blocking
+
+
+def test_scheduled_or_manual_runs_stop_on_any_violation(schema):
+    for reason in ("schedule", "manual", ""):
+        report = _gate(schema, reason, unit_change=False)
+        assert not report.passed and report.shifts == ()
+        assert report.reason == "drift on region: l_infinity 0.500 > 0.100"
