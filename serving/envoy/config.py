@@ -14,7 +14,7 @@ Listeners:
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 
@@ -41,6 +41,7 @@ SAFE_RETRY_ON = "connect-failure,refused-stream,reset-before-request"
 GRPC_FEEDBACK = "/aiqleads.recommendations.v1.Recommendations/Feedback"
 
 Discovery = Literal["static", "dns"]
+Node = dict[str, Any]  # a mapping of the bootstrap's YAML tree
 
 STDOUT = "/dev/stdout"  # where a pod's Envoy logs go (kubectl logs)
 ACCESS_LOG = "envoy-access.log"
@@ -110,7 +111,7 @@ def _seconds(ms: int) -> str:
     return f"{ms / 1000:.3f}s"
 
 
-def _socket(host: str, port: int) -> dict:
+def _socket(host: str, port: int) -> Node:
     return {"socket_address": {"address": host, "port_value": port}}
 
 
@@ -143,7 +144,7 @@ def _cluster(
     env: EnvoySettings,
     discovery: Discovery,
     logs: LogPaths,
-) -> dict:
+) -> Node:
     endpoints = []
     for r in replicas:
         endpoints.append(
@@ -156,7 +157,7 @@ def _cluster(
             }
         )
     hc = env.health_check
-    cluster: dict = {
+    cluster: Node = {
         "name": name,
         "type": "STRICT_DNS" if discovery == "dns" else "STATIC",
         "connect_timeout": _seconds(env.connect_timeout_ms),
@@ -231,7 +232,7 @@ def _cluster(
     return cluster
 
 
-def _route(match: dict, cluster: str, env: EnvoySettings, retry_on: str = RETRY_ON) -> dict:
+def _route(match: Node, cluster: str, env: EnvoySettings, retry_on: str = RETRY_ON) -> Node:
     return {
         "match": match,
         "route": {
@@ -256,7 +257,7 @@ def _route(match: dict, cluster: str, env: EnvoySettings, retry_on: str = RETRY_
     }
 
 
-def _rate_limit_filter(env: EnvoySettings) -> dict:
+def _rate_limit_filter(env: EnvoySettings) -> Node:
     always = {"default_value": {"numerator": 100, "denominator": "HUNDRED"}}
     return {
         "name": "envoy.filters.http.local_ratelimit",
@@ -281,7 +282,7 @@ def _rate_limit_filter(env: EnvoySettings) -> dict:
     }
 
 
-def _access_log(path: str) -> dict:
+def _access_log(path: str) -> Node:
     return {
         "name": "envoy.access_loggers.file",
         "typed_config": {
@@ -293,9 +294,9 @@ def _access_log(path: str) -> dict:
 
 
 def _http_manager(
-    name: str, routes: list[dict], filters: list[dict], access_log: str | None
-) -> dict:
-    manager = {
+    name: str, routes: list[Node], filters: list[Node], access_log: str | None
+) -> Node:
+    manager: Node = {
         "name": "envoy.filters.network.http_connection_manager",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
@@ -324,7 +325,7 @@ def _http_manager(
     return manager
 
 
-def _listener(name: str, host: str, port: int, manager: dict) -> dict:
+def _listener(name: str, host: str, port: int, manager: Node) -> Node:
     return {
         "name": name,
         "address": _socket(host, port),
@@ -334,7 +335,7 @@ def _listener(name: str, host: str, port: int, manager: dict) -> dict:
 
 def build_envoy_config(
     settings: ServingSettings, upstreams: Upstreams, logs: LogPaths | None = None
-) -> dict:
+) -> Node:
     """The Envoy bootstrap (v3 API) as a plain dict; ports in `settings.envoy` must be set.
 
     ``logs`` defaults to standard output (a pod); local runs write files in their run dir.
@@ -348,7 +349,7 @@ def build_envoy_config(
     ):
         if port == 0:
             raise ValueError(f"{label} is 0: resolve free ports before generating the config")
-    grpc = {"grpc": {}}
+    grpc: Node = {"grpc": {}}
     front_routes = [
         {
             "match": {"path": PING_PATH},
@@ -368,7 +369,7 @@ def build_envoy_config(
     ]
     model_health = f"{REST_MODELS}/{settings.model_name}"
 
-    def cluster(name: str, replicas: tuple[Replica, ...], grpc_port: bool, health: str) -> dict:
+    def cluster(name: str, replicas: tuple[Replica, ...], grpc_port: bool, health: str) -> Node:
         return _cluster(name, replicas, grpc_port, health, env, upstreams.discovery, logs)
 
     return {
