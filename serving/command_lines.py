@@ -73,12 +73,14 @@ def gateway_args(
     model_server: str,
     event_store_url: str | None = None,
     attribution_key_file: pathlib.Path | str | None = None,
+    canary_fraction_file: pathlib.Path | str | None = None,
 ) -> list[str]:
     """Flags of ``python -m serving.gateway``: this replica's addresses, then every
     `GatewayOptions` field of ``settings.gateways``; checked against `GatewayConfig` first.
 
     Without ``attribution_key_file`` the key comes from the gateway's environment (the
-    Kubernetes Secret)."""
+    Kubernetes Secret). ``canary_fraction_file`` is the deployment's ``canary.json``, whose
+    fraction then overrides ``gateways.canary_fraction``."""
     values: dict[str, object] = {
         "host": host,
         "rest_port": rest_port,
@@ -88,6 +90,7 @@ def gateway_args(
         "model_name": settings.model_name,
         "event_store_url": event_store_url,
         "attribution_key_file": attribution_key_file and pathlib.Path(attribution_key_file),
+        "canary_fraction_file": canary_fraction_file and pathlib.Path(canary_fraction_file),
         **{name: getattr(settings.gateways, name) for name in GatewayOptions.model_fields},
     }
     parse_config(values)  # a ConfigError naming the field, not a gateway that exits at start

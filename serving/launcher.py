@@ -29,6 +29,7 @@ from collections.abc import Callable
 from aiqleads.errors import ServiceError
 from aiqleads.events import attribution
 from serving import command_lines, stack_file
+from serving.deployment import DEPLOYMENT_DIR, Deployment
 from serving.envoy.config import (
     CLUSTER_GATEWAY_GRPC,
     CLUSTER_GATEWAY_REST,
@@ -48,6 +49,7 @@ ATTRIBUTION_KEY_FILE = "attribution.key"
 ENVOY_LOG_LEVEL = "warning"
 STABLE_AFTER_SECONDS = 30.0  # a child that ran this long restarts without accumulated backoff
 MONITORING_CHILDREN = ("trigger", "alertmanager", "prometheus")
+DEPLOYMENT_ACTOR = "aiqleads serve"
 ALERTMANAGER_BINARIES = ("prometheus-alertmanager", "alertmanager")
 
 
@@ -144,6 +146,10 @@ class ServingStack:
         # Prometheus, Alertmanager and the trigger run when the settings ask for them and the
         # caller can write their configs.
         self.monitoring = monitoring if self.settings.monitoring else None
+        # Labels, loaded versions and the canary's share: kept in the run dir across restarts.
+        self.deployment = Deployment(
+            self.settings.run_dir / DEPLOYMENT_DIR, self.settings.model_name
+        )
         self.children: list[Child] = []
         self.restart_log: list[tuple[float, str]] = []  # (monotonic time, child name)
         self._backoff: dict[str, float] = {}
@@ -191,7 +197,14 @@ class ServingStack:
         for i, r in enumerate(topo.model_servers):
             # --host: loopback only (TF Serving itself binds 0.0.0.0)
             args = command_lines.model_server_args(
-                s, r.grpc_port, r.rest_port, monitoring, host=r.host
+                s,
+                r.grpc_port,
+                r.rest_port,
+                monitoring,
+                host=r.host,
+                model_config=command_lines.ModelConfigFile(
+                    str(self.deployment.config_path), s.model_servers.model_config_poll_seconds
+                ),
             )
             url = f"http://{r.host}:{r.rest_port}/v1/models/{s.model_name}"
             children.append(
@@ -230,6 +243,7 @@ class ServingStack:
                 model_server=model_address,
                 event_store_url=s.event_store.url,
                 attribution_key_file=key_file,
+                canary_fraction_file=self.deployment.canary_path,
             )
             url = f"http://{r.host}:{r.rest_port}/healthz"
             children.append(
@@ -328,7 +342,23 @@ class ServingStack:
         """Start every child and wait until Envoy routes to all replicas; stop all on failure."""
         s = self.settings
         version = require_model(s.model_base_path)
-        self.progress(f"model {s.model_name} version {version} from {s.model_base_path}")
+        # A new run dir (or a new base path) starts with the latest version as stable; an
+        # existing deployment keeps its labels (a corrupt one stops the start, named).
+        self.deployment.initialize(
+            s.model_base_path,
+            version,
+            s.gateways.canary_fraction,
+            DEPLOYMENT_ACTOR,
+            f"first start on {s.model_base_path}: the latest pushed version is stable",
+        )
+        state = self.deployment.state()
+        canary = ""
+        if state.canary is not None:
+            canary = f", canary {state.canary} for {state.canary_fraction:.0%} of users"
+        self.progress(
+            f"model {s.model_name} stable {state.stable}{canary} from {s.model_base_path} "
+            f"(labels in {self.deployment.config_path})"
+        )
         self.children = self._children()
         deadline = time.monotonic() + s.startup_timeout_seconds
         try:

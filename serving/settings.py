@@ -68,6 +68,13 @@ class ModelServerSettings(_Frozen):
     rest_port: Port = port_field(0, "REST port of replica 0; 0 picks free ports")
     enable_batching: bool = False
     file_system_poll_wait_seconds: int = Field(2, ge=1, le=3600)
+    model_config_poll_seconds: int = Field(
+        1,
+        ge=1,
+        le=3600,
+        description="How often the model servers re-read the deployment's models.config "
+        "(labels and loaded versions); a rollback waits at most this plus a gateway refresh.",
+    )
 
 
 class GatewayOptions(_Frozen):

@@ -89,6 +89,11 @@ class GatewayConfig(GatewayOptions):
         description="File (mode 0600) with the hex key that signs request ids, shared by every "
         f"replica; without it, the {KEY_ENV} environment variable.",
     )
+    canary_fraction_file: pathlib.Path | None = Field(
+        None,
+        description="The deployment's canary.json (aiqleads models canary): its fraction, "
+        "re-read with every version refresh, overrides --canary-fraction.",
+    )
     stop_grace_seconds: float = Field(
         5.0, ge=0, le=300, description="How long a stop waits for requests in flight."
     )

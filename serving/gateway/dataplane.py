@@ -108,12 +108,28 @@ class DataPlane:
         return self._tracker.view
 
     async def recommend(self, request: RecommendRequest) -> Recommendation:
+        """One recommendation, counted per A/B variant (the A/B report's guardrails)."""
+        started = time.perf_counter()
+        try:
+            result = await self._recommend(request)
+        except ServingError:
+            arm = assign_variant(
+                request.user_id, self._tracker.view.fraction(self._canary_fraction)
+            )
+            self._metrics.variant_answers.labels(arm, "error").inc()
+            raise
+        self._metrics.variant_answers.labels(result.variant, "ok").inc()
+        self._metrics.variant_latency.labels(result.variant).observe(time.perf_counter() - started)
+        return result
+
+    async def _recommend(self, request: RecommendRequest) -> Recommendation:
         if self._features is not None and not request.has_location:
             location = await self._features.user_location(request.user_id)
             if location is not None:
                 request = replace(request, latitude=location[0], longitude=location[1])
-        arm = assign_variant(request.user_id, self._canary_fraction)
-        variant, version = (await self.versions()).resolve(arm)
+        view = await self.versions()
+        arm = assign_variant(request.user_id, view.fraction(self._canary_fraction))
+        variant, version = view.resolve(arm)
         try:
             loaded = await self._load(request, version)
         except ServingError as e:

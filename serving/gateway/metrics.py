@@ -127,6 +127,20 @@ class GatewayMetrics:
             ("variant",),
             registry=r,
         )
+        self.variant_answers = Counter(
+            "aiqleads_gateway_variant_answers",
+            "Recommendations by A/B variant and outcome (ok, error): the A/B error guardrail.",
+            ("variant", "outcome"),
+            registry=r,
+        )
+        self.variant_latency = Histogram(
+            "aiqleads_gateway_variant_seconds",
+            "Time the data plane took to answer a recommendation, by A/B variant (the A/B "
+            "latency guardrail).",
+            ("variant",),
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.scores = Histogram(
             "aiqleads_gateway_score",
             "Scores of the recommended leads, by variant.",

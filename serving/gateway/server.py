@@ -52,7 +52,12 @@ class Gateway:
         self.loader = CachingLoader(
             self.cache, self.metrics, lock_ttl_ms=config.lock_ttl_ms, local=local
         )
-        self.tracker = VersionTracker(self.model, self.metrics, config.version_refresh_seconds)
+        self.tracker = VersionTracker(
+            self.model,
+            self.metrics,
+            config.version_refresh_seconds,
+            canary_fraction_file=config.canary_fraction_file,
+        )
         self.events = None
         key = None
         if config.event_store_url is not None:

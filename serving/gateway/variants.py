@@ -3,6 +3,11 @@
 Users are split by a hash of their id, so a user stays in one arm across replicas and
 restarts. The arms are the model config's version labels `stable` and `canary`; a label that
 does not exist falls back to the latest version, reported as variant "stable".
+
+The canary's share of users is the gateway's `canary_fraction` flag, or, when the gateway is
+given the deployment's `canary.json` (`serving.deployment`), the fraction in that file,
+re-read with every version refresh: `aiqleads models canary --fraction F` reaches every
+replica within one refresh, as a label change does.
 """
 
 from __future__ import annotations
@@ -11,8 +16,10 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import pathlib
 from dataclasses import dataclass
 
+from serving.deployment import read_canary_fraction
 from serving.errors import ServingError, unavailable
 from serving.gateway.metrics import GatewayMetrics
 from serving.gateway.model_client import ModelClient
@@ -38,6 +45,11 @@ class VersionView:
 
     latest: int | None = None
     labels: tuple[tuple[str, int], ...] = ()
+    canary_fraction: float | None = None  # from the deployment's file; None: the flag's
+
+    def fraction(self, default: float) -> float:
+        """The canary's share of users: the deployment file's, else ``default``."""
+        return default if self.canary_fraction is None else self.canary_fraction
 
     def resolve(self, variant: str) -> tuple[str, int]:
         """The `(variant, version)` that answers a user assigned to `variant`."""
@@ -61,8 +73,15 @@ class VersionTracker:
     servers restart. A version change changes every cache key, so nothing stale is served.
     """
 
-    def __init__(self, client: ModelClient, metrics: GatewayMetrics, interval: float) -> None:
+    def __init__(
+        self,
+        client: ModelClient,
+        metrics: GatewayMetrics,
+        interval: float,
+        canary_fraction_file: pathlib.Path | None = None,
+    ) -> None:
         self._client, self._metrics, self._interval = client, metrics, interval
+        self._fraction_file = canary_fraction_file
         self.view = VersionView()
         self._task: asyncio.Task | None = None
 
@@ -73,9 +92,19 @@ class VersionTracker:
             version = await self._client.label_version(label)
             if version is not None:
                 labels.append((label, version))
-        view = VersionView(latest, tuple(labels))
+        fraction = self.view.canary_fraction
+        if self._fraction_file is not None:
+            # An absent or unreadable file keeps the fraction last read (or the flag's).
+            read = read_canary_fraction(self._fraction_file)
+            fraction = fraction if read is None else read
+        view = VersionView(latest, tuple(labels), fraction)
         if view != self.view:
-            log.info("model versions now: latest=%s labels=%s", latest, dict(labels))
+            log.info(
+                "model versions now: latest=%s labels=%s canary fraction=%s",
+                latest,
+                dict(labels),
+                fraction,
+            )
         self.view = view
         for variant in VARIANTS:
             try:

@@ -175,15 +175,21 @@ def test_children_run_the_command_lines_the_manifests_are_built_with(
                 model_server=model_listener,
                 event_store_url=f"redis://127.0.0.1:{s.event_store.port}/0",
                 attribution_key_file=tmp_path / "secrets" / "attribution.key",
+                canary_fraction_file=tmp_path / "deployment" / "canary.json",
             ),
         ]
     monitoring = tmp_path / "model-server-monitoring.config"
+    model_config = command_lines.ModelConfigFile(
+        str(tmp_path / "deployment" / "models.config"), s.model_servers.model_config_poll_seconds
+    )
     for i, r in enumerate(topo.model_servers):
         argv = children[f"model-server-{i}"]
         assert argv[1:] == command_lines.model_server_args(
-            s, r.grpc_port, r.rest_port, monitoring, host="127.0.0.1"
+            s, r.grpc_port, r.rest_port, monitoring, host="127.0.0.1", model_config=model_config
         )
-        assert f"--model_base_path={s.model_base_path}" in argv
+        # The deployment's model config (versions and labels), polled every second.
+        assert f"--model_config_file={tmp_path / 'deployment' / 'models.config'}" in argv
+        assert "--model_config_file_poll_wait_seconds=1" in argv
     assert children["redis"][1:] == command_lines.redis_args(
         s.redis, bind="127.0.0.1", directory=tmp_path / "redis"
     )
