@@ -42,9 +42,12 @@ DEFAULT_CATEGORICAL_DRIFT = {
     f.PRICE_BAND: 0.15,
 }
 
-# Where users are and what they look at: a shift of these is a change of population, which a
-# run started by a drift or quality alert retrains on instead of stopping (docs/monitoring.md).
-# The other features (prices, the engagement mix) shift under data bugs and always block.
+# Where users are and what they look at (and so the price level of what they look at): a
+# shift of these is a change of population, which a run started by a drift or quality alert
+# retrains on instead of stopping (docs/monitoring.md). The engagement mix (a broken event
+# feed), price_band (lead prices against their own region's median: a unit change) and the
+# regional median shift (each region against itself: a unit change in the market feed) move
+# under data bugs, not under a population shift, and always block.
 DEFAULT_POPULATION_FEATURES = (
     f.REGION,
     f.PROPERTY_TYPE,
@@ -52,6 +55,8 @@ DEFAULT_POPULATION_FEATURES = (
     f.USER_LONGITUDE,
     f.LEAD_LATITUDE,
     f.LEAD_LONGITUDE,
+    f.PRICE,
+    f.MARKET_MEDIAN_PRICE,
 )
 
 # Above the largest value on clean days of six default-size synthetic sets (1.26), below

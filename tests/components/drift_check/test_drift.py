@@ -249,23 +249,31 @@ def test_component_channels():
 
 
 # -- The gate and the trigger: population shifts vs data bugs -----------------------------
-# previous span: regions a/b half and half, prices around 150; current span: every event in
-# region a (L-infinity 0.5 > 0.1) and, in the bug case, prices x100 (a unit change: the two
-# price ranges do not overlap, Jensen-Shannon 1.0 > 0.15).
-POPULATION = (f.REGION,)
+# previous span: regions a/b half and half, prices around 150, half of them at the market and
+# half below; current span: every event in region a (L-infinity 0.5 > 0.1). In the bug case
+# lead prices come in cents: x100 (Jensen-Shannon 1.0, the ranges do not overlap: price is a
+# population feature, recorded) and so every lead is far above its region's median
+# (price_band: above_market 0 -> 1, L-infinity 1.0 > 0.15: blocks).
+POPULATION = (f.REGION, f.PRICE)
 
 
 def _gate_frames(unit_change: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
     rng = np.random.default_rng(3)
     before = list(rng.uniform(100, 200, 200))
-    after = [p * 100 for p in before] if unit_change else before
-    return _frame(["a"] * 200, after), _frame(["a", "b"] * 100, before)
+    bands = ["at_market", "below_market"] * 100
+    previous = _frame(["a", "b"] * 100, before).assign(**{f.PRICE_BAND: bands})
+    if unit_change:
+        current = _frame(["a"] * 200, [p * 100 for p in before])
+        return current.assign(**{f.PRICE_BAND: ["above_market"] * 200}), previous
+    return _frame(["a"] * 200, before).assign(**{f.PRICE_BAND: bands}), previous
 
 
 def _gate(schema, reason: str, unit_change: bool) -> drift.DriftReport:
     current, previous = _gate_frames(unit_change)
     th = drift.Thresholds(
-        numeric={f.PRICE: 0.15}, categorical={f.REGION: 0.1}, population=POPULATION
+        numeric={f.PRICE: 0.15},
+        categorical={f.REGION: 0.1, f.PRICE_BAND: 0.15},
+        population=POPULATION,
     )
     return drift.compare(current, previous, None, None, schema, th, "d", "p", reason)
 
@@ -285,9 +293,9 @@ def test_alert_triggered_run_records_a_population_shift_and_goes_on(schema):
 def test_alert_triggered_run_still_stops_on_a_unit_change(schema):
     report = _gate(schema, "drift:AiqleadsServedFeatureDrift", unit_change=True)
     assert not report.passed
-    assert [m.feature for m in report.violations] == [f.PRICE]
-    assert report.reason.startswith("drift on price: jensen_shannon_divergence 1.000")
-    assert [m.feature for m in report.shifts] == [f.REGION]  # recorded, not blocking
+    assert [m.feature for m in report.violations] == [f.PRICE_BAND]
+    assert report.reason == "drift on price_band: l_infinity 1.000 > 0.150"
+    assert sorted(m.feature for m in report.shifts) == [f.PRICE, f.REGION]  # recorded only
 
 
 def test_scheduled_or_manual_runs_stop_on_any_violation(schema):
@@ -295,3 +303,11 @@ def test_scheduled_or_manual_runs_stop_on_any_violation(schema):
         report = _gate(schema, reason, unit_change=False)
         assert not report.passed and report.shifts == ()
         assert report.reason == "drift on region: l_infinity 0.500 > 0.100"
+
+
+def test_default_population_features_leave_the_bug_detectors_blocking():
+    from pipeline.config import DEFAULT_POPULATION_FEATURES, DriftConfig
+
+    assert DriftConfig().population_features == DEFAULT_POPULATION_FEATURES
+    for bug in (f.ENGAGEMENT, f.PRICE_BAND):
+        assert bug not in DEFAULT_POPULATION_FEATURES
