@@ -107,7 +107,7 @@ def measure(rows: list[dict[str, Any]], reference: Reference) -> list[FeatureDri
         return []
     arrays = []
     for name in features:
-        values = []
+        values: list[list[Any] | None] = []
         for row in rows:
             v = row.get(name)
             if v is None or (isinstance(v, float) and v != v):

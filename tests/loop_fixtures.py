@@ -150,12 +150,30 @@ class ServedStack:
             return False
 
 
+def write_serving_config(path: pathlib.Path, world: LoopWorld) -> None:
+    """Serving settings of the loop stack: the monitoring stack watches closely (1-s scrapes
+    and rule evaluations, served-feature drift over the last minute) and the retraining
+    trigger trains on the loop world. The alerts keep their default holds, so the short
+    traffic of most tests fires none; a test that wants alerts fast reloads the rules
+    (tests/monitoring/test_retraining_e2e.py)."""
+    settings = {
+        "monitor": {"drift_window_seconds": 60, "drift_interval_seconds": 3, "drift_min_rows": 200},
+        "prometheus": {"scrape_interval_seconds": 1, "evaluation_interval_seconds": 1},
+        "trigger": {"data_dir": str(world.data), "pipeline_config": str(world.config)},
+    }
+    path.write_text(yaml.safe_dump(settings, sort_keys=False))
+
+
 @pytest.fixture(scope="session")
 def served_stack(loop_world: LoopWorld, tmp_path_factory):
     """`aiqleads serve` on the loop world's model, for the whole session."""
-    run_dir = tmp_path_factory.mktemp("stack") / "run"
+    root = tmp_path_factory.mktemp("stack")
+    run_dir = root / "run"
+    config = root / "serving.yaml"
+    write_serving_config(config, loop_world)
     argv = [
         str(BIN / "aiqleads"), "serve",
+        "--config", str(config),
         "--model-base-path", str(loop_world.model_base),
         "--run-dir", str(run_dir),
         "--port", str(free_port()),

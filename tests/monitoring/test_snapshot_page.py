@@ -7,47 +7,7 @@ one from the live stack's Prometheus and opens it the same way.
 
 from __future__ import annotations
 
-import pathlib
-import shutil
-import subprocess
-
-import pytest
-from PIL import Image
-
 from monitoring import snapshot, svg
-
-COLORS = {svg.COLORS[0], svg.COLORS[1]}
-CHROMIUM_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-)  # fmt: skip
-
-
-def screenshot(page: pathlib.Path, out: pathlib.Path, profile: pathlib.Path) -> Image.Image:
-    """A headless Chromium screenshot of ``page`` (a fresh, empty profile each time)."""
-    chromium = shutil.which("chromium") or pytest.skip("chromium is not installed (make setup)")
-    profile.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(
-        [
-            chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-            f"--screenshot={out}", "--window-size=1240,2400", page.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )  # fmt: skip
-    assert out.is_file(), result.stderr[-2000:]
-    return Image.open(out).convert("RGB")
-
-
-def line_pixels(image: Image.Image) -> dict[str, int]:
-    """Pixels of each of the first two series' colours."""
-    wanted = {tuple(int(c[i : i + 2], 16) for i in (1, 3, 5)): c for c in COLORS}
-    counts = dict.fromkeys(COLORS, 0)
-    for pixel, n in ((p, c) for c, p in image.getcolors(maxcolors=1 << 20) or []):
-        if pixel in wanted:
-            counts[wanted[pixel]] += n
-    return counts
 
 
 def test_plot_scales_and_labels_by_hand():
@@ -61,7 +21,7 @@ def test_plot_scales_and_labels_by_hand():
     assert svg.format_value(0.0123, "s") == "12.3 ms"
 
 
-def test_chromium_shows_the_plots(tmp_path):
+def test_chromium_shows_the_plots(tmp_path, screenshot, line_pixels):
     now = 1_800_000_000.0
     panels = [
         snapshot.PanelData(
