@@ -203,3 +203,38 @@ def test_children_run_the_command_lines_the_manifests_are_built_with(
     assert children["envoy"][1:] == command_lines.envoy_args(
         tmp_path / "envoy.yaml", 2, "warning", hot_restart=False
     )
+
+
+def test_monitoring_children_come_from_the_writer_and_no_monitoring_drops_them(
+    tmp_path: pathlib.Path,
+) -> None:
+    from serving.launcher import MonitoringFiles
+
+    written = []
+
+    def writer(topology):  # what monitoring.stack_configs.write gives the launcher
+        written.append(topology)
+        return MonitoringFiles(tmp_path / "prometheus.yml", tmp_path / "alertmanager.yml")
+
+    settings = ServingSettings(run_dir=tmp_path)
+    stack = ServingStack(settings, progress=lambda _: None, monitoring=writer)
+    s = stack.settings
+    ports = [s.prometheus.port, s.alertmanager.port, s.trigger.port]
+    assert 0 not in ports and len(set(ports)) == 3
+    children = stack._monitoring_children(writer(stack.topology), tmp_path / "logs")
+    assert [c.name for c in children] == ["trigger", "alertmanager", "prometheus"]
+    trigger, am, prom = (c.argv for c in children)
+    assert trigger[1:3] == ["-m", "monitoring.trigger"]
+    assert f"--port={s.trigger.port}" in trigger
+    assert f"--state-dir={tmp_path / 'trigger'}" in trigger
+    assert f"--event-store-url={s.event_store.url}" in trigger
+    assert f"--config.file={tmp_path / 'alertmanager.yml'}" in am
+    assert f"--web.listen-address=127.0.0.1:{s.prometheus.port}" in prom
+    addresses = stack.addresses()
+    assert addresses.prometheus_url == f"http://127.0.0.1:{s.prometheus.port}"
+    assert addresses.trigger_url == f"http://127.0.0.1:{s.trigger.port}"
+    assert "Prometheus" in stack.endpoints()
+
+    off = ServingStack(settings.with_overrides(monitoring=False), monitoring=writer)
+    assert off.monitoring is None
+    assert off.addresses().prometheus_url is None and "Prometheus" not in off.endpoints()
