@@ -22,6 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -29,6 +30,7 @@ from redis.exceptions import RedisError
 from serving.gateway.metrics import GatewayMetrics
 
 KEY_PREFIX = "aiqleads:gw:v1"
+_T = TypeVar("_T")
 
 
 class Source(str, enum.Enum):
@@ -107,7 +109,7 @@ class RedisCache:
         self.ttl_seconds = ttl_seconds
         self._metrics = metrics
         self._breaker = breaker or CircuitBreaker()
-        self._client = aioredis.Redis.from_url(
+        self._client: aioredis.Redis = aioredis.Redis.from_url(
             url,
             socket_timeout=timeout_seconds,
             socket_connect_timeout=timeout_seconds,
@@ -125,7 +127,7 @@ class RedisCache:
     def is_up(self) -> bool:
         return self._breaker.is_closed
 
-    async def _call(self, operation: str, fn: Callable[[], Awaitable], default):
+    async def _call(self, operation: str, fn: Callable[[], Awaitable[_T]], default: _T) -> _T:
         if not self._breaker.allow():
             self._metrics.cache_errors.labels(operation).inc()
             return default
@@ -149,13 +151,22 @@ class RedisCache:
         return bool(await self._call("ping", self._client.ping, False))
 
     async def get(self, key: str) -> bytes | None:
-        return await self._call("get", lambda: self._client.get(key), None)
+        async def run() -> bytes | None:
+            value: bytes | None = await self._client.get(key)  # redis-py's reply: Any
+            return value
+
+        return await self._call("get", run, None)
 
     async def set(self, key: str, value: bytes) -> None:
         await self._call("set", lambda: self._client.set(key, value, ex=self.ttl_seconds), None)
 
-    async def hmget(self, key: str, fields: tuple[str, ...]) -> list | None:
-        return await self._call("hmget", lambda: self._client.hmget(key, fields), None)
+    async def hmget(self, key: str, fields: tuple[str, ...]) -> list[bytes | None] | None:
+        async def run() -> list[bytes | None]:
+            # The asyncio client's reply (redis-py annotates both clients' as `Awaitable | list`).
+            reply = self._client.hmget(key, list(fields))
+            return await cast("Awaitable[list[bytes | None]]", reply)
+
+        return await self._call("hmget", run, None)
 
     async def get_or_lock(self, key: str, ttl_ms: int) -> tuple[bytes | None, bool | None]:
         """(value, lock) in one round trip: the stored value, or else the fill lock (True:
@@ -265,8 +276,9 @@ class CachingLoader:
     ) -> None:
         self._cache, self._metrics = cache, metrics
         self._lock_ttl_ms, self._poll = lock_ttl_ms, poll_seconds
-        self._inflight: dict[str, asyncio.Future] = {}
-        self._storing: dict[str, asyncio.Task] = {}  # key -> its answer's store (True: stored)
+        self._inflight: dict[str, asyncio.Future[bytes]] = {}
+        # key -> its answer's store (True: stored)
+        self._storing: dict[str, asyncio.Task[bool]] = {}
         self._local = local
 
     async def load(self, kind: str, key: str, compute: Callable[[], Awaitable[bytes]]) -> Loaded:
@@ -288,7 +300,7 @@ class CachingLoader:
         while self._storing:
             await asyncio.gather(*self._storing.values(), return_exceptions=True)
 
-    async def _follow(self, kind: str, key: str, pending: asyncio.Future) -> Loaded | None:
+    async def _follow(self, kind: str, key: str, pending: asyncio.Future[bytes]) -> Loaded | None:
         """The leader's answer; None when the leader was cancelled (the caller starts over).
         An answer already computed and on its way to Redis is a cache hit once stored (a
         round trip away); if the store fails it was shared, as with a load in flight."""
@@ -304,7 +316,9 @@ class CachingLoader:
         except _LeaderCancelled:
             return None
 
-    async def _load_once(self, kind: str, key: str, compute) -> Loaded | None:
+    async def _load_once(
+        self, kind: str, key: str, compute: Callable[[], Awaitable[bytes]]
+    ) -> Loaded | None:
         pending = self._inflight.get(key)
         if pending is not None:
             return await self._follow(kind, key, pending)
@@ -317,7 +331,7 @@ class CachingLoader:
             if locked:
                 await self._cache.unlock(key)
             return await self._follow(kind, key, pending)
-        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
             loaded = await self._fill(kind, key, compute, locked)
@@ -340,7 +354,9 @@ class CachingLoader:
             del self._inflight[key]
         return loaded
 
-    async def _store(self, key: str, future: asyncio.Future, value: bytes, unlock: bool) -> bool:
+    async def _store(
+        self, key: str, future: asyncio.Future[bytes], value: bytes, unlock: bool
+    ) -> bool:
         try:
             return await self._cache.store_and_unlock(key, value, unlock)
         finally:

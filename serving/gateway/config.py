@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pathlib
 import re
+from collections.abc import Mapping
+from typing import Any
 
 from pydantic import Field, ValidationError, field_validator
 
@@ -126,7 +128,7 @@ class GatewayConfig(GatewayOptions):
         return "ipv4:" + ",".join(self.model_servers)
 
 
-def parse_config(data: dict) -> GatewayConfig:
+def parse_config(data: Mapping[str, Any]) -> GatewayConfig:
     """Validate a mapping into a `GatewayConfig`, naming every bad field in one line."""
     try:
         return GatewayConfig.model_validate(data)

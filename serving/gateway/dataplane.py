@@ -14,6 +14,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import orjson
 
@@ -37,7 +38,7 @@ class FeedbackReceipt:
     feedback_id: str
     duplicate: bool  # the event store had this feedback id already: recorded once
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"accepted": True, "duplicate": self.duplicate, "feedback_id": self.feedback_id}
 
 
@@ -50,7 +51,7 @@ class Recommendation:
     items: tuple[tuple[str, float], ...]
     source: Source = Source.MISS  # for metrics and X-Cache, not part of the answer
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "request_id": self.request_id,
             "model_version": self.model_version,
@@ -168,7 +169,11 @@ class DataPlane:
         return await self._loader.load("recommend", key, compute)
 
     def _after(
-        self, request: RecommendRequest, result: Recommendation, features: dict, now: float
+        self,
+        request: RecommendRequest,
+        result: Recommendation,
+        features: dict[str, Any],
+        now: float,
     ) -> None:
         scores = self._metrics.scores.labels(result.variant)  # one label lookup per answer
         for _, score in result.items:

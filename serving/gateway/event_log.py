@@ -55,7 +55,7 @@ class EventLogWriter:
         self._queue: asyncio.Queue[Impression] = asyncio.Queue(maxsize=queue_size)
         self._batch = batch
         self._dedup_seconds = dedup_seconds
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     async def append_feedback(self, feedback: Feedback) -> bool:
         """Store one feedback; False when its id was stored before (a retry)."""

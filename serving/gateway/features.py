@@ -32,7 +32,8 @@ class OnlineFeatures:
         if not values or None in values:
             return None
         try:
-            latitude, longitude = (float(v) for v in values)
+            # Every value is set (checked above); the filter says so to the type checker.
+            latitude, longitude = (float(v) for v in values if v is not None)
         except ValueError:
             return None
         if not (math.isfinite(latitude) and math.isfinite(longitude)):

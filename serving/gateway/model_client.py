@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import grpc
 import numpy as np
@@ -45,6 +47,8 @@ _NO_SUCH_LABEL = (
 )
 _AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
 _MAX_MESSAGE = 64 * 1024 * 1024
+_T = TypeVar("_T")
+FeatureValue = str | float | None  # a JSON-safe feature value (`_plain`)
 
 
 @dataclass(frozen=True)
@@ -52,11 +56,11 @@ class Recommendations:
     model_version: int
     lead_ids: tuple[str, ...]
     scores: tuple[float, ...]
-    features: dict[str, list] = field(default_factory=dict)
+    features: dict[str, list[FeatureValue]] = field(default_factory=dict)
     """Per shown lead, the raw features the model exports (`RECOMMEND_OUTPUT_FEATURES`)."""
 
 
-def _vector(dtype: int, values: list, field: str) -> tensor_pb2.TensorProto:
+def _vector(dtype: int, values: Sequence[object], field: str) -> tensor_pb2.TensorProto:
     proto = tensor_pb2.TensorProto(
         dtype=dtype,
         tensor_shape=tensor_shape_pb2.TensorShapeProto(
@@ -67,19 +71,21 @@ def _vector(dtype: int, values: list, field: str) -> tensor_pb2.TensorProto:
     return proto
 
 
-def _row(proto: tensor_pb2.TensorProto, name: str) -> list:
-    """The first row of a [1, K] output tensor, from typed fields or tensor_content."""
+def _row(proto: tensor_pb2.TensorProto, name: str) -> list[Any]:
+    """The first row of a [1, K] output tensor, from typed fields or tensor_content: strings
+    for a string tensor, else floats."""
     if proto.dtype == types_pb2.DT_STRING:
         return [v.decode("utf-8", "replace") for v in proto.string_val]
     if proto.tensor_content:
         dtype = {types_pb2.DT_FLOAT: np.float32, types_pb2.DT_DOUBLE: np.float64}.get(proto.dtype)
         if dtype is None:
             raise unavailable(f"model output {name!r} has unexpected dtype {proto.dtype}")
-        return np.frombuffer(proto.tensor_content, dtype=dtype).tolist()
+        values: list[float] = np.frombuffer(proto.tensor_content, dtype=dtype).tolist()
+        return values
     return list(proto.float_val or proto.double_val)
 
 
-def _plain(value: str | float) -> str | float | None:
+def _plain(value: str | float) -> FeatureValue:
     """A JSON-safe feature value: NaN (unknown) becomes None, floats keep 6 significant digits."""
     if isinstance(value, str):
         return value
@@ -118,7 +124,13 @@ class ModelClient:
     async def close(self) -> None:
         await self._channel.close()
 
-    async def _call(self, method: str, fn, request, timeout: float | None = None):
+    async def _call(
+        self,
+        method: str,
+        fn: Callable[..., Awaitable[_T]],
+        request: object,
+        timeout: float | None = None,
+    ) -> _T:
         timeout = self._timeout if timeout is None else timeout
         for attempt in range(self._retries + 1):
             started = time.perf_counter()
@@ -190,7 +202,8 @@ class ModelClient:
     async def predict_raw(self, request_bytes: bytes) -> bytes:
         """Forward a serialized PredictRequest unchanged; the serialized response comes back."""
         try:
-            return await self._call("predict", self._raw_predict, request_bytes)
+            response: bytes = await self._call("predict", self._raw_predict, request_bytes)
+            return response
         except grpc.aio.AioRpcError as e:
             raise self._translate(e, "the pass-through request") from e
 

@@ -14,8 +14,11 @@ import re
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from google.protobuf.message import DecodeError
-from tensorflow_serving.apis import predict_pb2
+from tensorflow.core.framework import tensor_pb2
+from tensorflow.core.protobuf import meta_graph_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2
 
 from serving.errors import invalid, not_found
 from serving.gateway.cache import KEY_PREFIX, CachingLoader, Loaded, Source
@@ -34,14 +37,15 @@ class PredictPassThrough:
 
     def __init__(self, model: ModelClient, dataplane: DataPlane, loader: CachingLoader) -> None:
         self._model, self._dataplane, self._loader = model, dataplane, loader
-        self._signatures: dict[int, Any] = {}
+        self._signatures: dict[int, get_model_metadata_pb2.SignatureDefMap] = {}
 
     async def _pin(self, request: predict_pb2.PredictRequest) -> int | None:
         spec = request.model_spec
         if spec.name != self._model.model_name:
             return None
         if spec.HasField("version"):
-            return spec.version.value
+            version: int = spec.version.value
+            return version
         view = await self._dataplane.versions()
         if spec.version_label:
             return dict(view.labels).get(spec.version_label)
@@ -64,7 +68,7 @@ class PredictPassThrough:
         key = f"{KEY_PREFIX}:predict:{request.model_spec.name}:{version}:{digest}"
         return await self._loader.load("predict", key, lambda: self._model.predict_raw(pinned))
 
-    async def predict_json(self, path_tail: str, body: Any) -> tuple[dict, Source]:
+    async def predict_json(self, path_tail: str, body: object) -> tuple[dict[str, Any], Source]:
         """TF Serving's REST `:predict` through the cache: the JSON answer and its cache source."""
         match = REST_PATH.match(path_tail)
         if not match:
@@ -104,9 +108,7 @@ class PredictPassThrough:
         response.ParseFromString(loaded.value)
         return _response_json(response, rows), loaded.source
 
-    async def _signature(self, version: int, signature_name: str):
-        from tensorflow_serving.apis import get_model_metadata_pb2
-
+    async def _signature(self, version: int, signature_name: str) -> meta_graph_pb2.SignatureDef:
         if version not in self._signatures:
             metadata = await self._model.metadata(version)
             signatures = get_model_metadata_pb2.SignatureDefMap()
@@ -133,7 +135,7 @@ def _decode_strings(value: Any) -> Any:
     return value
 
 
-def _tensor(name: str, values: Any, dtype: int):
+def _tensor(name: str, values: object, dtype: int) -> tensor_pb2.TensorProto:
     import tensorflow as tf
 
     tf_dtype = tf.dtypes.as_dtype(dtype)
@@ -147,7 +149,9 @@ def _tensor(name: str, values: Any, dtype: int):
         raise invalid(f"input {name!r} is not a valid {tf_dtype.name} tensor: {e}") from e
 
 
-def _request_tensors(body: dict, signature, rows: bool) -> dict:
+def _request_tensors(
+    body: dict[str, Any], signature: meta_graph_pb2.SignatureDef, rows: bool
+) -> dict[str, tensor_pb2.TensorProto]:
     inputs = dict(signature.inputs)
     if rows:
         instances = body["instances"]
@@ -176,11 +180,11 @@ def _request_tensors(body: dict, signature, rows: bool) -> dict:
     return {name: _tensor(name, columns[name], inputs[name].dtype) for name in inputs}
 
 
-def _flat(values: Any) -> list:
+def _flat(values: object) -> list[object]:
     return values if isinstance(values, list) else [values]
 
 
-def _json_value(array: np.ndarray, name: str) -> Any:
+def _json_value(array: npt.NDArray[Any], name: str) -> Any:
     if array.dtype == object:
         if name.endswith("_bytes"):
             encode = np.vectorize(lambda b: {"b64": base64.b64encode(b).decode()}, otypes=[object])
@@ -190,7 +194,7 @@ def _json_value(array: np.ndarray, name: str) -> Any:
     return array.tolist()
 
 
-def _response_json(response: predict_pb2.PredictResponse, rows: bool) -> dict:
+def _response_json(response: predict_pb2.PredictResponse, rows: bool) -> dict[str, Any]:
     import tensorflow as tf
 
     arrays = {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}

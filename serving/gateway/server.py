@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 
+import grpc as grpc_lib
 from aiohttp import web
 
 from aiqleads.events import attribution
@@ -85,7 +86,7 @@ class Gateway:
         self.rest_port = config.rest_port
         self.grpc_port = config.grpc_port
         self._runner: web.AppRunner | None = None
-        self._grpc = None
+        self._grpc: grpc_lib.aio.Server | None = None
 
     async def start(self) -> None:
         app = rest.create_app(

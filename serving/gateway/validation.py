@@ -43,7 +43,9 @@ class FeedbackRequest:
     feedback_id: str | None = None  # the client's idempotency key; derived when absent
 
 
-def _require_object(body: Any, allowed: tuple[str, ...], required: tuple[str, ...]) -> dict:
+def _require_object(
+    body: Any, allowed: tuple[str, ...], required: tuple[str, ...]
+) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise invalid(f"the request body must be a JSON object with fields {', '.join(allowed)}")
     unknown = sorted(set(body) - set(allowed))
@@ -57,7 +59,7 @@ def _require_object(body: Any, allowed: tuple[str, ...], required: tuple[str, ..
     return body
 
 
-def _identifier(body: dict, name: str) -> str:
+def _identifier(body: dict[str, Any], name: str) -> str:
     value = body[name]
     if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
         shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
@@ -65,7 +67,7 @@ def _identifier(body: dict, name: str) -> str:
     return value
 
 
-def _coordinate(body: dict, name: str, bound: float) -> float:
+def _coordinate(body: dict[str, Any], name: str, bound: float) -> float:
     value = body[name]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise invalid(f"{name} must be a number, got {value!r}")

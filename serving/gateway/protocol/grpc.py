@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Awaitable, Callable
+from typing import NoReturn, Protocol, TypeAlias, TypeVar
 
 import grpc
 
@@ -22,12 +24,34 @@ from serving.protos.generated import recommendations_pb2 as pb
 from serving.protos.generated import recommendations_pb2_grpc as pb_grpc
 
 
-def _observed(endpoint: str):
+class _Servicer(Protocol):
+    _metrics: GatewayMetrics
+
+
+_S = TypeVar("_S", bound=_Servicer)
+_Request = TypeVar("_Request")
+_Response = TypeVar("_Response")
+_Context: TypeAlias = grpc.aio.ServicerContext
+# A handler answers (response, cache source); `_observed` makes it a servicer method.
+_Handler: TypeAlias = Callable[[_S, _Request, _Context], Awaitable[tuple[_Response, Source]]]
+_Method: TypeAlias = Callable[[_S, _Request, _Context], Awaitable[_Response]]
+
+
+async def _abort(context: _Context, code: grpc.StatusCode, message: str) -> NoReturn:
+    await context.abort(code, message)  # raises, ending the call with that status
+    raise AssertionError("grpc.aio.ServicerContext.abort returned")
+
+
+def _observed(
+    endpoint: str,
+) -> Callable[[_Handler[_S, _Request, _Response]], _Method[_S, _Request, _Response]]:
     """Wraps a handler: records metrics and aborts with the error's code on a `ServingError`."""
 
-    def decorate(handler):
+    def decorate(
+        handler: _Handler[_S, _Request, _Response],
+    ) -> _Method[_S, _Request, _Response]:
         @functools.wraps(handler)
-        async def wrapper(self, request, context: grpc.aio.ServicerContext):
+        async def wrapper(self: _S, request: _Request, context: _Context) -> _Response:
             start = time.perf_counter()
             metrics: GatewayMetrics = self._metrics
             try:
@@ -39,7 +63,7 @@ def _observed(endpoint: str):
                 metrics.latency.labels(endpoint, Source.NONE.value).observe(
                     time.perf_counter() - start
                 )
-                await context.abort(code, e.message)
+                await _abort(context, code, e.message)
             metrics.requests.labels(endpoint, "OK").inc()
             metrics.latency.labels(endpoint, cache.value).observe(time.perf_counter() - start)
             return response
@@ -49,15 +73,19 @@ def _observed(endpoint: str):
     return decorate
 
 
-class RecommendationsServicer(pb_grpc.RecommendationsServicer):
+# The generated servicer base is untyped (Any to mypy); it answers UNIMPLEMENTED for any method
+# a subclass does not define.
+class RecommendationsServicer(pb_grpc.RecommendationsServicer):  # type: ignore[misc]
     """aiqleads.recommendations.v1.Recommendations on top of the data plane."""
 
     def __init__(self, dataplane: DataPlane, metrics: GatewayMetrics) -> None:
         self._dataplane, self._metrics = dataplane, metrics
 
     @_observed("grpc:Recommend")
-    async def Recommend(self, request: pb.RecommendRequest, context):  # noqa: N802
-        body = {"user_id": request.user_id, "k": request.k}
+    async def Recommend(  # noqa: N802
+        self, request: pb.RecommendRequest, context: _Context
+    ) -> tuple[pb.RecommendResponse, Source]:
+        body: dict[str, object] = {"user_id": request.user_id, "k": request.k}
         for name in ("latitude", "longitude"):
             if request.HasField(name):
                 body[name] = getattr(request, name)
@@ -72,7 +100,9 @@ class RecommendationsServicer(pb_grpc.RecommendationsServicer):
         return response, result.source
 
     @_observed("grpc:Feedback")
-    async def Feedback(self, request: pb.FeedbackRequest, context):  # noqa: N802
+    async def Feedback(  # noqa: N802
+        self, request: pb.FeedbackRequest, context: _Context
+    ) -> tuple[pb.FeedbackResponse, Source]:
         body = {
             "request_id": request.request_id,
             "user_id": request.user_id,
@@ -94,7 +124,7 @@ class PredictServicer:
         self._passthrough, self._metrics = passthrough, metrics
 
     @_observed("grpc:Predict")
-    async def predict(self, request: bytes, context):
+    async def predict(self, request: bytes, context: _Context) -> tuple[bytes, Source]:
         loaded = await self._passthrough.predict(request)
         return loaded.value, loaded.source
 

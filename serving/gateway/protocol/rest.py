@@ -7,6 +7,7 @@ import time
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from serving.errors import Code, Reason, ServingError, invalid
 from serving.gateway.cache import RedisCache, Source
@@ -71,7 +72,7 @@ def _endpoint(request: web.Request) -> str:
 
 
 @web.middleware
-async def _errors_and_metrics(request: web.Request, handler) -> web.StreamResponse:
+async def _errors_and_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turns `ServingError`s into JSON answers (`http_status`) and records every request."""
     metrics = request.app[_METRICS]
     endpoint = _endpoint(request)
