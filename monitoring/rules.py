@@ -49,7 +49,7 @@ FRONT_5XX = f'envoy_http_downstream_rq_xx{{{FRONT},envoy_response_code_class="5"
 FRONT_TOTAL = f"envoy_http_downstream_rq_total{{{FRONT}}}"
 FRONT_BY_CLASS = f"envoy_http_downstream_rq_xx{{{FRONT}}}"
 FRONT_LATENCY_BUCKET = f"envoy_http_downstream_rq_time_bucket{{{FRONT}}}"
-GATEWAY_LATENCY_BUCKET = 'aiqleads_gateway_request_seconds_bucket{endpoint="recommend"}'
+GATEWAY_LATENCY_BUCKET = 'aiqleads_gateway_request_seconds_bucket{endpoint="/v1/recommendations"}'
 MODEL_LATENCY_BUCKET = "aiqleads_model_server_request_latency_seconds_bucket"
 CACHE_HITS = 'aiqleads_gateway_cache_hits_total{kind="recommend"}'
 CACHE_MISSES = 'aiqleads_gateway_cache_misses_total{kind="recommend"}'
