@@ -6,8 +6,7 @@ writes ``generated/``:
 
 - ``envoy.yaml``: the Envoy bootstrap from ``serving.envoy.config`` with Kubernetes service
   addresses (STRICT_DNS on the headless services of the overlay's namespace);
-- ``models.config`` and ``monitoring.config``: TF Serving's ``ModelServerConfig`` (built
-  with ``tensorflow_serving.config`` protos) and ``MonitoringConfig`` text protos;
+- ``monitoring.config``: TF Serving's ``MonitoringConfig`` text proto;
 - ``workloads.yaml``: strategic-merge patches with the replica counts and container
   arguments (ports, poll intervals, cache limits) of every workload;
 - ``prometheus.yml``, ``aiqleads.rules.yml``, ``alertmanager.yml``: Prometheus' scrape
@@ -30,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import pathlib
 import secrets
@@ -42,6 +42,7 @@ from tensorflow_serving.config import model_server_config_pb2
 from aiqleads.errors import ConfigError
 from monitoring import alertmanager, dashboards, prometheus, rules
 from serving import command_lines
+from serving.deployment import CANARY_FILE, FRACTION_KEY
 from serving.envoy.config import kubernetes_upstreams, render_envoy_config
 from serving.model_server.config import monitoring_config_text
 from serving.settings import ServingSettings, load_settings
@@ -71,7 +72,11 @@ ENVOY_CONFIG_PATH = f"/etc/envoy/{ENVOY_CONFIG_FILE}"
 ENVOY_LOG_LEVEL = "info"
 POD_HOST = "0.0.0.0"  # a pod's servers listen on every address of the pod
 MODEL_CONFIG_POLL_SECONDS = 60
-NUM_MODEL_VERSIONS = 2  # the newest two: a rollback target stays loaded
+NUM_MODEL_VERSIONS = 2  # before a version is promoted: the newest two
+# The overlay's deployment (serving.deployment): models.config with the version labels and
+# canary.json, owned by `aiqleads models ... --deployment-dir overlays/<env>/deployment`; this
+# script only writes the first one (the newest versions, no labels yet) when there is none.
+DEPLOYMENT_DIR = "deployment"
 HPA_MAX_FACTOR = 4
 HPA_MAX_REPLICAS = 16
 ENVOY_INTERNAL_SERVICE = "aiqleads-envoy-internal"
@@ -226,6 +231,7 @@ def workload_patches(settings: ServingSettings) -> list[dict]:
         redis_url=redis_url,
         model_server=f"{ENVOY_INTERNAL_SERVICE}:{env.model_listener_port}",
         event_store_url=event_store_url,  # the signing key comes from the Secret, as env
+        canary_fraction_file=f"{MODEL_CONFIG_DIR}/{CANARY_FILE}",  # the deployment's share
     )
     envoy_args = command_lines.envoy_args(ENVOY_CONFIG_PATH, env.concurrency, ENVOY_LOG_LEVEL)
     redis_args = command_lines.redis_args(redis, password=f"$({SECRET_KEY})")
@@ -325,7 +331,6 @@ def render_overlay(overlay: Overlay) -> dict[str, str]:
     patches = yaml.safe_dump_all(workload_patches(s), sort_keys=False)
     return {
         ENVOY_CONFIG_FILE: _header(name) + envoy,
-        MODEL_CONFIG_FILE: _header(name) + text_format.MessageToString(model_server_config(s)),
         MONITORING_CONFIG_FILE: _header(name) + monitoring_config_text(),
         WORKLOADS_FILE: _header(name) + patches,
         **monitoring_files(overlay),
@@ -344,10 +349,30 @@ def stale_files(overlays: list[str]) -> list[pathlib.Path]:
     return stale
 
 
+def write_deployment_bootstrap(overlay: Overlay) -> list[pathlib.Path]:
+    """The overlay's first deployment files, when it has none: the model config serving the
+    newest versions without labels (the gateways then take the latest as stable) and no
+    canary. From then on `aiqleads models` owns them (docs/registry.md)."""
+    folder = overlay.directory / DEPLOYMENT_DIR
+    folder.mkdir(exist_ok=True)
+    files = {
+        MODEL_CONFIG_FILE: text_format.MessageToString(model_server_config(overlay.settings)),
+        CANARY_FILE: json.dumps({FRACTION_KEY: overlay.settings.gateways.canary_fraction}) + "\n",
+    }
+    written = []
+    for file_name, content in files.items():
+        path = folder / file_name
+        if not path.exists():
+            path.write_text(content)
+            written.append(path)
+    return written
+
+
 def write_generated(overlays: list[str]) -> list[pathlib.Path]:
     written = []
     for name in overlays:
         overlay = load_overlay(name)
+        written += write_deployment_bootstrap(overlay)
         out = overlay.directory / GENERATED_DIR
         out.mkdir(exist_ok=True)
         for file_name, content in render_overlay(overlay).items():

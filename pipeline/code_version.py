@@ -13,6 +13,7 @@ import hashlib
 import pathlib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+CODE_FINGERPRINT_KEY = "code_fingerprint"  # in Transform's and the Trainer's custom_config
 
 # The project sources behind each component (files or folders, relative to the checkout).
 EXAMPLE_GEN_SOURCES = (

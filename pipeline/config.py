@@ -77,6 +77,9 @@ class ExampleGenConfig(_Section):
     hard_fraction: float = Field(SamplingConfig.hard_fraction, ge=0.0, le=1.0)
     popularity_exponent: float = Field(SamplingConfig.popularity_exponent, ge=0.0, le=2.0)
     seed: int = Field(0, ge=0, le=2**31 - 1)
+    # The eval split's ranking protocol: each eval user's positives among this many uniform
+    # negatives (the NCF protocol's 99); 0 samples eval negatives like training's.
+    eval_negatives: int = Field(99, ge=0, le=1000)
 
     @pydantic.model_validator(mode="after")
     def _eval_inside_window(self) -> ExampleGenConfig:
@@ -137,12 +140,14 @@ class TrainerConfig(_Section):
 
 
 class EvaluatorConfig(_Section):
-    """TFMA gate: value thresholds and the change threshold against the latest blessed model."""
+    """TFMA gate: value thresholds and the change thresholds against the latest blessed
+    model, calibrated on the baselines (docs/pipeline.md, "Evaluator")."""
 
     top_k: int = Field(10, ge=1, le=1000)
     min_auc: float = Field(0.6, ge=0.0, le=1.0)
     min_ndcg: float = Field(0.05, ge=0.0, le=1.0)
     max_auc_drop: float = Field(0.02, ge=0.0, le=1.0)
+    max_ndcg_drop: float = Field(0.05, ge=0.0, le=1.0)
 
 
 class SmokeConfig(_Section):

@@ -40,7 +40,10 @@ def build_eval_config(cfg: EvaluatorConfig) -> tfma.EvalConfig:
         ),
     )
     ndcg_threshold = tfma.MetricThreshold(
-        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": cfg.min_ndcg})
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": cfg.min_ndcg}),
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=higher, absolute={"value": -cfg.max_ndcg_drop}
+        ),
     )
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(signature_name=SERVING_SIGNATURE, label_key=f.ENGAGEMENT)],

@@ -46,7 +46,7 @@ PUSHER = "Pusher"
 PUBLISH_REFERENCE = "PublishReference"
 
 RUNTIME_WINDOW = "run-time window"  # ExampleGen's fingerprint when the window is chosen late
-CODE_FINGERPRINT_KEY = "code_fingerprint"  # in Transform's and the Trainer's custom_config
+CODE_FINGERPRINT_KEY = code_version.CODE_FINGERPRINT_KEY  # Transform and Trainer custom_config
 
 # The sampling settings the Trainer receives, SamplingConfig fields of the same names.
 SAMPLING_SETTINGS = ("negatives_per_positive", "hard_fraction", "popularity_exponent")
@@ -129,6 +129,7 @@ def create_pipeline(
         popularity_exponent=eg.popularity_exponent,
         seed=eg.seed,
         as_of=window_end,
+        eval_negatives=eg.eval_negatives,
     ).with_id(EXAMPLE_GEN)
     examples = example_gen.outputs[example_gen_spec.EXAMPLES_KEY]
     statistics_gen = tfx.components.StatisticsGen(examples=examples).with_id(STATISTICS_GEN)

@@ -126,11 +126,21 @@ def version_dir_complete(base_path: pathlib.Path, version: int) -> bool:
 
 
 class Deployment:
-    """Reads and changes the deployment in ``directory`` of model ``model_name``."""
+    """Reads and changes the deployment in ``directory`` of model ``model_name``.
+
+    Versions are checked against the base path when it is a local folder (locally, the
+    Pusher's destination); a Kubernetes overlay's deployment names the pods' volume, which the
+    machine running ``aiqleads models`` does not see, so there the registry (MLMD) vouches
+    for the version instead.
+    """
 
     def __init__(self, directory: pathlib.Path, model_name: str) -> None:
         self.directory = pathlib.Path(directory)
         self.model_name = model_name
+
+    def _present(self, base_path: pathlib.Path | str, version: int) -> bool:
+        base = pathlib.Path(base_path)
+        return version_dir_complete(base, version) if base.is_dir() else True
 
     @property
     def config_path(self) -> pathlib.Path:
@@ -146,6 +156,13 @@ class Deployment:
 
     def exists(self) -> bool:
         return self.config_path.is_file()
+
+    def bootstrap_base_path(self) -> str | None:
+        """The base path of a config that no version has been promoted in yet (a Kubernetes
+        overlay's first ``models.config``: the newest versions, no labels); else None."""
+        if not self.exists():
+            return None
+        return mcf.bootstrap_base_path(self.config_path, self.model_name)
 
     # -- reading -----------------------------------------------------------------------
     def state(self) -> DeploymentState:
@@ -239,10 +256,13 @@ class Deployment:
             fraction = check_fraction(fraction)
         if label not in LABELS:
             raise ConfigError(f"label must be one of {', '.join(LABELS)}, got {label!r}")
+        bootstrap = self.bootstrap_base_path()
+        if bootstrap is not None and label == STABLE:
+            return self._first_stable(pathlib.Path(bootstrap), version, actor, reason)
         with mcf.exclusive_lock(self.directory):
             state = self.state()
             base = pathlib.Path(state.base_path)
-            if not version_dir_complete(base, version):
+            if not self._present(base, version):
                 raise ConfigError(
                     f"version {version} is not under {base} (no {version}/saved_model.pb): "
                     "aiqleads models list shows the pushed versions"
@@ -263,6 +283,26 @@ class Deployment:
                 canary = version
             return self._change(state, PROMOTE, stable, canary, fraction, actor, reason, version)
 
+    def _first_stable(self, base: pathlib.Path, version: int, actor: str, reason: str) -> Change:
+        """Replace a config without a chosen version by one with ``version`` stable."""
+        with mcf.exclusive_lock(self.directory):
+            if not self._present(base, version):
+                raise ConfigError(f"version {version} is not under {base}; nothing changed")
+            entry = mcf.ModelEntry.create(self.model_name, str(base), {version}, {STABLE: version})
+            fraction = read_canary_fraction(self.canary_path) or 0.0
+            change = Change(
+                time=time.time(),
+                actor=actor,
+                action=INIT,
+                reason=reason,
+                stable=version,
+                canary=None,
+                canary_fraction=fraction,
+                version=version,
+            )
+            self._commit(entry, fraction, change)
+            return change
+
     def rollback(self, actor: str, reason: str) -> Change:
         """Send ``stable`` back to the stable version before it; the canary label goes too."""
         with mcf.exclusive_lock(self.directory):
@@ -274,7 +314,7 @@ class Deployment:
                     f"{chain or 'empty'}); nothing changed"
                 )
             target = chain[-2]
-            if not version_dir_complete(pathlib.Path(state.base_path), target):
+            if not self._present(state.base_path, target):
                 raise ConfigError(
                     f"the earlier {STABLE} version {target} is no longer under "
                     f"{state.base_path}; promote a version explicitly (nothing changed)"
@@ -322,7 +362,7 @@ class Deployment:
         if len(chain) >= 2:
             keep.add(chain[-2])  # where a rollback would go: loaded, so it needs no load
         base = pathlib.Path(state.base_path)
-        keep = {v for v in keep if version_dir_complete(base, v)}
+        keep = {v for v in keep if self._present(base, v)}
         entry = mcf.ModelEntry.create(state.model_name, state.base_path, keep, new_labels)
         new_fraction = state.canary_fraction if fraction is None else fraction
         change = Change(

@@ -112,6 +112,21 @@ def read(path: pathlib.Path, model_name: str) -> ModelEntry:
     raise ConfigError(f"model config {path} has no model {model_name!r}")
 
 
+def bootstrap_base_path(path: pathlib.Path, model_name: str) -> str | None:
+    """The base path of ``model_name`` when the config at ``path`` is valid but keeps its
+    versions by another policy than ``specific`` (no version chosen yet); else None."""
+    try:
+        config = load_model_server_config(path)
+    except ConfigError:
+        return None
+    for model in config.model_config_list.config:
+        policy = model.model_version_policy.WhichOneof("policy_choice")
+        if model.name == model_name and policy != "specific":
+            base: str = model.base_path
+            return base
+    return None
+
+
 def write(path: pathlib.Path, entry: ModelEntry) -> None:
     """Replace the config at ``path`` atomically with ``entry``'s text."""
     write_atomic(path, render(entry))

@@ -30,6 +30,7 @@ class InteractionExampleGen(base_component.BaseComponent):
         popularity_exponent: float = interactions.SamplingConfig.popularity_exponent,
         seed: int = 0,
         as_of: str = "",
+        eval_negatives: int = 0,
     ) -> None:
         component_spec = spec.InteractionExampleGenSpec(
             data_root=data_root,
@@ -40,6 +41,7 @@ class InteractionExampleGen(base_component.BaseComponent):
             hard_fraction=hard_fraction,
             popularity_exponent=popularity_exponent,
             seed=seed,
+            eval_negatives=eval_negatives,
             input_fingerprint=input_fingerprint,
             examples=types.Channel(type=standard_artifacts.Examples),
         )

@@ -42,11 +42,12 @@ def generate(
     eval_days: int,
     sampling: interactions.SamplingConfig,
     as_of: dt.date | None = None,
+    eval_negatives: int = 0,
 ) -> GenerateResult:
     """Validate the window's files, build the examples and write ``Split-<name>`` folders."""
     days = window.select_window(data_root, window_spans, as_of)
     window.validate_window(data_root, days)
-    examples = interactions.build_examples(data_root, days, eval_days, sampling)
+    examples = interactions.build_examples(data_root, days, eval_days, sampling, eval_negatives)
     counts, paths = {}, {}
     for split in interactions.SPLITS:
         part = examples[examples[interactions.SPLIT] == split]
@@ -73,6 +74,7 @@ def generate_from_properties(
             seed=int(exec_properties[s.SEED_KEY]),
         ),
         as_of=dt.date.fromisoformat(as_of) if as_of else None,
+        eval_negatives=int(exec_properties.get(s.EVAL_NEGATIVES_KEY) or 0),
     )
 
 

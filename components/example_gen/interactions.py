@@ -12,6 +12,13 @@ Decisions (docs/pipeline.md):
   positive can get fewer than the configured count. Negatives come from the whole catalogue
   listed by then, whatever the lead's current status (status has no history). Seeded.
 - Split by time: examples of the last ``eval_days`` days of the window are ``eval``.
+- Ranking protocol of the eval split (``eval_negatives`` > 0): instead of the training
+  sampler's negatives, each user with an eval positive gets ``eval_negatives`` leads drawn
+  uniformly without replacement from the leads listed by then that the user did not engage
+  with in the window, spread evenly over the times of the user's eval positives. The
+  Evaluator ranks each user's positives among them (the NCF protocol's 99 sampled
+  negatives, docs/pipeline.md), which separates a good ranking from a mediocre one where
+  four negatives per positive do not.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ SPLIT = "split"
 TRAIN = "train"
 EVAL = "eval"
 SPLITS = (TRAIN, EVAL)
+EVAL_NEGATIVES_STREAM = 1  # the eval negatives' random stream, apart from the training sampler's
 _LEVEL = {name: f.ENGAGEMENT_LEVELS[name] for name in c.EVENT_TYPES}
 
 
@@ -173,6 +181,57 @@ def sample_negatives(
     return negatives.reset_index(drop=True)
 
 
+def sample_eval_negatives(
+    eval_positives: pd.DataFrame,
+    window_positives: pd.DataFrame,
+    leads: pd.DataFrame,
+    count: int,
+    seed: int,
+) -> pd.DataFrame:
+    """``count`` uniform negatives per user of ``eval_positives`` (user_id, lead_id, ts).
+
+    Drawn without replacement from the leads listed on or before the day of the user's first
+    eval positive that the user engaged with nowhere in ``window_positives``; fewer when
+    fewer are left. Their times cycle over the user's eval positives' times (sorted), so
+    every positive's as-of state of the user carries its share of the negatives. Seeded.
+    """
+    empty = pd.DataFrame(
+        {c.USER_ID: [], c.LEAD_ID: [], TS: np.array([], np.int64), f.ENGAGEMENT: []}
+    )
+    if count <= 0 or eval_positives.empty or leads.empty:
+        return empty
+    rng = np.random.default_rng([seed, EVAL_NEGATIVES_STREAM])
+    lead_ids = leads[c.LEAD_ID].to_numpy()
+    listed_s = raw_tables.to_seconds(leads[c.LISTED_DATE])
+    engaged = window_positives.groupby(c.USER_ID, sort=False)[c.LEAD_ID].agg(set)
+    users, leads_out, times = [], [], []
+    for user, group in eval_positives.groupby(c.USER_ID, sort=True):
+        ts = np.sort(group[TS].to_numpy(np.int64))
+        day_start = ts[0] // raw_tables.DAY_SECONDS * raw_tables.DAY_SECONDS
+        taken = engaged.get(user, set())
+        pool = np.flatnonzero(
+            (listed_s <= day_start) & ~np.isin(lead_ids, np.asarray(list(taken), dtype=object))
+        )
+        n = min(count, pool.size)
+        if n == 0:
+            continue
+        chosen = rng.choice(pool, size=n, replace=False)
+        users.append(np.full(n, user, dtype=object))
+        leads_out.append(lead_ids[chosen])
+        times.append(np.resize(ts, n))
+    if not users:
+        return empty
+    negatives = pd.DataFrame(
+        {
+            c.USER_ID: np.concatenate(users),
+            c.LEAD_ID: np.concatenate(leads_out),
+            TS: np.concatenate(times).astype(np.int64),
+        }
+    )
+    negatives[f.ENGAGEMENT] = np.int64(0)
+    return negatives
+
+
 def split_by_time(ts_seconds: np.ndarray, last_day: dt.date, eval_days: int) -> np.ndarray:
     """``eval`` for the last ``eval_days`` UTC days up to ``last_day``, ``train`` before."""
     first_eval_day = last_day - dt.timedelta(days=eval_days - 1)
@@ -185,11 +244,14 @@ def build_examples(
     window: list[dt.date],
     eval_days: int,
     sampling: SamplingConfig,
+    eval_negatives: int = 0,
 ) -> pd.DataFrame:
     """All examples of ``window`` (sorted span days) with raw features, label and split.
 
     User aggregates use every span up to the window's last day (history before the window
-    counts); examples come from the window's spans only.
+    counts); examples come from the window's spans only. With ``eval_negatives`` > 0 the eval
+    split's negatives follow the ranking protocol (`sample_eval_negatives`) instead of the
+    training sampler; the training split is the same either way.
     """
     if not window:
         raise DataError(f"no spans to read under {data_root}/spans")
@@ -209,6 +271,16 @@ def build_examples(
     positives = label_interactions(window_events)
     popularity = window_events.groupby(c.LEAD_ID).size()
     negatives = sample_negatives(positives, leads, popularity, sampling)
+    if eval_negatives > 0:
+        # Drawn for every positive above, so the training negatives do not depend on it.
+        in_eval = split_by_time(negatives[TS].to_numpy(), last_day, eval_days) == EVAL
+        eval_positives = positives[
+            split_by_time(positives[TS].to_numpy(), last_day, eval_days) == EVAL
+        ]
+        ranking = sample_eval_negatives(
+            eval_positives, positives, leads, eval_negatives, sampling.seed
+        )
+        negatives = pd.concat([negatives[~in_eval], ranking], ignore_index=True)
     examples = pd.concat([positives, negatives], ignore_index=True)
     examples = examples.sort_values([TS, c.USER_ID, c.LEAD_ID], kind="stable")
     examples = examples.reset_index(drop=True)

@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from tfx.types import component_spec, standard_artifacts
 
+# What MLMD records of a run (the input fingerprint, the window on the Examples artifact)
+# lives in a module without TFX, for the readers of MLMD (the model registry).
+from components.example_gen.recorded import (  # noqa: F401 - part of the spec's names
+    COUNT_PROPERTY_PREFIX,
+    FINGERPRINT_KEY,
+    WINDOW_FIRST_PROPERTY,
+    WINDOW_LAST_PROPERTY,
+)
+
 DATA_ROOT_KEY = "data_root"
 WINDOW_SPANS_KEY = "window_spans"
 EVAL_DAYS_KEY = "eval_days"
@@ -12,13 +21,8 @@ NEGATIVES_KEY = "negatives_per_positive"
 HARD_FRACTION_KEY = "hard_fraction"
 POPULARITY_EXPONENT_KEY = "popularity_exponent"
 SEED_KEY = "seed"
-FINGERPRINT_KEY = "input_fingerprint"
+EVAL_NEGATIVES_KEY = "eval_negatives"  # per eval user; 0: eval negatives like training's
 EXAMPLES_KEY = "examples"
-
-# Custom properties recorded on the Examples artifact.
-WINDOW_FIRST_PROPERTY = "window_first_span"
-WINDOW_LAST_PROPERTY = "window_last_span"
-COUNT_PROPERTY_PREFIX = "num_examples_"
 
 
 class InteractionExampleGenSpec(component_spec.ComponentSpec):
@@ -33,6 +37,7 @@ class InteractionExampleGenSpec(component_spec.ComponentSpec):
         HARD_FRACTION_KEY: component_spec.ExecutionParameter(type=float),
         POPULARITY_EXPONENT_KEY: component_spec.ExecutionParameter(type=float),
         SEED_KEY: component_spec.ExecutionParameter(type=int),
+        EVAL_NEGATIVES_KEY: component_spec.ExecutionParameter(type=int, optional=True),
         FINGERPRINT_KEY: component_spec.ExecutionParameter(type=str),
     }
     INPUTS = {}

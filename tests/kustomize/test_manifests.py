@@ -184,6 +184,15 @@ def test_model_config_parses_and_points_at_the_model_volume(built):
         assert container["readinessProbe"]["httpGet"]["path"] == f"/v1/models/{model.name}"
         config_mount = mounts["tf-serving-config"]["mountPath"]
         assert f"--model_config_file={config_mount}/models.config" in container["args"]
+        # The deployment's labels change in place (no name hash, no rollout), and the
+        # gateways read the canary's share from the same ConfigMap.
+        assert config_map["metadata"]["name"] == "aiqleads-tf-serving"
+        assert set(config_map["data"]) == {"models.config", "canary.json", "monitoring.config"}
+        gateway = _one(objects, "Deployment", "aiqleads-gateway")["spec"]["template"]["spec"]
+        (gw,) = gateway["containers"]
+        gw_mounts = {m["name"]: m["mountPath"] for m in gw["volumeMounts"]}
+        assert gw_mounts["tf-serving-config"] == config_mount
+        assert f"--canary-fraction-file={config_mount}/canary.json" in gw["args"]
         assert f"--port={settings.model_servers.grpc_port}" in container["args"]
         assert f"--rest_api_port={settings.model_servers.rest_port}" in container["args"]
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
@@ -344,6 +353,7 @@ def test_workload_args_come_from_the_launchers_command_line_builders():
             redis_url="redis://:$(REDIS_PASSWORD)@aiqleads-redis:6379/0",
             model_server="aiqleads-envoy-internal:8081",
             event_store_url=EVENT_STORE_URL,
+            canary_fraction_file="/etc/aiqleads/tf-serving/canary.json",
         )
         assert args["event-store"] == command_lines.event_store_args(
             s.event_store, directory="/data", password="$(EVENT_STORE_PASSWORD)"

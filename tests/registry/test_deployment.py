@@ -208,3 +208,29 @@ def test_initialize_keeps_an_existing_deployment_of_the_same_base_path(deploymen
     change = deployment.initialize(other, 7, 0.0, "serve", "new base path")
     assert change is not None and deployment.state().stable == 7
     assert deployment.stable_chain() == [7]
+
+
+def test_a_kubernetes_overlays_first_config_is_taken_over_by_the_first_stable(tmp_path):
+    # An overlay ships the newest versions of the pods' volume, which this machine does not
+    # see: the first promotion to stable pins a version and labels it.
+    folder = tmp_path / "deployment"
+    folder.mkdir()
+    (folder / mcf.MODEL_CONFIG_FILE).write_text(
+        'model_config_list { config { name: "lead_recommender" base_path: '
+        '"/models/lead_recommender" model_platform: "tensorflow" '
+        "model_version_policy { latest { num_versions: 2 } } } }"
+    )
+    d = Deployment(folder, MODEL)
+    assert d.bootstrap_base_path() == "/models/lead_recommender"
+    with pytest.raises(ConfigError, match="specific version policy"):
+        d.state()
+    change = d.promote(1700000000, STABLE, "ops", "first version")
+    assert change.action == INIT
+    state = d.state()
+    assert (state.base_path, state.stable, state.loaded) == (
+        "/models/lead_recommender",
+        1700000000,
+        (1700000000,),
+    )
+    d.promote(1700000500, CANARY, "ops", "next")  # the volume is not here: MLMD vouches
+    assert d.state().canary == 1700000500
