@@ -61,7 +61,7 @@ def _metric(url: str, line_start: str) -> float:
 
 
 @pytest.fixture
-def stack(tmp_path, redis_server, model_base):
+def stack(tmp_path, redis_server, model_base, event_store, attribution_key_file):
     if not MODEL_SERVER.exists():
         pytest.skip("aiqleads-model-server is not installed")
     ports = {name: free_port() for name in ("ms_grpc", "ms_rest", "gw_rest", "gw_grpc")}
@@ -76,7 +76,8 @@ def stack(tmp_path, redis_server, model_base):
         [sys.executable, "-m", "serving.gateway", "--host", "127.0.0.1",
          "--rest-port", str(ports["gw_rest"]), "--grpc-port", str(ports["gw_grpc"]),
          "--redis-url", redis_server.url, "--model-server", f"127.0.0.1:{ports['ms_grpc']}",
-         "--model-name", "lead_recommender", "--log-dir", str(tmp_path / "logs"),
+         "--model-name", "lead_recommender", "--event-store-url", event_store.url,
+         "--attribution-key-file", str(attribution_key_file),
          "--model-timeout-ms", "3000", "--version-refresh-seconds", "0.5"],
         stdout=gw_log.open("wb"), stderr=subprocess.STDOUT, env=ENV,
     )  # fmt: skip
