@@ -46,6 +46,9 @@ setup(
             "nbclient>=0.10,<1",
             "nbformat>=5.10,<6",
             "ipykernel>=6.29",
+            # fuzzing: the REST API from its OpenAPI description, parsers and tensor decoding
+            "schemathesis>=4.30,<5",
+            "hypothesis>=6.100",
         ],
     },
     entry_points={
