@@ -29,7 +29,17 @@ from aiqleads.errors import AiqleadsError
 from aiqleads.settings_flags import click_options
 from monitoring import retraining
 from monitoring.trigger_config import TriggerConfig, parse_config
-from monitoring.trigger_state import FAILED, SUCCEEDED, Run, TriggerState
+from monitoring.trigger_state import (
+    FAILED,
+    INTERRUPTED,
+    RUNNING,
+    SUCCEEDED,
+    SUPPRESSED_INTERVAL,
+    SUPPRESSED_NOT_RETRAIN,
+    SUPPRESSED_RUNNING,
+    Run,
+    TriggerState,
+)
 
 log = logging.getLogger("monitoring.trigger")
 ALERTS_PATH = "/alerts"
@@ -38,6 +48,8 @@ METRICS_PATH = "/metrics"
 HEALTH_PATH = "/healthz"
 MAX_BODY_BYTES = 4 * 1024 * 1024
 CONTENT_TYPE = "text/plain; version=0.0.4"
+SUPPRESSION_REASONS = (SUPPRESSED_RUNNING, SUPPRESSED_INTERVAL, SUPPRESSED_NOT_RETRAIN)
+FINISHED_OUTCOMES = (SUCCEEDED, FAILED, INTERRUPTED)
 
 
 class TriggerCollector(Collector):
@@ -56,8 +68,9 @@ class TriggerCollector(Collector):
         suppressed = CounterMetricFamily(
             "aiqleads_trigger_runs_suppressed", "Notifications that started no run", labels=["why"]
         )
-        for why, n in sorted(snap["suppressed"].items()):
-            suppressed.add_metric([why], n)
+        # Every label value from the start (at 0), so rates and dashboards see a series.
+        for why in sorted({*SUPPRESSION_REASONS, *snap["suppressed"]}):
+            suppressed.add_metric([why], snap["suppressed"].get(why, 0))
         runs = snap["runs"]
         by_reason = CounterMetricFamily(
             "aiqleads_trigger_runs_by_reason", "Runs started, by reason", labels=["reason"]
@@ -70,7 +83,7 @@ class TriggerCollector(Collector):
         outcomes = CounterMetricFamily(
             "aiqleads_trigger_runs_finished", "Runs finished, by outcome", labels=["outcome"]
         )
-        for outcome in sorted({r["outcome"] for r in runs} - {"running"}):
+        for outcome in sorted({*FINISHED_OUTCOMES, *(r["outcome"] for r in runs)} - {RUNNING}):
             outcomes.add_metric([outcome], sum(r["outcome"] == outcome for r in runs))
         yield received
         yield suppressed

@@ -15,6 +15,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -77,10 +78,33 @@ def write_pipeline_config(path: pathlib.Path, data: pathlib.Path, runs: pathlib.
     path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
+REUSE_WORLD_ENV = "AIQLEADS_LOOP_WORLD"
+
+
+def _reused_world(root: pathlib.Path, tmp: pathlib.Path) -> LoopWorld:
+    """A copy of a world built earlier (``data/``, ``runs/``, ``pipeline.yaml`` as this
+    fixture writes them, its paths rewritten to the copy): for iterating on one loop test
+    without its pipeline run. The copy keeps the original as it was."""
+    shutil.copytree(root / "data", tmp / "data")
+    shutil.copytree(root / "runs", tmp / "runs")
+    config = yaml.safe_load((root / "pipeline.yaml").read_text())
+    for key in ("data_root", "runs_dir", "serving_model_dir"):
+        config[key] = config[key].replace(str(root), str(tmp))
+    (tmp / "pipeline.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    world = LoopWorld(
+        tmp / "data", tmp / "runs", tmp / "pipeline.yaml", pathlib.Path(config["serving_model_dir"])
+    )
+    assert world.versions(), f"{REUSE_WORLD_ENV}={root} has no pushed model"
+    return world
+
+
 @pytest.fixture(scope="session")
 def loop_world(tmp_path_factory) -> LoopWorld:
-    """A smoke data set ending yesterday (UTC) and a model trained and pushed on it."""
+    """A smoke data set ending yesterday (UTC) and a model trained and pushed on it
+    (or, with AIQLEADS_LOOP_WORLD=DIR, a copy of one built earlier)."""
     root = tmp_path_factory.mktemp("loop")
+    if os.environ.get(REUSE_WORLD_ENV):
+        return _reused_world(pathlib.Path(os.environ[REUSE_WORLD_ENV]), root)
     data, runs = root / "data", root / "runs"
     start = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=SMOKE_DAYS)
     run_cli(
