@@ -17,6 +17,7 @@ from aiqleads.errors import AiqleadsError
 COMMANDS = (
     ("cli.commands.data", "data"),
     ("cli.commands.pipeline", "pipeline"),
+    ("cli.commands.report", "report"),
     ("cli.commands.serve", "serve"),
     ("cli.commands.serve", "recommend"),
     ("cli.commands.kfp", "kfp"),

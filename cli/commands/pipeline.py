@@ -83,12 +83,19 @@ def pipeline() -> None:
     "quality:<alert>); an alert's reason lets population shifts through the drift check.",
 )
 @stage_option("Stop the wiring early (development): after the drift check or after Transform.")
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Show TensorFlow's, Beam's and TFMA's output here too (always in the run's log).",
+)
 def run(
     data_dir: pathlib.Path | None,
     config_file: pathlib.Path | None,
     as_of: dt.date | None,
     reason: str,
     stage: str,
+    verbose: bool,
 ) -> None:
     """Run the pipeline: per-component progress, then drift, evaluation and push summary."""
     from pipeline import config as config_lib
@@ -106,24 +113,36 @@ def run(
         cfg = cfg.with_overrides(as_of=as_of)
     cfg = cfg.with_overrides(trigger_reason=reason)
 
-    from pipeline import evaluation_table, local_runner, run_report
+    from pipeline import run_log  # before TensorFlow loads: its output goes to the log
 
+    folder = run_log.new_run_folder(cfg.path(cfg.runs_dir), cfg.name)
     click.echo(f"pipeline {cfg.name}: data {cfg.data_path}, runs under {cfg.pipeline_root}")
-    summary = local_runner.run(cfg, stage=stage, say=click.echo)
+    click.echo(f"log: {folder / run_log.LOG_FILE} (libraries' warnings; -v shows them here)")
+    with run_log.capture(folder / run_log.LOG_FILE, verbose) as captured:
+        from pipeline import evaluation_table, local_runner, run_report
+        from pipeline.report import for_run
+
+        try:
+            summary = local_runner.run(cfg, stage=stage, say=captured.say)
+        except local_runner.PipelineRunFailed:
+            captured.say(for_run.report_latest_run(cfg, folder))
+            raise
+        report_line = for_run.report_latest_run(cfg, folder)
+        if summary.evaluation_uri:  # TFMA's reader warns: read while the log still captures
+            evaluation = evaluation_table.overall_metrics(summary.evaluation_uri)
     click.echo("")
     click.echo(run_report.format_timings(summary.runs))
     _print_drift(summary.drift_report_uri)
     if summary.evaluation_uri:
         click.echo("\nevaluation (overall slice, candidate vs latest blessed model):")
-        click.echo(
-            evaluation_table.format_table(evaluation_table.overall_metrics(summary.evaluation_uri))
-        )
+        click.echo(evaluation_table.format_table(evaluation))
     if stage == "push":
         where = summary.pushed_to or "nothing pushed (not blessed)"
         click.echo(f"\npushed model: {where}")
     click.echo(
         f"\nrun {summary.run_id} finished in {summary.seconds:.0f}s; MLMD: {cfg.metadata_path}"
     )
+    click.echo(report_line)
 
 
 # `aiqleads pipeline compile` lives with the Kubeflow commands (cli/commands/kfp.py).
