@@ -144,7 +144,7 @@ def list_(since: float, as_json: bool, **where: Any) -> None:
         "in service",
         "online CTR",
     )
-    table = [header]
+    table: list[tuple[str, ...]] = [header]
     for v in versions:
         ctr = [r for r in online.get(v.version, []) if r["impressions"]]
         table.append(
