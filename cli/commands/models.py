@@ -109,10 +109,20 @@ class _Context:
         if self.mlmd:
             store = connect(self.mlmd)
         else:
-            path = self._pipeline().metadata_path
+            path = self._metadata_path()
             if path.is_file() or need_store:
                 store = connect(path)
         return Registry(store, self.base_path, self.deployment)
+
+    def _metadata_path(self) -> pathlib.Path:
+        """The pipeline config's MLMD file; without a config, where a local run keeps it
+        beside its Pusher destination (<runs>/serving_models/<model> and
+        <runs>/metadata/<pipeline>.sqlite), when the default one is absent."""
+        cfg = self._pipeline()
+        if self.pipeline_config is not None or cfg.metadata_path.is_file():
+            return cfg.metadata_path
+        beside = self.base_path.parent.parent / cfg.metadata_path.parent.name
+        return beside / cfg.metadata_path.name
 
 
 @click.group()
