@@ -25,6 +25,8 @@ setup(
         "aiohttp>=3.9,<4",
         "uvloop>=0.19,<1",
         "orjson>=3.9,<4",
+        "pyjwt>=2.8,<3",  # the front door's tokens (serving/auth.py)
+        "cryptography>=42",  # their ES256 keys
         "prometheus-client>=0.20",
         "pyyaml>=6",
         "statsmodels>=0.14,<0.15",  # A/B analysis: robust rate ratios, power calculations

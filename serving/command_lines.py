@@ -74,6 +74,7 @@ def gateway_args(
     event_store_url: str | None = None,
     attribution_key_file: pathlib.Path | str | None = None,
     canary_fraction_file: pathlib.Path | str | None = None,
+    drain_seconds: float | None = None,
 ) -> list[str]:
     """Flags of ``python -m serving.gateway``: this replica's addresses, then every
     `GatewayOptions` field of ``settings.gateways``; checked against `GatewayConfig` first.
@@ -92,9 +93,19 @@ def gateway_args(
         "attribution_key_file": attribution_key_file and pathlib.Path(attribution_key_file),
         "canary_fraction_file": canary_fraction_file and pathlib.Path(canary_fraction_file),
         **{name: getattr(settings.gateways, name) for name in GatewayOptions.model_fields},
+        # With auth on, Envoy forwards the verified token and the gateway checks its users.
+        "require_claims": settings.auth.enabled,
+        "drain_seconds": drain_seconds,
     }
     parse_config(values)  # a ConfigError naming the field, not a gateway that exits at start
     return settings_flags.argv(values)
+
+
+def gateway_drain_seconds(settings: ServingSettings) -> float:
+    """How long a stopping gateway fails /healthz before closing: until Envoy's health checks
+    have seen it fail ``unhealthy_threshold`` times, plus one interval of margin."""
+    hc = settings.envoy.health_check
+    return (hc.unhealthy_threshold + 1) * hc.interval_ms / 1000 + hc.timeout_ms / 1000
 
 
 def redis_args(

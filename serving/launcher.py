@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 from aiqleads.errors import ServiceError
 from aiqleads.events import attribution
-from serving import command_lines, stack_file
+from serving import auth, command_lines, stack_file
 from serving.deployment import DEPLOYMENT_DIR, Deployment
 from serving.envoy.config import (
     CLUSTER_GATEWAY_GRPC,
@@ -47,6 +47,7 @@ MAX_BACKOFF_SECONDS = 10.0
 STORES = ("redis", "event-store")  # stopped after everything that writes to them
 ATTRIBUTION_KEY_FILE = "attribution.key"
 ENVOY_LOG_LEVEL = "warning"
+GATEWAY_PREFIX = "gateway-"
 STABLE_AFTER_SECONDS = 30.0  # a child that ran this long restarts without accumulated backoff
 MONITORING_CHILDREN = ("trigger", "alertmanager", "prometheus")
 DEPLOYMENT_ACTOR = "aiqleads serve"
@@ -112,6 +113,11 @@ def resolve_topology(settings: ServingSettings) -> Topology:
             "envoy.port": env.port or free_port(),
             "envoy.admin_port": env.admin_port or free_port(),
             "envoy.model_listener_port": env.model_listener_port or free_port(),
+            "envoy.metrics_port": env.metrics_port or free_port(),
+            # The key pair and the token `aiqleads serve` creates live in the run dir.
+            "auth.jwks_file": str(
+                settings.auth.jwks_file or auth.secrets_dir(settings.run_dir) / auth.JWKS_FILE
+            ),
             "event_store.port": settings.event_store.port or free_port(),
             "monitor.port": settings.monitor.port or free_port(),
             "prometheus.port": settings.prometheus.port or free_port(),
@@ -156,6 +162,17 @@ class ServingStack:
         self._restart_at: dict[str, float] = {}
         self._started_at: dict[str, float] = {}
         self.stopping = threading.Event()  # set to abandon a startup in progress
+        # The development key pair and token (auth on, JWKS in the run dir); set by start().
+        self.credentials: auth.DevCredentials | None = None
+
+    @property
+    def token(self) -> str | None:
+        """The development token (every scope, every user), once started with auth on."""
+        return self.credentials.token if self.credentials is not None else None
+
+    def auth_headers(self) -> dict[str, str]:
+        """The header that authenticates a call through Envoy (empty with auth off)."""
+        return auth.bearer(self.token) if self.token is not None else {}
 
     # -- construction ------------------------------------------------------------------
     def _children(self) -> list[Child]:
@@ -216,6 +233,9 @@ class ServingStack:
                     env={"TF_CPP_MIN_LOG_LEVEL": "2"},
                 )
             )
+        if s.auth.enabled and s.auth.jwks_file == auth.secrets_dir(s.run_dir) / auth.JWKS_FILE:
+            # The run dir's own key pair (kept) and a fresh development token.
+            self.credentials = auth.ensure_dev_credentials(s.run_dir, s.auth.dev_token_hours * 3600)
         config = write_config(s.run_dir / "envoy.yaml", s, topo.upstreams, logs)
         validate_config(config)
         admin = f"http://{s.envoy.host}:{s.envoy.admin_port}"
@@ -244,6 +264,7 @@ class ServingStack:
                 event_store_url=s.event_store.url,
                 attribution_key_file=key_file,
                 canary_fraction_file=self.deployment.canary_path,
+                drain_seconds=command_lines.gateway_drain_seconds(s),
             )
             url = f"http://{r.host}:{r.rest_port}/healthz"
             children.append(
@@ -417,7 +438,8 @@ class ServingStack:
         out = {
             "REST": f"http://{front}/v1/recommendations",
             "gRPC": f"{front} (aiqleads.recommendations.v1.Recommendations)",
-            "Envoy admin": f"http://{s.envoy.host}:{s.envoy.admin_port}/stats/prometheus",
+            "Envoy metrics": f"http://{s.envoy.host}:{s.envoy.metrics_port}/stats/prometheus "
+            f"(admin on {s.envoy.admin_host}:{s.envoy.admin_port})",
             "Redis": s.redis.url,
             "Event store": f"{s.event_store.url} (append-only, {s.run_dir / 'events'})",
             "Online quality": f"http://{s.monitor.host}:{s.monitor.port}/metrics",
@@ -475,7 +497,9 @@ class ServingStack:
         stores = [c for c in self.children if c.name in STORES]
         for group in ([c for c in self.children if c.name not in STORES], stores):
             for child in reversed(group):
-                child.signal(signal.SIGTERM)
+                # SIGINT: a gateway stops without draining (Envoy is going away too).
+                gateway = child.name.startswith(GATEWAY_PREFIX)
+                child.signal(signal.SIGINT if gateway else signal.SIGTERM)
             for child in reversed(group):
                 child.stop(timeout=max(deadline - time.monotonic(), 0.1))
 

@@ -286,6 +286,36 @@ class RateLimitSettings(_Frozen):
         return v
 
 
+class AuthSettings(_Frozen):
+    """Authentication at the front door: Envoy verifies JWTs against a local JWKS, allows each
+    route to one scope, and limits each client (the token's subject) on its own
+    (docs/security.md)."""
+
+    enabled: bool = Field(
+        True,
+        description="Require a token on every API route; off only for a test that says why.",
+    )
+    jwks_file: pathlib.Path | None = Field(
+        None,
+        description="The public keys tokens are verified with (`aiqleads serve` writes "
+        "<run_dir>/secrets/jwks.json; the manifests mount the Secret aiqleads-auth).",
+    )
+    dev_token_hours: float = Field(
+        720.0, gt=0, le=24 * 365, description="Lifetime of the token `aiqleads serve` issues."
+    )
+    client_rate_limit: RateLimitSettings = Field(
+        RateLimitSettings(requests_per_second=1000, burst=2000),
+        description="Token bucket of each client; the envoy.rate_limit bucket stays the "
+        "backstop for all of them together.",
+    )
+    max_clients: int = Field(
+        10_000,
+        ge=1,
+        le=1_000_000,
+        description="Clients with a bucket of their own at once (least recently used beyond).",
+    )
+
+
 class HealthCheckSettings(_Frozen):
     """Active health checks Envoy runs against every gateway and model server."""
 
@@ -295,12 +325,31 @@ class HealthCheckSettings(_Frozen):
     healthy_threshold: int = Field(1, ge=1, le=100)
 
 
+class TlsSettings(_Frozen):
+    """TLS on the front listener: the files of a ``kubernetes.io/tls`` Secret (cert-manager
+    writes one), mounted into Envoy's pod."""
+
+    cert_file: pathlib.Path = Field(description="PEM certificate chain (the Secret's tls.crt).")
+    key_file: pathlib.Path = Field(description="PEM private key (the Secret's tls.key).")
+
+
 class EnvoySettings(_Frozen):
     """The front proxy: one listener for REST and gRPC, an internal one for model servers."""
 
     host: str = "127.0.0.1"
     port: Port = port_field(FRONT_PORT, "front listener (REST and gRPC)")
     admin_port: Port = port_field(0, "admin (/stats/prometheus); 0 picks a free port")
+    admin_host: str = Field(
+        "127.0.0.1",
+        description="The admin interface binds here, loopback only: it can stop Envoy and "
+        "change its runtime; Prometheus scrapes the metrics listener instead.",
+    )
+    metrics_port: Port = port_field(
+        0, "listener that serves only /stats/prometheus (read-only); 0 picks a free port"
+    )
+    tls: TlsSettings | None = Field(
+        None, description="TLS on the front listener (prod); None: plaintext (loopback)."
+    )
     model_listener_port: Port = port_field(0, "internal listener the gateways call")
     lb_policy: Literal["ROUND_ROBIN", "LEAST_REQUEST"] = "LEAST_REQUEST"
     request_timeout_ms: int = Field(2000, ge=10, le=300_000)
@@ -358,6 +407,7 @@ class ServingSettings(_Frozen):
     alertmanager: AlertmanagerSettings = AlertmanagerSettings()
     alerts: AlertSettings = AlertSettings()
     trigger: TriggerSettings = TriggerSettings()
+    auth: AuthSettings = AuthSettings()
 
     @model_validator(mode="after")
     def _gateway_answers_before_envoy_gives_up(self) -> ServingSettings:

@@ -111,8 +111,11 @@ class _Traffic:
         k: int,
         scenario: Scenario | None,
         max_in_flight: int,
+        token: str | None = None,
     ) -> None:
         self.world, self.url, self.rate, self.duration = world, url, rate, duration
+        # The front door's bearer token (a stack with auth on answers 401 without one).
+        self.headers = {"authorization": f"Bearer {token}"} if token else {}
         self.k, self.scenario, self.max_in_flight = k, scenario, max_in_flight
         self.rng = np.random.default_rng(seed)
         self.stats = TrafficStats()
@@ -222,7 +225,9 @@ class _Traffic:
         timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS)
         connector = aiohttp.TCPConnector(limit=self.max_in_flight)
         tasks: set[asyncio.Task[None]] = set()
-        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+        async with aiohttp.ClientSession(
+            timeout=timeout, connector=connector, headers=self.headers
+        ) as session:
             self.started = time.monotonic()
             interval = 1.0 / self.rate
             sent = 0
@@ -262,8 +267,10 @@ def run(
     scenario: Scenario | None = None,
     max_in_flight: int = 256,
     progress: Callable[[TrafficStats, float], None] | None = None,
+    token: str | None = None,
 ) -> TrafficStats:
-    """Simulate ``duration`` seconds of traffic at ``rate`` requests/s against ``url``."""
+    """Simulate ``duration`` seconds of traffic at ``rate`` requests/s against ``url``,
+    authenticated with ``token`` (a bearer JWT) when given."""
     url = check_loopback(url)
     if not 0 < duration <= MAX_DURATION_SECONDS:
         raise ConfigError(f"--duration {duration:g} is out of range: use 0 < s <= 86400")
@@ -271,5 +278,5 @@ def run(
         raise ConfigError(f"--rate {rate:g} is out of range: use 0 < requests/s <= {MAX_RATE:g}")
     if not 1 <= k <= 100:
         raise ConfigError(f"--k {k} is out of range: use 1..100")
-    traffic = _Traffic(world, url, rate, duration, seed, k, scenario, max_in_flight)
+    traffic = _Traffic(world, url, rate, duration, seed, k, scenario, max_in_flight, token)
     return asyncio.run(traffic.run(progress))

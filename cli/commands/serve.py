@@ -98,10 +98,23 @@ def serve(
         for name, address in stack.endpoints().items():
             click.echo(f"  {name:<16} {address}")
         click.echo(f"  {'logs':<16} {stack.settings.run_dir / 'logs'}")
-        click.echo(
-            f"try: aiqleads recommend --user <id> --url http://{stack.settings.envoy.host}:"
-            f"{stack.settings.envoy.port}"
-        )
+        front = f"http://{stack.settings.envoy.host}:{stack.settings.envoy.port}"
+        if stack.credentials is not None:
+            token = stack.credentials.token_file
+            click.echo(
+                f"  {'token':<16} {token} (development token: every scope, every user; "
+                f"{stack.settings.auth.dev_token_hours:g} h)"
+            )
+            click.echo(
+                f"try: aiqleads recommend --user <id> --url {front} --run-dir {stack.settings.run_dir}"
+            )
+            click.echo(
+                f'  or: curl -H "Authorization: Bearer $(cat {token})" '
+                f'-H \'content-type: application/json\' -d \'{{"user_id": "u1", "k": 5}}\' '
+                f"{front}/v1/recommendations"
+            )
+        else:
+            click.echo(f"try: aiqleads recommend --user <id> --url {front}")
 
     serve_forever(stack, on_ready=report)
     restarts = sum(c.restarts for c in stack.children)
@@ -142,6 +155,19 @@ def _validate_location(latitude: float | None, longitude: float | None) -> None:
     show_default=True,
     help="Seconds to wait for the answer.",
 )
+@click.option(
+    "--token",
+    envvar="AIQLEADS_TOKEN",
+    default=None,
+    help="Bearer token (JWT) for the front door [default: $AIQLEADS_TOKEN, else the "
+    "development token of --run-dir].",
+)
+@click.option(
+    "--run-dir",
+    type=click.Path(path_type=pathlib.Path),
+    default=None,
+    help="Run dir of `aiqleads serve`, whose secrets/dev.token is used [default: runs/serve].",
+)
 def recommend(
     user_id: str,
     k: int,
@@ -149,6 +175,8 @@ def recommend(
     longitude: float | None,
     url: str,
     timeout: float,
+    token: str | None,
+    run_dir: pathlib.Path | None,
 ) -> None:
     """Ask the running stack (through Envoy) for a user's top-K leads and print them."""
     if not user_id.strip() or len(user_id) > MAX_USER_ID:
@@ -159,7 +187,7 @@ def recommend(
     body: dict = {"user_id": user_id, "k": k}
     if latitude is not None:
         body.update(latitude=latitude, longitude=longitude)
-    answer = call_recommendations(url, body, timeout)
+    answer = call_recommendations(url, body, timeout, resolve_token(token, run_dir))
     items = answer.get("items", [])
     click.echo(
         f"user {user_id} | model version {answer.get('model_version')} | "
@@ -172,12 +200,29 @@ def recommend(
     click.echo(f"{len(items)} leads")
 
 
-def call_recommendations(url: str, body: dict, timeout: float) -> dict:
+def resolve_token(token: str | None, run_dir: pathlib.Path | None) -> str | None:
+    """The token to send: given (flag or $AIQLEADS_TOKEN), else the run dir's development
+    token when there is one, else None (a stack with auth off)."""
+    from serving import auth
+    from serving.settings import DEFAULT_RUN_DIR
+
+    if token:
+        return token.strip()
+    path = auth.dev_token_path(run_dir or DEFAULT_RUN_DIR)
+    if run_dir is None and not path.exists():
+        return None
+    return auth.read_token(path)
+
+
+def call_recommendations(url: str, body: dict, timeout: float, token: str | None = None) -> dict:
     """POST /v1/recommendations; ServiceError with the server's reason on any failure."""
+    headers = {"content-type": "application/json"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
     request = urllib.request.Request(
         f"{url.rstrip('/')}/v1/recommendations",
         data=json.dumps(body).encode(),
-        headers={"content-type": "application/json"},
+        headers=headers,
         method="POST",
     )
     try:
@@ -185,6 +230,11 @@ def call_recommendations(url: str, body: dict, timeout: float) -> dict:
             return json.loads(resp.read())
     except urllib.error.HTTPError as e:
         detail = e.read().decode(errors="replace").strip().replace("\n", " ")[:300]
+        if e.code == 401:
+            detail += (
+                "; pass --token (or set AIQLEADS_TOKEN), or --run-dir of the `aiqleads serve` "
+                "whose secrets/dev.token to use"
+            )
         raise ServiceError(f"{url} answered {e.code}: {detail}") from e
     except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
         reason = getattr(e, "reason", e)

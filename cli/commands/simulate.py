@@ -56,6 +56,13 @@ from cli.commands.options import DIRECTORY, FILE, progress_printer
     help="Write the id of every acknowledged feedback to this file, one a line.",
 )
 @click.option("--run-dir", type=DIRECTORY, default=None, help="Run directory of the stack.")
+@click.option(
+    "--token",
+    envvar="AIQLEADS_TOKEN",
+    default=None,
+    help="Bearer token for the front door [default: $AIQLEADS_TOKEN, else the development "
+    "token of the run dir].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def simulate(
     data_dir: pathlib.Path,
@@ -68,6 +75,7 @@ def simulate(
     max_in_flight: int,
     ack_log: pathlib.Path | None,
     run_dir: pathlib.Path | None,
+    token: str | None,
     as_json: bool,
 ) -> None:
     """Simulated users ask for recommendations and post what they do with them."""
@@ -80,6 +88,9 @@ def simulate(
 
         url = stack_file.read(run_dir or DEFAULT_RUN_DIR).front_url
     url = traffic.check_loopback(url)
+    from cli.commands.serve import resolve_token
+
+    token = resolve_token(token, run_dir)
     say = progress_printer("[simulate]")
     world = load_world(data_dir)
     chosen = None
@@ -101,6 +112,7 @@ def simulate(
         scenario=chosen,
         max_in_flight=max_in_flight,
         progress=lambda s, t: say(s.progress_line(t)),
+        token=token,
     )
     if ack_log is not None:
         ack_log.parent.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,12 @@ Listeners:
 - ``front`` (default 127.0.0.1:8080, HTTP/1.1 and HTTP/2 with ``codec_type: AUTO``): the gRPC
   services and the REST API, all routed to the gateways;
 - ``model_servers`` (internal): the single address the gateways call; gRPC (TF Serving's
-  PredictionService/ModelService) and REST ``/v1/models`` to the model servers.
+  PredictionService/ModelService) and REST ``/v1/models`` to the model servers;
+- ``metrics``: Envoy's ``/stats/prometheus`` (and ``/ready``) from the admin interface,
+  which itself binds loopback only.
+
+The front listener's security filters (tokens, scopes, per-client rate limits, TLS) are in
+`serving.envoy.security`.
 """
 
 from __future__ import annotations
@@ -18,10 +23,13 @@ from typing import Any, Literal
 
 import yaml
 
+from serving import auth
+from serving.envoy import security
 from serving.settings import EnvoySettings, ServingSettings
 
 FRONT_LISTENER = "front"
 MODEL_LISTENER = "model_servers"
+METRICS_LISTENER = "metrics"
 CLUSTER_GATEWAY_REST = "gateway_rest"
 CLUSTER_GATEWAY_GRPC = "gateway_grpc"
 CLUSTER_MODEL_GRPC = "model_server_grpc"
@@ -34,8 +42,13 @@ REST_RECOMMENDATIONS = "/v1/recommendations"
 REST_FEEDBACK = "/v1/feedback"
 REST_MODELS = "/v1/models"
 PING_PATH = "/ping"  # answered by Envoy itself: liveness and the load generator's baseline
+OPENAPI_PATH = security.OPENAPI_PATH  # the REST API's description, from the gateways
+PUBLIC_PATHS = (PING_PATH, OPENAPI_PATH)  # no token needed
+GRPC_RECOMMEND = "/aiqleads.recommendations.v1.Recommendations/Recommend"
 GATEWAY_HEALTH_PATH = "/healthz"
-RETRY_ON = "5xx,reset,connect-failure,refused-stream,unavailable"
+# Retried: what another replica may answer (502/503/504, UNAVAILABLE, a lost connection).
+# Never a 500/INTERNAL: a request that broke one gateway breaks the next one the same way.
+RETRY_ON = "gateway-error,reset,connect-failure,refused-stream,unavailable"
 # Feedback is not idempotent: retry only when the request cannot have reached a gateway.
 SAFE_RETRY_ON = "connect-failure,refused-stream,reset-before-request"
 GRPC_FEEDBACK = "/aiqleads.recommendations.v1.Recommendations/Feedback"
@@ -257,31 +270,6 @@ def _route(match: Node, cluster: str, env: EnvoySettings, retry_on: str = RETRY_
     }
 
 
-def _rate_limit_filter(env: EnvoySettings) -> Node:
-    always = {"default_value": {"numerator": 100, "denominator": "HUNDRED"}}
-    return {
-        "name": "envoy.filters.http.local_ratelimit",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
-            "stat_prefix": "front_rate_limit",
-            "token_bucket": {
-                "max_tokens": env.rate_limit.burst,
-                "tokens_per_fill": env.rate_limit.requests_per_second,
-                "fill_interval": "1s",
-            },
-            "filter_enabled": {"runtime_key": "front_rate_limit_enabled", **always},
-            "filter_enforced": {"runtime_key": "front_rate_limit_enforced", **always},
-            "rate_limited_as_resource_exhausted": True,
-            "response_headers_to_add": [
-                {
-                    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-                    "header": {"key": "x-aiqleads-rate-limited", "value": "true"},
-                }
-            ],
-        },
-    }
-
-
 def _access_log(path: str) -> Node:
     return {
         "name": "envoy.access_loggers.file",
@@ -305,6 +293,7 @@ def _http_manager(
             "stream_idle_timeout": "30s",
             "request_headers_timeout": "10s",
             "http2_protocol_options": {"max_concurrent_streams": 1024},
+            "local_reply_config": security.local_reply_config(),
             "route_config": {
                 "name": name,
                 "virtual_hosts": [{"name": name, "domains": ["*"], "routes": routes}],
@@ -325,12 +314,37 @@ def _http_manager(
     return manager
 
 
-def _listener(name: str, host: str, port: int, manager: Node) -> Node:
-    return {
-        "name": name,
-        "address": _socket(host, port),
-        "filter_chains": [{"filters": [manager]}],
+def _listener(
+    name: str, host: str, port: int, manager: Node, transport_socket: Node | None = None
+) -> Node:
+    chain: Node = {"filters": [manager]}
+    if transport_socket is not None:
+        chain["transport_socket"] = transport_socket
+    return {"name": name, "address": _socket(host, port), "filter_chains": [chain]}
+
+
+def _front_filters(settings: ServingSettings) -> list[Node]:
+    """The global rate limit, then (with auth on) tokens, scopes and per-client limits."""
+    env, auth_settings = settings.envoy, settings.auth
+    filters = [security.rate_limit_filter(env.rate_limit)]
+    if not auth_settings.enabled:
+        return filters
+    grpc_feedback, grpc_predict = GRPC_FEEDBACK, GRPC_PREDICTION
+    scoped = {
+        auth.SCOPE_RECOMMEND: security.path_matchers(exact=(REST_RECOMMENDATIONS, GRPC_RECOMMEND)),
+        auth.SCOPE_FEEDBACK: security.path_matchers(exact=(REST_FEEDBACK, grpc_feedback)),
+        auth.SCOPE_ADMIN: security.path_matchers(prefix=(REST_MODELS, grpc_predict)),
     }
+    routed = security.path_matchers(
+        exact=(REST_RECOMMENDATIONS, REST_FEEDBACK),
+        prefix=(REST_MODELS, GRPC_RECOMMENDATIONS, grpc_predict),
+    )
+    return [
+        *filters,
+        security.jwt_filter(auth_settings, PUBLIC_PATHS),
+        security.rbac_filter(scoped, PUBLIC_PATHS, routed),
+        security.client_rate_limit_filter(auth_settings, env.rate_limit),
+    ]
 
 
 def build_envoy_config(
@@ -346,6 +360,7 @@ def build_envoy_config(
         ("envoy.port", env.port),
         ("envoy.admin_port", env.admin_port),
         ("envoy.model_listener_port", env.model_listener_port),
+        ("envoy.metrics_port", env.metrics_port),
     ):
         if port == 0:
             raise ValueError(f"{label} is 0: resolve free ports before generating the config")
@@ -361,6 +376,7 @@ def build_envoy_config(
         _route({"path": REST_RECOMMENDATIONS}, CLUSTER_GATEWAY_REST, env),
         _route({"path": REST_FEEDBACK}, CLUSTER_GATEWAY_REST, env, SAFE_RETRY_ON),
         _route({"prefix": REST_MODELS}, CLUSTER_GATEWAY_REST, env),
+        _route({"path": OPENAPI_PATH}, CLUSTER_GATEWAY_REST, env),
     ]
     model_routes = [
         _route({"prefix": GRPC_PREDICTION, **grpc}, CLUSTER_MODEL_GRPC, env),
@@ -373,7 +389,7 @@ def build_envoy_config(
         return _cluster(name, replicas, grpc_port, health, env, upstreams.discovery, logs)
 
     return {
-        "admin": {"address": _socket(env.host, env.admin_port)},
+        "admin": {"address": _socket(env.admin_host, env.admin_port)},
         "cluster_manager": {"outlier_detection": {"event_log_path": logs.outlier}},
         "static_resources": {
             "listeners": [
@@ -382,8 +398,9 @@ def build_envoy_config(
                     env.host,
                     env.port,
                     _http_manager(
-                        FRONT_LISTENER, front_routes, [_rate_limit_filter(env)], logs.access
+                        FRONT_LISTENER, front_routes, _front_filters(settings), logs.access
                     ),
+                    security.tls_transport_socket(env.tls) if env.tls is not None else None,
                 ),
                 _listener(
                     MODEL_LISTENER,
@@ -391,12 +408,19 @@ def build_envoy_config(
                     env.model_listener_port,
                     _http_manager(MODEL_LISTENER, model_routes, [], logs.access),
                 ),
+                _listener(
+                    METRICS_LISTENER,
+                    env.host,
+                    env.metrics_port,
+                    _http_manager(METRICS_LISTENER, security.metrics_routes(), [], None),
+                ),
             ],
             "clusters": [
                 cluster(CLUSTER_GATEWAY_REST, upstreams.gateways, False, GATEWAY_HEALTH_PATH),
                 cluster(CLUSTER_GATEWAY_GRPC, upstreams.gateways, True, GATEWAY_HEALTH_PATH),
                 cluster(CLUSTER_MODEL_GRPC, upstreams.model_servers, True, model_health),
                 cluster(CLUSTER_MODEL_REST, upstreams.model_servers, False, model_health),
+                security.admin_cluster(env.admin_host, env.admin_port),
             ],
         },
         "overload_manager": {

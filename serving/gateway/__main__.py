@@ -41,9 +41,17 @@ async def _serve(config: GatewayConfig) -> None:
 
     gateway = Gateway(config)
     stop = asyncio.Event()
+    drain = True  # SIGTERM (a rollout) drains first; SIGINT (Ctrl-C, a whole stack's stop) not
     loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        nonlocal drain
+        if not stop.is_set():
+            drain = sig == signal.SIGTERM
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig)
     try:
         await gateway.start()
     except OSError as e:
@@ -58,7 +66,11 @@ async def _serve(config: GatewayConfig) -> None:
     )
     sys.stdout.flush()
     await stop.wait()
-    click.echo("gateway stopping: draining requests in flight")
+    if drain and config.drain_seconds > 0:
+        click.echo(f"gateway draining: /healthz answers 503 for {config.drain_seconds:g} s")
+        sys.stdout.flush()
+        await gateway.drain()
+    click.echo("gateway stopping: finishing requests in flight")
     await gateway.stop()
     click.echo("gateway stopped")
 

@@ -99,6 +99,19 @@ class GatewayConfig(GatewayOptions):
     stop_grace_seconds: float = Field(
         5.0, ge=0, le=300, description="How long a stop waits for requests in flight."
     )
+    drain_seconds: float = Field(
+        0.0,
+        ge=0,
+        le=300,
+        description="On SIGTERM, how long /healthz answers 503 while requests are still "
+        "served, before the stop: long enough for Envoy's health checks to take the replica "
+        "out of rotation (unhealthy_threshold x interval).",
+    )
+    require_claims: bool = Field(
+        False,
+        description="Check the verified token Envoy forwards (x-aiqleads-jwt-payload): a "
+        "caller asks for, and posts feedback for, only the users its token allows.",
+    )
 
     @field_validator("model_servers")
     @classmethod

@@ -87,10 +87,17 @@ class Gateway:
         self.grpc_port = config.grpc_port
         self._runner: web.AppRunner | None = None
         self._grpc: grpc_lib.aio.Server | None = None
+        self.draining = asyncio.Event()  # set by `drain()`: /healthz answers 503
 
     async def start(self) -> None:
         app = rest.create_app(
-            self.dataplane, self.passthrough, self.cache, self.metrics, self.config.max_body_bytes
+            self.dataplane,
+            self.passthrough,
+            self.cache,
+            self.metrics,
+            self.config.max_body_bytes,
+            require_claims=self.config.require_claims,
+            draining=self.draining,
         )
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
@@ -98,7 +105,11 @@ class Gateway:
         await site.start()
         self.rest_port = self._runner.addresses[0][1]
         self._grpc = grpc.create_server(
-            self.dataplane, self.passthrough, self.metrics, GRPC_MAX_MESSAGE_BYTES
+            self.dataplane,
+            self.passthrough,
+            self.metrics,
+            GRPC_MAX_MESSAGE_BYTES,
+            self.config.require_claims,
         )
         self.grpc_port = self._grpc.add_insecure_port(f"{self.config.host}:{self.config.grpc_port}")
         await self._grpc.start()
@@ -106,6 +117,14 @@ class Gateway:
         self.tracker.start()
         if self.events is not None:
             self.events.start()
+
+    async def drain(self) -> None:
+        """Fail readiness and keep serving for ``drain_seconds``, so that Envoy's health
+        checks take this replica out of rotation before `stop()` closes its ports."""
+        self.draining.set()
+        if self.config.drain_seconds > 0:
+            log.info("draining: /healthz answers 503 for %.1f s", self.config.drain_seconds)
+            await asyncio.sleep(self.config.drain_seconds)
 
     async def stop(self) -> None:
         """Stop taking requests, let those in flight finish (bounded), then close clients."""

@@ -7,13 +7,16 @@ refusal keeps the model server's code); the same validation as REST applies.
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import NoReturn, Protocol, TypeAlias, TypeVar
 
 import grpc
 
-from serving.errors import ServingError
+from serving import auth
+from serving.errors import Code, ServingError
+from serving.gateway import access
 from serving.gateway.cache import Source
 from serving.gateway.dataplane import DataPlane
 from serving.gateway.metrics import GatewayMetrics, error_kind
@@ -22,6 +25,15 @@ from serving.gateway.passthrough import PredictPassThrough
 from serving.gateway.validation import parse_feedback, parse_recommend
 from serving.protos.generated import recommendations_pb2 as pb
 from serving.protos.generated import recommendations_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+
+def _metadata(context: _Context, key: str) -> str | None:
+    for name, value in context.invocation_metadata() or ():
+        if name == key:
+            return value if isinstance(value, str) else value.decode()
+    return None
 
 
 class _Servicer(Protocol):
@@ -56,7 +68,12 @@ def _observed(
             metrics: GatewayMetrics = self._metrics
             try:
                 response, cache = await handler(self, request, context)
-            except ServingError as e:
+            except Exception as e:
+                if not isinstance(e, ServingError):  # the catch-all: INTERNAL, counted, logged
+                    log.exception("%s failed", endpoint)
+                    e = ServingError(
+                        Code.INTERNAL, f"internal error ({type(e).__name__}); it is logged"
+                    )
                 code = grpc.StatusCode[e.code.name]
                 metrics.errors.labels(endpoint, error_kind(e)).inc()
                 metrics.requests.labels(endpoint, code.name).inc()
@@ -78,8 +95,15 @@ def _observed(
 class RecommendationsServicer(pb_grpc.RecommendationsServicer):  # type: ignore[misc]
     """aiqleads.recommendations.v1.Recommendations on top of the data plane."""
 
-    def __init__(self, dataplane: DataPlane, metrics: GatewayMetrics) -> None:
+    def __init__(
+        self, dataplane: DataPlane, metrics: GatewayMetrics, require_claims: bool = False
+    ) -> None:
         self._dataplane, self._metrics = dataplane, metrics
+        self._require_claims = require_claims
+
+    def _authorize(self, context: _Context, user_id: str) -> None:
+        if self._require_claims:
+            access.authorize(_metadata(context, auth.PAYLOAD_HEADER), user_id)
 
     @_observed("grpc:Recommend")
     async def Recommend(  # noqa: N802
@@ -89,7 +113,9 @@ class RecommendationsServicer(pb_grpc.RecommendationsServicer):  # type: ignore[
         for name in ("latitude", "longitude"):
             if request.HasField(name):
                 body[name] = getattr(request, name)
-        result = await self._dataplane.recommend(parse_recommend(body))
+        parsed = parse_recommend(body)
+        self._authorize(context, parsed.user_id)
+        result = await self._dataplane.recommend(parsed)
         response = pb.RecommendResponse(
             request_id=result.request_id,
             model_version=result.model_version,
@@ -110,7 +136,9 @@ class RecommendationsServicer(pb_grpc.RecommendationsServicer):  # type: ignore[
             "event_type": request.event_type,
             "feedback_id": request.feedback_id or None,
         }
-        receipt = await self._dataplane.feedback(parse_feedback(body))
+        parsed = parse_feedback(body)
+        self._authorize(context, parsed.user_id)
+        receipt = await self._dataplane.feedback(parsed)
         response = pb.FeedbackResponse(
             accepted=True, duplicate=receipt.duplicate, feedback_id=receipt.feedback_id
         )
@@ -140,6 +168,7 @@ def create_server(
     passthrough: PredictPassThrough,
     metrics: GatewayMetrics,
     max_message_bytes: int,
+    require_claims: bool = False,
 ) -> grpc.aio.Server:
     """A gRPC server with both services; the caller adds the port and starts it."""
     server = grpc.aio.server(
@@ -149,7 +178,7 @@ def create_server(
         ]
     )
     pb_grpc.add_RecommendationsServicer_to_server(
-        RecommendationsServicer(dataplane, metrics), server
+        RecommendationsServicer(dataplane, metrics, require_claims), server
     )
     server.add_generic_rpc_handlers((PredictServicer(passthrough, metrics).handler(),))
     return server

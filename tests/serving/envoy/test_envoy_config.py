@@ -7,7 +7,9 @@ import pathlib
 import pytest
 
 from aiqleads.errors import ConfigError
+from serving import auth
 from serving.envoy import config as envoy_config
+from serving.envoy import security
 from serving.envoy.config import Replica, Upstreams, build_envoy_config, kubernetes_upstreams
 from serving.envoy.runtime import validate_config, write_config
 from serving.settings import ServingSettings, load_settings
@@ -16,7 +18,13 @@ LOCAL = Upstreams(
     gateways=(Replica("127.0.0.1", 7001, 7002), Replica("127.0.0.1", 7003, 7004)),
     model_servers=(Replica("127.0.0.1", 7101, 7102),),
 )
-PORTS = {"envoy.admin_port": 9901, "envoy.model_listener_port": 8510}
+JWKS = "/etc/aiqleads/auth/jwks.json"  # where the manifests mount the public keys
+PORTS = {
+    "envoy.admin_port": 9901,
+    "envoy.model_listener_port": 8510,
+    "envoy.metrics_port": 9902,
+    "auth.jwks_file": JWKS,
+}
 K8S_PORTS = {
     **PORTS,
     "envoy.host": "0.0.0.0",
@@ -38,8 +46,10 @@ def _routes(cfg: dict, listener: str) -> list[dict]:
 
 
 def test_local_and_kubernetes_configs_pass_envoy_validate(tmp_path: pathlib.Path) -> None:
-    local = ServingSettings().with_overrides(**PORTS)
-    k8s = ServingSettings().with_overrides(**K8S_PORTS)
+    # Envoy reads the JWKS while validating: a real one from a fresh key pair.
+    jwks = auth.write_jwks(tmp_path / "jwks.json", auth.create_signing_key(tmp_path / "key.pem"))
+    local = ServingSettings().with_overrides(**{**PORTS, "auth.jwks_file": str(jwks)})
+    k8s = ServingSettings().with_overrides(**{**K8S_PORTS, "auth.jwks_file": str(jwks)})
     validate_config(write_config(tmp_path / "local.yaml", local, LOCAL))
     validate_config(write_config(tmp_path / "k8s.yaml", k8s, kubernetes_upstreams(k8s)))
 
@@ -66,6 +76,7 @@ def test_front_routes_map_each_api_to_the_gateway_clusters() -> None:
         "/v1/recommendations": "gateway_rest",
         "/v1/feedback": "gateway_rest",
         "/v1/models": "gateway_rest",
+        "/openapi.json": "gateway_rest",  # the REST API's description, public
     }
     listener = cfg["static_resources"]["listeners"][0]
     assert listener["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 8080}
@@ -79,7 +90,12 @@ def test_front_routes_map_each_api_to_the_gateway_clusters() -> None:
     retry = retries["/aiqleads.recommendations.v1.Recommendations/"]
     assert retry["num_retries"] == 2
     assert retry["retry_host_predicate"][0]["name"] == "envoy.retry_host_predicates.previous_hosts"
-    assert {"5xx", "reset", "connect-failure", "unavailable"} <= set(retry["retry_on"].split(","))
+    # What another gateway may answer is retried (502/503/504 as gateway-error), never a 500:
+    # a request that broke one gateway would break the next the same way.
+    assert {"gateway-error", "reset", "connect-failure", "unavailable"} <= set(
+        retry["retry_on"].split(",")
+    )
+    assert "5xx" not in retry["retry_on"].split(",")
 
 
 def test_clusters_health_check_the_rest_port_and_speak_http2_for_grpc() -> None:
@@ -99,7 +115,9 @@ def test_clusters_health_check_the_rest_port_and_speak_http2_for_grpc() -> None:
     model = clusters["model_server_grpc"]
     assert model["health_checks"][0]["http_health_check"]["path"] == "/v1/models/lead_recommender"
     assert all(c["type"] == "STATIC" for c in clusters.values())
-    assert all("outlier_detection" in c for c in clusters.values())
+    # Every backend cluster; the metrics listener's loopback admin is one host, never ejected.
+    backends = [c for name, c in clusters.items() if name != security.ADMIN_CLUSTER]
+    assert all("outlier_detection" in c for c in backends)
 
 
 def test_kubernetes_upstreams_resolve_service_names_by_dns() -> None:
