@@ -20,6 +20,7 @@ from tensorflow.core.framework import tensor_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2
 
+from serving import tensor_bounds
 from serving.errors import invalid, not_found
 from serving.gateway.cache import KEY_PREFIX, CachingLoader, Loaded, Source
 from serving.gateway.dataplane import DataPlane
@@ -58,6 +59,8 @@ class PredictPassThrough:
             request.ParseFromString(request_bytes)
         except DecodeError as e:
             raise invalid(f"the body is not a PredictRequest: {e}") from e
+        for name, tensor in request.inputs.items():  # before any replica is asked
+            tensor_bounds.check(tensor, name)
         version = await self._pin(request)
         if version is None:
             return Loaded(await self._model.predict_raw(request_bytes), Source.NONE)

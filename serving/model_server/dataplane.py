@@ -59,6 +59,9 @@ class Spec:
         )
 
 
+UNKNOWN_MODEL = "unknown"  # the metric label of a model name the server does not serve
+
+
 class DataPlane:
     """Answers the TF Serving APIs from the models a `ModelManager` serves."""
 
@@ -71,6 +74,11 @@ class DataPlane:
         self.manager = manager
         self.batcher = batcher
         self.method_name_check = method_name_check  # --enable_signature_method_name_check
+
+    def model_label(self, name: str) -> str:
+        """``name`` as a metric label: a model the server knows, else `UNKNOWN_MODEL`, so a
+        client inventing names cannot add label values without bound."""
+        return name if self.manager.knows(name) else UNKNOWN_MODEL
 
     # ---- predict / classify / regress -----------------------------------------------------
     def predict_arrays(

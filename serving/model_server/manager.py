@@ -265,6 +265,12 @@ class ModelManager:
             return [(version, states[version])]
         return sorted(states.items(), reverse=True)
 
+    def knows(self, name: str) -> bool:
+        """Whether ``name`` is a model of the current config."""
+        with self._lock:
+            model = self._models.get(name)
+            return model is not None and model.config is not None
+
     def models(self) -> dict[str, list[int]]:
         """Model name -> available versions (for logs and metrics)."""
         with self._lock:

@@ -8,9 +8,10 @@ import numpy as np
 from numpy.typing import NDArray
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
+from serving import tensor_bounds
 from serving.errors import invalid
 
-MAX_ELEMENTS = 1 << 24  # bound on one request tensor (16M elements)
+MAX_ELEMENTS = tensor_bounds.MAX_ELEMENTS  # bound on one request tensor (16M elements)
 
 _NP_TO_DT: dict[np.dtype[Any], int] = {
     np.dtype(np.float32): types_pb2.DT_FLOAT,
@@ -70,11 +71,7 @@ def to_proto(array: NDArray[Any]) -> tensor_pb2.TensorProto:
 def from_proto(proto: tensor_pb2.TensorProto, key: str) -> NDArray[Any]:
     """The numpy value of a request `TensorProto`; INVALID_ARGUMENT when malformed."""
     shape = [d.size for d in proto.tensor_shape.dim]
-    if any(d < 0 for d in shape):
-        raise invalid(f"input '{key}': tensor shape {shape} has a negative dimension")
-    count = int(np.prod(shape)) if shape else 1
-    if count > MAX_ELEMENTS:
-        raise invalid(f"input '{key}' has {count} elements; the limit is {MAX_ELEMENTS}")
+    count = tensor_bounds.check(proto, key)  # before anything is allocated for it
     if proto.dtype == types_pb2.DT_STRING:
         strings: list[bytes] = list(proto.string_val)
         if len(strings) == 1 and count != 1:

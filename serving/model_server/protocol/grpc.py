@@ -75,27 +75,42 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext
     ) -> predict_pb2.PredictResponse:
         return _answer(
-            self._m, "predict", request.model_spec.name, self._dp.predict, request, context
+            self._m,
+            "predict",
+            self._dp.model_label(request.model_spec.name),
+            self._dp.predict,
+            request,
+            context,
         )
 
     def Classify(
         self, request: classification_pb2.ClassificationRequest, context: grpc.ServicerContext
     ) -> classification_pb2.ClassificationResponse:
         return _answer(
-            self._m, "classify", request.model_spec.name, self._dp.classify, request, context
+            self._m,
+            "classify",
+            self._dp.model_label(request.model_spec.name),
+            self._dp.classify,
+            request,
+            context,
         )
 
     def Regress(
         self, request: regression_pb2.RegressionRequest, context: grpc.ServicerContext
     ) -> regression_pb2.RegressionResponse:
         return _answer(
-            self._m, "regress", request.model_spec.name, self._dp.regress, request, context
+            self._m,
+            "regress",
+            self._dp.model_label(request.model_spec.name),
+            self._dp.regress,
+            request,
+            context,
         )
 
     def MultiInference(
         self, request: inference_pb2.MultiInferenceRequest, context: grpc.ServicerContext
     ) -> inference_pb2.MultiInferenceResponse:
-        model = request.tasks[0].model_spec.name if request.tasks else ""
+        model = self._dp.model_label(request.tasks[0].model_spec.name if request.tasks else "")
         return _answer(
             self._m, "multi_inference", model, self._dp.multi_inference, request, context
         )
@@ -106,7 +121,12 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         context: grpc.ServicerContext,
     ) -> get_model_metadata_pb2.GetModelMetadataResponse:
         return _answer(
-            self._m, "metadata", request.model_spec.name, self._dp.metadata, request, context
+            self._m,
+            "metadata",
+            self._dp.model_label(request.model_spec.name),
+            self._dp.metadata,
+            request,
+            context,
         )
 
 
@@ -118,7 +138,12 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):  # type: ignor
         self, request: get_model_status_pb2.GetModelStatusRequest, context: grpc.ServicerContext
     ) -> get_model_status_pb2.GetModelStatusResponse:
         return _answer(
-            self._m, "status", request.model_spec.name, self._dp.status, request, context
+            self._m,
+            "status",
+            self._dp.model_label(request.model_spec.name),
+            self._dp.status,
+            request,
+            context,
         )
 
     def HandleReloadConfigRequest(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
+from serving import json_limits
 from serving.errors import Code, ServingError, invalid
 from serving.model_server.batching import Inputs
 from serving.model_server.dataplane import SIGNATURE_DEF_FIELD, DataPlane, Spec
@@ -58,6 +60,7 @@ _VERSION = r"(?:/versions/(\d+)|/labels/([^/:]+))?"
 POST_PATH = re.compile(rf"(?i)/v1/models/{_NAME}{_VERSION}:(classify|regress|predict)")
 GET_PATH = re.compile(rf"(?i)/v1/models/{_NAME}{_VERSION}(?:/(metadata))?")
 _T = TypeVar("_T")
+log = logging.getLogger(__name__)
 
 
 def _json_response(payload: object, status: int = 200) -> web.Response:
@@ -151,16 +154,18 @@ class RestApi:
         except ServingError as e:
             code = e.code
             return error_response(e)
+        except Exception as e:  # the catch-all: INTERNAL as JSON, counted, logged with its stack
+            code = Code.INTERNAL
+            log.exception("%s %s failed", method, path)
+            return error_response(ServingError(Code.INTERNAL, f"{type(e).__name__}: {e}"))
         finally:
             if model:
-                self.metrics.observe(api, "rest", model, code.name, time.perf_counter() - started)
+                label = self.dataplane.model_label(model)  # no client-made metric labels
+                self.metrics.observe(api, "rest", label, code.name, time.perf_counter() - started)
 
     async def _body(self, request: web.Request) -> dict[str, Any]:
         raw = await request.read()
-        try:
-            body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise invalid(f"JSON Parse error: {e}") from e
+        body = json_limits.loads(raw, what="JSON Parse error: the body")
         if not isinstance(body, dict):
             raise invalid("JSON Parse error: the request body must be a JSON object")
         return body

@@ -1,0 +1,67 @@
+"""Bounds on a request `TensorProto`, checked before anything is allocated for it.
+
+A TensorProto names its shape and carries its values; TF Serving fills a tensor whose values
+are one (or none) to the whole shape. A message of a few bytes can thus ask for millions of
+elements. The gateway's pass-through checks every input with `check` before forwarding, and
+the model server before decoding: a shape over `MAX_ELEMENTS`, or a fill over
+`MAX_FILL_ELEMENTS`, is an INVALID_ARGUMENT that no replica is asked to retry.
+"""
+
+from __future__ import annotations
+
+from tensorflow.core.framework import tensor_pb2
+
+from serving.errors import invalid
+
+MAX_ELEMENTS = 1 << 24  # one request tensor (16M elements, given value by value)
+MAX_FILL_ELEMENTS = 1 << 16  # a tensor filled from one value (or none) to its shape
+MAX_RANK = 32
+
+_VALUE_FIELDS = (
+    "float_val",
+    "double_val",
+    "int_val",
+    "int64_val",
+    "uint32_val",
+    "uint64_val",
+    "bool_val",
+    "half_val",
+    "string_val",
+    "scomplex_val",
+    "dcomplex_val",
+)
+
+
+def element_count(proto: tensor_pb2.TensorProto, key: str) -> int:
+    """The shape's element count, refusing negative dimensions, a rank over `MAX_RANK` and
+    more than `MAX_ELEMENTS` (multiplied step by step: no huge intermediate products)."""
+    dims = [d.size for d in proto.tensor_shape.dim]
+    if len(dims) > MAX_RANK:
+        raise invalid(f"input '{key}' has rank {len(dims)}; the limit is {MAX_RANK}")
+    count = 1
+    for size in dims:
+        if size < 0:
+            raise invalid(f"input '{key}': tensor shape {dims} has a negative dimension")
+        count *= size
+        if count > MAX_ELEMENTS:
+            raise invalid(f"input '{key}' has more than {MAX_ELEMENTS} elements (shape {dims})")
+    return count
+
+
+def given_values(proto: tensor_pb2.TensorProto) -> int:
+    """How many values the message carries (``tensor_content`` counts as all of them)."""
+    if proto.tensor_content:
+        return -1
+    return max((len(getattr(proto, f)) for f in _VALUE_FIELDS), default=0)
+
+
+def check(proto: tensor_pb2.TensorProto, key: str) -> int:
+    """The element count of a request tensor within the bounds above, or INVALID_ARGUMENT."""
+    count = element_count(proto, key)
+    given = given_values(proto)
+    if 0 <= given <= 1 < count and count > MAX_FILL_ELEMENTS:
+        raise invalid(
+            f"input '{key}' would be filled from {given} value(s) to {count} elements; "
+            f"send the values (a fill is limited to {MAX_FILL_ELEMENTS} elements)"
+        )
+    return count
