@@ -32,12 +32,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import statsmodels.api as sm
+from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 from statsmodels.stats.power import NormalIndPower
 
 from aiqleads.events.records import ENGAGEMENTS, Feedback, Impression
@@ -249,7 +251,11 @@ def time_reaching(counts: pd.DataFrame, users: int) -> float | None:
 def _glm(y: np.ndarray, exposure: np.ndarray, canary: np.ndarray | None) -> Any:
     columns = [np.ones(len(y))] if canary is None else [np.ones(len(y)), canary]
     model = sm.GLM(y, np.column_stack(columns), family=sm.families.Poisson(), exposure=exposure)
-    return model.fit(cov_type="HC1")
+    with warnings.catch_warnings():
+        # Every user with the same rate fits "perfectly": the estimate is still the ratio
+        # of sums, and its robust variance is the (small) spread there is.
+        warnings.simplefilter("ignore", PerfectSeparationWarning)
+        return model.fit(cov_type="HC1")
 
 
 def rate(counts: pd.DataFrame, column: str, alpha: float = 0.05) -> Estimate:
