@@ -186,13 +186,27 @@ def client_rate_limit_filter(settings: AuthSettings, backstop: RateLimitSettings
 
 
 def local_reply_config() -> Node:
-    """Envoy's own answers (401, 403, 404, 429, 503) as ``{"error": ...}`` JSON, as the
-    gateways answer; gRPC callers get the matching status (UNAUTHENTICATED, ...) instead."""
-    return {
-        "body_format": {
-            "json_format": {"error": "%LOCAL_REPLY_BODY%", "status": "%RESPONSE_CODE%"},
-            "content_type": "application/json",
+    """Envoy's own errors (401, 403, 404, 429, 503) as ``{"error": ...}`` JSON, as the
+    gateways answer (its direct answers, such as /ping, stay as they are); gRPC callers get
+    the matching status (UNAUTHENTICATED, PERMISSION_DENIED, ...) instead."""
+    errors = {
+        "status_code_filter": {
+            "comparison": {
+                "op": "GE",
+                "value": {"default_value": 400, "runtime_key": "local_reply_json_from"},
+            }
         }
+    }
+    return {
+        "mappers": [
+            {
+                "filter": errors,
+                "body_format_override": {
+                    "json_format": {"error": "%LOCAL_REPLY_BODY%", "status": "%RESPONSE_CODE%"},
+                    "content_type": "application/json",
+                },
+            }
+        ]
     }
 
 

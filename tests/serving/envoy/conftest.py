@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from serving import command_lines
+from serving import auth, command_lines
 from serving.envoy.config import (
     CLUSTER_GATEWAY_GRPC,
     CLUSTER_GATEWAY_REST,
@@ -41,6 +41,12 @@ class Proxy:
         self.backends: dict[str, Child] = {}
         self.replicas: dict[str, Replica] = {}
         self.settings: ServingSettings | None = None
+        # The front door wants a token: a key pair of the test's own and a token with every
+        # scope for every user (tests/security checks who may call what).
+        key = auth.create_signing_key(tmp / "secrets" / auth.SIGNING_KEY_FILE)
+        self.jwks = auth.write_jwks(tmp / "secrets" / auth.JWKS_FILE, key)
+        token = auth.issue_token(key, "test", auth.SCOPES, [auth.ALL_USERS], 3600)
+        self.auth_headers = auth.bearer(token)
 
     def _backend(self, name: str, fail: bool, healthy_when: pathlib.Path | None) -> Replica:
         replica = Replica("127.0.0.1", free_port(), free_port())
@@ -78,6 +84,8 @@ class Proxy:
                 "envoy.port": free_port(),
                 "envoy.admin_port": free_port(),
                 "envoy.model_listener_port": free_port(),
+                "envoy.metrics_port": free_port(),
+                "auth.jwks_file": str(self.jwks),
                 "envoy.concurrency": 1,
                 **FAST_HEALTH,
                 **overrides,

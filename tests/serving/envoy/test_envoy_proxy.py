@@ -15,6 +15,15 @@ from serving.envoy.runtime import admin_stats
 from serving.process import wait_until
 
 RECOMMEND = "/aiqleads.recommendations.v1.Recommendations/Recommend"
+HEADERS: dict[str, str] = {}  # the proxy's bearer token, sent on every call
+
+
+@pytest.fixture(autouse=True)
+def _authenticated(proxy) -> None:
+    HEADERS.clear()
+    HEADERS.update(proxy.auth_headers)
+
+
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
 
 
@@ -22,7 +31,7 @@ def _post(address: str, path: str, body: dict | None = None) -> tuple[int, dict,
     request = urllib.request.Request(
         f"http://{address}{path}",
         data=json.dumps(body or {}).encode(),
-        headers={"content-type": "application/json"},
+        headers={"content-type": "application/json", **HEADERS},
         method="POST",
     )
     try:
@@ -35,7 +44,8 @@ def _post(address: str, path: str, body: dict | None = None) -> tuple[int, dict,
 
 def _get(address: str, path: str) -> tuple[int, bytes]:
     try:
-        with urllib.request.urlopen(f"http://{address}{path}", timeout=5) as resp:
+        request = urllib.request.Request(f"http://{address}{path}", headers=HEADERS)
+        with urllib.request.urlopen(request, timeout=5) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
@@ -43,7 +53,8 @@ def _get(address: str, path: str) -> tuple[int, bytes]:
 
 def _grpc(address: str, method: str) -> str:
     with grpc.insecure_channel(address) as channel:
-        return channel.unary_unary(method)(b"request", timeout=5).decode()
+        call = channel.unary_unary(method)
+        return call(b"request", timeout=5, metadata=tuple(HEADERS.items())).decode()
 
 
 def _counter(proxy, name: str) -> int:
