@@ -39,8 +39,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import statsmodels.api as sm
-from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 from statsmodels.stats.power import NormalIndPower
+from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 
 from aiqleads.events.records import ENGAGEMENTS, Feedback, Impression
 
