@@ -42,12 +42,13 @@ DEFAULT_CATEGORICAL_DRIFT = {
     f.PRICE_BAND: 0.15,
 }
 
-# Where users are and what they look at (and so the price level of what they look at): a
-# shift of these is a change of population, which a run started by a drift or quality alert
-# retrains on instead of stopping (docs/monitoring.md). The engagement mix (a broken event
-# feed), price_band (lead prices against their own region's median: a unit change) and the
-# regional median shift (each region against itself: a unit change in the market feed) move
-# under data bugs, not under a population shift, and always block.
+# Where users are, what they look at (and so the price level of what they look at) and how
+# they respond to it: a shift of these is a change of population, which a run started by a
+# drift or quality alert retrains on instead of stopping (docs/monitoring.md). Users who
+# moved engage differently with a model that has not learnt them yet, so the engagement mix
+# moves with them. price_band (lead prices against their own region's median: a unit change)
+# and the regional median shift (each region against itself: a unit change in the market
+# feed) do not move when users move, and always block.
 DEFAULT_POPULATION_FEATURES = (
     f.REGION,
     f.PROPERTY_TYPE,
@@ -57,6 +58,7 @@ DEFAULT_POPULATION_FEATURES = (
     f.LEAD_LONGITUDE,
     f.PRICE,
     f.MARKET_MEDIAN_PRICE,
+    f.ENGAGEMENT,
 )
 
 # Above the largest value on clean days of six default-size synthetic sets (1.26), below
