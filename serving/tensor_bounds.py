@@ -9,7 +9,7 @@ the model server before decoding: a shape over `MAX_ELEMENTS`, or a fill over
 
 from __future__ import annotations
 
-from tensorflow.core.framework import tensor_pb2
+from tensorflow.core.framework import tensor_pb2, types_pb2
 
 from serving.errors import invalid
 
@@ -31,6 +31,25 @@ _VALUE_FIELDS = (
     "dcomplex_val",
 )
 
+_FIELD_OF = {
+    types_pb2.DT_FLOAT: "float_val",
+    types_pb2.DT_DOUBLE: "double_val",
+    types_pb2.DT_HALF: "half_val",
+    types_pb2.DT_BFLOAT16: "half_val",
+    types_pb2.DT_INT32: "int_val",
+    types_pb2.DT_INT16: "int_val",
+    types_pb2.DT_INT8: "int_val",
+    types_pb2.DT_UINT8: "int_val",
+    types_pb2.DT_UINT16: "int_val",
+    types_pb2.DT_INT64: "int64_val",
+    types_pb2.DT_UINT32: "uint32_val",
+    types_pb2.DT_UINT64: "uint64_val",
+    types_pb2.DT_BOOL: "bool_val",
+    types_pb2.DT_STRING: "string_val",
+    types_pb2.DT_COMPLEX64: "scomplex_val",
+    types_pb2.DT_COMPLEX128: "dcomplex_val",
+}
+
 
 def element_count(proto: tensor_pb2.TensorProto, key: str) -> int:
     """The shape's element count, refusing negative dimensions, a rank over `MAX_RANK` and
@@ -49,10 +68,14 @@ def element_count(proto: tensor_pb2.TensorProto, key: str) -> int:
 
 
 def given_values(proto: tensor_pb2.TensorProto) -> int:
-    """How many values the message carries (``tensor_content`` counts as all of them)."""
+    """How many values the message carries in its dtype's own field (``tensor_content``
+    counts as all of them, -1); values in another field are not the tensor's."""
     if proto.tensor_content:
         return -1
-    return max((len(getattr(proto, f)) for f in _VALUE_FIELDS), default=0)
+    field = _FIELD_OF.get(proto.dtype)
+    if field is None:
+        return max(len(getattr(proto, f)) for f in _VALUE_FIELDS)
+    return len(getattr(proto, field))
 
 
 def check(proto: tensor_pb2.TensorProto, key: str) -> int:

@@ -68,12 +68,22 @@ def to_proto(array: NDArray[Any]) -> tensor_pb2.TensorProto:
     return proto
 
 
+def _dtype_name(dtype: int) -> str:
+    """The enum name of a dtype, or its number when the enum has none (a fuzzed message)."""
+    try:
+        return str(types_pb2.DataType.Name(dtype))
+    except ValueError:
+        return f"number {dtype}"
+
+
 def from_proto(proto: tensor_pb2.TensorProto, key: str) -> NDArray[Any]:
     """The numpy value of a request `TensorProto`; INVALID_ARGUMENT when malformed."""
     shape = [d.size for d in proto.tensor_shape.dim]
     count = tensor_bounds.check(proto, key)  # before anything is allocated for it
     if proto.dtype == types_pb2.DT_STRING:
         strings: list[bytes] = list(proto.string_val)
+        if len(strings) <= 1 < count and count > tensor_bounds.MAX_FILL_ELEMENTS:
+            raise invalid(f"input '{key}' would be filled from {len(strings)} string(s) to {count}")
         if len(strings) == 1 and count != 1:
             strings = strings * count
         if len(strings) != count:
@@ -81,7 +91,7 @@ def from_proto(proto: tensor_pb2.TensorProto, key: str) -> NDArray[Any]:
         return np.array(strings, dtype=object).reshape(shape)
     np_dtype = _DT_TO_NP.get(proto.dtype)
     if np_dtype is None:
-        raise invalid(f"input '{key}': unsupported dtype {types_pb2.DataType.Name(proto.dtype)}")
+        raise invalid(f"input '{key}': unsupported dtype {_dtype_name(proto.dtype)}")
     if proto.tensor_content:
         if len(proto.tensor_content) != count * np_dtype.itemsize:
             raise invalid(f"input '{key}': tensor_content size does not match shape {shape}")
@@ -91,6 +101,11 @@ def from_proto(proto: tensor_pb2.TensorProto, key: str) -> NDArray[Any]:
         values = np.array(proto.half_val, dtype=np.uint16).view(np.float16)
     else:
         values = np.array(getattr(proto, _FIELD[proto.dtype]), dtype=np_dtype)
+    if values.size <= 1 < count and count > tensor_bounds.MAX_FILL_ELEMENTS:
+        raise invalid(
+            f"input '{key}' would be filled from {values.size} value(s) to {count} elements; "
+            f"send the values (a fill is limited to {tensor_bounds.MAX_FILL_ELEMENTS} elements)"
+        )
     if values.size == 1 and count != 1:
         values = np.full(count, values[0], dtype=np_dtype)
     if values.size == 0 and count:
