@@ -202,7 +202,11 @@ def local_reply_config() -> Node:
             {
                 "filter": errors,
                 "body_format_override": {
-                    "json_format": {"error": "%LOCAL_REPLY_BODY%", "status": "%RESPONSE_CODE%"},
+                    "json_format": {
+                        "error": "%LOCAL_REPLY_BODY%",
+                        "status": "%RESPONSE_CODE%",
+                        "details": "%RESPONSE_CODE_DETAILS%",
+                    },
                     "content_type": "application/json",
                 },
             }

@@ -90,6 +90,11 @@ def secure_stack(security_model_base: pathlib.Path, tmp_path_factory) -> Stack:
             "model_servers.replicas": 1,
             "gateways.replicas": 2,
             "envoy.health_check.interval_ms": 500,
+            # Deadlines sized for a loaded 2-core machine: fuzzed requests are cache misses,
+            # and a slow model call must not turn into a 503 the fuzzers would count.
+            "envoy.request_timeout_ms": 10_000,
+            "envoy.per_try_timeout_ms": 4000,
+            "gateways.model_timeout_ms": 3000,
             "auth.client_rate_limit.requests_per_second": CLIENT_RATE,
             "auth.client_rate_limit.burst": CLIENT_BURST,
         }
