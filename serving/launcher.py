@@ -438,8 +438,8 @@ class ServingStack:
         out = {
             "REST": f"http://{front}/v1/recommendations",
             "gRPC": f"{front} (aiqleads.recommendations.v1.Recommendations)",
-            "Envoy metrics": f"http://{s.envoy.host}:{s.envoy.metrics_port}/stats/prometheus "
-            f"(admin on {s.envoy.admin_host}:{s.envoy.admin_port})",
+            "Envoy admin": f"http://{s.envoy.admin_host}:{s.envoy.admin_port}/ (loopback only)",
+            "Envoy metrics": f"http://{s.envoy.host}:{s.envoy.metrics_port}/stats/prometheus",
             "Redis": s.redis.url,
             "Event store": f"{s.event_store.url} (append-only, {s.run_dir / 'events'})",
             "Online quality": f"http://{s.monitor.host}:{s.monitor.port}/metrics",

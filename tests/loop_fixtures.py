@@ -25,7 +25,7 @@ import urllib.request
 import pytest
 import yaml
 
-from serving import stack_file
+from serving import auth, stack_file
 from serving.process import free_port, wait_until
 
 BIN = pathlib.Path(sys.executable).parent
@@ -144,6 +144,11 @@ class ServedStack:
     def front(self) -> str:
         return self.addresses.front_url
 
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        """The development token `aiqleads serve` wrote for this stack."""
+        return auth.bearer(auth.read_token(auth.dev_token_path(self.run_dir)))
+
     def pid_of(self, child: str) -> int:
         """The current PID of a child (``gateway-0``, ``event-store``...), from its lines."""
         pids = [
@@ -164,9 +169,8 @@ class ServedStack:
 
     def healthy(self) -> bool:
         body = json.dumps({"user_id": "u000001", "k": 1}).encode()
-        request = urllib.request.Request(
-            f"{self.front}/v1/recommendations", body, {"content-type": "application/json"}
-        )
+        headers = {"content-type": "application/json", **self.auth_headers}
+        request = urllib.request.Request(f"{self.front}/v1/recommendations", body, headers)
         try:
             with urllib.request.urlopen(request, timeout=5) as response:
                 return response.status == 200
@@ -220,8 +224,11 @@ def served_stack(loop_world: LoopWorld, tmp_path_factory):
         assert process.poll() is None, "aiqleads serve exited:\n" + "\n".join(output.lines)
         stack = ServedStack(process, run_dir, stack_file.read(run_dir), output)
         wait_until(stack.healthy, 60, "the stack answering through Envoy")
+        # `aiqleads simulate` and `aiqleads recommend` run by the tests take it from here.
+        os.environ[auth.TOKEN_ENV] = auth.read_token(auth.dev_token_path(run_dir))
         yield stack
     finally:
+        os.environ.pop(auth.TOKEN_ENV, None)
         process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout=60)

@@ -27,6 +27,7 @@ import pytest
 from loop_fixtures import BIN, run_cli, wait_healthy
 
 from monitoring import alertmanager, dashboards, rules, stack_configs
+from serving import auth
 from serving.process import http_status, wait_until
 from serving.settings import AlertmanagerSettings, AlertSettings
 
@@ -51,7 +52,10 @@ def _get(url: str) -> dict:
 
 
 def _post(url: str, body: bytes = b"", content_type: str = "application/json") -> bytes:
-    request = urllib.request.Request(url, body, {"content-type": content_type}, method="POST")
+    headers = {"content-type": content_type}
+    if os.environ.get(auth.TOKEN_ENV):  # the front door's token (tests/loop_fixtures.py)
+        headers.update(auth.bearer(os.environ[auth.TOKEN_ENV]))
+    request = urllib.request.Request(url, body, headers, method="POST")
     with urllib.request.urlopen(request, timeout=10) as response:
         return response.read()
 

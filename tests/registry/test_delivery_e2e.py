@@ -61,9 +61,12 @@ class Delivery:
         import urllib.request
 
         body = json.dumps({"user_id": user, "k": 5}).encode()
-        request = urllib.request.Request(
-            f"{self.front}/v1/recommendations", body, {"content-type": "application/json"}
-        )
+        import os
+
+        from serving import auth
+
+        headers = {"content-type": "application/json", **auth.bearer(os.environ[auth.TOKEN_ENV])}
+        request = urllib.request.Request(f"{self.front}/v1/recommendations", body, headers)
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
 

@@ -60,10 +60,19 @@ class _Lines:
         return {int(p) for line in self.lines for p in re.findall(r"\(pid (\d+)", line)}
 
 
+AUTH: dict[str, str] = {}  # the stack's development token, once it is up
+
+
+def _use_dev_token(run_dir: pathlib.Path) -> None:
+    from serving import auth
+
+    AUTH.clear()
+    AUTH.update(auth.bearer(auth.read_token(auth.dev_token_path(run_dir))))
+
+
 def _post(url: str, body: dict) -> dict:
-    request = urllib.request.Request(
-        url, json.dumps(body).encode(), {"content-type": "application/json"}, method="POST"
-    )
+    headers = {"content-type": "application/json", **AUTH}
+    request = urllib.request.Request(url, json.dumps(body).encode(), headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=10) as resp:
             return json.loads(resp.read())
@@ -155,6 +164,7 @@ def test_serve_recommends_through_envoy_survives_a_crash_and_stops_cleanly(
         out.wait_for(r"AIQLeads serving stack up", timeout=240)
         assert any(f"http://127.0.0.1:{port}/v1/recommendations" in line for line in out.lines)
         front = f"http://127.0.0.1:{port}"
+        _use_dev_token(tmp_path / "run")
 
         # REST through Envoy: the fixture model's ranking, then the same answer from cache.
         want = [[lead, pytest.approx(score)] for lead, score in expected_items("alice", 3, 1)]
@@ -170,7 +180,7 @@ def test_serve_recommends_through_envoy_survives_a_crash_and_stops_cleanly(
 
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             reply = pb_grpc.RecommendationsStub(channel).Recommend(
-                pb.RecommendRequest(user_id="bob", k=2), timeout=10
+                pb.RecommendRequest(user_id="bob", k=2), timeout=10, metadata=tuple(AUTH.items())
             )
         assert [(i.lead_id, pytest.approx(i.score)) for i in reply.items] == expected_items(
             "bob", 2, 1
@@ -178,7 +188,8 @@ def test_serve_recommends_through_envoy_survives_a_crash_and_stops_cleanly(
 
         # The CLI client prints the same table.
         table = subprocess.run(
-            [str(BIN / "aiqleads"), "recommend", "--user", "alice", "--k", "3", "--url", front],
+            [str(BIN / "aiqleads"), "recommend", "--user", "alice", "--k", "3", "--url", front,
+             "--run-dir", str(tmp_path / "run")],
             capture_output=True, text=True, timeout=120, check=True,
         ).stdout  # fmt: skip
         rows = [line.split() for line in table.splitlines() if re.match(r"^\s+\d+\s", line)]
