@@ -29,6 +29,7 @@ import asyncio
 import dataclasses
 import json
 import math
+import os
 import pathlib
 import statistics
 import subprocess
@@ -73,6 +74,8 @@ async def drive(
     ``out`` (keep-alive HTTP/1.1 connections over raw asyncio streams)."""
     host, _, port = url.removeprefix("http://").partition(":")
     queue: asyncio.Queue[tuple[int, float] | None] = asyncio.Queue()
+    token = os.environ.get("AIQLEADS_TOKEN")  # the front door's bearer token (use_dev_token)
+    auth_line = f"Authorization: Bearer {token}\r\n" if token else ""
 
     async def worker() -> None:
         reader = writer = None
@@ -81,7 +84,7 @@ async def drive(
             body = json.dumps({"user_id": users[i % len(users)], "k": 10}).encode()
             request = (
                 f"POST /v1/recommendations HTTP/1.1\r\nHost: {host}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                f"{auth_line}Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
             ).encode() + body
             sent = time.time()
             try:
@@ -117,6 +120,15 @@ async def drive(
     for _ in workers:
         queue.put_nowait(None)
     await asyncio.gather(*workers)
+
+
+def use_dev_token(run_dir: pathlib.Path) -> None:
+    """Send the stack's development token (unless AIQLEADS_TOKEN already names one); the
+    `aiqleads simulate` runs inherit it."""
+    from serving import auth
+
+    if not os.environ.get(auth.TOKEN_ENV):
+        os.environ[auth.TOKEN_ENV] = auth.read_token(auth.dev_token_path(run_dir))
 
 
 class Load:
@@ -218,6 +230,7 @@ def switch(args: argparse.Namespace) -> None:
     from serving import stack_file
 
     run_dir = pathlib.Path(args.run_dir)
+    use_dev_token(run_dir)
     url = stack_file.read(run_dir).front_url
     users = [f"u{i:06d}" for i in range(1, args.users + 1)]
     print(f"load average at start: {load_average()}")
@@ -253,6 +266,7 @@ def sensitivity(args: argparse.Namespace) -> None:
     from serving.settings import MODEL_NAME
 
     run_dir = pathlib.Path(args.run_dir)
+    use_dev_token(run_dir)
     stack = stack_file.read(run_dir)
     deployment = Deployment(run_dir / DEPLOYMENT_DIR, MODEL_NAME)
     state = deployment.state()

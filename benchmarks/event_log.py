@@ -73,11 +73,14 @@ def build_model(base: pathlib.Path) -> None:
 
 
 # -- 1. the feedback path against a cache hit --------------------------------------------
+AUTH: dict[str, str] = {}  # the front door's bearer token, once the stack is up
+
+
 async def feedback_vs_hit(front: str, rounds: int, requests: int, concurrency: int):
     import aiohttp
 
     users = [f"bench-user-{i}" for i in range(50)]
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers=AUTH) as session:
 
         async def post(path: str, body: dict) -> dict:
             async with session.post(front + path, json=body) as response:
@@ -219,7 +222,7 @@ def monitor_lag(front: str, monitor: str, samples: int) -> list[float]:
     for i in range(samples):
         body = json.dumps({"user_id": f"lag-user-{i}", "k": 3}).encode()
         request = urllib.request.Request(
-            f"{front}/v1/recommendations", body, {"content-type": "application/json"}
+            f"{front}/v1/recommendations", body, {"content-type": "application/json", **AUTH}
         )
         with urllib.request.urlopen(request, timeout=10) as response:
             answer = json.loads(response.read())
@@ -234,7 +237,7 @@ def monitor_lag(front: str, monitor: str, samples: int) -> list[float]:
         request = urllib.request.Request(
             f"{front}/v1/feedback",
             json.dumps(feedback).encode(),
-            {"content-type": "application/json"},
+            {"content-type": "application/json", **AUTH},
         )
         start = time.perf_counter()
         urllib.request.urlopen(request, timeout=10).read()
@@ -266,6 +269,7 @@ def main(argv: list[str] | None = None) -> None:
         print("starting the stack (model servers, gateways, Envoy, event store, monitor) ...")
         with stack:
             s = stack.settings
+            AUTH.update(stack.auth_headers())  # the stack's development token
             front = f"http://{s.envoy.host}:{s.envoy.port}"
             monitor = f"http://{s.monitor.host}:{s.monitor.port}"
             rounds = asyncio.run(

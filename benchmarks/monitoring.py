@@ -66,9 +66,17 @@ def measure(
     try:
         url = f"http://127.0.0.1:{stack.settings.envoy.port}"
         n_warm = int(args.rate * args.warmup)
-        bench._run(bench.run_load(url, trace[:n_warm], args.rate, args.warmup, RECOMMEND))
+        bench._run(
+            bench.run_load(
+                url, trace[:n_warm], args.rate, args.warmup, RECOMMEND, headers=stack.auth_headers()
+            )
+        )
         users = trace[n_warm : n_warm + int(args.rate * args.duration)]
-        r = bench._run(bench.run_load(url, users, args.rate, args.duration, RECOMMEND))
+        r = bench._run(
+            bench.run_load(
+                url, users, args.rate, args.duration, RECOMMEND, headers=stack.auth_headers()
+            )
+        )
     finally:
         stop.set()
         stack.stop()

@@ -106,7 +106,13 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool
 
 
 async def run_load(
-    url: str, users: list[str], rate: float, duration: float, path: str, k: int = 10
+    url: str,
+    users: list[str],
+    rate: float,
+    duration: float,
+    path: str,
+    k: int = 10,
+    headers: dict[str, str] | None = None,
 ) -> Result:
     """Open loop: request i is due at start + i/rate whatever happened to earlier ones.
 
@@ -115,6 +121,8 @@ async def run_load(
     requests in order; a request waiting for a free connection keeps its clock running.
     """
     host, _, port = url.removeprefix("http://").partition(":")
+    # Extra header lines, e.g. the stack's bearer token (`ServingStack.auth_headers()`).
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     result = Result()
     queue: asyncio.Queue = asyncio.Queue()
     n = int(rate * duration)
@@ -126,7 +134,7 @@ async def run_load(
             body = json.dumps({"user_id": users[i % len(users)], "k": k}).encode()
             request = (
                 f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n"
+                f"{extra}Content-Length: {len(body)}\r\n\r\n"
             ).encode() + body
             try:
                 left = due + REQUEST_TIMEOUT_S - time.perf_counter()
@@ -294,7 +302,9 @@ def failover(stack: ServingStack, url: str, users: list[str], duration: float, r
         results: list[Result] = []
 
         def drive(out: list[Result] = results, trace: list[str] = users) -> None:
-            out.append(_run(run_load(url, trace, rate, duration, _RECOMMEND)))
+            out.append(
+                _run(run_load(url, trace, rate, duration, _RECOMMEND, headers=stack.auth_headers()))
+            )
 
         load = threading.Thread(target=drive)
         load.start()
@@ -382,6 +392,7 @@ def main() -> None:
         supervisor.start()
         try:
             url = f"http://127.0.0.1:{stack.settings.envoy.port}"
+            auth = stack.auth_headers()  # the stack's development token
             trace = zipf_users(args.users, args.zipf, 200_000, seed=7)
             print(f"\ntrace: Zipf({args.zipf}) over {args.users} users; "
                   f"{args.duration:.0f} s per step; latency in ms from scheduled send", flush=True)  # fmt: skip
@@ -406,15 +417,15 @@ def main() -> None:
                 # `--warmup` seconds of it (with the default 300 s TTL, production's steady state on
                 # this trace is higher still); the cold figures are this row's.
                 users, ideal = next_users(int(TARGET_RATE * args.warmup))
-                r = _run(run_load(url, users, TARGET_RATE, args.warmup, _RECOMMEND))
+                r = _run(run_load(url, users, TARGET_RATE, args.warmup, _RECOMMEND, headers=auth))
                 print_step("warm-up", TARGET_RATE, r, floor_p50, ideal)
             for rate in rates:
                 n = int(rate * args.duration)
                 users, ideal = next_users(n)
-                base_r = _run(run_load(url, users, rate, args.duration, "/ping"))
+                base_r = _run(run_load(url, users, rate, args.duration, "/ping", headers=auth))
                 print_step("baseline", rate, base_r, None)
                 cpu0, gen0 = stack_cpu_seconds(stack), time.process_time()
-                r = _run(run_load(url, users, rate, args.duration, _RECOMMEND))
+                r = _run(run_load(url, users, rate, args.duration, _RECOMMEND, headers=auth))
                 print_step("stack", rate, r, floor_p50, ideal)
                 done = max(len(r.latency_ms), 1)
                 print(
