@@ -55,7 +55,7 @@ def local_jobs(topology: Topology) -> list[ScrapeJob]:
             PROMETHEUS_PATH,
             tuple(f"{r.host}:{r.rest_port}" for r in topology.model_servers),
         ),
-        ScrapeJob(JOB_ENVOY, ENVOY_METRICS_PATH, (f"{s.envoy.host}:{s.envoy.admin_port}",)),
+        ScrapeJob(JOB_ENVOY, ENVOY_METRICS_PATH, (f"{s.envoy.host}:{_envoy_metrics_port(s)}",)),
         ScrapeJob(JOB_MONITOR, METRICS_PATH, (f"{s.monitor.host}:{s.monitor.port}",)),
         ScrapeJob(JOB_TRIGGER, METRICS_PATH, (f"{s.trigger.host}:{s.trigger.port}",)),
         ScrapeJob(
@@ -63,6 +63,12 @@ def local_jobs(topology: Topology) -> list[ScrapeJob]:
         ),
         ScrapeJob(JOB_PROMETHEUS, METRICS_PATH, (f"{s.prometheus.host}:{s.prometheus.port}",)),
     ]
+
+
+def _envoy_metrics_port(settings: ServingSettings) -> int:
+    """Envoy's read-only metrics listener (the admin interface stays on loopback); a
+    deployment without one is scraped on the admin port."""
+    return settings.envoy.metrics_port or settings.envoy.admin_port
 
 
 def _global(settings: ServingSettings) -> dict[str, Any]:
@@ -129,7 +135,7 @@ def kubernetes_config(
                 s.model_servers.rest_port,
                 PROMETHEUS_PATH,
             ),
-            dns(JOB_ENVOY, K8S_ENVOY_PODS_SERVICE, s.envoy.admin_port, ENVOY_METRICS_PATH),
+            dns(JOB_ENVOY, K8S_ENVOY_PODS_SERVICE, _envoy_metrics_port(s), ENVOY_METRICS_PATH),
             static(JOB_MONITOR, f"{K8S_MONITOR_SERVICE}:{s.monitor.port}"),
             static(JOB_TRIGGER, f"{K8S_TRIGGER_SERVICE}:{s.trigger.port}"),
             static(JOB_ALERTMANAGER, alertmanager),

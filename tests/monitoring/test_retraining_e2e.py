@@ -84,9 +84,9 @@ def _max_drift_ratio(prometheus: str) -> float:
     return max(values, default=math.nan)
 
 
-def _answer_version(front: str) -> int:
+def _answer_version(stack) -> int:
     body = json.dumps({"user_id": "u000001", "k": 5}).encode()
-    return int(json.loads(_post(f"{front}/v1/recommendations", body))["model_version"])
+    return int(json.loads(_post(f"{stack.front}/v1/recommendations", body))["model_version"])
 
 
 def _reload_monitoring(stack, alert_settings: AlertSettings, routing: AlertmanagerSettings):
@@ -110,7 +110,7 @@ def test_drift_alert_retrains_and_serves_a_new_version(
     wait_healthy(stack)
     runs_before = len(_get(f"{trigger}/runs")["runs"])
     versions_before = loop_world.versions()
-    old_version = _answer_version(stack.front)
+    old_version = _answer_version(stack)
     _reload_monitoring(stack, FAST_ALERTS, FAST_ROUTING)
     try:
         sim = subprocess.Popen(
@@ -118,6 +118,7 @@ def test_drift_alert_retrains_and_serves_a_new_version(
                 str(BIN / "aiqleads"), "simulate", "--data", str(loop_world.data),
                 "--url", stack.front, "--duration", str(TRAFFIC_SECONDS), "--rate", str(RATE),
                 "--seed", str(SEED), "--scenario", f"metro-shift@{NORMAL_SECONDS}", "--json",
+                "--run-dir", str(stack.run_dir),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -199,7 +200,7 @@ def test_drift_alert_retrains_and_serves_a_new_version(
         new = new_versions[-1]
         _serve_new_version(stack, new)
         served_at = time.monotonic()
-        assert _answer_version(stack.front) == new != old_version
+        assert _answer_version(stack) == new != old_version
         metrics = http_status(f"{trigger}/metrics")[1].decode()
         assert 'aiqleads_trigger_runs_finished_total{outcome="succeeded"}' in metrics
 
@@ -221,7 +222,7 @@ def _serve_new_version(stack, version: int) -> None:
     (`aiqleads models`) is told to promote it; otherwise the gateways follow the latest."""
 
     def serving() -> bool:
-        return _answer_version(stack.front) == version
+        return _answer_version(stack) == version
 
     try:
         wait_until(serving, 90, f"version {version} in the answers", interval=1)

@@ -72,7 +72,7 @@ def test_local_stack_configs_pass_promtool_and_amtool(tmp_path):
     jobs = {j["job_name"]: j["static_configs"][0]["targets"] for j in config["scrape_configs"]}
     s = topology.settings
     assert jobs["aiqleads-gateway"] == [f"127.0.0.1:{r.rest_port}" for r in topology.gateways]
-    assert jobs["aiqleads-envoy"] == [f"127.0.0.1:{s.envoy.admin_port}"]
+    assert jobs["aiqleads-envoy"] == [f"127.0.0.1:{s.envoy.metrics_port}"]  # not the admin
     assert jobs["aiqleads-trigger"] == [f"127.0.0.1:{s.trigger.port}"]
     am = _run(amtool, "check-config", str(files.alertmanager_config))
     assert am.returncode == 0, am.stdout + am.stderr
