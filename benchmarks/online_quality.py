@@ -24,6 +24,7 @@ import pathlib
 import sys
 import tempfile
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: no banner
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -43,7 +44,9 @@ def serve_and_simulate(base: pathlib.Path, run_dir: pathlib.Path, world, args, s
     with ServingStack(settings, progress=lambda msg: None) as stack:
         s = stack.settings
         url = f"http://{s.envoy.host}:{s.envoy.port}"
-        return traffic.run(world, url, args.duration, args.rate, seed=seed, k=args.k)
+        return traffic.run(
+            world, url, args.duration, args.rate, seed=seed, k=args.k, token=stack.token
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
