@@ -209,6 +209,10 @@ class ServedDrift:
             self.results, self.missing_reference, self.offline = results, missing, offline
 
     def run(self, stop: threading.Event) -> None:
+        # TFDV (and TensorFlow under it) takes seconds to import: here, before the first
+        # window is due, not in the first computation.
+        import tensorflow_data_validation  # noqa: F401
+
         while not stop.wait(self.interval):
             try:
                 self.compute()

@@ -35,8 +35,8 @@ pytestmark = pytest.mark.e2e
 
 SEED = 7
 RATE = 20
-NORMAL_SECONDS = 60  # before the shift
-TRAFFIC_SECONDS = 240
+NORMAL_SECONDS = 120  # before the shift (the first gauges take a window to appear)
+TRAFFIC_SECONDS = 360
 DRIFT_ALERT = "AiqleadsServedFeatureDrift"
 FAST_ALERTS = AlertSettings(drift_for_seconds=10, for_seconds=30, rate_window_seconds=30)
 FAST_ROUTING = AlertmanagerSettings(
