@@ -41,7 +41,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from aiqleads.errors import ConfigError
 from monitoring import alertmanager, dashboards, prometheus, rules
-from serving import command_lines
+from serving import auth, command_lines
 from serving.deployment import CANARY_FILE, FRACTION_KEY
 from serving.envoy.config import kubernetes_upstreams, render_envoy_config
 from serving.model_server.config import monitoring_config_text
@@ -232,6 +232,7 @@ def workload_patches(settings: ServingSettings) -> list[dict]:
         model_server=f"{ENVOY_INTERNAL_SERVICE}:{env.model_listener_port}",
         event_store_url=event_store_url,  # the signing key comes from the Secret, as env
         canary_fraction_file=f"{MODEL_CONFIG_DIR}/{CANARY_FILE}",  # the deployment's share
+        drain_seconds=command_lines.gateway_drain_seconds(settings),  # with the preStop hook
     )
     envoy_args = command_lines.envoy_args(ENVOY_CONFIG_PATH, env.concurrency, ENVOY_LOG_LEVEL)
     redis_args = command_lines.redis_args(redis, password=f"$({SECRET_KEY})")
@@ -406,6 +407,28 @@ def write_secret_env(overlay: str, force: bool = False) -> list[tuple[pathlib.Pa
     return results
 
 
+AUTH_ENV_FILE = "auth.env"  # JWKS=<the public keys, one line of JSON>; Secret aiqleads-auth
+AUTH_SIGNING_KEY = "auth-signing-key.pem"  # never leaves the operator's machine (git-ignored)
+
+
+def write_auth_files(overlay: str, force: bool = False) -> list[tuple[pathlib.Path, bool]]:
+    """The overlay's token signing key (0600, kept unless ``force``) and ``auth.env`` with its
+    JWKS, which the manifests mount into Envoy."""
+    directory = OVERLAYS_DIR / overlay
+    if not directory.is_dir():
+        raise ConfigError(f"no overlay {overlay!r} under {OVERLAYS_DIR}")
+    key = directory / AUTH_SIGNING_KEY
+    created = force or not key.exists()
+    if force:
+        key.unlink(missing_ok=True)
+    auth.create_signing_key(key)
+    env = directory / AUTH_ENV_FILE
+    fd = os.open(env, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"JWKS={json.dumps(auth.jwks(key), separators=(',', ':'))}\n")
+    return [(key, created), (env, True)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="fail if generated files are stale")
@@ -417,6 +440,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     sec.add_argument("--overlay", action="append", dest="secret_overlays", required=True)
     sec.add_argument("--force", action="store_true", help="replace an existing password")
+    keys = sub.add_parser(
+        "auth-keys",
+        help="write the overlay's token signing key (kept if present) and auth.env (its JWKS)",
+    )
+    keys.add_argument("--overlay", action="append", dest="key_overlays", required=True)
+    keys.add_argument("--force", action="store_true", help="replace the signing key")
+    tok = sub.add_parser("token", help="issue a JWT signed by the overlay's key (stdout)")
+    tok.add_argument("--overlay", dest="token_overlay", required=True)
+    tok.add_argument("--subject", required=True, help="the client's id (its rate-limit key)")
+    tok.add_argument("--scope", action="append", required=True, choices=auth.SCOPES)
+    tok.add_argument("--user", action="append", required=True, help="a user id, or '*'")
+    tok.add_argument("--days", type=float, default=30.0, help="lifetime")
     args = parser.parse_args(argv)
     try:
         if args.command == "secrets":
@@ -424,6 +459,16 @@ def main(argv: list[str] | None = None) -> int:
                 for path, created in write_secret_env(name, force=args.force):
                     state = "written" if created else "kept (exists; --force to replace)"
                     print(f"{path.relative_to(KUSTOMIZE_DIR)}: {state}")
+            return 0
+        if args.command == "auth-keys":
+            for name in args.key_overlays:
+                for path, created in write_auth_files(name, force=args.force):
+                    state = "written" if created else "kept (exists; --force to replace)"
+                    print(f"{path.relative_to(KUSTOMIZE_DIR)}: {state}")
+            return 0
+        if args.command == "token":
+            key = OVERLAYS_DIR / args.token_overlay / AUTH_SIGNING_KEY
+            print(auth.issue_token(key, args.subject, args.scope, args.user, args.days * 86400))
             return 0
         overlays = args.overlay or overlay_names()
         if args.check:

@@ -55,6 +55,7 @@ def built(tmp_path_factory) -> dict[str, pathlib.Path]:
         (tree / "overlays" / overlay / "events.env").write_text(
             f"EVENT_STORE_PASSWORD={TEST_PASSWORD}\nAIQLEADS_ATTRIBUTION_KEY={'ab' * 32}\n"
         )
+        (tree / "overlays" / overlay / "auth.env").write_text('JWKS={"keys": []}\n')
         result = subprocess.run(
             [kubectl, "kustomize", str(tree / "overlays" / overlay)],
             capture_output=True,
@@ -134,12 +135,53 @@ def test_every_object_validates_strictly_for_kubernetes_1_30(built):
         assert passed == len(_objects(path)), result.stdout
 
 
+def _mounted_files(tmp_path: pathlib.Path) -> dict[str, pathlib.Path]:
+    """Stand-ins for the Secrets Envoy's pod mounts: a JWKS and a self-signed certificate."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from serving import auth
+
+    jwks = auth.write_jwks(tmp_path / "jwks.json", auth.create_signing_key(tmp_path / "k.pem"))
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "aiqleads.test")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(1)
+        .not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    crt, pem = tmp_path / "tls.crt", tmp_path / "tls.key"
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return {
+        "/etc/aiqleads/auth/jwks.json": jwks,
+        "/etc/aiqleads/tls/tls.crt": crt,
+        "/etc/aiqleads/tls/tls.key": pem,
+    }
+
+
 def test_envoy_config_in_configmap_validates_with_kubernetes_addresses(built, tmp_path):
     envoy = _tool("envoy")
     for overlay, path in built.items():
         config_map = _one(_objects(path), "ConfigMap", "aiqleads-envoy")
         config_file = tmp_path / f"{overlay}-envoy.yaml"
-        config_file.write_text(config_map["data"]["envoy.yaml"])
+        # Envoy reads the files the pod mounts (the JWKS, prod's certificate): test copies.
+        text = config_map["data"]["envoy.yaml"]
+        for mounted, local in _mounted_files(tmp_path).items():
+            text = text.replace(mounted, str(local))
+        config_file.write_text(text)
         result = subprocess.run(
             [envoy, "--mode", "validate", "-c", str(config_file)],
             capture_output=True,
@@ -151,6 +193,7 @@ def test_envoy_config_in_configmap_validates_with_kubernetes_addresses(built, tm
         hosts = {
             lb["endpoint"]["address"]["socket_address"]["address"]
             for cluster in config["static_resources"]["clusters"]
+            if cluster["name"] != "envoy_admin"  # the metrics listener's loopback admin
             for group in cluster["load_assignment"]["endpoints"]
             for lb in group["lb_endpoints"]
         }
@@ -159,7 +202,8 @@ def test_envoy_config_in_configmap_validates_with_kubernetes_addresses(built, tm
             f"aiqleads-gateway.{ns}.svc.cluster.local",
             f"aiqleads-model-server.{ns}.svc.cluster.local",
         }
-        assert {c["type"] for c in config["static_resources"]["clusters"]} == {"STRICT_DNS"}
+        backends = [c for c in config["static_resources"]["clusters"] if c["name"] != "envoy_admin"]
+        assert {c["type"] for c in backends} == {"STRICT_DNS"}
 
 
 def test_model_config_parses_and_points_at_the_model_volume(built):
@@ -354,6 +398,7 @@ def test_workload_args_come_from_the_launchers_command_line_builders():
             model_server="aiqleads-envoy-internal:8081",
             event_store_url=EVENT_STORE_URL,
             canary_fraction_file="/etc/aiqleads/tf-serving/canary.json",
+            drain_seconds=command_lines.gateway_drain_seconds(s),
         )
         assert args["event-store"] == command_lines.event_store_args(
             s.event_store, directory="/data", password="$(EVENT_STORE_PASSWORD)"
@@ -380,7 +425,10 @@ def test_envoy_accepts_its_generated_arguments(tmp_path):
     for overlay in OVERLAYS:
         config = tmp_path / f"{overlay}-envoy.yaml"
         generated = KUSTOMIZE / "overlays" / overlay / "generated" / "envoy.yaml"
-        config.write_text(generated.read_text())
+        text = generated.read_text()
+        for mounted, local in _mounted_files(tmp_path).items():  # the pod's mounted Secrets
+            text = text.replace(mounted, str(local))
+        config.write_text(text)
         args = [
             str(config) if a == "/etc/envoy/envoy.yaml" else a
             for a in _generated_args(overlay)["envoy"]
