@@ -6,7 +6,7 @@ whose Prometheus scrapes every second. The alerts' holds default to minutes, so 
 reloads Prometheus' rules and Alertmanager's config with short ones for its own length
 (a 10-s drift hold, a 2-s group wait, a 10-s repeat) and restores them after.
 
-The simulator's users (seed 7) ask at 20 req/s; after a minute of normal traffic the busiest
+The simulator's users (seed 7) ask at 20 req/s; after two minutes of normal traffic the busiest
 metro's users move to another metro (`metro-shift`). The thresholds are the pipeline's; the
 drift on clean traffic they were checked against was measured with other seeds and
 scenarios (docs/monitoring.md, docs/benchmarks.md).
