@@ -57,6 +57,14 @@ EVENTS_ENV_FILE = "events.env"  # the event store's password and the request-id 
 EVENT_STORE_SECRET_KEY = "EVENT_STORE_PASSWORD"
 # Read by every gateway from its environment (aiqleads.events.attribution.KEY_ENV).
 ATTRIBUTION_SECRET_KEY = "AIQLEADS_ATTRIBUTION_KEY"
+# Passwords reach no process's arguments: the gateways and the monitor mount the Secrets'
+# password keys as files here (base/gateway.yaml, base/monitor.yaml) and read them
+# (--redis-password-file, --event-store-password-file); each Redis reads a config file that
+# its initContainer renders from the Secret into a memory-backed emptyDir (base/redis.yaml,
+# base/event-store.yaml).
+REDIS_PASSWORD_FILE = f"/etc/aiqleads/secrets/redis/{SECRET_KEY}"
+EVENT_STORE_PASSWORD_FILE = f"/etc/aiqleads/secrets/events/{EVENT_STORE_SECRET_KEY}"
+REDIS_AUTH_CONFIG = "/run/redis-auth/auth.conf"
 SECRET_FILES = {
     SECRET_ENV_FILE: (SECRET_KEY,),
     EVENTS_ENV_FILE: (EVENT_STORE_SECRET_KEY, ATTRIBUTION_SECRET_KEY),
@@ -219,10 +227,9 @@ def workload_patches(settings: ServingSettings) -> list[dict]:
             f"{MODEL_CONFIG_DIR}/{MODEL_CONFIG_FILE}", MODEL_CONFIG_POLL_SECONDS
         ),
     )
-    # $(REDIS_PASSWORD) is expanded by the kubelet from the container's env (the Secret).
-    redis_url = f"redis://:$({SECRET_KEY})@{redis.host}:{redis.port}/{redis.db}"
+    redis_url = f"redis://{redis.host}:{redis.port}/{redis.db}"  # the password: from a file
     store = settings.event_store
-    event_store_url = f"redis://:$({EVENT_STORE_SECRET_KEY})@{EVENT_STORE_SERVICE}:{store.port}/0"
+    event_store_url = f"redis://{EVENT_STORE_SERVICE}:{store.port}/0"
     gateway_args = command_lines.gateway_args(
         settings,
         host=POD_HOST,
@@ -231,16 +238,22 @@ def workload_patches(settings: ServingSettings) -> list[dict]:
         redis_url=redis_url,
         model_server=f"{ENVOY_INTERNAL_SERVICE}:{env.model_listener_port}",
         event_store_url=event_store_url,  # the signing key comes from the Secret, as env
+        redis_password_file=REDIS_PASSWORD_FILE,
+        event_store_password_file=EVENT_STORE_PASSWORD_FILE,
         canary_fraction_file=f"{MODEL_CONFIG_DIR}/{CANARY_FILE}",  # the deployment's share
         drain_seconds=command_lines.gateway_drain_seconds(settings),  # with the preStop hook
     )
     envoy_args = command_lines.envoy_args(ENVOY_CONFIG_PATH, env.concurrency, ENVOY_LOG_LEVEL)
-    redis_args = command_lines.redis_args(redis, password=f"$({SECRET_KEY})")
+    redis_args = command_lines.redis_args(redis, config_file=REDIS_AUTH_CONFIG)
     event_store_args = command_lines.event_store_args(
-        store, directory="/data", password=f"$({EVENT_STORE_SECRET_KEY})"
+        store, directory="/data", config_file=REDIS_AUTH_CONFIG
     )
     monitor_args = command_lines.monitor_args(
-        settings, host=POD_HOST, port=settings.monitor.port, event_store_url=event_store_url
+        settings,
+        host=POD_HOST,
+        port=settings.monitor.port,
+        event_store_url=event_store_url,
+        event_store_password_file=EVENT_STORE_PASSWORD_FILE,
     )
     prom, am = settings.prometheus, settings.alertmanager
     prometheus_args = command_lines.prometheus_args(

@@ -27,7 +27,7 @@ def main(**flags: object) -> None:
     """Export online quality per model version and variant from the event log."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s monitor %(levelname)s %(message)s")
     try:
-        config = parse_config(flags)
+        config = parse_config(flags).with_passwords()  # read from a file, not argv
     except AiqleadsError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(e.exit_code)

@@ -8,6 +8,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from aiqleads.errors import ConfigError
 from aiqleads.settings_io import describe_validation_error
+from serving.secret_files import url_with_password
 from serving.settings import MonitorSettings
 
 
@@ -15,6 +16,11 @@ class MonitorConfig(MonitorSettings):
     """What `python -m monitoring` needs: the stack-wide `MonitorSettings` and its store."""
 
     event_store_url: str = Field(description="The event log to follow (redis://...).")
+    event_store_password_file: pathlib.Path | None = Field(
+        None,
+        description="File with the event store's password (a mounted Secret); a password in "
+        "--event-store-url would be in the process list.",
+    )
     block_ms: int = Field(
         500, ge=10, le=60_000, description="Longest wait of one read for new records."
     )
@@ -30,6 +36,11 @@ class MonitorConfig(MonitorSettings):
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"{value!r} must start with redis://, rediss:// or unix://")
         return value
+
+    def with_passwords(self) -> MonitorConfig:
+        """A copy whose URL holds the password file's password (read now), for the client."""
+        url = url_with_password(self.event_store_url, self.event_store_password_file)
+        return self.model_copy(update={"event_store_url": url})
 
 
 def parse_config(data: dict) -> MonitorConfig:

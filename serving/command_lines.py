@@ -72,6 +72,8 @@ def gateway_args(
     redis_url: str,
     model_server: str,
     event_store_url: str | None = None,
+    redis_password_file: pathlib.Path | str | None = None,
+    event_store_password_file: pathlib.Path | str | None = None,
     attribution_key_file: pathlib.Path | str | None = None,
     canary_fraction_file: pathlib.Path | str | None = None,
     drain_seconds: float | None = None,
@@ -79,6 +81,8 @@ def gateway_args(
     """Flags of ``python -m serving.gateway``: this replica's addresses, then every
     `GatewayOptions` field of ``settings.gateways``; checked against `GatewayConfig` first.
 
+    The URLs carry no password: the gateway reads it from ``redis_password_file`` and
+    ``event_store_password_file`` (a mounted Secret), so it never shows in the process list.
     Without ``attribution_key_file`` the key comes from the gateway's environment (the
     Kubernetes Secret). ``canary_fraction_file`` is the deployment's ``canary.json``, whose
     fraction then overrides ``gateways.canary_fraction``."""
@@ -90,6 +94,9 @@ def gateway_args(
         "model_servers": (model_server,),
         "model_name": settings.model_name,
         "event_store_url": event_store_url,
+        "redis_password_file": redis_password_file and pathlib.Path(redis_password_file),
+        "event_store_password_file": event_store_password_file
+        and pathlib.Path(event_store_password_file),
         "attribution_key_file": attribution_key_file and pathlib.Path(attribution_key_file),
         "canary_fraction_file": canary_fraction_file and pathlib.Path(canary_fraction_file),
         **{name: getattr(settings.gateways, name) for name in GatewayOptions.model_fields},
@@ -97,7 +104,8 @@ def gateway_args(
         "require_claims": settings.auth.enabled,
         "drain_seconds": drain_seconds,
     }
-    parse_config(values)  # a ConfigError naming the field, not a gateway that exits at start
+    # A ConfigError naming the field, not a gateway that exits at start (None: the default).
+    parse_config({k: v for k, v in values.items() if v is not None})
     return settings_flags.argv(values)
 
 
@@ -108,21 +116,34 @@ def gateway_drain_seconds(settings: ServingSettings) -> float:
     return (hc.unhealthy_threshold + 1) * hc.interval_ms / 1000 + hc.timeout_ms / 1000
 
 
+def _redis_common(
+    port: int,
+    bind: str | None,
+    directory: pathlib.Path | str | None,
+    config_file: pathlib.Path | str | None,
+) -> list[str]:
+    # redis-server reads a config file given as its first argument; the flags after it win.
+    args = [str(config_file)] if config_file is not None else []
+    args += ["--port", str(port)]
+    if bind is not None:
+        args += ["--bind", bind]
+    if directory is not None:
+        args += ["--dir", str(directory)]
+    return args
+
+
 def redis_args(
     redis: RedisSettings,
     *,
     bind: str | None = None,
     directory: pathlib.Path | None = None,
-    password: str | None = None,
+    config_file: pathlib.Path | str | None = None,
 ) -> list[str]:
-    """Flags of ``redis-server`` as a pure cache: no persistence, LRU within ``max_memory_mb``."""
-    args = ["--port", str(redis.port)]
-    if bind is not None:
-        args += ["--bind", bind]
-    if directory is not None:
-        args += ["--dir", str(directory)]
-    if password is not None:
-        args += ["--requirepass", password]
+    """Flags of ``redis-server`` as a pure cache: no persistence, LRU within ``max_memory_mb``.
+
+    A password goes in ``config_file`` (a ``requirepass`` line; in Kubernetes rendered from
+    the Secret by an initContainer), never in the arguments, which any process can read."""
+    args = _redis_common(redis.port, bind, directory, config_file)
     return [
         *args,
         *("--maxmemory", f"{redis.max_memory_mb}mb"),
@@ -137,18 +158,13 @@ def event_store_args(
     *,
     bind: str | None = None,
     directory: pathlib.Path | str | None = None,
-    password: str | None = None,
+    config_file: pathlib.Path | str | None = None,
 ) -> list[str]:
     """Flags of ``redis-server`` as the event log: append-only file, never evicts, no RDB.
 
-    Writes beyond ``max_memory_mb`` fail (the API answers 503) rather than drop events."""
-    args = ["--port", str(store.port)]
-    if bind is not None:
-        args += ["--bind", bind]
-    if directory is not None:
-        args += ["--dir", str(directory)]
-    if password is not None:
-        args += ["--requirepass", password]
+    Writes beyond ``max_memory_mb`` fail (the API answers 503) rather than drop events. The
+    password, as for `redis_args`, comes from ``config_file``."""
+    args = _redis_common(store.port, bind, directory, config_file)
     return [
         *args,
         *("--appendonly", "yes"),
@@ -160,13 +176,21 @@ def event_store_args(
 
 
 def monitor_args(
-    settings: ServingSettings, *, host: str, port: int, event_store_url: str
+    settings: ServingSettings,
+    *,
+    host: str,
+    port: int,
+    event_store_url: str,
+    event_store_password_file: pathlib.Path | str | None = None,
 ) -> list[str]:
     """Flags of ``python -m monitoring`` (the online-quality monitor, whose `MonitorConfig`
-    extends `MonitorSettings`)."""
-    values = {**settings.monitor.model_dump(), "host": host, "port": port}
+    extends `MonitorSettings`); the URL without a password, which the monitor reads from
+    ``event_store_password_file``."""
+    values: dict[str, object] = {**settings.monitor.model_dump(), "host": host, "port": port}
     values["model_base_path"] = str(settings.model_base_path)  # each version's statistics
-    return settings_flags.argv({**values, "event_store_url": event_store_url})
+    values["event_store_url"] = event_store_url
+    values["event_store_password_file"] = event_store_password_file  # None: no flag
+    return settings_flags.argv(values)
 
 
 def trigger_args(

@@ -24,7 +24,7 @@ def main(**flags: object) -> None:
     """Run one caching gateway replica (REST and gRPC) until SIGTERM or Ctrl-C."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s gateway %(levelname)s %(message)s")
     try:
-        config = parse_config(flags)
+        config = parse_config(flags).with_passwords()  # read from files, not argv
         if config.event_loop == "uvloop":
             import uvloop
 

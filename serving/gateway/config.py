@@ -17,6 +17,7 @@ from pydantic import Field, ValidationError, field_validator
 from aiqleads.errors import ConfigError
 from aiqleads.events.attribution import KEY_ENV
 from aiqleads.settings_io import describe_validation_error
+from serving.secret_files import url_with_password
 from serving.settings import (
     GATEWAY_GRPC_PORT,
     GATEWAY_REST_PORT,
@@ -83,6 +84,15 @@ class GatewayConfig(GatewayOptions):
         description="The event log (redis://...) that impressions and feedback go to; without "
         "it answers are not logged and feedback answers 503.",
     )
+    redis_password_file: pathlib.Path | None = Field(
+        None,
+        description="File with the cache's password (a mounted Secret); a password in "
+        "--redis-url would be in the process list.",
+    )
+    event_store_password_file: pathlib.Path | None = Field(
+        None,
+        description="File with the event store's password (a mounted Secret), likewise.",
+    )
     event_store_timeout_ms: int = Field(
         1000, ge=10, le=60_000, description="Deadline of one write to the event store."
     )
@@ -132,6 +142,16 @@ class GatewayConfig(GatewayOptions):
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"{value!r} must start with redis://, rediss:// or unix://")
         return value
+
+    def with_passwords(self) -> GatewayConfig:
+        """A copy whose URLs hold the passwords of the password files (read now), for the
+        clients; never log its URLs unredacted."""
+        urls = {"redis_url": url_with_password(self.redis_url, self.redis_password_file)}
+        if self.event_store_url is not None:
+            urls["event_store_url"] = url_with_password(
+                self.event_store_url, self.event_store_password_file
+            )
+        return self.model_copy(update=urls)
 
     @property
     def grpc_target(self) -> str:

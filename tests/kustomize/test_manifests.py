@@ -29,7 +29,10 @@ OVERLAYS = ("dev", "prod")
 NAMESPACES = {"dev": "aiqleads-dev", "prod": "aiqleads"}
 KUBERNETES_VERSION = "1.30.0"
 TEST_PASSWORD = "test-" + secrets.token_hex(16)
-EVENT_STORE_URL = "redis://:$(EVENT_STORE_PASSWORD)@aiqleads-event-store:6379/0"
+EVENT_STORE_URL = "redis://aiqleads-event-store:6379/0"
+REDIS_PASSWORD_FILE = "/etc/aiqleads/secrets/redis/REDIS_PASSWORD"
+EVENT_STORE_PASSWORD_FILE = "/etc/aiqleads/secrets/events/EVENT_STORE_PASSWORD"
+REDIS_AUTH_CONFIG = "/run/redis-auth/auth.conf"
 
 
 def _tool(name: str) -> str:
@@ -324,20 +327,62 @@ def test_every_container_is_hardened_bounded_and_probed(built):
                 assert ":" in container["image"] and not container["image"].endswith(":latest")
 
 
+def _mounted_secret_file(pod: dict, container: dict, path: str) -> tuple[str, str]:
+    """(Secret name, key) of the Secret file a container sees at ``path``."""
+    folder, _, file_name = path.rpartition("/")
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == folder]
+    assert mount.get("readOnly") is True
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    (item,) = [i for i in volume["secret"]["items"] if i["path"] == file_name]
+    assert volume["secret"]["defaultMode"] & 0o007 == 0  # not world-readable
+    return volume["secret"]["secretName"], item["key"]
+
+
 def test_gateway_runs_the_project_image_and_reads_the_password_from_the_secret(built):
     objects = _objects(built["prod"])
     secret = _one(objects, "Secret", "aiqleads-redis")
+    events = _one(objects, "Secret", "aiqleads-events")
     pod = _one(objects, "Deployment", "aiqleads-gateway")["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["command"] == ["python", "-m", "serving.gateway"]
     assert container["image"] == "registry.example.com/aiqleads/recommendations:0.1.0"
-    env = {e["name"]: e for e in container["env"]}
-    ref = env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]
-    assert ref == {"name": secret["metadata"]["name"], "key": "REDIS_PASSWORD"}
-    assert "--redis-url=redis://:$(REDIS_PASSWORD)@aiqleads-redis:6379/0" in container["args"]
-    redis = _one(objects, "StatefulSet", "aiqleads-redis")["spec"]["template"]["spec"]
-    args = redis["containers"][0]["args"]
-    assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
+    # The URLs hold no password; the gateway reads each from a file of the mounted Secret.
+    assert "--redis-url=redis://aiqleads-redis:6379/0" in container["args"]
+    assert f"--redis-password-file={REDIS_PASSWORD_FILE}" in container["args"]
+    assert f"--event-store-password-file={EVENT_STORE_PASSWORD_FILE}" in container["args"]
+    assert _mounted_secret_file(pod, container, REDIS_PASSWORD_FILE) == (
+        secret["metadata"]["name"],
+        "REDIS_PASSWORD",
+    )
+    assert _mounted_secret_file(pod, container, EVENT_STORE_PASSWORD_FILE) == (
+        events["metadata"]["name"],
+        "EVENT_STORE_PASSWORD",
+    )
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
+    assert not {"REDIS_PASSWORD", "EVENT_STORE_PASSWORD"} & {e["name"] for e in container["env"]}
+    monitor = _one(objects, "Deployment", "aiqleads-monitor")["spec"]["template"]["spec"]
+    (m_container,) = monitor["containers"]
+    assert f"--event-store-password-file={EVENT_STORE_PASSWORD_FILE}" in m_container["args"]
+    assert _mounted_secret_file(monitor, m_container, EVENT_STORE_PASSWORD_FILE) == (
+        events["metadata"]["name"],
+        "EVENT_STORE_PASSWORD",
+    )
+    # Each Redis reads requirepass from a file its initContainer renders from the Secret.
+    for name, store_secret, key in (
+        ("aiqleads-redis", secret, "REDIS_PASSWORD"),
+        ("aiqleads-event-store", events, "EVENT_STORE_PASSWORD"),
+    ):
+        redis = _one(objects, "StatefulSet", name)["spec"]["template"]["spec"]
+        args = redis["containers"][0]["args"]
+        assert args[0] == REDIS_AUTH_CONFIG and "--requirepass" not in args
+        (init,) = redis["initContainers"]
+        ref = {e["name"]: e for e in init["env"]}[key]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": store_secret["metadata"]["name"], "key": key}
+        assert f'"${key}" > {REDIS_AUTH_CONFIG}' in init["command"][-1]
+        volumes = {v["name"]: v for v in redis["volumes"]}
+        for c in (init, redis["containers"][0]):
+            (mount,) = [m for m in c["volumeMounts"] if m["mountPath"] == "/run/redis-auth"]
+            assert volumes[mount["name"]]["emptyDir"]["medium"] == "Memory"
 
 
 def test_gateway_arguments_are_accepted_by_the_gateway(built):
@@ -347,7 +392,7 @@ def test_gateway_arguments_are_accepted_by_the_gateway(built):
     for overlay, path in built.items():
         settings = load_settings(KUSTOMIZE / "overlays" / overlay / "serving.yaml")
         pod = _one(_objects(path), "Deployment", "aiqleads-gateway")["spec"]["template"]["spec"]
-        args = [a.replace("$(REDIS_PASSWORD)", "0123abcd") for a in pod["containers"][0]["args"]]
+        args = pod["containers"][0]["args"]
         params = dict(gateway_main.make_context("gateway", args).params)
         params["model_servers"] = tuple(params["model_servers"])
         assert params.pop("event_loop") == settings.gateways.event_loop  # chosen before config
@@ -360,7 +405,9 @@ def test_gateway_arguments_are_accepted_by_the_gateway(built):
         assert config.model_servers == (
             f"aiqleads-envoy-internal:{settings.envoy.model_listener_port}",
         )
-        assert config.redis_url == "redis://:0123abcd@aiqleads-redis:6379/0"
+        assert config.redis_url == "redis://aiqleads-redis:6379/0"
+        assert config.redis_password_file == pathlib.Path(REDIS_PASSWORD_FILE)
+        assert config.event_store_password_file == pathlib.Path(EVENT_STORE_PASSWORD_FILE)
         assert config.cache_ttl_seconds == settings.gateways.cache_ttl_seconds
         assert (config.local_cache_entries, config.local_cache_ttl_seconds) == (
             settings.gateways.local_cache_entries,
@@ -394,17 +441,23 @@ def test_workload_args_come_from_the_launchers_command_line_builders():
             host="0.0.0.0",
             rest_port=8000,
             grpc_port=8001,
-            redis_url="redis://:$(REDIS_PASSWORD)@aiqleads-redis:6379/0",
+            redis_url="redis://aiqleads-redis:6379/0",
             model_server="aiqleads-envoy-internal:8081",
             event_store_url=EVENT_STORE_URL,
+            redis_password_file=REDIS_PASSWORD_FILE,
+            event_store_password_file=EVENT_STORE_PASSWORD_FILE,
             canary_fraction_file="/etc/aiqleads/tf-serving/canary.json",
             drain_seconds=command_lines.gateway_drain_seconds(s),
         )
         assert args["event-store"] == command_lines.event_store_args(
-            s.event_store, directory="/data", password="$(EVENT_STORE_PASSWORD)"
+            s.event_store, directory="/data", config_file=REDIS_AUTH_CONFIG
         )
         assert args["monitor"] == command_lines.monitor_args(
-            s, host="0.0.0.0", port=9102, event_store_url=EVENT_STORE_URL
+            s,
+            host="0.0.0.0",
+            port=9102,
+            event_store_url=EVENT_STORE_URL,
+            event_store_password_file=EVENT_STORE_PASSWORD_FILE,
         )
         assert args["tf-serving"] == command_lines.model_server_args(
             s,
@@ -415,7 +468,7 @@ def test_workload_args_come_from_the_launchers_command_line_builders():
                 "/etc/aiqleads/tf-serving/models.config", 60
             ),
         )
-        assert args["redis"] == command_lines.redis_args(s.redis, password="$(REDIS_PASSWORD)")
+        assert args["redis"] == command_lines.redis_args(s.redis, config_file=REDIS_AUTH_CONFIG)
         assert args["envoy"] == command_lines.envoy_args("/etc/envoy/envoy.yaml", 2, "info")
         assert "--model-timeout-ms=500" in args["gateway"]
 
@@ -521,7 +574,8 @@ def test_event_log_workloads_persist_share_one_key_and_ingest_before_retraining(
         (claim,) = store["spec"]["volumeClaimTemplates"]
         (container,) = store["spec"]["template"]["spec"]["containers"]
         assert {m["name"]: m["mountPath"] for m in container["volumeMounts"]} == {
-            claim["metadata"]["name"]: "/data"
+            claim["metadata"]["name"]: "/data",
+            "auth-config": REDIS_AUTH_CONFIG.rpartition("/")[0],  # requirepass, from the Secret
         }
         args = container["args"]
         assert args[args.index("--appendonly") + 1] == "yes"

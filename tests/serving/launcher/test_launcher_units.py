@@ -176,6 +176,7 @@ def test_children_run_the_command_lines_the_manifests_are_built_with(
                 event_store_url=f"redis://127.0.0.1:{s.event_store.port}/0",
                 attribution_key_file=tmp_path / "secrets" / "attribution.key",
                 canary_fraction_file=tmp_path / "deployment" / "canary.json",
+                drain_seconds=command_lines.gateway_drain_seconds(s),
             ),
         ]
     monitoring = tmp_path / "model-server-monitoring.config"
