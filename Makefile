@@ -4,8 +4,9 @@ SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+NOTEBOOK_ARGS ?=
 
-.PHONY: setup demo test test-fast lint format bench clean help
+.PHONY: setup demo test test-fast lint format bench notebooks clean help
 .DEFAULT_GOAL := setup
 
 setup:  ## create .venv, install the project and the system packages (idempotent)
@@ -36,6 +37,9 @@ format:  ## fix what ruff can fix and format the code in place
 
 bench: setup  ## every benchmark script, figures printed
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+notebooks: setup  ## run notebooks/ on the latest pipeline run (make demo first) into runs/notebooks/
+	@$(BIN)/python notebooks/execute.py --out runs/notebooks $(NOTEBOOK_ARGS)
 
 clean:  ## remove run outputs (data sets, pipeline runs, pushed models); keeps .venv
 	rm -rf runs

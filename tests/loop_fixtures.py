@@ -59,6 +59,8 @@ class LoopWorld:
     runs: pathlib.Path
     config: pathlib.Path  # pipeline config YAML
     model_base: pathlib.Path
+    # The first `aiqleads pipeline run`, as its terminal showed it (None for a reused world).
+    first_run: subprocess.CompletedProcess | None = None
 
     def versions(self) -> list[int]:
         if not self.model_base.is_dir():
@@ -113,7 +115,11 @@ def loop_world(tmp_path_factory) -> LoopWorld:
     config = root / "pipeline.yaml"
     write_pipeline_config(config, data, runs)
     world = LoopWorld(data, runs, config, runs / "serving_models" / "lead_recommender")
-    run_cli("pipeline", "run", "--config", str(config), timeout=PIPELINE_TIMEOUT_SECONDS)
+    # TensorFlow's C++ info lines on (the default), to show they reach the run's log only.
+    world.first_run = run_cli(
+        "pipeline", "run", "--config", str(config),
+        timeout=PIPELINE_TIMEOUT_SECONDS, env={"TF_CPP_MIN_LOG_LEVEL": "0"},
+    )  # fmt: skip
     assert world.versions(), "the smoke pipeline run pushed no model"
     return world
 

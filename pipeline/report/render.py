@@ -46,7 +46,7 @@ class Rendered:
     seconds: float
 
 
-def _top_k(evaluation_uri: str | None) -> int:
+def evaluation_top_k(evaluation_uri: str | None) -> int:
     """The cut-off of the Evaluator's ranking metrics (its binarize top_k), from the run."""
     if evaluation_uri is None:
         return DEFAULT_TOP_K
@@ -160,7 +160,7 @@ def render(
         if not positives.empty:
             pair = data_section.span_pair(positives)
 
-    top_k = _top_k(found.evaluation)
+    top_k = evaluation_top_k(found.evaluation)
     scored: pd.DataFrame | None = None
     models: list[str] = []
     if EVAL in splits and found.candidate_saved_model:
