@@ -1,21 +1,38 @@
 """Chaos under load: kill -9 each part of the local stack in turn while it serves traffic.
 
-Starts its own stack (`ServingStack`, authentication on, free loopback ports) on the fixture
-model, drives recommendations through Envoy at ``--rate`` (open loop, a Zipf trace) plus
-feedback on the answers at ``--feedback-rate``, and meanwhile sends SIGKILL, evenly spaced, to
-a model server, a gateway, the Redis cache, the event store and Envoy itself; the supervisor
-restarts each. Prints, per fault, the failed requests and feedback around it and the time
-until the stack answered and routed to every replica again; over the run, the availability
-of recommendations and of feedback; and whether every acknowledged feedback is in the event
-log (none lost).
+Starts its own stack (`ServingStack`, authentication on, two model servers, two gateways,
+free loopback ports) on the fixture model, drives recommendations through Envoy at
+``--rate`` (open loop, a Zipf trace) plus feedback on the answers at ``--feedback-rate``,
+and meanwhile sends SIGKILL, evenly spaced, to a model server, a gateway, the Redis cache,
+the event store and Envoy itself; the supervisor restarts each.
 
     .venv/bin/python benchmarks/chaos.py [--minutes 10] [--rate 200] [--feedback-rate 20]
 
+What it reports, per fault:
+
+- **failed**: requests that failed in the fault's window. A request belongs to the last
+  fault killed before it *finished* (a request in flight at the kill is the fault's), so
+  the windows split the run and no failure is counted twice; failures before the first
+  kill are reported apart. A recommendation fails on anything but a 200; a feedback fails
+  when the client's retries (up to 5, on 0/429/502/503/504, with its idempotency key) did
+  not get an acknowledgement. Feedback that needed a retry is counted too (``retried``).
+- **back**: seconds from the kill until the killed child was restarted and ready (its own
+  probe: a model server serving the model, a gateway's /healthz, a Redis PING, Envoy's
+  /ready), the front door answers /ping, both stores answer PING, and Envoy routes to every
+  gateway and model server again.
+- **errors for**: seconds from the kill until the last failed request of the window
+  finished (0 when none failed): from then on every request succeeded.
+
+Over the run: the availability of recommendations, of feedback and of both (successes over
+requests); and whether every acknowledged feedback id is in the event store (none lost).
+
+A fault is placed at its slot (``minutes / 6`` apart), but never before the previous one's
+``back`` plus a few seconds of settling, so windows never overlap a recovery in progress.
 A killed Envoy is the front door itself: requests in flight on it fail and new ones are
-refused until it is back (the supervisor's backoff plus Envoy's start), so its faults count
-against the availability target (> 99.9% over the run); faults behind Envoy should cost
-nothing (retries on another replica, the cache's circuit breaker, feedback retried by the
-client on a 503 while the event store restarts).
+refused until it is back (the supervisor's backoff plus Envoy's start); faults behind Envoy
+should cost nothing (retries on another replica, the cache's circuit breaker, feedback
+retried by the client on a 503 while the event store restarts). Targets: availability above
+99.9% over the run, and no failed request for faults behind Envoy.
 """
 
 from __future__ import annotations
@@ -46,7 +63,13 @@ FAULTS = ("model-server-0", "gateway-0", "redis", "event-store", "envoy")
 BEHIND_ENVOY = FAULTS[:-1]
 REQUEST_TIMEOUT_S = 5.0
 FEEDBACK_RETRIES = 5
-WINDOW_AFTER_S = 5.0  # failures this long after a fault's recovery still count against it
+RETRY_STATUSES = (0, 429, 502, 503, 504)  # what a client retries (0: no answer)
+SETTLE_S = 5.0  # after a fault's recovery, before the next one may be placed
+RECOVERY_TIMEOUT_S = 180.0  # a child not back by then is reported as not back
+TAIL_S = 10.0  # the run goes on at least this long after the last recovery
+POLL_S = 0.05
+AVAILABILITY_TARGET = 0.999
+BEFORE = "(before faults)"
 
 
 def _load_serving_bench():
@@ -61,21 +84,24 @@ def _load_serving_bench():
 
 @dataclasses.dataclass
 class Outcome:
-    at: float  # monotonic time the request was due
+    due: float  # monotonic time the request was due (feedback: its first attempt)
+    done: float  # monotonic time it finished (feedback: its last attempt)
     kind: str  # recommend / feedback
     ok: bool
-    status: int
+    status: int  # the last answer's status, 0 when nothing answered
+    attempts: int = 1
 
 
 @dataclasses.dataclass
 class Fault:
     name: str
     killed_at: float
-    recovered_at: float | None = None
+    back_at: float | None = None
+    waiting_on: str = ""  # what was still missing when recovery timed out
 
     @property
-    def recovery_s(self) -> float | None:
-        return None if self.recovered_at is None else self.recovered_at - self.killed_at
+    def back_s(self) -> float | None:
+        return None if self.back_at is None else self.back_at - self.killed_at
 
 
 class Traffic:
@@ -101,12 +127,9 @@ class Traffic:
     async def _recommend(self, session, i: int, due: float) -> None:
         user = self.users[i % len(self.users)]
         status, answer = await self._post(session, "/v1/recommendations", {"user_id": user, "k": 5})
-        self.outcomes.append(Outcome(due, "recommend", status == 200, status))
-        if (
-            status == 200
-            and answer
-            and i % max(1, round(self.args.rate / self.args.feedback_rate)) == 0
-        ):
+        self.outcomes.append(Outcome(due, time.monotonic(), "recommend", status == 200, status))
+        every = max(1, round(self.args.rate / self.args.feedback_rate))
+        if status == 200 and answer and answer.get("items") and i % every == 0:
             await self._feedback(session, user, answer, i)
 
     async def _feedback(self, session, user: str, answer: dict, i: int) -> None:
@@ -118,16 +141,20 @@ class Traffic:
             "event_type": "click",
             "feedback_id": f"chaos-{os.getpid()}-{i}",
         }
-        status = 0
+        status, acknowledged, attempts = 0, False, 0
         for attempt in range(FEEDBACK_RETRIES + 1):
+            attempts += 1
             status, receipt = await self._post(session, "/v1/feedback", body)
             if status == 200 and receipt and receipt.get("accepted"):
                 self.acknowledged.append(body["feedback_id"])
+                acknowledged = True
                 break
-            if status not in (0, 429, 502, 503, 504):
+            if status not in RETRY_STATUSES:
                 break
             await asyncio.sleep(0.2 * 2**attempt)  # the client's retry with its idempotency key
-        self.outcomes.append(Outcome(due, "feedback", status == 200, status))
+        self.outcomes.append(
+            Outcome(due, time.monotonic(), "feedback", acknowledged, status, attempts)
+        )
 
     async def _run(self) -> None:
         import aiohttp
@@ -152,17 +179,53 @@ class Traffic:
                 await asyncio.wait(tasks, timeout=REQUEST_TIMEOUT_S * (FEEDBACK_RETRIES + 2))
 
 
-def recovered(stack: ServingStack, name: str) -> bool:
-    """Whether the killed part is back: restarted, ready, and the stack fully routed."""
+def missing(stack: ServingStack, name: str, restarts_before: int) -> str:
+    """What still keeps the killed child from counting as back ("" once it is)."""
     child = stack.child(name)
-    if child.exit_code() is not None or not child.ready():
-        return False
+    if child.restarts <= restarts_before or not child.running():
+        return "not restarted yet"
+    if not child.ready():
+        return "restarted, not ready"
     s = stack.settings
-    front_up = http_status(f"http://{s.envoy.host}:{s.envoy.port}/ping")[0] == 200
-    stores = redis_ping(s.redis.host, s.redis.port) and redis_ping(
-        s.event_store.host, s.event_store.port
-    )
-    return front_up and stores and stack.fully_routed()
+    if http_status(f"http://{s.envoy.host}:{s.envoy.port}/ping")[0] != 200:
+        return "front door not answering /ping"
+    for store in (s.redis, s.event_store):
+        if not redis_ping(store.host, store.port):
+            return f"no PING from {store.host}:{store.port}"
+    if not stack.fully_routed():
+        return "envoy not routing to every replica"
+    return ""
+
+
+def supervise_for(stack: ServingStack, seconds: float) -> None:
+    """Keep restarting children (from this, the starting thread) for ``seconds``."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        stack.supervise_once()
+        time.sleep(POLL_S)
+
+
+def inject(stack: ServingStack, name: str, start: float) -> Fault:
+    """kill -9 ``name`` and supervise until it is back (or RECOVERY_TIMEOUT_S)."""
+    child = stack.child(name)
+    restarts_before = child.restarts
+    child.signal(signal.SIGKILL)
+    fault = Fault(name, time.monotonic())
+    print(f"kill -9 {name} (pid {child.pid}) at {fault.killed_at - start:.1f} s", flush=True)
+    last_check = 0.0
+    while time.monotonic() < fault.killed_at + RECOVERY_TIMEOUT_S:
+        stack.supervise_once()
+        if time.monotonic() - last_check >= 0.1:
+            last_check = time.monotonic()
+            fault.waiting_on = missing(stack, name, restarts_before)
+            if not fault.waiting_on:
+                fault.back_at = last_check
+                print(f"  {name} back after {fault.back_s:.1f} s", flush=True)
+                break
+        time.sleep(POLL_S)
+    else:
+        print(f"  {name} not back after {RECOVERY_TIMEOUT_S:.0f} s: {fault.waiting_on}")
+    return fault
 
 
 def lost_feedback(stack: ServingStack, acknowledged: list[str]) -> list[str]:
@@ -174,24 +237,30 @@ def lost_feedback(stack: ServingStack, acknowledged: list[str]) -> list[str]:
     return [fid for fid in acknowledged if fid not in stored]
 
 
+def chaos_settings(tmp_path: pathlib.Path, base: pathlib.Path, overrides: list[str]):
+    return ServingSettings().with_overrides(
+        **{
+            "model_base_path": str(base),
+            "run_dir": str(tmp_path / "run"),
+            "envoy.port": 0,
+            "monitoring": False,
+            "model_servers.replicas": 2,
+            "gateways.replicas": 2,
+            "envoy.health_check.interval_ms": 1000,
+            # The load test sends everything as one client: its own bucket above the rate.
+            "auth.client_rate_limit.requests_per_second": 5000,
+            "auth.client_rate_limit.burst": 10000,
+            **dict(o.split("=", 1) for o in overrides),
+        }
+    )
+
+
 def run(args) -> dict:
     bench = _load_serving_bench()
     with tempfile.TemporaryDirectory(prefix="aiqleads-chaos-") as tmp:
         tmp_path = pathlib.Path(tmp)
         base = bench.fixture_model(tmp_path)
-        settings = ServingSettings().with_overrides(
-            **{
-                "model_base_path": str(base),
-                "run_dir": str(tmp_path / "run"),
-                "envoy.port": 0,
-                "monitoring": False,
-                "envoy.health_check.interval_ms": 1000,
-                # The load test sends everything as one client: its own bucket above the rate.
-                "auth.client_rate_limit.requests_per_second": 5000,
-                "auth.client_rate_limit.burst": 10000,
-                **dict(o.split("=", 1) for o in args.set),
-            }
-        )
+        settings = chaos_settings(tmp_path, base, args.set)
         stack = ServingStack(settings, progress=lambda line: print(f"  [stack] {line}", flush=True))
         stack.start()
         s = stack.settings
@@ -200,84 +269,118 @@ def run(args) -> dict:
             f"http://{s.envoy.host}:{s.envoy.port}", stack.auth_headers(), users, args
         )
         faults: list[Fault] = []
-        duration = args.minutes * 60
-        spacing = duration / (len(FAULTS) + 1)
+        spacing = args.minutes * 60 / (len(FAULTS) + 1)
         start = time.monotonic()
         traffic.thread.start()
         try:
             for n, name in enumerate(FAULTS, start=1):
-                kill_at = start + n * spacing
-                while time.monotonic() < kill_at:  # supervise from this (the starting) thread
-                    stack.supervise_once()
-                    time.sleep(0.05)
-                stack.child(name).signal(signal.SIGKILL)
-                fault = Fault(name, time.monotonic())
-                faults.append(fault)
-                print(f"kill -9 {name} at {fault.killed_at - start:.0f} s", flush=True)
-                while time.monotonic() < fault.killed_at + min(spacing, 120):
-                    stack.supervise_once()
-                    if fault.recovered_at is None and recovered(stack, name):
-                        fault.recovered_at = time.monotonic()
-                        print(f"  {name} back after {fault.recovery_s:.1f} s", flush=True)
-                        break
-                    time.sleep(0.05)
-            while time.monotonic() < start + duration:
-                stack.supervise_once()
-                time.sleep(0.05)
+                earliest = (
+                    faults[-1].killed_at + (faults[-1].back_s or 0) + SETTLE_S if faults else 0
+                )
+                supervise_for(stack, max(start + n * spacing, earliest) - time.monotonic())
+                faults.append(inject(stack, name, start))
+            last = faults[-1]
+            end = max(start + args.minutes * 60, (last.back_at or last.killed_at) + TAIL_S)
+            supervise_for(stack, end - time.monotonic())
         finally:
             traffic.stop.set()
             while traffic.thread.is_alive():
                 stack.supervise_once()
                 traffic.thread.join(timeout=0.1)
-            lost = lost_feedback(stack, traffic.acknowledged)
-            stack.stop()
-    return report(traffic, faults, lost, start, args)
+            elapsed = time.monotonic() - start
+            try:
+                lost = lost_feedback(stack, traffic.acknowledged)
+            finally:
+                stack.stop()
+    return report(traffic, faults, lost, elapsed, args)
 
 
-def report(traffic: Traffic, faults: list[Fault], lost: list[str], start: float, args) -> dict:
-    outcomes = traffic.outcomes
+def windows(outcomes: list[Outcome], faults: list[Fault]) -> dict[str, list[Outcome]]:
+    """Each outcome under the last fault killed before it finished (BEFORE: none yet)."""
+    out: dict[str, list[Outcome]] = {BEFORE: [], **{f.name: [] for f in faults}}
+    for o in outcomes:
+        owner = BEFORE
+        for f in faults:
+            if f.killed_at <= o.done:
+                owner = f.name
+        out[owner].append(o)
+    return out
+
+
+def _fraction(outcomes: list[Outcome]) -> float | None:
+    return sum(o.ok for o in outcomes) / len(outcomes) if outcomes else None
+
+
+def report(traffic: Traffic, faults: list[Fault], lost: list[str], elapsed: float, args) -> dict:
+    outcomes = list(traffic.outcomes)
+    by_window = windows(outcomes, faults)
     rows = []
-    for fault in faults:
-        end = (fault.recovered_at or fault.killed_at + 120) + WINDOW_AFTER_S
-        window = [o for o in outcomes if fault.killed_at - 1 <= o.at <= end]
+    for name, window in by_window.items():
+        fault = next((f for f in faults if f.name == name), None)
         failed = [o for o in window if not o.ok]
+        errors_for = max((o.done for o in failed), default=None)
         rows.append(
             {
-                "fault": fault.name,
-                "behind_envoy": fault.name in BEHIND_ENVOY,
-                "recovery_s": fault.recovery_s,
+                "fault": name,
+                "behind_envoy": name in BEHIND_ENVOY,
+                "back_s": fault.back_s if fault else None,
+                "waiting_on": fault.waiting_on if fault and fault.back_at is None else "",
+                "errors_for_s": (
+                    (errors_for - fault.killed_at if errors_for is not None else 0.0)
+                    if fault
+                    else None
+                ),
                 "requests": len(window),
                 "failed_recommend": sum(o.kind == "recommend" for o in failed),
                 "failed_feedback": sum(o.kind == "feedback" for o in failed),
+                "retried_feedback": sum(o.kind == "feedback" and o.attempts > 1 for o in window),
                 "statuses": sorted({o.status for o in failed}),
             }
         )
-    summary = {"faults": rows}
-    for kind in ("recommend", "feedback"):
-        mine = [o for o in outcomes if o.kind == kind]
-        ok = sum(o.ok for o in mine)
-        summary[f"{kind}_total"] = len(mine)
-        summary[f"{kind}_availability"] = ok / len(mine) if mine else None
-    everything = [o for o in outcomes]
-    summary["availability"] = sum(o.ok for o in everything) / max(len(everything), 1)
-    summary["acknowledged_feedback"] = len(traffic.acknowledged)
-    summary["lost_feedback"] = len(lost)
-    summary["minutes"] = args.minutes
-    summary["rate"] = args.rate
+    recommend = [o for o in outcomes if o.kind == "recommend"]
+    feedback = [o for o in outcomes if o.kind == "feedback"]
+    summary = {
+        "faults": [r for r in rows if r["fault"] != BEFORE],
+        "before_faults": next(r for r in rows if r["fault"] == BEFORE),
+        "recommend_total": len(recommend),
+        "recommend_availability": _fraction(recommend),
+        "feedback_total": len(feedback),
+        "feedback_availability": _fraction(feedback),
+        "availability": _fraction(outcomes),
+        "acknowledged_feedback": len(traffic.acknowledged),
+        "lost_feedback": len(lost),
+        "minutes": args.minutes,
+        "elapsed_s": elapsed,
+        "rate": args.rate,
+        "feedback_rate": args.feedback_rate,
+    }
     print(
-        f"\n{'fault':<16}{'recovery s':>11}{'requests':>10}{'failed rec':>11}{'failed fb':>10}  statuses"
+        f"\n{'window':<17}{'back s':>7}{'errors for s':>13}{'requests':>9}{'failed rec':>11}"
+        f"{'failed fb':>10}{'retried fb':>11}  statuses"
     )
     for r in rows:
-        rec = f"{r['recovery_s']:.1f}" if r["recovery_s"] is not None else "never"
-        print(
-            f"{r['fault']:<16}{rec:>11}{r['requests']:>10}{r['failed_recommend']:>11}"
-            f"{r['failed_feedback']:>10}  {r['statuses']}"
+        back = (
+            "-"
+            if r["fault"] == BEFORE
+            else "never"
+            if r["back_s"] is None
+            else f"{r['back_s']:.1f}"
         )
+        errors_for = "-" if r["errors_for_s"] is None else f"{r['errors_for_s']:.1f}"
+        print(
+            f"{r['fault']:<17}{back:>7}{errors_for:>13}{r['requests']:>9}"
+            f"{r['failed_recommend']:>11}{r['failed_feedback']:>10}{r['retried_feedback']:>11}"
+            f"  {r['statuses']}{'  waiting on: ' + r['waiting_on'] if r['waiting_on'] else ''}"
+        )
+    behind_failed = sum(
+        r["failed_recommend"] + r["failed_feedback"] for r in summary["faults"] if r["behind_envoy"]
+    )
     print(
-        f"\navailability over {args.minutes:g} min at {args.rate:g} req/s: "
-        f"{summary['availability']:.5%} (recommendations {summary['recommend_availability']:.5%} "
-        f"of {summary['recommend_total']}, feedback {summary['feedback_availability'] or 0:.5%} "
-        f"of {summary['feedback_total']}); acknowledged feedback {len(traffic.acknowledged)}, "
+        f"\nover {elapsed / 60:.1f} min at {args.rate:g} req/s: availability "
+        f"{summary['availability']:.5%} (target > {AVAILABILITY_TARGET:.1%}; recommendations "
+        f"{summary['recommend_availability']:.5%} of {len(recommend)}, feedback "
+        f"{summary['feedback_availability'] or 0:.5%} of {len(feedback)}); failed behind Envoy "
+        f"{behind_failed} (target 0); acknowledged feedback {len(traffic.acknowledged)}, "
         f"lost {len(lost)}"
     )
     return summary
@@ -299,9 +402,10 @@ def parse_args(argv: list[str] | None = None):
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    print(f"load average at start: {os.getloadavg()}")
+    print(f"load average at start: {os.getloadavg()}", flush=True)
     summary = run(args)
-    print(f"load average at the end: {os.getloadavg()}")
+    summary["load_average_end"] = os.getloadavg()
+    print(f"load average at the end: {summary['load_average_end']}")
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -1,6 +1,7 @@
 """Reliability under load: a rolling restart of every gateway, one at a time, fails no request
-(each drains first), and the short variant of benchmarks/chaos.py (kill -9 of every part)
-keeps availability up and loses no acknowledged feedback."""
+(each drains first), and the short variant of benchmarks/chaos.py (kill -9 of every part):
+nothing fails for a fault behind Envoy, every killed child comes back, and no acknowledged
+feedback is lost."""
 
 from __future__ import annotations
 
@@ -60,20 +61,30 @@ def test_rolling_restart_of_every_gateway_under_load_fails_no_request(secure_sta
     assert failed == [], f"{len(failed)} of {len(traffic.outcomes)} failed: {failed[:5]}"
 
 
-@pytest.mark.timeout(900)
-@pytest.mark.xfail(
-    reason="recovery detection of benchmarks/chaos.py reported 'never' in its first short run "
-    "(load 14); the per-fault figures are not trusted yet",
-    strict=False,
-)
-def test_chaos_short_variant_keeps_availability_and_loses_no_feedback(secure_stack) -> None:
+@pytest.mark.timeout(1200)
+def test_chaos_short_variant_keeps_availability_and_loses_no_feedback() -> None:
+    """kill -9 of a model server, a gateway, Redis, the event store and Envoy under load (one
+    minute of slots at 50 req/s; each fault waits for the previous one's recovery, which on a
+    loaded 2-core machine takes a model server or gateway a minute or more)."""
     chaos = _chaos()
-    summary = chaos.main(["--minutes", "1.5", "--rate", "50", "--feedback-rate", "5"])
+    summary = chaos.main(["--minutes", "1", "--rate", "50", "--feedback-rate", "5"])
+    faults = {r["fault"]: r for r in summary["faults"]}
+    assert list(faults) == list(chaos.FAULTS)
+    # Every killed child came back: restarted, ready, and routed to by Envoy.
+    assert all(r["back_s"] is not None for r in faults.values()), faults
+    # Behind Envoy every fault is invisible: retries on the other replica, the cache's
+    # breaker, feedback retried by the client while the event store restarts.
+    for name in chaos.BEHIND_ENVOY:
+        assert faults[name]["failed_recommend"] == 0, faults[name]
+        assert faults[name]["failed_feedback"] == 0, faults[name]
+        assert faults[name]["errors_for_s"] == 0.0, faults[name]
+    assert summary["before_faults"]["failed_recommend"] == 0, summary["before_faults"]
+    # Every acknowledged feedback is in the event store, including those around its crash.
+    assert summary["acknowledged_feedback"] > 100, summary
     assert summary["lost_feedback"] == 0
-    assert summary["acknowledged_feedback"] > 50
-    assert all(r["recovery_s"] is not None for r in summary["faults"]), summary["faults"]
-    # Behind Envoy every fault is invisible: retries, the cache's breaker, feedback retried.
-    behind = [r for r in summary["faults"] if r["behind_envoy"]]
-    assert sum(r["failed_recommend"] for r in behind) == 0, behind
-    # Envoy's own death costs what was in flight on it and what came before its restart.
+    # Envoy's own death costs what was in flight on it and what came before its restart:
+    # seconds, not the rest of the run (bounds for a loaded machine).
+    envoy = faults["envoy"]
+    assert envoy["errors_for_s"] < 30, envoy
+    assert envoy["failed_recommend"] < 50 * 30, envoy
     assert summary["recommend_availability"] > 0.95, summary
