@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 import sys
 import urllib.error
 import urllib.request
@@ -21,6 +22,11 @@ sys.path.insert(0, str(REPO / "tests" / "fixtures"))
 # Small per-client buckets so that the fairness test floods one quickly; the global
 # backstop stays far above what any test sends.
 CLIENT_RATE, CLIENT_BURST = 100, 150
+# In an argument: a password placeholder the kubelet would expand, a Redis password flag, or
+# a URL with credentials (scheme://user:password@).
+SECRET_IN_ARGUMENT = re.compile(
+    r"\$\([A-Z_]*(PASSWORD|KEY|TOKEN)[A-Z_]*\)|--requirepass|://[^/\s]*:[^/\s]*@"
+)
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import statistics
 import threading
 import time
@@ -13,7 +14,7 @@ import pytest
 
 from serving import auth
 from serving.envoy.security import RATE_LIMIT_KIND_HEADER
-from tests.security.conftest import CLIENT_BURST
+from tests.security.conftest import CLIENT_BURST, SECRET_IN_ARGUMENT
 
 pytestmark = pytest.mark.e2e
 RECOMMEND = "/v1/recommendations"
@@ -97,6 +98,9 @@ def test_no_secret_in_process_arguments_or_logs(secure_stack) -> None:
             assert value not in line, f"the {name} is in the arguments of pid {pid}"
         for path, text in logs.items():
             assert value not in text, f"the {name} is in {path}"
-    # Nothing that looks like a password in any argument either.
-    for line in cmdlines.values():
-        assert "--requirepass" not in line and ":@" not in line and "password" not in line.lower()
+    # Nothing that looks like a password in any argument either: no --requirepass, no URL
+    # with credentials (scheme://user:password@), "password" only in a --*-password-file flag.
+    for pid, line in cmdlines.items():
+        assert not SECRET_IN_ARGUMENT.search(line), f"pid {pid}: {line}"
+        words = [w for w in line.split() if "password" in w.lower()]
+        assert all(re.fullmatch(r"--[a-z-]+-password-file=\S+", w) for w in words), words

@@ -4,7 +4,6 @@ started the way the manifests start it, and every container's arguments in the m
 from __future__ import annotations
 
 import pathlib
-import re
 import subprocess
 
 import pytest
@@ -17,17 +16,13 @@ from serving.gateway.config import parse_config as parse_gateway_config
 from serving.process import LOOPBACK, Child, find_binary, free_port, redis_ping, wait_until
 from serving.secret_files import url_with_password
 from serving.settings import EventStoreSettings, RedisSettings
+from tests.security.conftest import SECRET_IN_ARGUMENT
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 KUSTOMIZE = REPO / "kustomize"
 PASSWORD = "s3cr/t:@x"  # every character a URL must escape
 ESCAPED = "s3cr%2Ft%3A%40x"
 AUTH_CONFIG_DIR = "/run/redis-auth"  # where base/redis.yaml's initContainer writes
-# In an argument: a password placeholder the kubelet would expand, a Redis password flag, or
-# a URL with credentials (scheme://user:password@).
-SECRET_IN_ARGUMENT = re.compile(
-    r"\$\([A-Z_]*(PASSWORD|KEY|TOKEN)[A-Z_]*\)|--requirepass|://[^/\s]*:[^/\s]*@"
-)
 
 
 @pytest.fixture
