@@ -198,7 +198,7 @@ def test_drift_alert_retrains_and_serves_a_new_version(
         new_versions = sorted(set(loop_world.versions()) - set(versions_before))
         assert new_versions, log[-3000:]
         new = new_versions[-1]
-        _serve_new_version(stack, new)
+        _serve_new_version(stack, loop_world, new)
         served_at = time.monotonic()
         assert _answer_version(stack) == new != old_version
         metrics = http_status(f"{trigger}/metrics")[1].decode()
@@ -217,23 +217,17 @@ def test_drift_alert_retrains_and_serves_a_new_version(
     wait_healthy(stack)
 
 
-def _serve_new_version(stack, version: int) -> None:
-    """Until the answers come from ``version``. A deployment that pins the stable label
-    (`aiqleads models`) is told to promote it; otherwise the gateways follow the latest."""
+def _serve_new_version(stack, world, version: int) -> None:
+    """Until the answers come from ``version``. The stack's deployment pins the stable label
+    (`aiqleads models`), so the retrained version is promoted, as its blessing allows."""
 
     def serving() -> bool:
         return _answer_version(stack) == version
 
-    try:
-        wait_until(serving, 90, f"version {version} in the answers", interval=1)
-        return
-    except Exception:
-        if subprocess.run(
-            [str(BIN / "aiqleads"), "models", "--help"], capture_output=True
-        ).returncode:
-            raise
-    run_cli(
-        "models", "promote", str(version), "--label", "stable", "--run-dir", str(stack.run_dir),
-        "--reason", f"retrained on {DRIFT_ALERT}",
-    )  # fmt: skip
-    wait_until(serving, 90, f"version {version} in the answers after promotion", interval=1)
+    if not serving():
+        run_cli(
+            "models", "promote", str(version), "--label", "stable",
+            "--run-dir", str(stack.run_dir), "--pipeline-config", str(world.config),
+            "--reason", f"retrained on {DRIFT_ALERT}",
+        )  # fmt: skip
+    wait_until(serving, 90, f"version {version} in the answers", interval=1)
