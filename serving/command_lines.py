@@ -12,11 +12,18 @@ import pathlib
 
 from aiqleads import settings_flags
 from serving.gateway.config import parse_config
-from serving.settings import EventStoreSettings, GatewayOptions, RedisSettings, ServingSettings
+from serving.settings import (
+    EventStoreSettings,
+    FeatureStoreSettings,
+    GatewayOptions,
+    RedisSettings,
+    ServingSettings,
+)
 
 GATEWAY_MODULE = "serving.gateway"  # `python -m serving.gateway`
 MONITOR_MODULE = "monitoring"  # `python -m monitoring`
 TRIGGER_MODULE = "monitoring.trigger"  # `python -m monitoring.trigger` (`aiqleads trigger`)
+FEATURE_UPDATER_MODULE = "serving.feature_store"  # `python -m serving.feature_store`
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,6 +180,53 @@ def event_store_args(
         *("--maxmemory-policy", "noeviction"),
         *("--save", ""),
     ]
+
+
+def feature_store_args(
+    store: FeatureStoreSettings,
+    *,
+    bind: str | None = None,
+    directory: pathlib.Path | str | None = None,
+    config_file: pathlib.Path | str | None = None,
+) -> list[str]:
+    """Flags of ``redis-server`` as the online feature store: append-only file (streamed
+    updates survive a restart), never evicts (a feature is never silently dropped, as the
+    cache's LRU would), no RDB. The password, as for `redis_args`, comes from
+    ``config_file``."""
+    args = _redis_common(store.port, bind, directory, config_file)
+    return [
+        *args,
+        *("--appendonly", "yes"),
+        *("--appendfsync", "everysec"),
+        *("--maxmemory", f"{store.max_memory_mb}mb"),
+        *("--maxmemory-policy", "noeviction"),
+        *("--save", ""),
+    ]
+
+
+def feature_updater_args(
+    *,
+    host: str,
+    port: int,
+    online_store_url: str,
+    event_store_url: str,
+    data_dir: pathlib.Path | str | None = None,
+    online_store_password_file: pathlib.Path | str | None = None,
+    event_store_password_file: pathlib.Path | str | None = None,
+) -> list[str]:
+    """Flags of ``python -m serving.feature_store`` (the streaming updater, which
+    materializes ``data_dir`` first when the store has not been materialized from it); the
+    URLs without passwords, which it reads from the password files."""
+    values: dict[str, object] = {
+        "host": host,
+        "port": port,
+        "online_store_url": online_store_url,
+        "event_store_url": event_store_url,
+        "data_dir": data_dir and str(data_dir),
+        "online_store_password_file": online_store_password_file,
+        "event_store_password_file": event_store_password_file,
+    }
+    return settings_flags.argv({k: v for k, v in values.items() if v is not None})
 
 
 def monitor_args(

@@ -36,6 +36,7 @@ GATEWAY_GRPC_PORT = 8001
 
 Port = int
 TRIGGER_PATHS = ("data_dir", "pipeline_config", "kfp_config")  # relative to a settings file
+FEATURE_STORE_PATHS = ("data_dir",)
 ModelName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 
 
@@ -163,6 +164,32 @@ class EventStoreSettings(_Frozen):
         description="everysec: every acknowledged write is in the file before the answer, so "
         "it survives any process crash, and fsync'd within a second (a machine crash may "
         "lose that second); always: fsync before each answer (docs/event_log.md).",
+    )
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+
+class FeatureStoreSettings(_Frozen):
+    """The online feature store: a Redis instance of its own (append-only, no eviction: the
+    answer cache's LRU would drop features), its streaming updater and materialization."""
+
+    host: str = "127.0.0.1"
+    port: Port = port_field(0, "online store port; 0 picks a free port")
+    max_memory_mb: int = Field(
+        512,
+        ge=16,
+        le=65536,
+        description="Beyond it writes fail (and are retried) instead of evicting features.",
+    )
+    enabled: bool = Field(
+        True, description="Run the online store and its updater; the gateways read it."
+    )
+    data_dir: pathlib.Path | None = Field(
+        None,
+        description="Data set the updater materializes at start when the store has not "
+        "been materialized from it; None: trigger.data_dir.",
     )
 
     @property
@@ -399,6 +426,7 @@ class ServingSettings(_Frozen):
     gateways: GatewaySettings = GatewaySettings()
     envoy: EnvoySettings = EnvoySettings()
     event_store: EventStoreSettings = EventStoreSettings()
+    feature_store: FeatureStoreSettings = FeatureStoreSettings()
     monitor: MonitorSettings = MonitorSettings()
     monitoring: bool = Field(
         True, description="Start Prometheus, Alertmanager and the retraining trigger."
@@ -446,10 +474,11 @@ def load_settings(path: pathlib.Path | str | None = None) -> ServingSettings:
     for key in ("model_base_path", "run_dir"):
         if key in data and not pathlib.Path(str(data[key])).is_absolute():
             data[key] = str((path.parent / str(data[key])).resolve())
-    trigger = data.get("trigger")
-    if isinstance(trigger, dict):
-        for key in TRIGGER_PATHS:
-            value = trigger.get(key)
-            if value is not None and not pathlib.Path(str(value)).is_absolute():
-                trigger[key] = str((path.parent / str(value)).resolve())
+    for section, names in (("trigger", TRIGGER_PATHS), ("feature_store", FEATURE_STORE_PATHS)):
+        block = data.get(section)
+        if isinstance(block, dict):
+            for key in names:
+                value = block.get(key)
+                if value is not None and not pathlib.Path(str(value)).is_absolute():
+                    block[key] = str((path.parent / str(value)).resolve())
     return parse_settings(data, source=str(path))

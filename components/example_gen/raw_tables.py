@@ -1,94 +1,31 @@
 """Read the raw contract tables of a data set into typed pandas frames.
 
-Dates become ``datetime64`` at midnight UTC and timestamps become int64 seconds since the
-epoch, so the join can compare them without string parsing. Reading does not validate: the
-executor runs ``aiqleads.data.validate`` on the window first.
+The readers are the feature store's offline sources (`aiqleads.features.sources`), shared
+with the materialization; this module keeps ExampleGen's names for them.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import pathlib
+from aiqleads.features.sources import (
+    DAY_SECONDS,
+    TS_SECONDS,
+    day_end_seconds,
+    read_events,
+    read_leads,
+    read_market,
+    read_users,
+    spans_up_to,
+    to_seconds,
+)
 
-import numpy as np
-import pandas as pd
-
-from aiqleads import contracts as c
-from aiqleads import layout
-from aiqleads.errors import DataError
-
-TS_SECONDS = "ts_seconds"  # int64 seconds since the epoch, added to events
-DAY_SECONDS = 86_400
-
-
-def _read(path: pathlib.Path, contract: c.Contract) -> pd.DataFrame:
-    if not path.is_file():
-        raise DataError(f"missing {contract.name} file {path}: the data set layout is broken")
-    dtypes = {}
-    for f in contract.fields:
-        if f.kind in (c.Kind.STRING, c.Kind.DATE, c.Kind.TIMESTAMP):
-            dtypes[f.name] = str
-        else:
-            dtypes[f.name] = float
-    try:
-        frame = pd.read_csv(path, dtype=dtypes, keep_default_na=False, na_values=[""])
-    except (ValueError, pd.errors.ParserError) as e:
-        raise DataError(f"cannot read {path}: {e}") from e
-    missing = [col for col in contract.columns if col not in frame.columns]
-    if missing:
-        raise DataError(f"{path} lacks columns {missing}; expected {list(contract.columns)}")
-    return frame[list(contract.columns)]
-
-
-def _to_day(series: pd.Series) -> pd.Series:
-    return pd.to_datetime(series, format=layout.SPAN_FORMAT)
-
-
-def to_seconds(days: pd.Series) -> np.ndarray:
-    """datetime64 values -> int64 seconds since the epoch."""
-    return days.values.astype("datetime64[s]").astype(np.int64)
-
-
-def day_end_seconds(day: dt.date) -> int:
-    """The first second after ``day`` (UTC): "as of the end of the day"."""
-    midnight = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
-    return int(midnight.timestamp())
-
-
-def read_leads(root: pathlib.Path | str) -> pd.DataFrame:
-    frame = _read(layout.table_path(root, c.LEADS), c.LEADS)
-    frame[c.LISTED_DATE] = _to_day(frame[c.LISTED_DATE])
-    return frame
-
-
-def read_users(root: pathlib.Path | str) -> pd.DataFrame:
-    frame = _read(layout.table_path(root, c.USERS), c.USERS)
-    frame[c.SIGNUP_DATE] = _to_day(frame[c.SIGNUP_DATE])
-    return frame
-
-
-def read_events(root: pathlib.Path | str, days: list[dt.date]) -> pd.DataFrame:
-    """The events of ``days`` with an added int64 ``ts_seconds`` column."""
-    frames = [_read(layout.table_path(root, c.EVENTS, d), c.EVENTS) for d in days]
-    if not frames:
-        frame = pd.DataFrame({col: pd.Series(dtype=str) for col in c.EVENTS.columns})
-    else:
-        frame = pd.concat(frames, ignore_index=True)
-    stamps = pd.to_datetime(frame[c.TIMESTAMP], format="%Y-%m-%dT%H:%M:%SZ")
-    frame[TS_SECONDS] = stamps.values.astype("datetime64[s]").astype(np.int64)
-    return frame
-
-
-def read_market(root: pathlib.Path | str, days: list[dt.date]) -> pd.DataFrame:
-    frames = [_read(layout.table_path(root, c.MARKET, d), c.MARKET) for d in days]
-    if not frames:
-        frame = pd.DataFrame({col: pd.Series(dtype=str) for col in c.MARKET.columns})
-    else:
-        frame = pd.concat(frames, ignore_index=True)
-    frame[c.DATE] = _to_day(frame[c.DATE])
-    return frame
-
-
-def spans_up_to(root: pathlib.Path | str, as_of: dt.date) -> list[dt.date]:
-    """Every span day on or before ``as_of``."""
-    return [d for d in layout.list_spans(pathlib.Path(root)) if d <= as_of]
+__all__ = [
+    "DAY_SECONDS",
+    "TS_SECONDS",
+    "day_end_seconds",
+    "read_events",
+    "read_leads",
+    "read_market",
+    "read_users",
+    "spans_up_to",
+    "to_seconds",
+]

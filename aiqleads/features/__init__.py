@@ -1,0 +1,2 @@
+"""The feature store: entities, versioned feature views, the online store, materialization
+and streaming updates (docs/feature_store.md)."""

@@ -1,0 +1,1 @@
+"""The online feature store's streaming updater process (`python -m serving.feature_store`)."""

@@ -1,0 +1,68 @@
+"""Typed, frozen, validated settings of the streaming updater process; its flags come from
+these fields (`aiqleads.settings_flags`)."""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from aiqleads.errors import ConfigError
+from aiqleads.settings_io import describe_validation_error
+from serving.secret_files import url_with_password
+
+
+class UpdaterConfig(BaseModel):
+    """Where the updater reads events and writes features, and how it batches."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = Field("127.0.0.1", description="Address of /metrics.")
+    port: int = Field(0, ge=0, le=65535, description="Metrics port; 0 picks a free one.")
+    online_store_url: str = Field(description="The online feature store (redis://...).")
+    event_store_url: str = Field(description="The event log whose feedback it follows.")
+    online_store_password_file: pathlib.Path | None = Field(
+        None, description="File with the online store's password (a mounted Secret)."
+    )
+    event_store_password_file: pathlib.Path | None = Field(
+        None, description="File with the event store's password (a mounted Secret)."
+    )
+    data_dir: pathlib.Path | None = Field(
+        None,
+        description="Data set to materialize at start when the store holds no "
+        "materialization of its newest complete span (none: stream only).",
+    )
+    consumer: str = Field("updater", description="Consumer name in the 'features' group.")
+    batch: int = Field(256, ge=1, le=10_000, description="Feedback entries per round.")
+    block_ms: int = Field(
+        500, ge=1, le=60_000, description="How long one read waits for new feedback."
+    )
+
+    @field_validator("online_store_url", "event_store_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"{value!r} must start with redis://, rediss:// or unix://")
+        return value
+
+    def with_passwords(self) -> UpdaterConfig:
+        """A copy whose URLs hold the passwords of the password files (never log it)."""
+        return self.model_copy(
+            update={
+                "online_store_url": url_with_password(
+                    self.online_store_url, self.online_store_password_file
+                ),
+                "event_store_url": url_with_password(
+                    self.event_store_url, self.event_store_password_file
+                ),
+            }
+        )
+
+
+def parse_config(data: Mapping[str, Any]) -> UpdaterConfig:
+    try:
+        return UpdaterConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(f"invalid updater settings: {describe_validation_error(e)}") from e
