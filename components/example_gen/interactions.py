@@ -16,8 +16,8 @@ Decisions (docs/pipeline.md):
   sampler's negatives, each user with an eval positive gets ``eval_negatives`` leads drawn
   uniformly without replacement from the leads listed by then that the user did not engage
   with in the window, spread evenly over the times of the user's eval positives. The
-  Evaluator ranks each user's positives among them (the NCF protocol's 99 sampled
-  negatives, docs/pipeline.md), which separates a good ranking from a mediocre one where
+  Evaluator ranks each user's positives among them (sampled negatives as in the NCF protocol,
+  docs/pipeline.md), which separates a good ranking from a mediocre one where
   four negatives per positive do not.
 """
 
