@@ -21,6 +21,7 @@ EXAMPLE_GEN_SOURCES = (
     "aiqleads/contracts.py",
     "aiqleads/layout.py",
     "aiqleads/data/validate.py",
+    "aiqleads/features",
     "transforms/features.py",
 )
 TRANSFORM_SOURCES = ("transforms",)
@@ -28,6 +29,7 @@ TRAINER_SOURCES = (
     "components/trainer",
     "components/example_gen",
     "transforms",
+    "aiqleads/features",
     "aiqleads/tf_serving_warmup.py",
 )
 

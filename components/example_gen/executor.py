@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import logging
 import os
 from typing import Any
@@ -14,7 +15,7 @@ from tfx.proto.orchestration import execution_result_pb2
 from tfx.types import artifact_utils, standard_artifact_utils
 
 from aiqleads.errors import DataError
-from components.example_gen import interactions, tf_examples, window
+from components.example_gen import interactions, offline_store, tf_examples, window
 from components.example_gen import spec as s
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,9 @@ class Executor(base_executor.BaseExecutor):
         examples.version = 0
         examples.set_string_custom_property(s.WINDOW_FIRST_PROPERTY, str(result.window[0]))
         examples.set_string_custom_property(s.WINDOW_LAST_PROPERTY, str(result.window[-1]))
+        examples.set_string_custom_property(
+            s.FEATURE_VIEWS_PROPERTY, json.dumps(offline_store.view_versions(), sort_keys=True)
+        )
         for split, count in result.counts.items():
             examples.set_int_custom_property(s.COUNT_PROPERTY_PREFIX + split, count)
         log.info("ExampleGen window %s..%s: %s", result.window[0], result.window[-1], result.counts)

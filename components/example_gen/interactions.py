@@ -35,7 +35,7 @@ import pandas as pd
 from aiqleads import contracts as c
 from aiqleads import settings_io
 from aiqleads.errors import DataError
-from components.example_gen import features_join, raw_tables
+from components.example_gen import features_join, offline_store, raw_tables
 from transforms import features as f
 
 TS = raw_tables.TS_SECONDS
@@ -285,11 +285,9 @@ def build_examples(
     examples = examples.sort_values([TS, c.USER_ID, c.LEAD_ID], kind="stable")
     examples = examples.reset_index(drop=True)
     market = raw_tables.read_market(data_root, raw_tables.spans_up_to(data_root, last_day))
-    examples = features_join.attach_lead_features(examples, leads)
-    examples = features_join.attach_market_features(examples, market)
-    examples = features_join.attach_user_features(examples, history, leads, users)
-    examples = features_join.attach_pair_history(examples, history)
-    examples = features_join.attach_user_shares(examples, history, leads)
+    # The offline store's retrieval of every view, as of each example's time.
+    tables = offline_store.OfflineTables(leads, users, history, market)
+    examples = offline_store.historical_features(examples, tables)
     examples[f.PRICE_BAND] = features_join.price_band(
         examples[f.PRICE], examples[f.MARKET_MEDIAN_PRICE]
     )

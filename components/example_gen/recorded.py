@@ -8,4 +8,5 @@ FINGERPRINT_KEY = "input_fingerprint"  # execution property: the window's files,
 # Custom properties recorded on the Examples artifact.
 WINDOW_FIRST_PROPERTY = "window_first_span"
 WINDOW_LAST_PROPERTY = "window_last_span"
+FEATURE_VIEWS_PROPERTY = "feature_views"  # JSON {view: version} of the features retrieved
 COUNT_PROPERTY_PREFIX = "num_examples_"

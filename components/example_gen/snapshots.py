@@ -1,8 +1,9 @@
 """Serving snapshots: the catalogue and the users as of a day, computed like training data.
 
 The Trainer's ``recommend`` signature embeds the active catalogue and the user aggregates;
-both come from here, through the same as-of joins ExampleGen uses (``features_join``), so a
-feature means the same at training and serving time.
+both come from here, through the offline store's retrieval ExampleGen uses
+(``offline_store``, the as-of joins of ``features_join``), so a feature means the same at
+training and serving time.
 """
 
 from __future__ import annotations
@@ -14,8 +15,13 @@ import numpy as np
 import pandas as pd
 
 from aiqleads import contracts as c
-from components.example_gen import features_join, raw_tables
+from aiqleads.features import definitions as d
+from components.example_gen import features_join, offline_store, raw_tables
 from transforms import features as f
+
+_CATALOGUE_VIEWS = (d.LEAD_ATTRIBUTES_V1.name, d.REGION_MARKET_V1.name)
+_USER_VIEWS = (d.USER_BEHAVIOUR_V1.name, d.USER_GEO_V1.name)
+_NO_ROWS = pd.DataFrame()  # a source a retrieval does not read
 
 
 def _as_date(as_of: dt.date | str) -> dt.date:
@@ -40,9 +46,9 @@ def load_catalogue(data_root: str | pathlib.Path, as_of: dt.date | str) -> pd.Da
     queries = pd.DataFrame({c.LEAD_ID: active[c.LEAD_ID].to_numpy()})
     # Lead age and market rows are taken at the last second of the day.
     queries[features_join.QUERY_TS] = raw_tables.day_end_seconds(day) - 1
-    out = features_join.attach_lead_features(queries, leads)
     market = raw_tables.read_market(data_root, raw_tables.spans_up_to(data_root, day))
-    out = features_join.attach_market_features(out, market)
+    tables = offline_store.OfflineTables(leads, users=_NO_ROWS, history=_NO_ROWS, market=market)
+    out = offline_store.historical_features(queries, tables, _CATALOGUE_VIEWS)
     out = out.drop(columns=[features_join.QUERY_TS])
     columns = [f.LEAD_ID, *features_join.LEAD_FEATURES, *features_join.MARKET_FEATURES]
     return out[columns].sort_values(f.LEAD_ID, kind="stable").reset_index(drop=True)
@@ -60,7 +66,8 @@ def load_user_snapshot(data_root: str | pathlib.Path, as_of: dt.date | str) -> p
     history = raw_tables.read_events(data_root, raw_tables.spans_up_to(data_root, day))
     queries = pd.DataFrame({c.USER_ID: users[c.USER_ID].to_numpy()})
     queries[features_join.QUERY_TS] = np.int64(raw_tables.day_end_seconds(day))
-    out = features_join.attach_user_features(queries, history, leads, users)
+    tables = offline_store.OfflineTables(leads, users, history, market=_NO_ROWS)
+    out = offline_store.historical_features(queries, tables, _USER_VIEWS)
     columns = [f.USER_ID, *features_join.USER_FEATURES]
     return out[columns].sort_values(f.USER_ID, kind="stable").reset_index(drop=True)
 

@@ -8,6 +8,7 @@ from tfx.types import component_spec, standard_artifacts
 # lives in a module without TFX, for the readers of MLMD (the model registry).
 from components.example_gen.recorded import (  # noqa: F401 - part of the spec's names
     COUNT_PROPERTY_PREFIX,
+    FEATURE_VIEWS_PROPERTY,
     FINGERPRINT_KEY,
     WINDOW_FIRST_PROPERTY,
     WINDOW_LAST_PROPERTY,
