@@ -9,11 +9,13 @@ Popularity is `components.baselines.popularity_export`: the offline baseline of
 `benchmarks/quality.py`, exported with the `recommend` signature and fitted on the same
 ``--window`` spans as the pipeline's default.
 
-It prints, per seed, each model's answers, clicks, CTR with its 95% Wilson interval, hit
-rate, the CTR ratio model / popularity and Fisher's exact test of the difference.
+It prints, per seed, each model's answers, errors, clicks, CTR with its 95% Wilson interval,
+the CTR ratio model / popularity with its 95% interval, and Fisher's exact test of the
+difference. A lift of a few percent needs about 10,000 answers per model to be told apart
+(``--duration`` x ``--rate``).
 
     .venv/bin/python benchmarks/online_quality.py [--data runs/data/default]
-        [--model-base runs/serving_models/lead_recommender] [--duration 60] [--rate 20]
+        [--model-base runs/serving_models/lead_recommender] [--duration 300] [--rate 40]
 """
 
 from __future__ import annotations
@@ -62,8 +64,8 @@ def main(argv: list[str] | None = None) -> None:
         default=REPO / "runs" / "serving_models" / "lead_recommender",
     )
     parser.add_argument("--window", type=int, default=14, help="spans popularity is fitted on")
-    parser.add_argument("--duration", type=float, default=60.0)
-    parser.add_argument("--rate", type=float, default=20.0)
+    parser.add_argument("--duration", type=float, default=300.0)
+    parser.add_argument("--rate", type=float, default=40.0)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--seeds", default="1,2")
     args = parser.parse_args(argv)
@@ -80,7 +82,8 @@ def main(argv: list[str] | None = None) -> None:
         tmp = pathlib.Path(tmp_name)
         popularity = tmp / "popularity" / "lead_recommender"
         export_popularity(args.data, last, args.window, popularity, version=1)
-        print("model       seed  answers  errors  clicks  CTR [95% CI]              ratio  p")
+        print("model       seed  answers  errors  clicks  CTR [95% CI]              "
+              "ratio [95% CI]         p")  # fmt: skip
         for seed in (int(s) for s in args.seeds.split(",")):
             rows = {}
             for name, base in (("trained", args.model_base), ("popularity", popularity)):
@@ -89,10 +92,16 @@ def main(argv: list[str] | None = None) -> None:
             a, b = rows["trained"], rows["popularity"]
             ca, cb = a.events.get("click", 0), b.events.get("click", 0)
             _, p = stats.fisher_exact([[ca, a.answers - ca], [cb, b.answers - cb]])
+            rr = stats.contingency.relative_risk(ca, a.answers, cb, b.answers)
+            rr_ci = rr.confidence_interval(0.95)
             for name, st in rows.items():
                 clicks = st.events.get("click", 0)
                 low, high = proportion_ci(clicks, st.answers)
-                ratio = f"{a.ctr / b.ctr:5.2f}" if name == "trained" and b.ctr else "     "
+                ratio = (
+                    f"{rr.relative_risk:.3f} [{rr_ci.low:.3f}, {rr_ci.high:.3f}]"
+                    if name == "trained"
+                    else ""
+                )
                 pv = f"{p:.2g}" if name == "trained" else ""
                 print(f"{name:10s}  {seed:4d}  {st.answers:7d}  {st.errors:6d}  {clicks:6d}  "
                       f"{st.ctr:.4f} [{low:.4f}, {high:.4f}]  {ratio}  {pv}")  # fmt: skip
