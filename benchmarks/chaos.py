@@ -44,6 +44,7 @@ import importlib.util
 import json
 import os
 import pathlib
+import shutil
 import signal
 import sys
 import tempfile
@@ -70,6 +71,7 @@ TAIL_S = 10.0  # the run goes on at least this long after the last recovery
 POLL_S = 0.05
 AVAILABILITY_TARGET = 0.999
 BEFORE = "(before faults)"
+MAX_LISTED_FAILURES = 500
 
 
 def _load_serving_bench():
@@ -269,11 +271,12 @@ def run(args) -> dict:
             f"http://{s.envoy.host}:{s.envoy.port}", stack.auth_headers(), users, args
         )
         faults: list[Fault] = []
-        spacing = args.minutes * 60 / (len(FAULTS) + 1)
+        names = args.faults.split(",")
+        spacing = args.minutes * 60 / (len(names) + 1)
         start = time.monotonic()
         traffic.thread.start()
         try:
-            for n, name in enumerate(FAULTS, start=1):
+            for n, name in enumerate(names, start=1):
                 earliest = (
                     faults[-1].killed_at + (faults[-1].back_s or 0) + SETTLE_S if faults else 0
                 )
@@ -292,7 +295,9 @@ def run(args) -> dict:
                 lost = lost_feedback(stack, traffic.acknowledged)
             finally:
                 stack.stop()
-    return report(traffic, faults, lost, elapsed, args)
+                if args.keep_logs:
+                    shutil.copytree(s.run_dir / "logs", args.keep_logs, dirs_exist_ok=True)
+    return report(traffic, faults, lost, start, elapsed, args)
 
 
 def windows(outcomes: list[Outcome], faults: list[Fault]) -> dict[str, list[Outcome]]:
@@ -311,7 +316,9 @@ def _fraction(outcomes: list[Outcome]) -> float | None:
     return sum(o.ok for o in outcomes) / len(outcomes) if outcomes else None
 
 
-def report(traffic: Traffic, faults: list[Fault], lost: list[str], elapsed: float, args) -> dict:
+def report(
+    traffic: Traffic, faults: list[Fault], lost: list[str], start: float, elapsed: float, args
+) -> dict:
     outcomes = list(traffic.outcomes)
     by_window = windows(outcomes, faults)
     rows = []
@@ -335,6 +342,11 @@ def report(traffic: Traffic, faults: list[Fault], lost: list[str], elapsed: floa
                 "failed_feedback": sum(o.kind == "feedback" for o in failed),
                 "retried_feedback": sum(o.kind == "feedback" and o.attempts > 1 for o in window),
                 "statuses": sorted({o.status for o in failed}),
+                # When each failed (seconds after the kill, or the run's start), for a reader.
+                "failures": [
+                    [round(o.done - (fault.killed_at if fault else start), 3), o.kind, o.status]
+                    for o in failed[:MAX_LISTED_FAILURES]
+                ],
             }
         )
     recommend = [o for o in outcomes if o.kind == "recommend"]
@@ -397,6 +409,12 @@ def parse_args(argv: list[str] | None = None):
         "--set", action="append", default=[], help="settings override KEY=VALUE (dotted)"
     )
     parser.add_argument("--json", help="write the summary to this file")
+    parser.add_argument(
+        "--faults",
+        default=",".join(FAULTS),
+        help=f"comma-separated children to kill, in order (default {','.join(FAULTS)})",
+    )
+    parser.add_argument("--keep-logs", type=pathlib.Path, help="copy the stack's logs here")
     return parser.parse_args(argv)
 
 
