@@ -119,7 +119,12 @@ class DriftConfig(_Section):
         both = sorted(set(self.numeric) & set(self.categorical))
         if both:
             raise ValueError(f"features {both} are both numeric and categorical")
-        unknown = sorted(set(self.population_features) - set(self.numeric) - set(self.categorical))
+        compared = set(self.numeric) | set(self.categorical)
+        if "population_features" not in self.model_fields_set:
+            # The default list applies to the features this config compares.
+            kept = tuple(x for x in DEFAULT_POPULATION_FEATURES if x in compared)
+            object.__setattr__(self, "population_features", kept)  # frozen model
+        unknown = sorted(set(self.population_features) - compared)
         if unknown:
             raise ValueError(
                 f"population_features {unknown} are not compared (numeric/categorical)"

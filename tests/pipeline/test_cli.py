@@ -71,7 +71,7 @@ def test_drift_summary_reads_the_reports_file(tmp_path, capsys):
     _print_drift(str(tmp_path))
     # region is 1.5x its limit, price 0.5x: region first.
     assert capsys.readouterr().out == (
-        "\ndrift check: FAILED (2026-01-04 vs None, 2 features, serving records 0)\n"
+        "\ndrift check: FAILED (2026-01-04 vs None, 2 features, serving records 0; run reason -)\n"
         "  drift region: l_infinity 0.3000 (limit 0.2000)\n"
         "  drift price: jensen_shannon_divergence 0.0500 (limit 0.1000)\n"
     )

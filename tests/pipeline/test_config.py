@@ -26,6 +26,11 @@ def test_yaml_then_environment_override(tmp_path):
     cfg = config.load_config(path, environ=env)
     assert (cfg.example_gen.window_spans, cfg.example_gen.eval_days) == (10, 4)
     assert cfg.drift.numeric == {"price": 0.2}
+    # The default population features narrow to those compared.
+    compared = set(cfg.drift.numeric) | set(cfg.drift.categorical)
+    assert "price" in cfg.drift.population_features
+    assert set(cfg.drift.population_features) <= compared
+    assert "user_latitude" not in cfg.drift.population_features
 
 
 @pytest.mark.parametrize(
@@ -44,6 +49,11 @@ def test_yaml_then_environment_override(tmp_path):
         ),
         ("drift:\n  numeric: {price: 1.5}\n", {}, "drift.numeric.price"),
         ("drift:\n  numeric: {region: 0.1}\n", {}, "both numeric and categorical"),
+        (
+            "drift:\n  numeric: {price: 0.2}\n  population_features: [user_latitude]\n",
+            {},
+            "population_features \\['user_latitude'\\] are not compared",
+        ),
         ("name: Bad Name\n", {}, "name"),
         ("- a list\n", {}, "mapping at the top level"),
         ("", {"AIQLEADS_PIPELINE__TRAINER__TRAIN_STEPS": "0"}, "trainer.train_steps"),
