@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 
+import absl.logging
 from tfx import v1 as tfx
 from tfx.types import standard_component_specs as tfx_keys
 
@@ -91,10 +92,13 @@ def run(
     absl_logger = logging.getLogger("absl")
     warnings_to_stderr = logging.StreamHandler()
     warnings_to_stderr.setLevel(logging.WARNING)
-    saved = (absl_logger.level, absl_logger.propagate)
+    saved = (absl.logging.get_verbosity(), absl_logger.propagate)
     absl_logger.addHandler(handler)
     absl_logger.addHandler(warnings_to_stderr)
-    absl_logger.setLevel(logging.INFO)
+    # Through absl's verbosity, not the logger's level: TensorFlow's SavedModel writer
+    # silences absl while it saves and then restores absl's verbosity, which would
+    # otherwise end the progress lines at the Transform.
+    absl.logging.set_verbosity(absl.logging.INFO)
     absl_logger.propagate = False  # the runner's INFO chatter becomes progress lines
     started = time.perf_counter()
     error: Exception | None = None
@@ -105,7 +109,7 @@ def run(
     finally:
         absl_logger.removeHandler(handler)
         absl_logger.removeHandler(warnings_to_stderr)
-        absl_logger.setLevel(saved[0])
+        absl.logging.set_verbosity(saved[0])
         absl_logger.propagate = saved[1]
     summary = summarize(config, time.perf_counter() - started)
     if error is not None:
