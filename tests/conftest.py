@@ -95,3 +95,4 @@ def _load(name: str, path: pathlib.Path):
 loop_fixtures = _load("loop_fixtures", pathlib.Path(__file__).parent / "loop_fixtures.py")
 loop_world = loop_fixtures.loop_world
 served_stack = loop_fixtures.served_stack
+stack_token = loop_fixtures.stack_token

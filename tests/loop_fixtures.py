@@ -230,17 +230,25 @@ def served_stack(loop_world: LoopWorld, tmp_path_factory):
         assert process.poll() is None, "aiqleads serve exited:\n" + "\n".join(output.lines)
         stack = ServedStack(process, run_dir, stack_file.read(run_dir), output)
         wait_until(stack.healthy, 60, "the stack answering through Envoy")
-        # `aiqleads simulate` and `aiqleads recommend` run by the tests take it from here.
-        os.environ[auth.TOKEN_ENV] = auth.read_token(auth.dev_token_path(run_dir))
         yield stack
     finally:
-        os.environ.pop(auth.TOKEN_ENV, None)
         process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout=60)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+@pytest.fixture(autouse=True)
+def stack_token(request, monkeypatch):
+    """$AIQLEADS_TOKEN set to the served stack's development token during the tests that
+    use that stack (`aiqleads simulate`, `recommend`... they run take it from there), and
+    only during those: other tests start stacks with keys of their own."""
+    if "served_stack" in request.fixturenames:
+        stack = request.getfixturevalue("served_stack")
+        monkeypatch.setenv(auth.TOKEN_ENV, auth.read_token(auth.dev_token_path(stack.run_dir)))
+    yield
 
 
 def wait_healthy(stack: ServedStack, timeout: float = 90) -> float:
