@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import pathlib
+from collections.abc import Collection
 
 import numpy as np
 import pandas as pd
@@ -121,10 +122,17 @@ def export_popularity(
     as_of: dt.date,
     export_dir: str | pathlib.Path,
     regional: bool = True,
+    regions: Collection[str] | None = None,
 ) -> pathlib.Path:
     """Fit per-region popularity on the events up to ``as_of`` and save it to ``export_dir``
-    (``<base>/<version>`` for a model server). Returns the directory."""
+    (``<base>/<version>`` for a model server). Returns the directory. ``regions`` keeps only
+    the catalogue's leads of those regions: a version that lost the rest of its catalogue,
+    a clearly worse one for A/B tests."""
     catalogue = snapshots.load_catalogue(data_root, as_of)
+    if regions is not None:
+        catalogue = catalogue[catalogue[f.REGION].astype(str).isin(set(regions))]
+        if catalogue.empty:
+            raise ValueError(f"no lead of the catalogue is in the regions {sorted(regions)}")
     all_leads = raw_tables.read_leads(data_root)
     events = raw_tables.read_events(data_root, raw_tables.spans_up_to(data_root, as_of))
     model = RegionalPopularity(all_leads[c.LEAD_ID].to_numpy(), all_leads[c.REGION].to_numpy()).fit(
