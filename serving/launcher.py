@@ -19,6 +19,7 @@ thread for `aiqleads serve`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import pathlib
 import signal
 import sys
@@ -229,7 +230,7 @@ class ServingStack:
                     f"model-server-{i}",
                     [model_server_bin, *args],
                     logs / f"model-server-{i}.log",
-                    lambda url=url: _model_available(url),
+                    functools.partial(_model_available, url),
                     env={"TF_CPP_MIN_LOG_LEVEL": "2"},
                 )
             )
@@ -272,7 +273,7 @@ class ServingStack:
                     f"gateway-{i}",
                     [sys.executable, "-m", command_lines.GATEWAY_MODULE, *args],
                     logs / f"gateway-{i}.log",
-                    lambda url=url: http_status(url)[0] == 200,
+                    functools.partial(_answers_ok, url),
                     env={"TF_CPP_MIN_LOG_LEVEL": "2"},
                 )
             )
@@ -518,6 +519,10 @@ def _alertmanager_binary() -> str:
         return find_binary(ALERTMANAGER_BINARIES[0], what)
     except ServiceError:
         return find_binary(ALERTMANAGER_BINARIES[1], what)
+
+
+def _answers_ok(url: str) -> bool:
+    return http_status(url)[0] == 200
 
 
 def _model_available(url: str) -> bool:

@@ -16,9 +16,16 @@ defaults to 127.0.0.1:8080 for REST and gRPC alike.
 from __future__ import annotations
 
 import pathlib
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from aiqleads import settings_io
 
@@ -132,7 +139,7 @@ class GatewayOptions(_Frozen):
 
     @field_validator("local_cache_ttl_seconds")
     @classmethod
-    def _local_ttl_within_redis_ttl(cls, value: float, info) -> float:
+    def _local_ttl_within_redis_ttl(cls, value: float, info: ValidationInfo) -> float:
         # The in-process tier expires before Redis does.
         ttl = info.data.get("cache_ttl_seconds")
         if ttl is not None and value > ttl:
@@ -306,7 +313,7 @@ class RateLimitSettings(_Frozen):
 
     @field_validator("burst")
     @classmethod
-    def _burst_covers_rate(cls, v: int, info) -> int:
+    def _burst_covers_rate(cls, v: int, info: ValidationInfo) -> int:
         rate = info.data.get("requests_per_second")
         if rate is not None and v < rate:
             raise ValueError(f"burst ({v}) must be >= requests_per_second ({rate})")
@@ -406,7 +413,7 @@ class EnvoySettings(_Frozen):
 
     @field_validator("per_try_timeout_ms")
     @classmethod
-    def _try_within_request(cls, v: int, info) -> int:
+    def _try_within_request(cls, v: int, info: ValidationInfo) -> int:
         total = info.data.get("request_timeout_ms")
         if total is not None and v > total:
             raise ValueError(f"per_try_timeout_ms ({v}) exceeds request_timeout_ms ({total})")
@@ -460,7 +467,7 @@ class ServingSettings(_Frozen):
         return parse_settings(data, source="overrides")
 
 
-def parse_settings(data: dict, source: str = "settings") -> ServingSettings:
+def parse_settings(data: dict[str, Any], source: str = "settings") -> ServingSettings:
     """Validate a mapping into `ServingSettings`, naming every bad field in one line."""
     return settings_io.validate(ServingSettings, data, WHAT, source)
 

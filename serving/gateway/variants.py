@@ -83,7 +83,7 @@ class VersionTracker:
         self._client, self._metrics, self._interval = client, metrics, interval
         self._fraction_file = canary_fraction_file
         self.view = VersionView()
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     async def refresh(self) -> VersionView:
         latest = await self._client.latest_version()
