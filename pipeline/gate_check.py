@@ -13,9 +13,9 @@ import pathlib
 
 import tensorflow_model_analysis as tfma
 
+from components.evaluation_table import overall_metrics
 from pipeline.config import EvaluatorConfig
 from pipeline.eval_config import build_eval_config
-from pipeline.evaluation_table import overall_metrics
 from pipeline.ranking_metrics import AUC_NAME
 
 NDCG = "ndcg"

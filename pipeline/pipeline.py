@@ -222,6 +222,7 @@ def _train_evaluate_push(config, examples, schema, transform, window_end) -> lis
     smoke = ServingSmokeValidation(
         model=trainer.outputs[tfx_keys.MODEL_KEY],
         blessing=evaluator.outputs[tfx_keys.BLESSING_KEY],
+        evaluation=evaluator.outputs[tfx_keys.EVALUATION_KEY],
         latency_budget_ms=config.smoke.latency_budget_ms,
     ).with_id(SMOKE)
     pusher = tfx.components.Pusher(

@@ -337,7 +337,7 @@ def _version_dir_name(base: pathlib.Path, version: int) -> str:
 
 def _evaluation(uri: str) -> tuple[dict[str, float], dict[str, float]]:
     """Overall-slice TFMA metrics of the candidate and of its baseline (when it had one)."""
-    from pipeline import evaluation_table  # TFMA: only when metrics are listed
+    from components import evaluation_table  # TFMA: only when metrics are listed
 
     try:
         rows = evaluation_table.overall_metrics(uri)

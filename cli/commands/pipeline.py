@@ -119,7 +119,8 @@ def run(
     click.echo(f"pipeline {cfg.name}: data {cfg.data_path}, runs under {cfg.pipeline_root}")
     click.echo(f"log: {folder / run_log.LOG_FILE} (libraries' warnings; -v shows them here)")
     with run_log.capture(folder / run_log.LOG_FILE, verbose) as captured:
-        from pipeline import evaluation_table, local_runner, run_report
+        from components import evaluation_table
+        from pipeline import local_runner, run_report
         from pipeline.report import for_run
 
         try:

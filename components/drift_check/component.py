@@ -51,5 +51,7 @@ class DriftCheck(base_component.BaseComponent):
             max_serving_records=max_serving_records,
             trigger_reason=trigger_reason,
             report=types.Channel(type=spec.DriftReport),
+            visualization=types.Channel(type=spec.HtmlVisualization),
+            metrics=types.Channel(type=spec.ScalarMetrics),
         )
         super().__init__(spec=component_spec)

@@ -8,6 +8,7 @@ removes a failed execution's output folder, so the report is also kept beside it
 
 from __future__ import annotations
 
+import html
 import json
 import os
 from typing import Any
@@ -21,6 +22,7 @@ from tfx.proto.orchestration import execution_result_pb2
 from tfx.types import artifact_utils, standard_artifact_utils
 from tfx.utils import io_utils
 
+from components import kfp_visuals
 from components.drift_check import drift, example_io
 from components.drift_check import spec as s
 from transforms import features as f
@@ -109,6 +111,36 @@ def read_report(directory: str) -> drift.DriftReport | None:
     return drift.DriftReport.from_json(io_utils.read_string_file(path))
 
 
+def for_kfp_ui(report: drift.DriftReport, page: types.Artifact, metrics: types.Artifact) -> None:
+    """The report as the Kubeflow Pipelines UI shows it: a page with the verdict and every
+    measurement against its limit, and each measurement's value (``<kind>/<feature>``) and
+    the verdict (``passed``) as scalar metrics."""
+    shifts = set(report.shifts)
+    rows = [
+        (
+            m.kind,
+            m.feature,
+            m.measure,
+            f"{m.value:.4f}",
+            f"{m.threshold:.4f}",
+            "shift (retrain)" if m in shifts else "VIOLATION" if m.violated else "ok",
+        )
+        for m in sorted(report.measurements, key=lambda m: m.value / m.threshold, reverse=True)
+    ]
+    verdict = "pass" if report.passed else "fail"
+    body = (
+        f"<h1>Drift check: <span class='{verdict}'>{verdict.upper()}ED</span></h1>"
+        f"<p>newest span {html.escape(report.current_span)} against "
+        f"{html.escape(report.previous_span or '-')}; serving records "
+        f"{report.serving_records}; run reason {html.escape(report.trigger_reason or '-')}</p>"
+        + (f"<p class='fail'>{html.escape(report.reason)}</p>" if report.reason else "")
+        + kfp_visuals.html_table(("kind", "feature", "measure", "value", "limit", "status"), rows)
+    )
+    page.value = kfp_visuals.html_page("Drift check", body)
+    values = {f"{m.kind}/{m.feature}": m.value for m in report.measurements}
+    kfp_visuals.write_metrics(metrics, {"passed": float(report.passed), **values})
+
+
 class Executor(base_executor.BaseExecutor):
     """Compares spans and serving logs; fails the execution on any violation."""
 
@@ -132,6 +164,11 @@ class Executor(base_executor.BaseExecutor):
             reference_dir=report_artifact.uri,
         )
         write_report(report, report_artifact.uri)
+        for_kfp_ui(
+            report,
+            artifact_utils.get_single_instance(output_dict[s.VISUALIZATION_KEY]),
+            artifact_utils.get_single_instance(output_dict[s.METRICS_KEY]),
+        )
         report_artifact.set_int_custom_property(s.PASSED_PROPERTY, int(report.passed))
         report_artifact.set_string_custom_property(s.REASON_PROPERTY, report.reason)
         report_artifact.set_string_custom_property(s.TRIGGER_REASON_PROPERTY, report.trigger_reason)

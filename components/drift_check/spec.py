@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from tfx.types import artifact, component_spec, standard_artifacts
 
+from components.kfp_visuals import HtmlVisualization, ScalarMetrics
+
 EXAMPLES_KEY = "examples"
 SCHEMA_KEY = "schema"
 REPORT_KEY = "report"
+# The report as the Kubeflow Pipelines UI shows it: a page, and each measurement's value.
+VISUALIZATION_KEY = "visualization"
+METRICS_KEY = "metrics"
 # {"numeric": {feature: js}, "categorical": {feature: linf}, "regional_median_shift": x | null,
 #  "population": [feature, ...]}
 THRESHOLDS_KEY = "thresholds_json"
@@ -46,4 +51,8 @@ class DriftCheckSpec(component_spec.ComponentSpec):
         EXAMPLES_KEY: component_spec.ChannelParameter(type=standard_artifacts.Examples),
         SCHEMA_KEY: component_spec.ChannelParameter(type=standard_artifacts.Schema),
     }
-    OUTPUTS = {REPORT_KEY: component_spec.ChannelParameter(type=DriftReport)}
+    OUTPUTS = {
+        REPORT_KEY: component_spec.ChannelParameter(type=DriftReport),
+        VISUALIZATION_KEY: component_spec.ChannelParameter(type=HtmlVisualization),
+        METRICS_KEY: component_spec.ChannelParameter(type=ScalarMetrics),
+    }

@@ -17,7 +17,9 @@ class ServingSmokeValidation(base_component.BaseComponent):
     """Bless ``model`` when it serves canary requests correctly within the latency budget.
 
     When ``blessing`` (the Evaluator's) is given and not blessed, the output is not blessed
-    either, without loading the model: the Pusher needs only this one blessing.
+    either, without loading the model: the Pusher needs only this one blessing. With
+    ``evaluation`` (the Evaluator's), the gate's summary for the Kubeflow Pipelines UI holds
+    the evaluation table too.
     """
 
     SPEC_CLASS = s.ServingSmokeValidationSpec
@@ -27,6 +29,7 @@ class ServingSmokeValidation(base_component.BaseComponent):
         self,
         model: types.BaseChannel,
         blessing: types.BaseChannel | None = None,
+        evaluation: types.BaseChannel | None = None,
         latency_budget_ms: float = 20.0,
         latency_requests: int = DEFAULT_LATENCY_REQUESTS,
         top_k: int = DEFAULT_TOP_K,
@@ -40,9 +43,12 @@ class ServingSmokeValidation(base_component.BaseComponent):
         spec = s.ServingSmokeValidationSpec(
             model=model,
             upstream_blessing=blessing,
+            evaluation=evaluation,
             latency_budget_ms=float(latency_budget_ms),
             latency_requests=int(latency_requests),
             top_k=int(top_k),
             blessing=channel_utils.as_channel([standard_artifacts.ModelBlessing()]),
+            summary=types.Channel(type=s.MarkdownVisualization),
+            metrics=types.Channel(type=s.ScalarMetrics),
         )
         super().__init__(spec=spec)

@@ -5,9 +5,16 @@ from __future__ import annotations
 from tfx.components.evaluator import constants as blessing_contract
 from tfx.types import component_spec, standard_artifacts
 
+from components.kfp_visuals import MarkdownVisualization, ScalarMetrics
+
 MODEL_KEY = "model"
 UPSTREAM_BLESSING_KEY = "upstream_blessing"  # the Evaluator's blessing (optional)
+EVALUATION_KEY = "evaluation"  # the Evaluator's TFMA result (optional)
 BLESSING_KEY = "blessing"
+# The gate as the Kubeflow Pipelines UI shows it: the evaluation table and the smoke checks,
+# and the candidate's overall metrics.
+SUMMARY_KEY = "summary"
+METRICS_KEY = "metrics"
 LATENCY_BUDGET_MS_KEY = "latency_budget_ms"
 LATENCY_REQUESTS_KEY = "latency_requests"
 TOP_K_KEY = "top_k"
@@ -40,5 +47,12 @@ class ServingSmokeValidationSpec(component_spec.ComponentSpec):
         UPSTREAM_BLESSING_KEY: component_spec.ChannelParameter(
             type=standard_artifacts.ModelBlessing, optional=True
         ),
+        EVALUATION_KEY: component_spec.ChannelParameter(
+            type=standard_artifacts.ModelEvaluation, optional=True
+        ),
     }
-    OUTPUTS = {BLESSING_KEY: component_spec.ChannelParameter(type=standard_artifacts.ModelBlessing)}
+    OUTPUTS = {
+        BLESSING_KEY: component_spec.ChannelParameter(type=standard_artifacts.ModelBlessing),
+        SUMMARY_KEY: component_spec.ChannelParameter(type=MarkdownVisualization),
+        METRICS_KEY: component_spec.ChannelParameter(type=ScalarMetrics),
+    }

@@ -147,3 +147,30 @@ def test_compile_help_names_the_default_package():
 
     help_text = " ".join(compile_command.get_help(compile_command.make_context("x", [])).split())
     assert f"[default: {DEFAULT_PACKAGE}]" in help_text
+
+
+def _schema_title(artifact_spec: dict) -> str:
+    """The artifact type's schema title, as the KFP backend and UI read it."""
+    artifact_type = artifact_spec["artifactType"]
+    if "schemaTitle" in artifact_type:
+        return artifact_type["schemaTitle"]
+    return yaml.safe_load(artifact_type["instanceSchema"])["title"]
+
+
+def test_the_kfp_ui_finds_the_drift_report_the_gate_and_their_metrics(compiled):
+    """The run page of the KFP UI renders system.HTML / system.Markdown / system.Metrics
+    outputs: the drift check's page and metrics, the gate's evaluation table and metrics."""
+    _, spec, _ = compiled
+    titles = {}
+    for task_name, task in spec["root"]["dag"]["tasks"].items():
+        component = spec["components"][task["componentRef"]["name"]]
+        for name, artifact in component.get("outputDefinitions", {}).get("artifacts", {}).items():
+            titles[(task_name, name)] = _schema_title(artifact)
+    assert titles[("DriftCheck", "visualization")] == "system.HTML"
+    assert titles[("DriftCheck", "metrics")] == "system.Metrics"
+    assert titles[("ServingSmokeValidation", "summary")] == "system.Markdown"
+    assert titles[("ServingSmokeValidation", "metrics")] == "system.Metrics"
+    # The gate reads the Evaluator's evaluation for its table.
+    smoke = spec["root"]["dag"]["tasks"]["ServingSmokeValidation"]
+    evaluation = smoke["inputs"]["artifacts"]["evaluation"]["taskOutputArtifact"]
+    assert evaluation == {"outputArtifactKey": "evaluation", "producerTask": "Evaluator"}

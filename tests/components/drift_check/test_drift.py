@@ -168,8 +168,22 @@ def _run(tmp_path, thresholds: dict, log_dir: str = ""):
         s.MAX_SERVING_RECORDS_KEY: 1000,
     }
     inputs = {s.EXAMPLES_KEY: [_examples(tmp_path)], s.SCHEMA_KEY: [_schema_artifact()]}
-    result = executor.Executor().Do(inputs, {s.REPORT_KEY: [drift_report_artifact]}, props)
+    page, metrics = s.HtmlVisualization(), s.ScalarMetrics()
+    page.uri = str(tmp_path / "DriftCheck" / "visualization" / "7" / "value")
+    metrics.uri = str(tmp_path / "DriftCheck" / "metrics" / "7" / "value")
+    for value_artifact in (page, metrics):  # a value artifact's URI is its file
+        pathlib.Path(value_artifact.uri).parent.mkdir(parents=True)
+    outputs = {
+        s.REPORT_KEY: [drift_report_artifact],
+        s.VISUALIZATION_KEY: [page],
+        s.METRICS_KEY: [metrics],
+    }
+    result = executor.Executor().Do(inputs, outputs, props)
+    _RUN_VISUALS[str(tmp_path)] = (page, metrics)
     return result, drift_report_artifact
+
+
+_RUN_VISUALS: dict[str, tuple] = {}  # tmp_path -> the KFP UI artifacts of `_run`
 
 
 def test_reading_only_positives_drops_exactly_the_sampled_negatives(tmp_path):
@@ -215,6 +229,16 @@ def test_executor_fails_execution_with_reason_on_drift(tmp_path):
     assert message.startswith("drift check failed: drift on property_type: l_infinity 0.500")
     rejected = pathlib.Path(artifact.uri).parent / "rejected-7" / s.REPORT_TEXT
     assert "VIOLATION" in rejected.read_text()
+    # What the KFP UI shows of it: the page with the verdict and the violating feature
+    # first, and each measurement as a scalar metric.
+    page, metrics = _RUN_VISUALS[str(tmp_path)]
+    text = pathlib.Path(page.uri).read_text()
+    assert "FAILED" in text and "drift on property_type" in text
+    first_row = text.split("<tbody>")[1].split("</tr>")[0]
+    assert "property_type" in first_row and "VIOLATION" in first_row
+    assert metrics.get_float_custom_property("passed") == 0.0
+    assert metrics.get_float_custom_property("drift/property_type") == pytest.approx(0.5)
+    assert "drift/property_type 0.5\n" in pathlib.Path(metrics.uri).read_text()
 
 
 def test_executor_measures_serving_skew_from_jsonl_logs(tmp_path):
@@ -241,6 +265,9 @@ def test_component_channels():
         categorical={f.REGION: 0.2},
     )
     assert check.outputs[s.REPORT_KEY].type_name == "aiqleads.DriftReport"
+    # The Kubeflow Pipelines UI renders these two by their type names.
+    assert check.outputs[s.VISUALIZATION_KEY].type_name == "system.HTML"
+    assert check.outputs[s.METRICS_KEY].type_name == "system.Metrics"
     thresholds = json.loads(check.exec_properties[s.THRESHOLDS_KEY])
     assert thresholds["numeric"] == {f.PRICE: 0.1}
     assert thresholds["regional_median_shift"] is None

@@ -7,6 +7,7 @@ it. The executor test runs `Do()` on real artifacts (blessing files and properti
 from __future__ import annotations
 
 import os
+import pathlib
 
 import pytest
 
@@ -133,7 +134,12 @@ def _run(model, blessing, upstream=None, budget=1000.0):
     if upstream is not None:
         inputs[s.UPSTREAM_BLESSING_KEY] = [upstream]
     props = {s.LATENCY_BUDGET_MS_KEY: budget, s.LATENCY_REQUESTS_KEY: 10, s.TOP_K_KEY: 3}
-    Executor().Do(inputs, {s.BLESSING_KEY: [blessing]}, props)
+    summary, metrics = s.MarkdownVisualization(), s.ScalarMetrics()
+    folder = os.path.dirname(blessing.uri)
+    summary.uri, metrics.uri = os.path.join(folder, "summary"), os.path.join(folder, "metrics")
+    outputs = {s.BLESSING_KEY: [blessing], s.SUMMARY_KEY: [summary], s.METRICS_KEY: [metrics]}
+    Executor().Do(inputs, outputs, props)
+    return summary, metrics
 
 
 def test_executor_blesses_a_good_model(models, tmp_path):
@@ -142,8 +148,16 @@ def test_executor_blesses_a_good_model(models, tmp_path):
     from components.serving_smoke import spec as s
 
     model, blessing = _artifacts(tmp_path, models["good"])
-    _run(model, blessing)
+    summary, metrics = _run(model, blessing)
     assert blessing.get_int_custom_property(s.BLESSED_PROPERTY) == 1
+    # What the KFP UI shows: the verdicts and the smoke latency, no evaluation (none given).
+    text = pathlib.Path(summary.uri).read_text()
+    assert "Evaluator (TFMA thresholds): **not run**" in text
+    assert "Serving smoke validation: **passed**" in text and "recommend p95 ms" in text
+    assert "Evaluation, overall slice" not in text
+    assert metrics.get_float_custom_property("smoke_passed") == 1.0
+    p95 = blessing.get_float_custom_property(s.P95_PROPERTY)
+    assert metrics.get_float_custom_property("recommend_p95_ms") == pytest.approx(p95)
     assert model_utils.is_model_blessed(blessing)  # what the Pusher reads
     assert blessing.get_int_custom_property(s.CURRENT_MODEL_ID_PROPERTY) == 17
     assert os.path.exists(os.path.join(blessing.uri, s.BLESSED_FILE))
@@ -159,8 +173,10 @@ def test_executor_follows_a_negative_evaluator_blessing(tmp_path):
     model, blessing = _artifacts(tmp_path, None)  # no model at all: must not be loaded
     upstream = standard_artifacts.ModelBlessing()
     upstream.set_int_custom_property(s.BLESSED_PROPERTY, 0)
-    _run(model, blessing, upstream=upstream)
+    summary, metrics = _run(model, blessing, upstream=upstream)
     assert blessing.get_int_custom_property(s.BLESSED_PROPERTY) == 0
+    assert "Evaluator (TFMA thresholds): **NOT blessed**" in pathlib.Path(summary.uri).read_text()
+    assert metrics.get_float_custom_property("evaluator_blessed") == 0.0
     assert os.path.exists(os.path.join(blessing.uri, s.NOT_BLESSED_FILE))
     assert "Evaluator" in blessing.get_string_custom_property(s.REASON_PROPERTY)
 
@@ -174,6 +190,8 @@ def test_component_wires_the_blessing_output_and_validates_parameters():
     model = channel_utils.as_channel([standard_artifacts.Model()])
     comp = ServingSmokeValidation(model=model, latency_budget_ms=20.0)
     assert comp.outputs[s.BLESSING_KEY].type_name == "ModelBlessing"
+    assert comp.outputs[s.SUMMARY_KEY].type_name == "system.Markdown"
+    assert comp.outputs[s.METRICS_KEY].type_name == "system.Metrics"
     assert comp.exec_properties[s.LATENCY_BUDGET_MS_KEY] == 20.0
     with pytest.raises(ValueError, match="latency_budget_ms"):
         ServingSmokeValidation(model=model, latency_budget_ms=0)
