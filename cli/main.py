@@ -28,6 +28,7 @@ COMMANDS = (
     ("cli.commands.ab", "ab"),
     ("cli.commands.monitor", "monitor"),
     ("cli.commands.monitor", "trigger"),
+    ("cli.commands.features", "features"),
 )
 
 
