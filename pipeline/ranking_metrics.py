@@ -11,6 +11,7 @@ quality benchmark (`components.baselines.metrics`).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import apache_beam as beam
 import numpy as np
@@ -167,37 +168,87 @@ def auc(scores: np.ndarray, positive: np.ndarray) -> float:
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
-class _AUCCombiner(beam.CombineFn):
-    """Collects (score, engaged) pairs; the eval split is small enough to rank exactly."""
+AUC_BINS = 10_000  # score bins of the AUC's histogram over [0, 1]
+AUC_BOUND_NAME = f"{AUC_NAME}_error_bound"
 
-    def __init__(self, key, eval_config, model_name, output_name, gain_key):
+
+@dataclass(frozen=True)
+class HistogramAUC:
+    """ROC AUC from per-bin counts of engaged and not engaged scores: bounded memory
+    (two arrays of ``bins`` counts), mergeable in any order, on any runner.
+
+    Pairs in different bins are ordered exactly; a pair sharing a bin counts half, as a tie
+    does. The error against the exact AUC is therefore at most half the share of the
+    positive-negative pairs that share a bin (``error_bound``, computed from the counts),
+    and zero for scores that take at most one value per bin. Scores are clipped into [0, 1]
+    (the models' scores are probabilities).
+    """
+
+    positive: np.ndarray  # int64[bins]
+    negative: np.ndarray
+
+    @classmethod
+    def empty(cls, bins: int = AUC_BINS) -> HistogramAUC:
+        return cls(np.zeros(bins, np.int64), np.zeros(bins, np.int64))
+
+    def add(self, scores: np.ndarray, engaged: np.ndarray) -> HistogramAUC:
+        bins = len(self.positive)
+        index = np.clip((np.clip(scores, 0.0, 1.0) * bins).astype(np.int64), 0, bins - 1)
+        engaged = np.asarray(engaged, dtype=bool)
+        return HistogramAUC(
+            self.positive + np.bincount(index[engaged], minlength=bins),
+            self.negative + np.bincount(index[~engaged], minlength=bins),
+        )
+
+    def merge(self, other: HistogramAUC) -> HistogramAUC:
+        return HistogramAUC(self.positive + other.positive, self.negative + other.negative)
+
+    @property
+    def pairs(self) -> float:
+        return float(self.positive.sum()) * float(self.negative.sum())
+
+    def value(self) -> float:
+        if self.pairs == 0:
+            return float("nan")
+        below = np.cumsum(self.negative) - self.negative  # negatives in lower bins
+        wins = self.positive * (below + 0.5 * self.negative)
+        return float(wins.sum() / self.pairs)
+
+    def error_bound(self) -> float:
+        if self.pairs == 0:
+            return float("nan")
+        return float(0.5 * (self.positive * self.negative).sum() / self.pairs)
+
+
+class _AUCCombiner(beam.CombineFn):
+    """A `HistogramAUC` of (score, engaged): memory bounded by the bins, not the eval set."""
+
+    def __init__(self, key, bound_key, eval_config, model_name, output_name, gain_key):
         self._key = key
+        self._bound_key = bound_key
         self._eval_config = eval_config
         self._model_name = model_name
         self._output_name = output_name
         self._gain_key = gain_key
 
-    def create_accumulator(self) -> tuple[list, list]:
-        return [], []
+    def create_accumulator(self) -> HistogramAUC:
+        return HistogramAUC.empty()
 
-    def add_input(self, acc, element):
+    def add_input(self, acc: HistogramAUC, element) -> HistogramAUC:
         scores, _ = _predictions(
             element, self._eval_config, self._model_name, self._output_name, False
         )
         gains = util.get_by_keys(element.combined_features, [self._gain_key]).reshape(-1)
-        acc[0].extend(scores.tolist())
-        acc[1].extend((gains > 0).tolist())
-        return acc
+        return acc.add(np.asarray(scores, dtype=float).reshape(-1), gains > 0)
 
-    def merge_accumulators(self, accumulators):
-        scores, labels = [], []
+    def merge_accumulators(self, accumulators: Iterable[HistogramAUC]) -> HistogramAUC:
+        total = HistogramAUC.empty()
         for acc in accumulators:
-            scores.extend(acc[0])
-            labels.extend(acc[1])
-        return scores, labels
+            total = total.merge(acc)
+        return total
 
-    def extract_output(self, acc) -> dict:
-        return {self._key: auc(np.asarray(acc[0]), np.asarray(acc[1]))}
+    def extract_output(self, acc: HistogramAUC) -> dict:
+        return {self._key: acc.value(), self._bound_key: acc.error_bound()}
 
 
 def _engagement_auc(
@@ -211,20 +262,26 @@ def _engagement_auc(
     for model_name in model_names or [""]:
         for output_name in output_names or [""]:
             key = metric_types.MetricKey(name, model_name=model_name, output_name=output_name)
+            bound = metric_types.MetricKey(
+                f"{name}_error_bound", model_name=model_name, output_name=output_name
+            )
             computations.append(
                 metric_types.MetricComputation(
-                    keys=[key],
+                    keys=[key, bound],
                     preprocessors=[
                         metric_types.CombinedFeaturePreprocessor(feature_keys=[gain_key])
                     ],
-                    combiner=_AUCCombiner(key, eval_config, model_name, output_name, gain_key),
+                    combiner=_AUCCombiner(
+                        key, bound, eval_config, model_name, output_name, gain_key
+                    ),
                 )
             )
     return computations
 
 
 class EngagementAUC(metric_types.Metric):
-    """ROC AUC of the score for "engaged" (``gain_key`` > 0) against sampled negatives."""
+    """ROC AUC of the score for "engaged" (``gain_key`` > 0) against sampled negatives, from
+    a bounded histogram (`HistogramAUC`), with its error bound as a second metric."""
 
     def __init__(self, gain_key: str = f.ENGAGEMENT, name: str = AUC_NAME):
         super().__init__(_engagement_auc, gain_key=gain_key, name=name)

@@ -53,3 +53,49 @@ def test_auc_counts_ties_half():
         np.array([0.8, 0.5, 0.5, 0.1]), np.array([True, True, False, False])
     ) == pytest.approx(0.875)
     assert np.isnan(ranking_metrics.auc(np.array([0.1]), np.array([True])))
+
+
+def _histogram_auc(scores, engaged, bins=ranking_metrics.AUC_BINS):
+    return ranking_metrics.HistogramAUC.empty(bins).add(np.asarray(scores), np.asarray(engaged))
+
+
+def test_the_histogram_auc_is_exact_when_no_pair_shares_a_bin():
+    rng = np.random.default_rng(3)
+    scores = rng.permutation(np.arange(1, 2001)) / 2001.0  # one score per bin of 10,000
+    engaged = rng.random(2000) < scores  # higher scores engage more often
+    hist = _histogram_auc(scores, engaged)
+    assert hist.error_bound() == 0.0
+    assert hist.value() == pytest.approx(ranking_metrics.auc(scores, engaged), abs=1e-12)
+
+
+def test_the_histogram_auc_stays_within_its_bound_and_merges_in_any_order():
+    rng = np.random.default_rng(4)
+    scores = np.round(rng.beta(2, 5, 50_000), 3)  # many ties and shared bins
+    engaged = rng.random(50_000) < scores
+    exact = ranking_metrics.auc(scores, engaged)
+    for bins in (10, 100, ranking_metrics.AUC_BINS):
+        hist = _histogram_auc(scores, engaged, bins)
+        assert abs(hist.value() - exact) <= hist.error_bound() + 1e-12, bins
+    # Coarse bins: a real error, and a bound that covers it.
+    coarse = _histogram_auc(scores, engaged, 10)
+    assert coarse.error_bound() > abs(coarse.value() - exact) > 1e-4
+    # Split into parts added and merged in another order: the same counts, the same value.
+    parts = [_histogram_auc(scores[i::3], engaged[i::3]) for i in range(3)]
+    merged = parts[2].merge(parts[0]).merge(parts[1])
+    assert merged.value() == _histogram_auc(scores, engaged).value()
+
+
+def test_the_auc_combiner_keeps_two_arrays_however_many_examples():
+    [computation] = ranking_metrics.EngagementAUC().computations()
+    combiner = computation.combiner
+    acc = combiner.create_accumulator()
+    rng = np.random.default_rng(5)
+    for i in range(300):
+        n = 20
+        gains = (rng.random(n) < 0.3).astype(int)
+        acc = combiner.add_input(acc, _user(rng.random(n).tolist(), gains.tolist(), f"u{i}"))
+    assert acc.positive.sum() + acc.negative.sum() == 300 * 20
+    assert acc.positive.shape == acc.negative.shape == (ranking_metrics.AUC_BINS,)
+    out = {k.name: v for k, v in combiner.extract_output(acc).items()}
+    assert 0.4 < out[ranking_metrics.AUC_NAME] < 0.6  # random scores
+    assert 0 <= out[ranking_metrics.AUC_BOUND_NAME] < 1e-3
