@@ -42,9 +42,10 @@ def overall_metrics(evaluation_uri: str) -> list[MetricRow]:
 
 
 def format_table(rows: list[MetricRow]) -> str:
-    lines = [f"{'metric':<24} {'candidate':>10} {'baseline':>10} {'change':>9}"]
+    width = max([24, *(len(row.name) for row in rows)])
+    lines = [f"{'metric':<{width}} {'candidate':>10} {'baseline':>10} {'change':>9}"]
     for row in rows:
         base = "-" if row.baseline is None else f"{row.baseline:.4f}"
         change = "-" if row.baseline is None else f"{row.candidate - row.baseline:+.4f}"
-        lines.append(f"{row.name:<24} {row.candidate:>10.4f} {base:>10} {change:>9}")
+        lines.append(f"{row.name:<{width}} {row.candidate:>10.4f} {base:>10} {change:>9}")
     return "\n".join(lines)

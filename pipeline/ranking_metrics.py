@@ -168,7 +168,8 @@ def auc(scores: np.ndarray, positive: np.ndarray) -> float:
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
-AUC_BINS = 10_000  # score bins of the AUC's histogram over [0, 1]
+AUC_BINS = 10_000  # score bins of the AUC's histogram, uniform in the score's logit
+AUC_LOGIT_RANGE = 16.0  # logits beyond +-16 (float32 probabilities' saturation) share an end bin
 AUC_BOUND_NAME = f"{AUC_NAME}_error_bound"
 
 
@@ -177,11 +178,13 @@ class HistogramAUC:
     """ROC AUC from per-bin counts of engaged and not engaged scores: bounded memory
     (two arrays of ``bins`` counts), mergeable in any order, on any runner.
 
-    Pairs in different bins are ordered exactly; a pair sharing a bin counts half, as a tie
-    does. The error against the exact AUC is therefore at most half the share of the
-    positive-negative pairs that share a bin (``error_bound``, computed from the counts),
-    and zero for scores that take at most one value per bin. Scores are clipped into [0, 1]
-    (the models' scores are probabilities).
+    The bins are uniform in the score's logit over [-16, 16], so the saturated
+    probabilities a confident model gives (near 0 and 1) spread over many bins instead of
+    piling into the end ones. Pairs in different bins are ordered exactly (the logit is
+    monotone); a pair sharing a bin counts half, as a tie does. The error against the exact
+    AUC is therefore at most half the share of the positive-negative pairs that share a bin
+    (``error_bound``, computed from the counts), and zero for scores that take at most one
+    value per bin. Scores are probabilities: values outside [0, 1] go to the end bins.
     """
 
     positive: np.ndarray  # int64[bins]
@@ -193,7 +196,13 @@ class HistogramAUC:
 
     def add(self, scores: np.ndarray, engaged: np.ndarray) -> HistogramAUC:
         bins = len(self.positive)
-        index = np.clip((np.clip(scores, 0.0, 1.0) * bins).astype(np.int64), 0, bins - 1)
+        p = np.clip(np.asarray(scores, dtype=np.float64), 0.0, 1.0)
+        with np.errstate(divide="ignore"):
+            logit = np.log(p) - np.log1p(-p)  # -inf at 0, +inf at 1
+        unit = (np.clip(logit, -AUC_LOGIT_RANGE, AUC_LOGIT_RANGE) + AUC_LOGIT_RANGE) / (
+            2 * AUC_LOGIT_RANGE
+        )
+        index = np.clip((unit * bins).astype(np.int64), 0, bins - 1)
         engaged = np.asarray(engaged, dtype=bool)
         return HistogramAUC(
             self.positive + np.bincount(index[engaged], minlength=bins),

@@ -61,7 +61,8 @@ def _histogram_auc(scores, engaged, bins=ranking_metrics.AUC_BINS):
 
 def test_the_histogram_auc_is_exact_when_no_pair_shares_a_bin():
     rng = np.random.default_rng(3)
-    scores = rng.permutation(np.arange(1, 2001)) / 2001.0  # one score per bin of 10,000
+    # One score per logit bin of 10,000 (each 0.0032 wide): logits 0.01 apart.
+    scores = 1.0 / (1.0 + np.exp(-rng.permutation(np.arange(-1000, 1000)) / 100.0))
     engaged = rng.random(2000) < scores  # higher scores engage more often
     hist = _histogram_auc(scores, engaged)
     assert hist.error_bound() == 0.0
@@ -99,3 +100,14 @@ def test_the_auc_combiner_keeps_two_arrays_however_many_examples():
     out = {k.name: v for k, v in combiner.extract_output(acc).items()}
     assert 0.4 < out[ranking_metrics.AUC_NAME] < 0.6  # random scores
     assert 0 <= out[ranking_metrics.AUC_BOUND_NAME] < 1e-3
+
+
+def test_saturated_probabilities_spread_over_the_logit_bins():
+    # A confident model: engaged scores near 1, the others near 0, overlapping tails.
+    rng = np.random.default_rng(6)
+    logits = np.concatenate([rng.normal(6, 3, 5000), rng.normal(-6, 3, 20000)])
+    engaged = np.arange(25_000) < 5000
+    scores = 1.0 / (1.0 + np.exp(-logits))
+    hist = _histogram_auc(scores, engaged)
+    exact = ranking_metrics.auc(scores, engaged)
+    assert abs(hist.value() - exact) <= hist.error_bound() < 1e-4
