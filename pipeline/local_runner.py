@@ -17,6 +17,7 @@ from tfx import v1 as tfx
 from tfx.types import standard_component_specs as tfx_keys
 
 from aiqleads.errors import AiqleadsError
+from components.drift_check import spec as drift_spec
 from pipeline import pipeline as wiring
 from pipeline import run_report
 from pipeline.config import PipelineConfig
@@ -131,7 +132,9 @@ def summarize(config: PipelineConfig, seconds: float) -> RunSummary:
     return RunSummary(
         run_id=run_id,
         runs=runs,
-        drift_report_uri=run_report.artifact_uri(store, runs, wiring.DRIFT_CHECK),
+        drift_report_uri=run_report.artifact_uri(
+            store, runs, wiring.DRIFT_CHECK, drift_spec.REPORT_KEY
+        ),
         evaluation_uri=_evaluator_output_uri(store, runs, tfx_keys.EVALUATION_KEY),
         blessing_uri=_evaluator_output_uri(store, runs, tfx_keys.BLESSING_KEY),
         pushed_to=run_report.pushed_model(store, runs, wiring.PUSHER),

@@ -111,19 +111,30 @@ def component_runs(
     return out
 
 
+def _output_key(event: metadata_store_pb2.Event) -> str | None:
+    """The output key an event records (TFX writes it as the path's first step)."""
+    steps = event.path.steps
+    return steps[0].key if steps and steps[0].HasField("key") else None
+
+
 def output_artifacts(
-    store: metadata_store.MetadataStore, execution_id: int
+    store: metadata_store.MetadataStore, execution_id: int, key: str | None = None
 ) -> list[metadata_store_pb2.Artifact]:
+    """The execution's output artifacts, or those of its output ``key`` only."""
     events = store.get_events_by_execution_ids([execution_id])
-    ids = [e.artifact_id for e in events if e.type in (metadata_store_pb2.Event.OUTPUT,)]
+    ids = [
+        e.artifact_id
+        for e in events
+        if e.type == metadata_store_pb2.Event.OUTPUT and (key is None or _output_key(e) == key)
+    ]
     return store.get_artifacts_by_id(ids) if ids else []
 
 
-def artifact_uri(store, runs: list[ComponentRun], component: str) -> str | None:
-    """The first output artifact's uri of ``component`` in ``runs`` (None if it did not run)."""
+def artifact_uri(store, runs: list[ComponentRun], component: str, key: str) -> str | None:
+    """The uri of ``component``'s output ``key`` in ``runs`` (None if it did not run)."""
     for run in runs:
         if run.component == component and run.state in DONE_STATES:
-            artifacts = output_artifacts(store, run.execution_id)
+            artifacts = output_artifacts(store, run.execution_id, key)
             if artifacts:
                 return artifacts[0].uri
     return None
