@@ -53,16 +53,19 @@ _FIELD_OF = {
 
 def element_count(proto: tensor_pb2.TensorProto, key: str) -> int:
     """The shape's element count, refusing negative dimensions, a rank over `MAX_RANK` and
-    more than `MAX_ELEMENTS` (multiplied step by step: no huge intermediate products)."""
+    more than `MAX_ELEMENTS` (multiplied step by step: no huge intermediate products). The
+    dimensions other than zero are held to the same bound: an empty tensor of shape
+    ``[0, 10**6, 10**6]`` has no element, but no array library can describe its shape."""
     dims = [d.size for d in proto.tensor_shape.dim]
     if len(dims) > MAX_RANK:
         raise invalid(f"input '{key}' has rank {len(dims)}; the limit is {MAX_RANK}")
-    count = 1
+    count = nonzero = 1
     for size in dims:
         if size < 0:
             raise invalid(f"input '{key}': tensor shape {dims} has a negative dimension")
         count *= size
-        if count > MAX_ELEMENTS:
+        nonzero *= max(size, 1)
+        if count > MAX_ELEMENTS or nonzero > MAX_ELEMENTS:
             raise invalid(f"input '{key}' has more than {MAX_ELEMENTS} elements (shape {dims})")
     return count
 

@@ -142,3 +142,20 @@ def test_a_shape_with_no_values_is_refused_before_any_allocation() -> None:
         assert e.code == Code.INVALID_ARGUMENT and "filled from 0 value(s)" in e.message
     else:
         raise AssertionError("a 16M-element fill was expanded")
+
+
+def test_an_empty_tensor_with_huge_other_dimensions_is_refused() -> None:
+    # Found by the fuzzer above: zero elements, but numpy cannot describe the shape.
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT)
+    for size in (0, 4097, 30939, 134572, 135177):
+        proto.tensor_shape.dim.add(size=size)
+    try:
+        tensors.from_proto(proto, "x")
+    except ServingError as e:
+        assert e.code == Code.INVALID_ARGUMENT and "more than" in e.message
+    else:
+        raise AssertionError("the shape was accepted")
+    empty = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT)
+    for size in (0, 64, 64):
+        empty.tensor_shape.dim.add(size=size)
+    assert tensors.from_proto(empty, "x").shape == (0, 64, 64)  # a plain empty tensor is fine
