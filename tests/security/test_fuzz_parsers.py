@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
@@ -132,30 +133,26 @@ def test_tensor_decoding_accepts_or_refuses_and_never_fills_beyond_the_bound(pro
         assert list(array.shape) == [d.size for d in proto.tensor_shape.dim]
 
 
-def test_a_shape_with_no_values_is_refused_before_any_allocation() -> None:
+def _float_shape(*dims: int) -> tensor_pb2.TensorProto:
     proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT)
-    proto.tensor_shape.dim.add(size=4096)
-    proto.tensor_shape.dim.add(size=4096)  # 16M elements from a 20-byte message
-    try:
+    for size in dims:
+        proto.tensor_shape.dim.add(size=size)
+    return proto
+
+
+def _refused_as_invalid(proto: tensor_pb2.TensorProto, words: str) -> None:
+    with pytest.raises(ServingError) as refused:
         tensors.from_proto(proto, "x")
-    except ServingError as e:
-        assert e.code == Code.INVALID_ARGUMENT and "filled from 0 value(s)" in e.message
-    else:
-        raise AssertionError("a 16M-element fill was expanded")
+    assert refused.value.code == Code.INVALID_ARGUMENT and words in refused.value.message
+
+
+def test_a_shape_with_no_values_is_refused_before_any_allocation() -> None:
+    # 16M elements from a 20-byte message.
+    _refused_as_invalid(_float_shape(4096, 4096), "filled from 0 value(s)")
 
 
 def test_an_empty_tensor_with_huge_other_dimensions_is_refused() -> None:
     # Found by the fuzzer above: zero elements, but numpy cannot describe the shape.
-    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT)
-    for size in (0, 4097, 30939, 134572, 135177):
-        proto.tensor_shape.dim.add(size=size)
-    try:
-        tensors.from_proto(proto, "x")
-    except ServingError as e:
-        assert e.code == Code.INVALID_ARGUMENT and "more than" in e.message
-    else:
-        raise AssertionError("the shape was accepted")
-    empty = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT)
-    for size in (0, 64, 64):
-        empty.tensor_shape.dim.add(size=size)
-    assert tensors.from_proto(empty, "x").shape == (0, 64, 64)  # a plain empty tensor is fine
+    _refused_as_invalid(_float_shape(0, 4097, 30939, 134572, 135177), "more than")
+    # A plain empty tensor is fine.
+    assert tensors.from_proto(_float_shape(0, 64, 64), "x").shape == (0, 64, 64)
