@@ -348,6 +348,19 @@ class AuthSettings(_Frozen):
         le=1_000_000,
         description="Clients with a bucket of their own at once (least recently used beyond).",
     )
+    clock_skew_seconds: int = Field(
+        30,
+        ge=0,
+        le=300,
+        description="How far a token's exp and nbf may be off Envoy's clock.",
+    )
+    verified_token_cache: int = Field(
+        1000,
+        ge=0,
+        le=100_000,
+        description="Verified tokens each Envoy worker keeps (0: verify every signature); a "
+        "cached token is still refused once it expires.",
+    )
 
 
 class HealthCheckSettings(_Frozen):

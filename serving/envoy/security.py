@@ -69,7 +69,13 @@ def jwt_filter(settings: AuthSettings, public_paths: tuple[str, ...]) -> Node:
                     "claim_to_headers": [{"header_name": auth.CLIENT_HEADER, "claim_name": "sub"}],
                     "payload_in_metadata": PAYLOAD_METADATA,
                     "normalize_payload_in_metadata": {"space_delimited_claims": [auth.SCOPE_CLAIM]},
-                    "clock_skew_seconds": 30,
+                    "clock_skew_seconds": settings.clock_skew_seconds,
+                    # A token seen before skips its signature check (expiry is still checked).
+                    **(
+                        {"jwt_cache_config": {"jwt_cache_size": settings.verified_token_cache}}
+                        if settings.verified_token_cache
+                        else {}
+                    ),
                 }
             },
             "rules": [

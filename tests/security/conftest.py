@@ -103,6 +103,8 @@ def secure_stack(security_model_base: pathlib.Path, tmp_path_factory) -> Stack:
             "gateways.model_timeout_ms": 3000,
             "auth.client_rate_limit.requests_per_second": CLIENT_RATE,
             "auth.client_rate_limit.burst": CLIENT_BURST,
+            # A short allowance, so that a token's expiry is seen within seconds.
+            "auth.clock_skew_seconds": 1,
         }
     )
     stack = ServingStack(settings, progress=lambda line: None)

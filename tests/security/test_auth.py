@@ -7,10 +7,12 @@ import json
 import time
 
 import grpc
+import jwt
 import pytest
 from tensorflow_serving.apis import predict_pb2
 
 from serving import auth
+from serving.envoy.runtime import admin_stats
 from serving.gateway.protocol.rest import OPENAPI_FILE
 from serving.protos.generated import recommendations_pb2 as pb
 from serving.protos.generated import recommendations_pb2_grpc as pb_grpc
@@ -19,6 +21,7 @@ pytestmark = pytest.mark.e2e
 RECOMMEND = "/v1/recommendations"
 FEEDBACK = "/v1/feedback"
 PREDICT = "/v1/models/lead_recommender:predict"
+CACHE_HITS = "http.front.jwt_authn.jwt_cache_hit"
 GRPC_PREDICT = "/tensorflow.serving.PredictionService/Predict"
 
 
@@ -52,7 +55,7 @@ def test_no_token_is_401_with_a_json_error_and_unauthenticated_over_grpc(secure_
 
 
 def test_expired_and_forged_tokens_are_401(secure_stack, tmp_path) -> None:
-    expired = secure_stack.token(lifetime=-120)  # past the 30-s clock skew allowance
+    expired = secure_stack.token(lifetime=-120)  # past the clock skew allowance
     status, body, _ = secure_stack.post(RECOMMEND, {"user_id": "alice", "k": 2}, expired)
     assert (status, body["error"]) == (401, "Jwt is expired")
     # Same claims, signed by a key the stack does not know.
@@ -63,6 +66,22 @@ def test_expired_and_forged_tokens_are_401(secure_stack, tmp_path) -> None:
     with pytest.raises(grpc.RpcError) as err:
         _grpc_recommend(secure_stack.front, expired, "alice")
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_a_verified_token_is_refused_once_it_expires_though_envoy_cached_it(secure_stack) -> None:
+    token = secure_stack.token(lifetime=3)
+    deadline = jwt.decode(token, options={"verify_signature": False})["exp"]
+    skew = secure_stack.settings.auth.clock_skew_seconds
+    admin = secure_stack.settings.envoy.admin_port
+    hits = admin_stats(admin, "jwt_cache_hit").get(CACHE_HITS, 0)
+    for _ in range(6):  # every Envoy worker has verified it: later requests are cache hits
+        status, body, _ = secure_stack.post(RECOMMEND, {"user_id": "alice", "k": 2}, token)
+        assert status == 200, body
+    assert admin_stats(admin, "jwt_cache_hit")[CACHE_HITS] > hits
+    time.sleep(max(0.0, deadline + skew + 1.5 - time.time()))
+    for _ in range(4):
+        status, body, _ = secure_stack.post(RECOMMEND, {"user_id": "alice", "k": 2}, token)
+        assert (status, body["error"]) == (401, "Jwt is expired")
 
 
 def test_a_token_without_the_routes_scope_is_403(secure_stack) -> None:
