@@ -77,6 +77,46 @@ RECOMMEND_OUTPUT_FEATURES = {
     LEAD_LONGITUDE: "lead_longitudes",  # tf.float32 [B, K]
 }
 
+# The `recommend_online` signature: `recommend`'s four inputs plus what the online feature
+# store holds now (docs/feature_store.md): the request user's features (overriding the
+# snapshot the model embeds) and the leads no answer may hold (sold, pending, withdrawn).
+RECOMMEND_ONLINE_SIGNATURE = "recommend_online"
+ONLINE_USER = "online_user"  # tf.float32 [B, len(ONLINE_USER_FEATURES)]; NaN: the snapshot's
+ONLINE_USER_FEATURES = (
+    USER_VIEWS,
+    USER_CLICKS,
+    USER_INQUIRIES,
+    USER_PURCHASES,
+    USER_DAYS_SINCE_LAST,
+    USER_MEDIAN_PRICE,
+    USER_LATITUDE,
+    USER_LONGITUDE,
+)
+ONLINE_USER_COUNTS = ONLINE_USER_FEATURES[:4]  # a user with any is ranked by the model
+ONLINE_SHARE_KEYS = "online_share_keys"  # tf.string [B, S]: "<share feature>=<group>"; "" pads
+ONLINE_SHARE_VALUES = "online_share_values"  # tf.float32 [B, S]
+ONLINE_LEAD_IDS = "online_lead_ids"  # tf.string [B, H]; "" pads
+ONLINE_LEAD_EVENTS = "online_lead_events"  # tf.float32 [B, H]: USER_LEAD_EVENTS per lead
+EXCLUDED_LEAD_IDS = "excluded_lead_ids"  # tf.string [B, E]: never in the answer; "" pads
+SHARE_KEY_SEPARATOR = "="
+RECOMMEND_ONLINE_INPUTS = (
+    ONLINE_USER,
+    ONLINE_SHARE_KEYS,
+    ONLINE_SHARE_VALUES,
+    ONLINE_LEAD_IDS,
+    ONLINE_LEAD_EVENTS,
+    EXCLUDED_LEAD_IDS,
+)
+"""`recommend_online`'s inputs besides `recommend`'s; a row with all of them empty (NaN,
+no keys) is answered exactly as `recommend` answers it."""
+# The `feature_views` signature: the feature view versions the model was trained on and the
+# leads it ranks, for the gateway (input ignored).
+FEATURE_VIEWS_SIGNATURE = "feature_views"
+FEATURE_VIEWS_INPUT = "model"  # tf.string [B], ignored
+FEATURE_VIEWS_OUTPUT_NAMES = "views"  # tf.string [V]
+FEATURE_VIEWS_OUTPUT_VERSIONS = "versions"  # tf.int64 [V]
+FEATURE_VIEWS_OUTPUT_CATALOGUE = "catalogue_lead_ids"  # tf.string [N]
+
 # ---------------------------------------------------------------------------------------
 # Transformed features (written by `transforms.preprocessing.preprocessing_fn`, read by the
 # Trainer). Every one is a dense scalar per example: int64 for ids/buckets, float32 else.

@@ -24,6 +24,8 @@ import pandas as pd
 import tensorflow as tf
 
 from components.trainer import model as model_lib
+from components.trainer import online_inputs
+from components.trainer.online_inputs import OnlineInputs
 from components.trainer.sampling_correction import SamplingCorrection
 from components.trainer.snapshot_inputs import SnapshotInputs
 from components.trainer.snapshot_tables import PairHistory, UserShares
@@ -73,6 +75,11 @@ class Ranker(tf.Module):
         self.lead_bias = tf.constant(bias)
         # Raw lead values the user x lead crosses need (dense float32 + presence mask).
         self.lead_cross_values = {key: dense_float32(catalogue[key]) for key in CROSS_LEAD_COLUMNS}
+        # `recommend_online`: lead ids -> catalogue rows, share keys -> share columns.
+        self.lead_rows = online_inputs.lead_row_table(catalogue[f.LEAD_ID].to_numpy())
+        self.share_tables = {
+            key: online_inputs.shares_table(key, shares.groups[key]) for key in f.USER_SHARES
+        }
 
     def _lead_embeddings(self) -> tuple[np.ndarray, np.ndarray]:
         """Lead-tower outputs over the whole catalogue, computed once at export."""
@@ -84,15 +91,32 @@ class Ranker(tf.Module):
         return out["embedding"].numpy(), out["bias"].numpy()
 
     def _shortlist_logits(
-        self, u: tf.Tensor, user: dict, user_rows: tf.Tensor, short: tf.Tensor
+        self,
+        u: tf.Tensor,
+        user: dict,
+        user_rows: tf.Tensor,
+        short: tf.Tensor,
+        online: OnlineInputs | None = None,
     ) -> tf.Tensor:
         """Final logits ``[B * S]`` for users ``u`` ``[B, D]`` (snapshot rows ``user_rows``)
-        x catalogue rows ``short`` ``[B, S]``."""
+        x catalogue rows ``short`` ``[B, S]``; the online pair history and shares over the
+        snapshot's where ``online`` has them."""
         s = tf.shape(short)[1]
         rows = tf.reshape(short, [-1])
         pair_users, pair_leads = tf.repeat(user_rows, s), tf.cast(rows, tf.int64)
         history = self.history.events(pair_users, pair_leads)
         shares = self.shares.lookup(pair_users, pair_leads)
+        if online is not None:
+            history = online_inputs.pair_history(self.lead_rows, online, history, short)
+            for key in f.USER_SHARES:
+                shares[key] = online_inputs.pair_shares(
+                    self.share_tables[key],
+                    len(self.shares.groups[key]),
+                    online,
+                    tf.gather(self.shares.lead_group[key], rows),
+                    shares[key],
+                    s,
+                )
 
         def lead(key):
             value, ok = self.lead_cross_values[key]
@@ -134,11 +158,16 @@ class Ranker(tf.Module):
         )
         return score + self.correction.log_propensity(pair_users, pair_leads)
 
-    def recommend(self, user_id, latitude, longitude, k) -> dict[str, tf.Tensor]:
+    def recommend(
+        self, user_id, latitude, longitude, k, online: OnlineInputs | None = None
+    ) -> dict[str, tf.Tensor]:
         """The ``recommend`` outputs (lead ids and scores ``[B, K]``, best first; the shown
-        leads' raw features, `features.RECOMMEND_OUTPUT_FEATURES`)."""
+        leads' raw features, `features.RECOMMEND_OUTPUT_FEATURES`); with ``online``, the
+        ``recommend_online`` ones (`online_inputs`)."""
         b = tf.size(user_id)
-        user, known, user_rows = self.inputs.users(user_id, latitude, longitude)
+        user, known, user_rows = self.inputs.users(
+            user_id, latitude, longitude, None if online is None else online.user
+        )
         # 1. Retrieval scores over the whole catalogue.
         t_user = self.tft_layer(self.inputs.raw_batch(tf.zeros([b], tf.int64), user))
         tower = self.model.user_tower
@@ -163,11 +192,16 @@ class Ranker(tf.Module):
             kth = -tf.math.top_k(-near_km, k=g).values[:, -1:]
             near = (near_km <= kth) & finite & known[:, None]
             retrieval = tf.where(near, retrieval + GEO_SHORTLIST_BOOST, retrieval)
+        if online is not None:  # leads the online store holds unavailable: last, score 0
+            excluded = online_inputs.excluded_mask(self.lead_rows, online.excluded, n_leads)
+            retrieval = tf.where(excluded, online_inputs.EXCLUDED_RETRIEVAL, retrieval)
         short_scores, short = tf.math.top_k(retrieval, k=s)
         # 3. Full scorer on the shortlist (B * S rows) from the precomputed lead-tower
         # outputs, with the sampling-bias correction.
-        full = tf.reshape(self._shortlist_logits(u, user, user_rows, short), [b, s])
+        full = tf.reshape(self._shortlist_logits(u, user, user_rows, short, online), [b, s])
         scores = tf.sigmoid(tf.where(known[:, None], full, short_scores))
+        if online is not None:
+            scores = tf.where(tf.gather(excluded, short, batch_dims=1), 0.0, scores)
         # 4. Top K per row.
         top_k = tf.minimum(tf.reduce_max(tf.concat([k, [1]], axis=0)), min(s, MAX_K))
         best, order = tf.math.top_k(scores, k=top_k)

@@ -25,6 +25,12 @@ precomputed over the catalogue, and a popularity prior per lead. For each reques
    Scores are the sigmoid of the corrected logit: they rank, they are not calibrated
    probabilities; ``serving_default`` stays the classifier's probability;
 5. ``K = min(max(k), shortlist + geo_shortlist, catalogue, MAX_K)`` columns (at least 1), best first.
+
+`recommend_online` takes the same four inputs and what the online feature store holds now
+(`online_inputs`): the user's features over the snapshot's, and leads left out (sold,
+pending, withdrawn). A row without online inputs gets `recommend`'s answer. `recommend` stays
+as it was, for clients that send only its four inputs. `feature_views` names the feature view
+versions the model was trained on and the leads it ranks, for the gateway.
 """
 
 from __future__ import annotations
@@ -36,8 +42,10 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from aiqleads.features.definitions import REGISTRY
 from components.trainer import model as model_lib
 from components.trainer.canaries import CANARY_ROWS, canary_examples
+from components.trainer.online_inputs import OnlineInputs
 from components.trainer.ranking import Ranker
 from components.trainer.sampling_correction import SamplingCorrection
 from components.trainer.sampling_prior import SamplingPrior
@@ -66,6 +74,7 @@ class RecommenderExport(tf.Module):
         sampling_prior: SamplingPrior | None = None,
         prior_weight: float = 1.0,
         shares: dict[str, pd.DataFrame] | None = None,
+        feature_views: dict[str, int] | None = None,
     ) -> None:
         super().__init__()
         if catalogue.empty:
@@ -93,6 +102,11 @@ class RecommenderExport(tf.Module):
             canary_examples(catalogue, users, spec, self.inputs.event_ts, pairs, shares),
             trainable=False,
         )
+        # The feature view versions the model was trained on (the online store must serve
+        # them: the gateway checks), served by `feature_views` with the catalogue.
+        views = sorted((feature_views or REGISTRY.model_versions()).items())
+        self.feature_view_names = tf.constant([name for name, _ in views], tf.string)
+        self.feature_view_versions = tf.constant([v for _, v in views], tf.int64)
 
     @property
     def n_leads(self) -> int:
@@ -123,3 +137,49 @@ class RecommenderExport(tf.Module):
     )
     def recommend(self, user_id, latitude, longitude, k) -> dict[str, tf.Tensor]:
         return self.ranker.recommend(user_id, latitude, longitude, k)
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None], tf.string, name=f.RECOMMEND_INPUT_USER_ID),
+            tf.TensorSpec([None], tf.float32, name=f.RECOMMEND_INPUT_LATITUDE),
+            tf.TensorSpec([None], tf.float32, name=f.RECOMMEND_INPUT_LONGITUDE),
+            tf.TensorSpec([None], tf.int32, name=f.RECOMMEND_INPUT_K),
+            tf.TensorSpec([None, len(f.ONLINE_USER_FEATURES)], tf.float32, name=f.ONLINE_USER),
+            tf.TensorSpec([None, None], tf.string, name=f.ONLINE_SHARE_KEYS),
+            tf.TensorSpec([None, None], tf.float32, name=f.ONLINE_SHARE_VALUES),
+            tf.TensorSpec([None, None], tf.string, name=f.ONLINE_LEAD_IDS),
+            tf.TensorSpec([None, None], tf.float32, name=f.ONLINE_LEAD_EVENTS),
+            tf.TensorSpec([None, None], tf.string, name=f.EXCLUDED_LEAD_IDS),
+        ]
+    )
+    def recommend_online(
+        self,
+        user_id,
+        latitude,
+        longitude,
+        k,
+        online_user,
+        online_share_keys,
+        online_share_values,
+        online_lead_ids,
+        online_lead_events,
+        excluded_lead_ids,
+    ) -> dict[str, tf.Tensor]:
+        online = OnlineInputs(
+            online_user,
+            online_share_keys,
+            online_share_values,
+            online_lead_ids,
+            online_lead_events,
+            excluded_lead_ids,
+        )
+        return self.ranker.recommend(user_id, latitude, longitude, k, online)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=f.FEATURE_VIEWS_INPUT)])
+    def feature_views(self, model) -> dict[str, tf.Tensor]:
+        del model  # the answer is the model's, whatever is asked
+        return {
+            f.FEATURE_VIEWS_OUTPUT_NAMES: tf.identity(self.feature_view_names),
+            f.FEATURE_VIEWS_OUTPUT_VERSIONS: tf.identity(self.feature_view_versions),
+            f.FEATURE_VIEWS_OUTPUT_CATALOGUE: tf.identity(self.inputs.lead_ids),
+        }

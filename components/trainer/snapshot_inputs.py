@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from components.trainer import online_inputs
 from transforms import features as f
 
 NO_USER = "__no_user__"  # placeholder id for the user half of catalogue-only rows
@@ -112,8 +113,13 @@ class SnapshotInputs(tf.Module):
         user[f.USER_ID] = tf.fill([m], NO_USER)
         return user
 
-    def users(self, user_id, latitude, longitude) -> tuple[dict, tf.Tensor, tf.Tensor]:
-        """Snapshot user features (request location first), known mask, snapshot row (-1)."""
+    def users(
+        self, user_id, latitude, longitude, online_user=None
+    ) -> tuple[dict, tf.Tensor, tf.Tensor]:
+        """Snapshot user features (the online store's over them when ``online_user`` is
+        given, `online_inputs.override_users`; the request location over both), the mask
+        of users the model ranks (in the snapshot, or with events online), snapshot row
+        (-1)."""
         idx = self.user_table.lookup(user_id)
         known = idx >= 0
         safe = tf.maximum(idx, 0)
@@ -121,6 +127,9 @@ class SnapshotInputs(tf.Module):
         user = {}
         for k in self.user_cols:
             user[k] = tf.where(known, tf.gather(self.user_values[k], safe), empty[k])
+        if online_user is not None:
+            user = online_inputs.override_users(user, online_user)
+            known = known | online_inputs.has_counts(online_user)
         req_lat = tf.cast(latitude, tf.float64)
         req_lon = tf.cast(longitude, tf.float64)
         has_loc = tf.math.is_finite(req_lat) & tf.math.is_finite(req_lon)

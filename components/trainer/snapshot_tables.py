@@ -73,9 +73,11 @@ class UserShares(tf.Module):
         self.n_users = len(users)
         user_row = row_index(users[f.USER_ID])
         self.lead_group, self.matrix = {}, {}
+        self.groups: dict[str, list[str]] = {}  # each share's groups, in column order
         for key, column in f.USER_SHARES.items():
             values = catalogue[column].astype(str)
             group_row = pd.Series(np.arange(values.nunique()), index=sorted(values.unique()))
+            self.groups[key] = [str(g) for g in group_row.index]
             matrix = np.zeros((len(users) + 1, len(group_row)), np.float32)
             frame = shares.get(key)
             if frame is not None and len(frame):

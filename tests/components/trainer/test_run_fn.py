@@ -68,9 +68,14 @@ def trained(tmp_path_factory):
     return loaded, data, as_of, root
 
 
-def test_saved_model_has_both_signatures(trained):
+def test_saved_model_has_its_signatures(trained):
     loaded, *_ = trained
-    assert set(loaded.signatures) == {"serving_default", f.RECOMMEND_SIGNATURE}
+    assert set(loaded.signatures) == {
+        "serving_default",
+        f.RECOMMEND_SIGNATURE,
+        f.RECOMMEND_ONLINE_SIGNATURE,
+        f.FEATURE_VIEWS_SIGNATURE,
+    }
 
 
 def test_serving_default_scores_raw_examples(trained):
@@ -299,7 +304,180 @@ def test_export_ships_warmup_requests_the_model_server_replays(trained):
     for record in tf.data.TFRecordDataset(str(path)):
         log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
         names.append(log.predict_log.request.model_spec.signature_name)
-    assert sorted(names) == ["recommend"] * 3 + ["serving_default"]
+    assert sorted(names) == [
+        f.FEATURE_VIEWS_SIGNATURE,
+        "recommend",
+        "recommend",
+        "recommend",
+        f.RECOMMEND_ONLINE_SIGNATURE,
+        "serving_default",
+    ]
     servable = Servable("lead_recommender", 1, export_dir)
     result = run_warmup(servable)
-    assert result is not None and result.records == 4
+    assert result is not None and result.records == 6
+
+
+# -- recommend_online: the online feature store's values over the embedded snapshot ---------
+
+
+def _online_inputs(rows: int, **given):
+    """`recommend_online`'s extra inputs for ``rows`` rows, empty unless ``given``."""
+    import tensorflow as tf
+
+    out = {
+        f.ONLINE_USER: np.full((rows, len(f.ONLINE_USER_FEATURES)), np.nan, np.float32),
+        f.ONLINE_SHARE_KEYS: np.full((rows, 0), b"", object),
+        f.ONLINE_SHARE_VALUES: np.zeros((rows, 0), np.float32),
+        f.ONLINE_LEAD_IDS: np.full((rows, 0), b"", object),
+        f.ONLINE_LEAD_EVENTS: np.zeros((rows, 0), np.float32),
+        f.EXCLUDED_LEAD_IDS: np.full((rows, 0), b"", object),
+    }
+    out.update(given)
+    return {key: tf.constant(value) for key, value in out.items()}
+
+
+def _base(user_ids, k, lat=None, lon=None):
+    import tensorflow as tf
+
+    n = len(user_ids)
+    return {
+        "user_id": tf.constant(user_ids),
+        "latitude": tf.constant(np.full(n, np.nan, np.float32) if lat is None else lat),
+        "longitude": tf.constant(np.full(n, np.nan, np.float32) if lon is None else lon),
+        "k": tf.constant(np.full(n, k, np.int32)),
+    }
+
+
+def test_recommend_online_without_online_inputs_answers_as_recommend(trained):
+    from components.example_gen import snapshots
+
+    loaded, data, as_of, _ = trained
+    users = snapshots.load_user_snapshot(data, as_of)[f.USER_ID].astype(str).tolist()[:3]
+    base = _base([*users, "never-seen-user"], 6)
+    plain = loaded.signatures[f.RECOMMEND_SIGNATURE](**base)
+    online = loaded.signatures[f.RECOMMEND_ONLINE_SIGNATURE](**base, **_online_inputs(4))
+    for name, value in plain.items():
+        np.testing.assert_array_equal(online[name].numpy(), value.numpy(), err_msg=name)
+
+
+def test_recommend_online_never_returns_an_excluded_lead(trained):
+    from components.example_gen import snapshots
+
+    loaded, data, as_of, _ = trained
+    catalogue = snapshots.load_catalogue(data, as_of)
+    user = snapshots.load_user_snapshot(data, as_of)[f.USER_ID].astype(str).iloc[0]
+    k = SHORTLIST + GEO_SHORTLIST
+    base = _base([user, "never-seen-user"], k)
+    before = loaded.signatures[f.RECOMMEND_SIGNATURE](**base)[f.RECOMMEND_OUTPUT_LEAD_IDS]
+    excluded = before.numpy()[:, :3]  # each row's top three, and an id of no lead
+    excluded = np.concatenate([excluded, np.full((2, 1), b"no-such-lead", object)], axis=1)
+    out = loaded.signatures[f.RECOMMEND_ONLINE_SIGNATURE](
+        **base, **_online_inputs(2, **{f.EXCLUDED_LEAD_IDS: excluded})
+    )
+    ids = out[f.RECOMMEND_OUTPUT_LEAD_IDS].numpy()
+    scores = out[f.RECOMMEND_OUTPUT_SCORES].numpy()
+    assert ids.shape == (2, k) and len(catalogue) > k + 3
+    for row, (row_ids, row_scores) in enumerate(zip(ids, scores, strict=True)):
+        assert not set(row_ids) & set(excluded[row]), row
+        assert np.all(row_scores > 0), "an excluded lead filled a place"
+
+
+def test_recommend_online_scores_equal_serving_default_on_the_online_features(trained):
+    """The online user features, shares and pair history reach the full model as they
+    would in tf.Examples carrying them: `recommend_online`'s scores equal `serving_default`
+    on those examples plus the sampling prior (NumPy reference), for a user the snapshot
+    knows (its features overridden) and for one it does not (ranked by the model now)."""
+    import tensorflow as tf
+    import tensorflow_transform as tft
+
+    from components.example_gen import interactions, raw_tables, snapshots
+    from components.trainer.canaries import CANARY_ROWS, canary_examples
+    from components.trainer.model import ModelConfig
+    from components.trainer.sampling_prior import SamplingPrior
+
+    loaded, data, as_of, root = trained
+    catalogue = snapshots.load_catalogue(data, as_of).reset_index(drop=True)
+    users = snapshots.load_user_snapshot(data, as_of)
+    spec = dict(tft.TFTransformOutput(str(root / "tft" / "transform_graph")).raw_feature_spec())
+    spec.pop(f.ENGAGEMENT)
+    events = raw_tables.read_events(data, raw_tables.spans_up_to(data, as_of))
+    prior = SamplingPrior.fit(events, catalogue, users, interactions.SamplingConfig(**SAMPLING))
+    weight = ModelConfig.sampling_prior_weight
+    # Three inquiries on three condos (or whatever type the first leads are) of one region.
+    region = catalogue[f.REGION].value_counts().index[0]
+    mine = catalogue[catalogue[f.REGION] == region].iloc[:3]
+    ptype = mine[f.PROPERTY_TYPE].iloc[0]
+    lat, lon = mine[f.LEAD_LATITUDE].mean(), mine[f.LEAD_LONGITUDE].mean()
+    online_values = {
+        f.USER_VIEWS: 5.0,
+        f.USER_CLICKS: 2.0,
+        f.USER_INQUIRIES: 3.0,
+        f.USER_PURCHASES: 0.0,
+        f.USER_DAYS_SINCE_LAST: 0.01,
+        f.USER_MEDIAN_PRICE: float(mine[f.PRICE].median()),
+        f.USER_LATITUDE: lat,
+        f.USER_LONGITUDE: lon,
+    }
+    online_user = np.array([[online_values[key] for key in f.ONLINE_USER_FEATURES]], np.float32)
+    type_share = float((mine[f.PROPERTY_TYPE] == ptype).mean())
+    share_keys = np.array(
+        [[f"{f.USER_TYPE_SHARE}={ptype}", f"{f.USER_REGION_SHARE}={region}"]], dtype=object
+    )
+    share_values = np.array([[type_share, 1.0]], np.float32)
+    lead_ids = mine[f.LEAD_ID].to_numpy().astype(object)[None, :]
+    lead_events = np.full((1, 3), 4.0, np.float32)
+    known_user = str(users[f.USER_ID].iloc[0])
+    for user_id, user_row in ((known_user, 0), ("brand-new-user", -1)):
+        out = loaded.signatures[f.RECOMMEND_ONLINE_SIGNATURE](
+            **_base([user_id], CANARY_ROWS),
+            **_online_inputs(
+                1,
+                **{
+                    f.ONLINE_USER: online_user,
+                    f.ONLINE_SHARE_KEYS: share_keys,
+                    f.ONLINE_SHARE_VALUES: share_values,
+                    f.ONLINE_LEAD_IDS: lead_ids,
+                    f.ONLINE_LEAD_EVENTS: lead_events,
+                },
+            ),
+        )
+        ids = [i.decode() for i in out[f.RECOMMEND_OUTPUT_LEAD_IDS].numpy()[0]]
+        scores = out[f.RECOMMEND_OUTPUT_SCORES].numpy()[0]
+        # The same user and pairs as tf.Examples (the frames canary_examples reads).
+        user = pd.DataFrame([{f.USER_ID: user_id, **online_values}])
+        pairs = pd.DataFrame(
+            {f.USER_ID: user_id, f.LEAD_ID: mine[f.LEAD_ID], f.USER_LEAD_EVENTS: 4.0}
+        )
+        shares = {
+            f.USER_TYPE_SHARE: pd.DataFrame(
+                {f.USER_ID: [user_id], f.PROPERTY_TYPE: [ptype], f.USER_TYPE_SHARE: [type_share]}
+            ),
+            f.USER_REGION_SHARE: pd.DataFrame(
+                {f.USER_ID: [user_id], f.REGION: [region], f.USER_REGION_SHARE: [1.0]}
+            ),
+        }
+        rows = catalogue.set_index(f.LEAD_ID).loc[ids].reset_index()
+        examples = canary_examples(rows, user, spec, event_ts=0.0, pairs=pairs, shares=shares)
+        assert set(ids) & set(mine[f.LEAD_ID]), "no inquired lead among the best: no point"
+        p = loaded.signatures["serving_default"](examples=tf.constant(examples))["score"].numpy()
+        lead_rows = catalogue.reset_index().set_index(f.LEAD_ID).loc[ids, "index"].to_numpy()
+        shift = prior.log_propensity(np.full(len(ids), user_row), lead_rows)
+        logit = np.log(p) - np.log1p(-p) + weight * (shift + prior.log_negatives)
+        np.testing.assert_allclose(
+            scores, 1 / (1 + np.exp(-logit)), rtol=2e-4, atol=1e-6, err_msg=user_id
+        )
+
+
+def test_feature_views_names_the_trained_versions_and_the_catalogue(trained):
+    import tensorflow as tf
+
+    from aiqleads.features.definitions import REGISTRY
+    from components.example_gen import snapshots
+
+    loaded, data, as_of, _ = trained
+    out = loaded.signatures[f.FEATURE_VIEWS_SIGNATURE](model=tf.constant(["any"]))
+    views = [v.decode() for v in out[f.FEATURE_VIEWS_OUTPUT_NAMES].numpy()]
+    versions = out[f.FEATURE_VIEWS_OUTPUT_VERSIONS].numpy().tolist()
+    assert dict(zip(views, versions, strict=True)) == REGISTRY.model_versions()
+    catalogue = [i.decode() for i in out[f.FEATURE_VIEWS_OUTPUT_CATALOGUE].numpy()]
+    assert catalogue == snapshots.load_catalogue(data, as_of)[f.LEAD_ID].astype(str).tolist()
