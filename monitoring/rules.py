@@ -111,6 +111,22 @@ def _q(text: str) -> str:
     return " ".join(text.split())
 
 
+def _alert(
+    name: str,
+    expr: str,
+    severity: str,
+    summary: str,
+    for_seconds: float = 0.0,
+    retrain: str | None = None,
+) -> Rule:
+    """An alert of ``severity``; ``retrain`` (DRIFT or QUALITY) routes it to the trigger as
+    that kind of run reason."""
+    labels = {SEVERITY: severity}
+    if retrain is not None:
+        labels.update({ACTION_LABEL: RETRAIN, REASON_KIND_LABEL: retrain})
+    return Rule(name, expr, alert=True, for_seconds=for_seconds, labels=labels, summary=summary)
+
+
 def slo_rules(a: AlertSettings) -> list[Rule]:
     budget = 1.0 - a.availability_slo
     rules = [
@@ -128,14 +144,12 @@ def slo_rules(a: AlertSettings) -> list[Rule]:
             for long, short, factor in pairs
         ]
         rules.append(
-            Rule(
+            _alert(
                 name,
                 " or ".join(clauses),
-                alert=True,
+                severity,
+                f"The front door burns the {a.availability_slo:.1%} availability budget too fast",
                 for_seconds=120 if severity == "page" else 900,
-                labels={SEVERITY: severity},
-                summary=f"The front door burns the {a.availability_slo:.1%} availability "
-                "budget too fast",
             )
         )
     return rules
@@ -154,13 +168,12 @@ def latency_rules(a: AlertSettings) -> list[Rule]:
                 )
             )
     rules.append(
-        Rule(
+        _alert(
             "AiqleadsLatencyHigh",
             f"{LATENCY_QUANTILE.format(hop='front', q=95)} > {a.latency_p95_ms / 1000:g}",
-            alert=True,
-            for_seconds=a.for_seconds,
-            labels={SEVERITY: "page"},
-            summary=f"p95 through Envoy is over {a.latency_p95_ms:g} ms",
+            "page",
+            f"p95 through Envoy is over {a.latency_p95_ms:g} ms",
+            a.for_seconds,
         )
     )
     return rules
@@ -171,68 +184,64 @@ def cache_rules(a: AlertSettings) -> list[Rule]:
     hits, misses = f"sum(rate({CACHE_HITS}[{w}]))", f"sum(rate({CACHE_MISSES}[{w}]))"
     return [
         Rule(CACHE_HIT_RATIO, f"{hits} / ({hits} + {misses})"),
-        Rule(
+        _alert(
             "AiqleadsCacheHitRateLow",
             f"{CACHE_HIT_RATIO} < {a.min_cache_hit_rate:g}",
-            alert=True,
-            for_seconds=a.for_seconds,
-            labels={SEVERITY: "ticket"},
-            summary=f"Gateway cache hit rate under {a.min_cache_hit_rate:.0%}",
+            "ticket",
+            f"Gateway cache hit rate under {a.min_cache_hit_rate:.0%}",
+            a.for_seconds,
         ),
     ]
 
 
 def health_rules(a: AlertSettings) -> list[Rule]:
     serving = "|".join(p.SERVING_JOBS)
-    return [
-        Rule(
+    # (name, expression, severity, summary), each firing after ``a.for_seconds``.
+    alerts = (
+        (
             "AiqleadsReplicaDown",
             f'up{{job=~"{serving}"}} == 0',
-            alert=True,
-            for_seconds=a.for_seconds,
-            labels={SEVERITY: "page"},
-            summary="{{ $labels.job }} {{ $labels.instance }} is down",
+            "page",
+            "{{ $labels.job }} {{ $labels.instance }} is down",
         ),
-        Rule(
+        (
             "AiqleadsRedisDown",
             f'min(aiqleads_gateway_redis_up{{job="{p.JOB_GATEWAY}"}}) == 0',
-            alert=True,
-            for_seconds=a.for_seconds,
-            labels={SEVERITY: "ticket"},
-            summary="A gateway cannot reach Redis: answers go uncached",
+            "ticket",
+            "A gateway cannot reach Redis: answers go uncached",
         ),
-        Rule(
+        (
             "AiqleadsEventStoreDown",
             f'aiqleads_monitor_event_store_up{{job="{p.JOB_MONITOR}"}} == 0'
             f' or up{{job="{p.JOB_MONITOR}"}} == 0',
-            alert=True,
-            for_seconds=a.for_seconds,
-            labels={SEVERITY: "page"},
-            summary="The event store (or the monitor reading it) is down: feedback answers 503",
+            "page",
+            "The event store (or the monitor reading it) is down: feedback answers 503",
         ),
+    )
+    return [
+        _alert(name, expr, severity, summary, a.for_seconds)
+        for name, expr, severity, summary in alerts
     ]
 
 
 def staleness_rules(a: AlertSettings) -> list[Rule]:
     # A pushed version is the Pusher's timestamp (seconds since the epoch).
     return [
-        Rule(
+        _alert(
             "AiqleadsModelStale",
             _q(
                 f"""time() - max(aiqleads_gateway_model_version{{job="{p.JOB_GATEWAY}"}} > 0)
                 > {a.stale_model_hours * 3600:g}"""
             ),
-            alert=True,
-            for_seconds=a.for_seconds,
-            labels={SEVERITY: "ticket"},
-            summary=f"No new blessed model version for {a.stale_model_hours:g} h",
+            "ticket",
+            f"No new blessed model version for {a.stale_model_hours:g} h",
+            a.for_seconds,
         ),
-        Rule(
+        _alert(
             "AiqleadsRetrainingFailed",
             "aiqleads_trigger_last_run_success == 0",
-            alert=True,
-            labels={SEVERITY: "ticket"},
-            summary="The last retraining run failed: {{ $labels.reason }}",
+            "ticket",
+            "The last retraining run failed: {{ $labels.reason }}",
         ),
     ]
 
@@ -240,14 +249,14 @@ def staleness_rules(a: AlertSettings) -> list[Rule]:
 def drift_rules(a: AlertSettings) -> list[Rule]:
     return [
         Rule(DRIFT_RATIO, f"{DRIFT_GAUGE} / {DRIFT_THRESHOLD}"),
-        Rule(
+        _alert(
             "AiqleadsServedFeatureDrift",
             f"{DRIFT_RATIO} > 1",
-            alert=True,
-            for_seconds=a.drift_for_seconds,
-            labels={SEVERITY: "ticket", ACTION_LABEL: RETRAIN, REASON_KIND_LABEL: DRIFT},
-            summary="Served {{ $labels.feature }} drifted from the training data of version "
+            "ticket",
+            "Served {{ $labels.feature }} drifted from the training data of version "
             "{{ $labels.model_version }} beyond its threshold",
+            a.drift_for_seconds,
+            retrain=DRIFT,
         ),
     ]
 
@@ -281,7 +290,7 @@ def quality_rules(a: AlertSettings) -> list[Rule]:
         ("AiqleadsOnlineHitRateDropped", HIT_RATE, "hit rate"),
     ):
         rules.append(
-            Rule(
+            _alert(
                 name,
                 _q(
                     f"""{series}{{variant="stable"}}
@@ -289,11 +298,10 @@ def quality_rules(a: AlertSettings) -> list[Rule]:
                     and on (variant) {IMPRESSIONS}{{variant="stable"}}
                     >= {a.quality_min_impressions}"""
                 ),
-                alert=True,
-                for_seconds=a.quality_for_seconds,
-                labels={SEVERITY: "ticket", ACTION_LABEL: RETRAIN, REASON_KIND_LABEL: QUALITY},
-                summary=f"Online {what} of stable fell {a.quality_margin:.0%} below its "
-                "trailing baseline",
+                "ticket",
+                f"Online {what} of stable fell {a.quality_margin:.0%} below its trailing baseline",
+                a.quality_for_seconds,
+                retrain=QUALITY,
             )
         )
     return rules
