@@ -151,13 +151,10 @@ def classify_on(
 ) -> classification_pb2.ClassificationResponse:
     """A `ClassificationResponse` for `request` run on `servable` (the signature rules are
     TF Serving's: `example_signatures`)."""
-    task = _examples_task(
-        servable, CLASSIFY_METHOD, request.model_spec.signature_name, method_name_check
-    )
-    n, [outputs] = _run_tasks(servable, request.input, [task])
     response = classification_pb2.ClassificationResponse()
-    _response_spec(response.model_spec, servable.name, servable.version, task.signature_name)
-    classification_result(n, outputs, response.result)
+    _one_task_on(
+        servable, request, CLASSIFY_METHOD, method_name_check, response, classification_result
+    )
     return response
 
 
@@ -167,14 +164,25 @@ def regress_on(
     method_name_check: bool = False,
 ) -> regression_pb2.RegressionResponse:
     """A `RegressionResponse` for `request` run on `servable`."""
-    task = _examples_task(
-        servable, REGRESS_METHOD, request.model_spec.signature_name, method_name_check
-    )
-    n, [outputs] = _run_tasks(servable, request.input, [task])
     response = regression_pb2.RegressionResponse()
-    _response_spec(response.model_spec, servable.name, servable.version, task.signature_name)
-    regression_result(n, outputs, response.result)
+    _one_task_on(servable, request, REGRESS_METHOD, method_name_check, response, regression_result)
     return response
+
+
+def _one_task_on(
+    servable: Servable,
+    request: classification_pb2.ClassificationRequest | regression_pb2.RegressionRequest,
+    method: str,
+    method_name_check: bool,
+    response: classification_pb2.ClassificationResponse | regression_pb2.RegressionResponse,
+    fill_result: Callable[[int, dict[str, npt.NDArray[Any]], Any], None],
+) -> None:
+    """Run the one task of a Classify or Regress `request` (``method``) on `servable` and
+    fill `response` (its model spec, and its result with ``fill_result``)."""
+    task = _examples_task(servable, method, request.model_spec.signature_name, method_name_check)
+    n, [outputs] = _run_tasks(servable, request.input, [task])
+    _response_spec(response.model_spec, servable.name, servable.version, task.signature_name)
+    fill_result(n, outputs, response.result)
 
 
 def multi_inference_on(
