@@ -226,25 +226,9 @@ class Deployment:
                     return None
             if not version_dir_complete(base_path, version):
                 raise ConfigError(f"no complete version {version} under {base_path}")
-            entry = mcf.ModelEntry.create(
-                self.model_name,
-                str(pathlib.Path(base_path).resolve()),
-                {version},
-                {STABLE: version},
-            )
             fraction = check_fraction(canary_fraction)
-            change = Change(
-                time=time.time(),
-                actor=actor,
-                action=INIT,
-                reason=reason,
-                stable=version,
-                canary=None,
-                canary_fraction=fraction,
-                version=version,
-            )
-            self._commit(entry, fraction, change)
-            return change
+            base = pathlib.Path(base_path).resolve()
+            return self._init(base, version, fraction, actor, reason)
 
     def promote(
         self, version: int, label: str, actor: str, reason: str, fraction: float | None = None
@@ -288,20 +272,27 @@ class Deployment:
         with mcf.exclusive_lock(self.directory):
             if not self._present(base, version):
                 raise ConfigError(f"version {version} is not under {base}; nothing changed")
-            entry = mcf.ModelEntry.create(self.model_name, str(base), {version}, {STABLE: version})
             fraction = read_canary_fraction(self.canary_path) or 0.0
-            change = Change(
-                time=time.time(),
-                actor=actor,
-                action=INIT,
-                reason=reason,
-                stable=version,
-                canary=None,
-                canary_fraction=fraction,
-                version=version,
-            )
-            self._commit(entry, fraction, change)
-            return change
+            return self._init(base, version, fraction, actor, reason)
+
+    def _init(
+        self, base: pathlib.Path, version: int, fraction: float, actor: str, reason: str
+    ) -> Change:
+        """Write a deployment of ``base`` with ``version`` stable, no canary and ``fraction``,
+        whatever the folder held (the caller holds the lock and has checked the version)."""
+        entry = mcf.ModelEntry.create(self.model_name, str(base), {version}, {STABLE: version})
+        change = Change(
+            time=time.time(),
+            actor=actor,
+            action=INIT,
+            reason=reason,
+            stable=version,
+            canary=None,
+            canary_fraction=fraction,
+            version=version,
+        )
+        self._commit(entry, fraction, change)
+        return change
 
     def rollback(self, actor: str, reason: str) -> Change:
         """Send ``stable`` back to the stable version before it; the canary label goes too."""
