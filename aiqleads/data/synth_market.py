@@ -53,6 +53,18 @@ def _reprice(
     return price
 
 
+@dataclasses.dataclass(frozen=True)
+class Market:
+    """The parts of a world a drift scenario may change."""
+
+    leads: pd.DataFrame
+    catalogue: behaviour.Catalogue
+    base_value: NDArray[np.float64]
+    price_index: NDArray[np.float64]
+    region_names: list[str]
+    region_metro: NDArray[np.int64]
+
+
 def apply_drift(
     config: SynthConfig,
     rng: np.random.Generator,
@@ -98,9 +110,10 @@ def apply_drift(
         cat = dataclasses.replace(cat, price=price)
         info.update(region=names[region], factor=INFLATION)
     elif config.drift == "new_hotspot":
-        leads, cat, base_value, index, region_metro, hooks, extra = _hotspot(
-            config, rng, leads, cat, base_value, index, names, region_metro
-        )
+        before = Market(leads, cat, base_value, index, names, region_metro)
+        after, hooks, extra = _hotspot(config, rng, before)
+        leads, cat, base_value = after.leads, after.catalogue, after.base_value
+        index, names, region_metro = after.price_index, after.region_names, after.region_metro
         info.update(extra)
     elif config.drift == "event_mix":
         scale = np.ones((config.days, 3))
@@ -117,26 +130,13 @@ def _days(n: int) -> dt.timedelta:
 
 
 def _hotspot(
-    config: SynthConfig,
-    rng: np.random.Generator,
-    leads: pd.DataFrame,
-    cat: behaviour.Catalogue,
-    base_value: NDArray[np.float64],
-    index: NDArray[np.float64],
-    names: list[str],
-    region_metro: NDArray[np.int64],
-) -> tuple[
-    pd.DataFrame,
-    behaviour.Catalogue,
-    NDArray[np.float64],
-    NDArray[np.float64],
-    NDArray[np.int64],
-    behaviour.DriftHooks,
-    dict[str, object],
-]:
+    config: SynthConfig, rng: np.random.Generator, market: Market
+) -> tuple[Market, behaviour.DriftHooks, dict[str, object]]:
     """A new neighbourhood in the first metro, listed on the first drifted day, that draws a
     large share of that metro's views. Its leads belong to no metro for candidate sampling,
     so the days before the drift are unchanged."""
+    cat, index, names = market.catalogue, market.price_index, list(market.region_names)
+    region_metro = market.region_metro
     metro = METROS[0]
     start = config.drift_start
     n = max(5, config.leads // 20)
@@ -201,15 +201,15 @@ def _hotspot(
         "latitude": round(float(c_lat), 6),
         "longitude": round(float(c_lon), 6),
     }
-    return (
-        pd.concat([leads, new], ignore_index=True),
+    grown = Market(
+        pd.concat([market.leads, new], ignore_index=True),
         cat,
-        np.concatenate([base_value, value]),
+        np.concatenate([market.base_value, value]),
         index,
+        names,
         region_metro,
-        hooks,
-        extra,
     )
+    return grown, hooks, extra
 
 
 def market_frame(
