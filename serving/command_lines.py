@@ -79,8 +79,10 @@ def gateway_args(
     redis_url: str,
     model_server: str,
     event_store_url: str | None = None,
+    online_store_url: str | None = None,
     redis_password_file: pathlib.Path | str | None = None,
     event_store_password_file: pathlib.Path | str | None = None,
+    online_store_password_file: pathlib.Path | str | None = None,
     attribution_key_file: pathlib.Path | str | None = None,
     canary_fraction_file: pathlib.Path | str | None = None,
     drain_seconds: float | None = None,
@@ -101,9 +103,12 @@ def gateway_args(
         "model_servers": (model_server,),
         "model_name": settings.model_name,
         "event_store_url": event_store_url,
+        "online_store_url": online_store_url,
         "redis_password_file": redis_password_file and pathlib.Path(redis_password_file),
         "event_store_password_file": event_store_password_file
         and pathlib.Path(event_store_password_file),
+        "online_store_password_file": online_store_password_file
+        and pathlib.Path(online_store_password_file),
         "attribution_key_file": attribution_key_file and pathlib.Path(attribution_key_file),
         "canary_fraction_file": canary_fraction_file and pathlib.Path(canary_fraction_file),
         **{name: getattr(settings.gateways, name) for name in GatewayOptions.model_fields},

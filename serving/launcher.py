@@ -45,7 +45,7 @@ from serving.process import Child, find_binary, free_port, http_status, redis_pi
 from serving.settings import ServingSettings
 
 MAX_BACKOFF_SECONDS = 10.0
-STORES = ("redis", "event-store")  # stopped after everything that writes to them
+STORES = ("redis", "event-store", "online-store")  # stopped after all that write to them
 ATTRIBUTION_KEY_FILE = "attribution.key"
 ENVOY_LOG_LEVEL = "warning"
 GATEWAY_PREFIX = "gateway-"
@@ -124,6 +124,8 @@ def resolve_topology(settings: ServingSettings) -> Topology:
             "prometheus.port": settings.prometheus.port or free_port(),
             "alertmanager.port": settings.alertmanager.port or free_port(),
             "trigger.port": settings.trigger.port or free_port(),
+            "feature_store.port": settings.feature_store.port or free_port(),
+            "feature_store.updater_port": settings.feature_store.updater_port or free_port(),
         }
     )
 
@@ -212,6 +214,8 @@ class ServingStack:
                 lambda: redis_ping(s.event_store.host, s.event_store.port),
             ),
         ]
+        if s.feature_store.enabled:
+            children += self._feature_store_children(redis_bin, logs)
         for i, r in enumerate(topo.model_servers):
             # --host: loopback only (TF Serving itself binds 0.0.0.0)
             args = command_lines.model_server_args(
@@ -263,6 +267,7 @@ class ServingStack:
                 redis_url=s.redis.url,
                 model_server=model_address,
                 event_store_url=s.event_store.url,
+                online_store_url=s.feature_store.url if s.feature_store.enabled else None,
                 attribution_key_file=key_file,
                 canary_fraction_file=self.deployment.canary_path,
                 drain_seconds=command_lines.gateway_drain_seconds(s),
@@ -296,6 +301,42 @@ class ServingStack:
         if self.monitoring is not None:
             children += self._monitoring_children(self.monitoring(topo), logs)
         return children
+
+    def _feature_store_children(self, redis_bin: str, logs: pathlib.Path) -> list[Child]:
+        """The online feature store and its streaming updater (which materializes the data
+        set first when the store holds nothing of its newest complete span)."""
+        s, store = self.settings, self.settings.feature_store
+        store_dir = s.run_dir / "features"  # kept across restarts: the append-only file
+        store_dir.mkdir(parents=True, exist_ok=True)
+        updater_url = f"http://{store.updater_host}:{store.updater_port}/metrics"
+        return [
+            Child(
+                "online-store",
+                [
+                    redis_bin,
+                    *command_lines.feature_store_args(store, bind=store.host, directory=store_dir),
+                ],
+                logs / "online-store.log",
+                lambda: redis_ping(store.host, store.port),
+            ),
+            Child(
+                "feature-updater",
+                [
+                    sys.executable,
+                    "-m",
+                    command_lines.FEATURE_UPDATER_MODULE,
+                    *command_lines.feature_updater_args(
+                        host=store.updater_host,
+                        port=store.updater_port,
+                        online_store_url=store.url,
+                        event_store_url=s.event_store.url,
+                        data_dir=store.data_dir or s.trigger.data_dir,
+                    ),
+                ],
+                logs / "feature-updater.log",
+                lambda: http_status(updater_url)[0] == 200,
+            ),
+        ]
 
     def _monitoring_children(self, files: MonitoringFiles, logs: pathlib.Path) -> list[Child]:
         """The trigger, Alertmanager (which calls it) and Prometheus (which alerts it)."""
@@ -357,6 +398,7 @@ class ServingStack:
             prometheus_url=f"http://{s.prometheus.host}:{s.prometheus.port}" if on else None,
             alertmanager_url=f"http://{s.alertmanager.host}:{s.alertmanager.port}" if on else None,
             trigger_url=f"http://{s.trigger.host}:{s.trigger.port}" if on else None,
+            online_store_url=s.feature_store.url if s.feature_store.enabled else None,
         )
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -443,6 +485,15 @@ class ServingStack:
             "Envoy metrics": f"http://{s.envoy.host}:{s.envoy.metrics_port}/stats/prometheus",
             "Redis": s.redis.url,
             "Event store": f"{s.event_store.url} (append-only, {s.run_dir / 'events'})",
+            **(
+                {
+                    "Online features": f"{s.feature_store.url} (append-only, "
+                    f"{s.run_dir / 'features'}; updater http://{s.feature_store.updater_host}:"
+                    f"{s.feature_store.updater_port}/metrics)"
+                }
+                if s.feature_store.enabled
+                else {}
+            ),
             "Online quality": f"http://{s.monitor.host}:{s.monitor.port}/metrics",
         }
         if self.monitoring is not None:

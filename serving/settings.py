@@ -198,6 +198,8 @@ class FeatureStoreSettings(_Frozen):
         description="Data set the updater materializes at start when the store has not "
         "been materialized from it; None: trigger.data_dir.",
     )
+    updater_host: str = Field("127.0.0.1", description="Address of the updater's /metrics.")
+    updater_port: Port = port_field(0, "the updater's metrics port; 0 picks a free port")
 
     @property
     def url(self) -> str:

@@ -26,6 +26,7 @@ class StackAddresses:
     prometheus_url: str | None = None
     alertmanager_url: str | None = None
     trigger_url: str | None = None
+    online_store_url: str | None = None  # None without the feature store
 
 
 def write(run_dir: pathlib.Path, addresses: StackAddresses) -> pathlib.Path:

@@ -5,7 +5,7 @@ The store is a Redis instance of its own: append-only persistence and no evictio
 the answer cache's LRU (docs/feature_store.md says why). Every write is checked against the
 view's schema (`values.validate`) and goes to every materialized version of the view, so
 N and N-1 stay side by side during a rollout. The gateway reads with its own asynchronous
-client (``serving/gateway/features.py``) over the same keys.
+client (``serving/gateway/online_features.py``) over the same keys.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""`aiqleads features describe | materialize | get`: the feature store's definitions, and
-its online store (a Redis of its own, docs/feature_store.md)."""
+"""`aiqleads features describe | materialize | get | put`: the feature store's definitions,
+and its online store (a Redis of its own, docs/feature_store.md)."""
 
 from __future__ import annotations
 
@@ -191,3 +191,78 @@ def get(entity: str, url: str, as_json: bool) -> None:
         for name, value in r["values"].items():
             note = "  (default: missing)" if name in r["missing"] and r["found"] else ""
             click.echo(f"  {name:<28} {value!r}{note}")
+
+
+@features.command()
+@click.option(
+    "--entity", required=True, help="<entity>:<id> of a lead or a region, e.g. lead:l000001."
+)
+@click.option(
+    "--view",
+    "view_name",
+    default=None,
+    help="The feature view to change [default: the entity's one view: lead_attributes for "
+    "a lead, region_market for a region].",
+)
+@click.option(
+    "--set",
+    "changes",
+    multiple=True,
+    required=True,
+    metavar="FEATURE=VALUE",
+    help="A new value (repeat for several), e.g. --set status=sold --set price=410000; "
+    "FEATURE= makes it missing.",
+)
+@click.option("--url", required=True, envvar=ONLINE_STORE_ENV, help=URL_HELP)
+def put(entity: str, view_name: str | None, changes: tuple[str, ...], url: str) -> None:
+    """The update path of listings and market data: change features of a lead or a region
+    now (a status change, a price cut). The row's other features stay; a lead that becomes
+    pending, sold or withdrawn is left out of every recommendation from the next request on."""
+    from aiqleads.features.definitions import REGISTRY, USER
+    from aiqleads.features.online import parse_entity
+    from aiqleads.features.values import parse_text
+
+    try:
+        kind, entity_id = parse_entity(entity)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--entity") from e
+    if kind == USER:
+        raise click.BadParameter(
+            "user features follow from the user's events: `aiqleads features materialize` "
+            "and the streaming updater write them, not put",
+            param_hint="--entity",
+        )
+    names = REGISTRY.for_entity(kind)
+    if view_name is None:
+        if len(names) != 1:
+            raise click.BadParameter(
+                f"{kind.name} has the views {', '.join(names)}: name one", param_hint="--view"
+            )
+        view_name = names[0]
+    if view_name not in names:
+        raise click.BadParameter(
+            f"{view_name!r} is not a view of {kind.name} (its views: {', '.join(names)})",
+            param_hint="--view",
+        )
+    view = REGISTRY.latest(view_name)
+    parsed: dict[str, object] = {}
+    for change in changes:
+        name, sep, text = change.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{change!r} is not FEATURE=VALUE", param_hint="--set")
+        try:
+            feature = view.feature(name)
+        except KeyError as e:
+            raise click.BadParameter(
+                f"{view.ref} has no feature {name!r} (its features: {', '.join(view.names)})",
+                param_hint="--set",
+            ) from e
+        parsed[name] = parse_text(view, feature, text)  # a FeatureTypeError names the value
+    store = _store(url)
+    try:
+        store.ping()
+        row = store.put(kind, entity_id, view_name, parsed)
+    finally:
+        store.close()
+    shown = ", ".join(f"{name}={row.values[name]!r}" for name in parsed)
+    click.echo(f"{entity} {view.ref}: {shown}")

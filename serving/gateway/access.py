@@ -14,7 +14,6 @@ import functools
 from serving import auth
 from serving.errors import Code, ServingError
 
-
 # The payload of one token comes with every request it makes: decode each one once.
 _claims = functools.lru_cache(maxsize=4096)(auth.claims_from_header)
 

@@ -76,8 +76,14 @@ class GatewayConfig(GatewayOptions):
     max_body_bytes: int = Field(
         16 * 1024, ge=256, le=16 * 1024 * 1024, description="Largest REST body accepted."
     )
-    online_features: bool = Field(
-        False, description="Fill a missing location from the user's Redis feature hash."
+    online_store_url: str | None = Field(
+        None,
+        description="The online feature store (redis://...): the user's features and the "
+        "unavailable leads go to the model with each recommendation; without it the model "
+        "answers from the snapshot it was trained with.",
+    )
+    online_store_password_file: pathlib.Path | None = Field(
+        None, description="File with the online store's password (a mounted Secret)."
     )
     event_store_url: str | None = Field(
         None,
@@ -136,7 +142,7 @@ class GatewayConfig(GatewayOptions):
                 )
         return value
 
-    @field_validator("redis_url", "event_store_url")
+    @field_validator("redis_url", "event_store_url", "online_store_url")
     @classmethod
     def _redis_scheme(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
@@ -150,6 +156,10 @@ class GatewayConfig(GatewayOptions):
         if self.event_store_url is not None:
             urls["event_store_url"] = url_with_password(
                 self.event_store_url, self.event_store_password_file
+            )
+        if self.online_store_url is not None:
+            urls["online_store_url"] = url_with_password(
+                self.online_store_url, self.online_store_password_file
             )
         return self.model_copy(update=urls)
 

@@ -13,7 +13,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -23,9 +23,9 @@ from aiqleads.events.records import Feedback, Impression, default_feedback_id
 from serving.errors import Code, ServingError, invalid, unavailable
 from serving.gateway.cache import KEY_PREFIX, CachingLoader, Loaded, Source
 from serving.gateway.event_log import EventLogWriter
-from serving.gateway.features import OnlineFeatures
 from serving.gateway.metrics import GatewayMetrics
 from serving.gateway.model_client import ModelClient
+from serving.gateway.online_features import ModelFeatures, OnlineFeatureReader, OnlineInputs
 from serving.gateway.validation import FeedbackRequest, RecommendRequest
 from serving.gateway.variants import VersionTracker, VersionView, assign_variant
 
@@ -61,9 +61,14 @@ class Recommendation:
         }
 
 
-def recommend_key(model_name: str, version: int, request: RecommendRequest) -> str:
-    """The cache key of one recommendation: model, version and every input that matters."""
-    inputs = json.dumps([request.user_id, request.k, request.latitude, request.longitude])
+def recommend_key(
+    model_name: str, version: int, request: RecommendRequest, online_token: str = ""
+) -> str:
+    """The cache key of one recommendation: model, version and every input that matters,
+    the online features' version (`OnlineInputs.version_token`) among them."""
+    inputs = json.dumps(
+        [request.user_id, request.k, request.latitude, request.longitude, online_token]
+    )
     digest = hashlib.sha256(inputs.encode()).hexdigest()[:40]
     return f"{KEY_PREFIX}:rec:{model_name}:{version}:{digest}"
 
@@ -80,7 +85,7 @@ class DataPlane:
         canary_fraction: float = 0.0,
         events: EventLogWriter | None = None,
         attribution_key: bytes | None = None,
-        features: OnlineFeatures | None = None,
+        features: OnlineFeatureReader | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._model, self._tracker, self._loader = model, tracker, loader
@@ -90,6 +95,7 @@ class DataPlane:
         # Without a shared key (no event store), ids still verify on this replica.
         self._key = attribution_key or attribution.new_key()
         self._features = features
+        self._model_features: dict[int, ModelFeatures | None] = {}  # per model version
         self._clock = clock
 
     @property
@@ -124,10 +130,6 @@ class DataPlane:
         return result
 
     async def _recommend(self, request: RecommendRequest) -> Recommendation:
-        if self._features is not None and not request.has_location:
-            location = await self._features.user_location(request.user_id)
-            if location is not None:
-                request = replace(request, latitude=location[0], longitude=location[1])
         view = await self.versions()
         arm = assign_variant(request.user_id, view.fraction(self._canary_fraction))
         variant, version = view.resolve(arm)
@@ -154,10 +156,25 @@ class DataPlane:
         self._after(request, result, payload.get("features", {}), now)
         return result
 
+    async def _online(self, user_id: str, version: int) -> OnlineInputs | None:
+        """The online store's inputs for this user and model version; None: the snapshot's
+        features alone (no store, a snapshot-only model, or the store could not answer)."""
+        if self._features is None:
+            return None
+        if version not in self._model_features:
+            self._model_features[version] = await self._model.feature_views(version)
+        model = self._model_features[version]
+        views = self._features.usable(model)
+        if model is None or views is None:
+            return None
+        return await self._features.read(user_id, model, views)
+
     async def _load(self, request: RecommendRequest, version: int) -> Loaded:
+        online = await self._online(request.user_id, version)
+
         async def compute() -> bytes:
             recs = await self._model.recommend(
-                request.user_id, request.k, request.latitude, request.longitude, version
+                request.user_id, request.k, request.latitude, request.longitude, version, online
             )
             items = [[lead, score] for lead, score in zip(recs.lead_ids, recs.scores, strict=False)]
             answer = {"version": recs.model_version, "items": items}
@@ -165,7 +182,8 @@ class DataPlane:
                 answer["features"] = recs.features
             return orjson.dumps(answer)
 
-        key = recommend_key(self._model.model_name, version, request)
+        token = "" if online is None else online.version_token
+        key = recommend_key(self._model.model_name, version, request, token)
         return await self._loader.load("recommend", key, compute)
 
     def _after(

@@ -141,6 +141,27 @@ class GatewayMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.online_features = Counter(
+            "aiqleads_gateway_online_features",
+            "Recommendations by what the online feature store gave the model: found, unknown "
+            "(no row: the snapshot's features), stale (older than the view's TTL), store_error "
+            "(the snapshot alone), incompatible (the model wants view versions the store does "
+            "not hold), snapshot_model (a model without the online signature).",
+            ("outcome",),
+            registry=r,
+        )
+        self.online_lookup = Histogram(
+            "aiqleads_gateway_online_lookup_seconds",
+            "One recommendation's read of the online store (the user's rows and the "
+            "availability, one round trip).",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.unavailable_leads = Gauge(
+            "aiqleads_gateway_unavailable_leads",
+            "Leads the online store holds unavailable (pending, sold, withdrawn), as last read.",
+            registry=r,
+        )
         self.scores = Histogram(
             "aiqleads_gateway_score",
             "Scores of the recommended leads, by variant.",

@@ -28,6 +28,7 @@ from tensorflow_serving.apis import (
 
 from serving.errors import Code, Reason, ServingError, not_found, unavailable
 from serving.gateway.metrics import GatewayMetrics
+from serving.gateway.online_features import ModelFeatures, OnlineInputs
 from transforms import features as F
 
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
@@ -69,6 +70,40 @@ def _vector(dtype: int, values: Sequence[object], field: str) -> tensor_pb2.Tens
     )
     getattr(proto, field).extend(values)
     return proto
+
+
+def _matrix(dtype: int, values: Sequence[object], field: str) -> tensor_pb2.TensorProto:
+    """A [1, len(values)] tensor (one request row)."""
+    proto = tensor_pb2.TensorProto(
+        dtype=dtype,
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(
+            dim=[
+                tensor_shape_pb2.TensorShapeProto.Dim(size=1),
+                tensor_shape_pb2.TensorShapeProto.Dim(size=len(values)),
+            ]
+        ),
+    )
+    getattr(proto, field).extend(values)
+    return proto
+
+
+def _online_tensors(online: OnlineInputs) -> dict[str, tensor_pb2.TensorProto]:
+    """`recommend_online`'s extra inputs for one row."""
+
+    def strings(values: Sequence[str]) -> tensor_pb2.TensorProto:
+        return _matrix(types_pb2.DT_STRING, [v.encode() for v in values], "string_val")
+
+    def floats(values: Sequence[float]) -> tensor_pb2.TensorProto:
+        return _matrix(types_pb2.DT_FLOAT, values, "float_val")
+
+    return {
+        F.ONLINE_USER: floats(online.user),
+        F.ONLINE_SHARE_KEYS: strings(online.share_keys),
+        F.ONLINE_SHARE_VALUES: floats(online.share_values),
+        F.ONLINE_LEAD_IDS: strings(online.lead_ids),
+        F.ONLINE_LEAD_EVENTS: floats(online.lead_events),
+        F.EXCLUDED_LEAD_IDS: strings(online.excluded),
+    }
 
 
 def _row(proto: tensor_pb2.TensorProto, name: str) -> list[Any]:
@@ -156,11 +191,15 @@ class ModelClient:
         latitude: float | None,
         longitude: float | None,
         version: int,
+        online: OnlineInputs | None = None,
     ) -> Recommendations:
-        """Top-`k` leads of one user from model version `version` (`recommend` signature)."""
+        """Top-`k` leads of one user from model version `version`: the `recommend`
+        signature, or `recommend_online` with the online store's ``online`` inputs."""
         request = predict_pb2.PredictRequest()
         request.model_spec.name = self.model_name
-        request.model_spec.signature_name = F.RECOMMEND_SIGNATURE
+        request.model_spec.signature_name = (
+            F.RECOMMEND_SIGNATURE if online is None else F.RECOMMEND_ONLINE_SIGNATURE
+        )
         request.model_spec.version.value = version
         nan = math.nan
         inputs = request.inputs
@@ -174,6 +213,9 @@ class ModelClient:
             _vector(types_pb2.DT_FLOAT, [lon], "float_val")
         )
         inputs[F.RECOMMEND_INPUT_K].CopyFrom(_vector(types_pb2.DT_INT32, [k], "int_val"))
+        if online is not None:
+            for name, tensor in _online_tensors(online).items():
+                inputs[name].CopyFrom(tensor)
         try:
             response = await self._call("recommend", self._predict.Predict, request)
         except grpc.aio.AioRpcError as e:
@@ -198,6 +240,44 @@ class ModelClient:
             if name in outputs
         }
         return Recommendations(served, tuple(lead_ids), tuple(float(s) for s in scores), features)
+
+    async def feature_views(self, version: int) -> ModelFeatures | None:
+        """What model version ``version`` was trained on (its `feature_views` signature);
+        None for a model without it (it answers from its snapshot, `recommend`)."""
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = self.model_name
+        request.model_spec.signature_name = F.FEATURE_VIEWS_SIGNATURE
+        request.model_spec.version.value = version
+        request.inputs[F.FEATURE_VIEWS_INPUT].CopyFrom(
+            _vector(types_pb2.DT_STRING, [self.model_name.encode()], "string_val")
+        )
+        try:
+            response = await self._call("feature_views", self._predict.Predict, request)
+        except grpc.aio.AioRpcError as e:
+            if e.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
+                return None  # no such signature: a snapshot-only model
+            raise self._translate(e, f"version {version}") from e
+        outputs = response.outputs
+        names = (
+            F.FEATURE_VIEWS_OUTPUT_NAMES,
+            F.FEATURE_VIEWS_OUTPUT_VERSIONS,
+            F.FEATURE_VIEWS_OUTPUT_CATALOGUE,
+        )
+        if any(name not in outputs for name in names):
+            return None
+        views = _row(outputs[F.FEATURE_VIEWS_OUTPUT_NAMES], F.FEATURE_VIEWS_OUTPUT_NAMES)
+        numbers = outputs[F.FEATURE_VIEWS_OUTPUT_VERSIONS]
+        versions = (
+            list(numbers.int64_val) or np.frombuffer(numbers.tensor_content, np.int64).tolist()
+        )
+        catalogue = _row(
+            outputs[F.FEATURE_VIEWS_OUTPUT_CATALOGUE], F.FEATURE_VIEWS_OUTPUT_CATALOGUE
+        )
+        return ModelFeatures(
+            version=version,
+            views={str(n): int(v) for n, v in zip(views, versions, strict=True)},
+            catalogue=frozenset(catalogue),
+        )
 
     async def predict_raw(self, request_bytes: bytes) -> bytes:
         """Forward a serialized PredictRequest unchanged; the serialized response comes back."""

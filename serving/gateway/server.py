@@ -15,9 +15,9 @@ from serving.gateway.cache import CachingLoader, LocalCache, RedisCache
 from serving.gateway.config import GatewayConfig
 from serving.gateway.dataplane import DataPlane
 from serving.gateway.event_log import EventLogWriter
-from serving.gateway.features import OnlineFeatures
 from serving.gateway.metrics import GatewayMetrics
 from serving.gateway.model_client import ModelClient
+from serving.gateway.online_features import OnlineFeatureReader
 from serving.gateway.passthrough import PredictPassThrough
 from serving.gateway.protocol import grpc, rest
 from serving.gateway.variants import VersionTracker
@@ -72,6 +72,11 @@ class Gateway:
                 dedup_seconds=config.feedback_dedup_seconds,
                 timeout_seconds=config.event_store_timeout_ms / 1000,
             )
+        self.features = None
+        if config.online_store_url is not None:
+            self.features = OnlineFeatureReader(
+                config.online_store_url, self.metrics, config.redis_timeout_ms / 1000
+            )
         self.dataplane = DataPlane(
             self.model,
             self.tracker,
@@ -80,7 +85,7 @@ class Gateway:
             canary_fraction=config.canary_fraction,
             events=self.events,
             attribution_key=key,
-            features=OnlineFeatures(self.cache) if config.online_features else None,
+            features=self.features,
         )
         self.passthrough = PredictPassThrough(self.model, self.dataplane, self.loader)
         self.rest_port = config.rest_port
@@ -140,5 +145,7 @@ class Gateway:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.loader.drain(), timeout=grace + 1)
         await self.cache.close()
+        if self.features is not None:
+            await self.features.close()
         if self.events is not None:
             await self.events.close(grace)

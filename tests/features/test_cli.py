@@ -94,3 +94,46 @@ def test_bad_input_is_a_one_line_error(tmp_path, store_process):
     empty.mkdir()
     result = aiqleads("features", "materialize", "--data", str(empty), "--url", store_process.url)
     assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+
+
+def test_put_changes_a_lead_and_refuses_what_does_not_fit(store_process):
+    import redis
+
+    from aiqleads.features import keys
+
+    url = store_process.url
+    client = redis.Redis.from_url(url)
+    done = aiqleads(
+        "features", "put", "--entity", "lead:L7", "--set", "status=sold",
+        "--set", "price=410000", "--url", url,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "lead:L7 lead_attributes:1: status='sold', price=410000.0" in done.stdout
+    assert client.smembers(keys.UNAVAILABLE) == {b"L7"}
+    got = json.loads(
+        aiqleads("features", "get", "--entity", "lead:L7", "--url", url, "--json").stdout
+    )
+    values = next(r["values"] for r in got["rows"] if "status" in r["values"])
+    assert (values["status"], values["price"]) == ("sold", 410000.0)
+    # Back on the market: out of the unavailable set.
+    assert aiqleads("features", "put", "--entity", "lead:L7", "--set", "status=active",
+                    "--url", url).returncode == 0  # fmt: skip
+    assert client.smembers(keys.UNAVAILABLE) == set()
+
+    def refused(*args: str, word: str) -> None:
+        result = aiqleads("features", "put", *args, "--url", url)
+        assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+        assert word in result.stderr, result.stderr
+
+    refused("--entity", "lead:L7", "--set", "price=cheap", word="price")
+    refused("--entity", "lead:L7", "--set", "status=gone", word="status")
+    refused("--entity", "lead:L7", "--set", "colour=red", word="has no feature 'colour'")
+    refused("--entity", "lead:L7", "--set", "status", word="FEATURE=VALUE")
+    refused("--entity", "user:u1", "--set", "user_views=3", word="materialize")
+    refused("--entity", "lead:L7", "--view", "region_market", "--set", "x=1", word="not a view")
+    # Nothing of the refused writes reached the store.
+    got = json.loads(
+        aiqleads("features", "get", "--entity", "lead:L7", "--url", url, "--json").stdout
+    )
+    values = next(r["values"] for r in got["rows"] if "status" in r["values"])
+    assert (values["status"], values["price"]) == ("active", 410000.0)

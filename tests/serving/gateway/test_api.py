@@ -332,14 +332,17 @@ def test_rest_predict_pass_through_rows_and_columns(start_gateway, model_server,
     )
 
 
-def test_online_features_fill_a_missing_location(start_gateway, redis_server, recommend, expected):
-    gateway = start_gateway(online_features=True)
-    redis_server.client().hset(
-        "aiqleads:features:user:rita", mapping={"latitude": "40.7", "longitude": "-74.0"}
-    )
-    redis_server.client().hset("aiqleads:features:user:sam", mapping={"latitude": "999"})
-    assert recommend(gateway, user_id="rita", k=2)["items"] == expected("rita", 2, 1, True)
-    # Given coordinates win; an incomplete or missing hash means no location.
-    assert recommend(gateway, user_id="rita", k=2, latitude=1.0, longitude=2.0)["cached"] is False
-    assert recommend(gateway, user_id="sam", k=2)["items"] == expected("sam", 2, 1)
-    assert recommend(gateway, user_id="tom", k=2)["items"] == expected("tom", 2, 1)
+def test_a_model_without_the_online_signature_answers_from_its_snapshot(
+    start_gateway, redis_server, recommend, expected
+):
+    """With an online store configured, a model without `feature_views` and
+    `recommend_online` (the fixture, like models trained before the store) is still asked
+    with `recommend`, and the outcome is counted; the store is never read for it."""
+    import requests
+
+    gateway = start_gateway(online_store_url=redis_server.url)
+    assert recommend(gateway, user_id="rita", k=2)["items"] == expected("rita", 2, 1)
+    assert recommend(gateway, user_id="rita", k=2)["cached"] is True
+    metrics = requests.get(f"{gateway.url}/metrics", timeout=5).text
+    assert 'aiqleads_gateway_online_features_total{outcome="snapshot_model"} 2.0' in metrics
+    assert "aiqleads_gateway_online_lookup_seconds_count 0.0" in metrics

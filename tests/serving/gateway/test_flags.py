@@ -34,10 +34,8 @@ def test_flag_names_and_the_defaults_that_matter():
     names = {o.opts[0] for o in _options().values()}
     assert "--model-timeout-ms" in names and "--request-timeout-ms" not in names
     assert "--model-server" in names and "--event-loop" in names
-    online = _options()["online_features"]
-    assert online.opts == ["--online-features"] and online.secondary_opts == [
-        "--no-online-features"
-    ]
+    claims = _options()["require_claims"]
+    assert claims.opts == ["--require-claims"] and claims.secondary_opts == ["--no-require-claims"]
     config = GatewayConfig(model_servers=("127.0.0.1:8500",))
     # Off TF Serving's 8500 (gRPC) and 8501 (REST), where a local model server listens.
     assert (config.rest_port, config.grpc_port) == (8000, 8001)
@@ -70,7 +68,7 @@ def test_argv_writes_back_what_the_command_line_reads(tmp_path: pathlib.Path):
         "host": "0.0.0.0",
         "rest_port": 9000,
         "model_servers": ("10.0.0.1:8500", "10.0.0.2:8500"),
-        "online_features": True,
+        "require_claims": True,
         "attribution_key_file": tmp_path / "key",
         "event_store_url": "redis://127.0.0.1:6390/0",
         "local_cache_ttl_seconds": 2.5,
@@ -83,7 +81,7 @@ def test_argv_writes_back_what_the_command_line_reads(tmp_path: pathlib.Path):
         "--rest-port=9000",
         "--model-server=10.0.0.1:8500",
         "--model-server=10.0.0.2:8500",
-        "--online-features",
+        "--require-claims",
         f"--attribution-key-file={tmp_path / 'key'}",
         "--event-store-url=redis://127.0.0.1:6390/0",
         "--local-cache-ttl-seconds=2.5",
@@ -92,9 +90,7 @@ def test_argv_writes_back_what_the_command_line_reads(tmp_path: pathlib.Path):
     ]
     config = parse_config(main.make_context("gateway", argv).params)
     assert config == GatewayConfig(**values)
-    assert flags.argv({"online_features": False, "event_store_url": None}) == [
-        "--no-online-features"
-    ]
+    assert flags.argv({"require_claims": False, "event_store_url": None}) == ["--no-require-claims"]
 
 
 def test_model_servers_may_be_comma_separated():
