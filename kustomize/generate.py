@@ -18,11 +18,12 @@ Usage::
 
     python kustomize/generate.py            # rewrite generated/ of every overlay
     python kustomize/generate.py --check    # exit 1 if a committed file is stale
-    python kustomize/generate.py secrets --overlay prod   # overlays/prod/{redis,events}.env
+    python kustomize/generate.py secrets --overlay prod   # overlays/prod/*.env
 
-The secrets command writes random values (the Redis and event-store passwords, the key that
-signs request ids) to env files that git ignores; the overlay's ``secretGenerator``s read
-them. Nothing secret is ever committed.
+The secrets command writes random values (the Redis, event-store and online-store passwords,
+the key that signs request ids) to env files that git ignores (``redis.env``,
+``events.env``, ``features.env``); the overlay's ``secretGenerator``s read them. Nothing
+secret is ever committed.
 """
 
 from __future__ import annotations
@@ -57,18 +58,29 @@ EVENTS_ENV_FILE = "events.env"  # the event store's password and the request-id 
 EVENT_STORE_SECRET_KEY = "EVENT_STORE_PASSWORD"
 # Read by every gateway from its environment (aiqleads.events.attribution.KEY_ENV).
 ATTRIBUTION_SECRET_KEY = "AIQLEADS_ATTRIBUTION_KEY"
-# Passwords reach no process's arguments: the gateways and the monitor mount the Secrets'
-# password keys as files here (base/gateway.yaml, base/monitor.yaml) and read them
-# (--redis-password-file, --event-store-password-file); each Redis reads a config file that
-# its initContainer renders from the Secret into a memory-backed emptyDir (base/redis.yaml,
-# base/event-store.yaml).
+FEATURES_ENV_FILE = "features.env"  # the online feature store's password
+ONLINE_STORE_SECRET_KEY = "ONLINE_STORE_PASSWORD"
+# Passwords reach no process's arguments: the gateways, the monitor and the feature updater
+# mount the Secrets' password keys as files here (base/gateway.yaml, base/monitor.yaml,
+# base/feature-updater.yaml) and read them (--redis-password-file,
+# --event-store-password-file, --online-store-password-file); each Redis reads a config
+# file that its initContainer renders from the Secret into a memory-backed emptyDir
+# (base/redis.yaml, base/event-store.yaml, base/online-store.yaml).
 REDIS_PASSWORD_FILE = f"/etc/aiqleads/secrets/redis/{SECRET_KEY}"
 EVENT_STORE_PASSWORD_FILE = f"/etc/aiqleads/secrets/events/{EVENT_STORE_SECRET_KEY}"
+ONLINE_STORE_PASSWORD_FILE = f"/etc/aiqleads/secrets/features/{ONLINE_STORE_SECRET_KEY}"
 REDIS_AUTH_CONFIG = "/run/redis-auth/auth.conf"
 SECRET_FILES = {
     SECRET_ENV_FILE: (SECRET_KEY,),
     EVENTS_ENV_FILE: (EVENT_STORE_SECRET_KEY, ATTRIBUTION_SECRET_KEY),
+    FEATURES_ENV_FILE: (ONLINE_STORE_SECRET_KEY,),
 }
+# A store's append-only file, on the PersistentVolumeClaim of its StatefulSet
+# (base/event-store.yaml, base/online-store.yaml).
+STORE_DATA_DIR = "/data"
+# The data volume (aiqleads-data, the daily spans) where the feature updater mounts it
+# read-only (base/feature-updater.yaml); feature_store.data_dir must lie under it.
+DATA_VOLUME_DIR = "/data"
 
 # Where the ConfigMaps are mounted in the pods (base/*.yaml use the same paths).
 MODEL_CONFIG_DIR = "/etc/aiqleads/tf-serving"
@@ -90,6 +102,11 @@ HPA_MAX_REPLICAS = 16
 ENVOY_INTERNAL_SERVICE = "aiqleads-envoy-internal"
 REDIS_SERVICE = "aiqleads-redis"
 EVENT_STORE_SERVICE = "aiqleads-event-store"
+ONLINE_STORE_SERVICE = "aiqleads-online-store"
+FEATURE_UPDATER_DEPLOYMENT = "aiqleads-feature-updater"  # and its Service (/metrics)
+# Prometheus' job for the updater, beside monitoring.prometheus's jobs (static, through the
+# updater's Service, as the monitor's).
+FEATURE_UPDATER_JOB = "aiqleads-feature-updater"
 MONITOR_DEPLOYMENT = "aiqleads-monitor"
 PROMETHEUS_DEPLOYMENT = "aiqleads-prometheus"
 ALERTMANAGER_DEPLOYMENT = "aiqleads-alertmanager"
@@ -145,6 +162,8 @@ def check_kubernetes_settings(settings: ServingSettings) -> None:
         "envoy.admin_port": settings.envoy.admin_port,
         "envoy.model_listener_port": settings.envoy.model_listener_port,
         "event_store.port": settings.event_store.port,
+        "feature_store.port": settings.feature_store.port,
+        "feature_store.updater_port": settings.feature_store.updater_port,
         "monitor.port": settings.monitor.port,
         "prometheus.port": settings.prometheus.port,
         "alertmanager.port": settings.alertmanager.port,
@@ -158,17 +177,23 @@ def check_kubernetes_settings(settings: ServingSettings) -> None:
             f"event_store.host must be the service {EVENT_STORE_SERVICE}, "
             f"got {settings.event_store.host!r}"
         )
+    if settings.feature_store.host != ONLINE_STORE_SERVICE:
+        raise ConfigError(
+            f"feature_store.host must be the service {ONLINE_STORE_SERVICE}, "
+            f"got {settings.feature_store.host!r}"
+        )
     if settings.monitor.host != POD_HOST:
         raise ConfigError(
             f"monitor.host must be {POD_HOST} in a pod, got {settings.monitor.host!r}"
         )
     for name, host in (
-        ("prometheus", settings.prometheus.host),
-        ("alertmanager", settings.alertmanager.host),
-        ("trigger", settings.trigger.host),
+        ("feature_store.updater_host", settings.feature_store.updater_host),
+        ("prometheus.host", settings.prometheus.host),
+        ("alertmanager.host", settings.alertmanager.host),
+        ("trigger.host", settings.trigger.host),
     ):
         if host != POD_HOST:
-            raise ConfigError(f"{name}.host must be {POD_HOST} in a pod, got {host!r}")
+            raise ConfigError(f"{name} must be {POD_HOST} in a pod, got {host!r}")
     if settings.trigger.runner == "local":
         raise ConfigError("trigger.runner must be kfp (or none) in Kubernetes, not local")
     if settings.envoy.host != POD_HOST:
@@ -177,6 +202,12 @@ def check_kubernetes_settings(settings: ServingSettings) -> None:
         raise ConfigError(
             f"model_base_path must live on the model volume (/models/...), "
             f"got {settings.model_base_path}"
+        )
+    data_dir = settings.feature_store.data_dir
+    if data_dir is not None and not str(data_dir).startswith(f"{DATA_VOLUME_DIR}/"):
+        raise ConfigError(
+            f"feature_store.data_dir must live on the data volume ({DATA_VOLUME_DIR}/...), "
+            f"got {data_dir}"
         )
 
 
@@ -228,8 +259,12 @@ def workload_patches(settings: ServingSettings) -> list[dict]:
         ),
     )
     redis_url = f"redis://{redis.host}:{redis.port}/{redis.db}"  # the password: from a file
-    store = settings.event_store
+    store, features = settings.event_store, settings.feature_store
     event_store_url = f"redis://{EVENT_STORE_SERVICE}:{store.port}/0"
+    online_store_url = f"redis://{ONLINE_STORE_SERVICE}:{features.port}/0"
+    # feature_store.enabled: false scales the store and its updater to zero, and the
+    # gateways answer without online features.
+    features_on = features.enabled
     gateway_args = command_lines.gateway_args(
         settings,
         host=POD_HOST,
@@ -238,15 +273,29 @@ def workload_patches(settings: ServingSettings) -> list[dict]:
         redis_url=redis_url,
         model_server=f"{ENVOY_INTERNAL_SERVICE}:{env.model_listener_port}",
         event_store_url=event_store_url,  # the signing key comes from the Secret, as env
+        online_store_url=online_store_url if features_on else None,
         redis_password_file=REDIS_PASSWORD_FILE,
         event_store_password_file=EVENT_STORE_PASSWORD_FILE,
+        online_store_password_file=ONLINE_STORE_PASSWORD_FILE if features_on else None,
         canary_fraction_file=f"{MODEL_CONFIG_DIR}/{CANARY_FILE}",  # the deployment's share
         drain_seconds=command_lines.gateway_drain_seconds(settings),  # with the preStop hook
     )
     envoy_args = command_lines.envoy_args(ENVOY_CONFIG_PATH, env.concurrency, ENVOY_LOG_LEVEL)
     redis_args = command_lines.redis_args(redis, config_file=REDIS_AUTH_CONFIG)
     event_store_args = command_lines.event_store_args(
-        store, directory="/data", config_file=REDIS_AUTH_CONFIG
+        store, directory=STORE_DATA_DIR, config_file=REDIS_AUTH_CONFIG
+    )
+    online_store_args = command_lines.feature_store_args(
+        features, directory=STORE_DATA_DIR, config_file=REDIS_AUTH_CONFIG
+    )
+    updater_args = command_lines.feature_updater_args(
+        host=POD_HOST,
+        port=features.updater_port,
+        online_store_url=online_store_url,
+        event_store_url=event_store_url,
+        data_dir=features.data_dir,  # None: stream only, no materialization at start
+        online_store_password_file=ONLINE_STORE_PASSWORD_FILE,
+        event_store_password_file=EVENT_STORE_PASSWORD_FILE,
     )
     monitor_args = command_lines.monitor_args(
         settings,
@@ -279,6 +328,12 @@ def workload_patches(settings: ServingSettings) -> list[dict]:
         _hpa_patch("aiqleads-envoy", max(ms.replicas, gw.replicas)),
         _statefulset_patch(REDIS_SERVICE, "redis", redis_args),
         _statefulset_patch(EVENT_STORE_SERVICE, "event-store", event_store_args),
+        _statefulset_patch(
+            ONLINE_STORE_SERVICE, "online-store", online_store_args, replicas=int(features_on)
+        ),
+        _deployment_patch(
+            FEATURE_UPDATER_DEPLOYMENT, int(features_on), "feature-updater", updater_args
+        ),
         _deployment_patch(MONITOR_DEPLOYMENT, 1, "monitor", monitor_args),
         _deployment_patch(PROMETHEUS_DEPLOYMENT, 1, "prometheus", prometheus_args),
         _deployment_patch(ALERTMANAGER_DEPLOYMENT, 1, "alertmanager", alertmanager_args),
@@ -286,11 +341,27 @@ def workload_patches(settings: ServingSettings) -> list[dict]:
     ]
 
 
+def _with_updater_job(jobs: list[dict], settings: ServingSettings) -> list[dict]:
+    """The scrape jobs with the feature updater's, after the monitor's: a single pod, through
+    its Service, as the monitor."""
+    job = {
+        "job_name": FEATURE_UPDATER_JOB,
+        "metrics_path": prometheus.METRICS_PATH,
+        "static_configs": [
+            {"targets": [f"{FEATURE_UPDATER_DEPLOYMENT}:{settings.feature_store.updater_port}"]}
+        ],
+    }
+    after = [j["job_name"] for j in jobs].index(prometheus.JOB_MONITOR) + 1
+    return [*jobs[:after], job, *jobs[after:]]
+
+
 def monitoring_files(overlay: Overlay) -> dict[str, str]:
     """Prometheus' config and rules, Alertmanager's routing, Grafana's provisioning."""
     s, ns = overlay.settings, overlay.namespace
     am = f"{MONITORING_SERVICES['alertmanager']}:{s.alertmanager.port}"
     prom = prometheus.kubernetes_config(s, ns, [f"{PROMETHEUS_DIR}/{prometheus.RULES_FILE}"], am)
+    if s.feature_store.enabled:
+        prom["scrape_configs"] = _with_updater_job(prom["scrape_configs"], s)
     trigger_url = f"http://{MONITORING_SERVICES['trigger']}:{s.trigger.port}"
     prom_url = f"http://{MONITORING_SERVICES['prometheus']}:{s.prometheus.port}"
     header = _header(overlay.name)
@@ -312,12 +383,16 @@ def monitoring_files(overlay: Overlay) -> dict[str, str]:
     return files
 
 
-def _statefulset_patch(name: str, container: str, args: list[str]) -> dict:
+def _statefulset_patch(
+    name: str, container: str, args: list[str], replicas: int | None = None
+) -> dict:
+    spec: dict = {} if replicas is None else {"replicas": replicas}
+    spec["template"] = {"spec": {"containers": [{"name": container, "args": args}]}}
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
         "metadata": {"name": name},
-        "spec": {"template": {"spec": {"containers": [{"name": container, "args": args}]}}},
+        "spec": spec,
     }
 
 
@@ -396,7 +471,8 @@ def write_generated(overlays: list[str]) -> list[pathlib.Path]:
 
 
 def write_secret_env(overlay: str, force: bool = False) -> list[tuple[pathlib.Path, bool]]:
-    """Write the overlay's Secret env files (``redis.env``, ``events.env``) with random values.
+    """Write the overlay's Secret env files (``redis.env``, ``events.env``, ``features.env``)
+    with random values.
 
     An existing file keeps its values (``force`` replaces them); a key it lacks is added.
     Returns each file and whether it was written.
@@ -449,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command")
     sec = sub.add_parser(
         "secrets",
-        help="write random secrets to overlays/<env>/redis.env and events.env (kept if present)",
+        help="write random secrets to overlays/<env>/{redis,events,features}.env (kept if present)",
     )
     sec.add_argument("--overlay", action="append", dest="secret_overlays", required=True)
     sec.add_argument("--force", action="store_true", help="replace an existing password")

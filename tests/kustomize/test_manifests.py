@@ -1,7 +1,8 @@
 """The kustomize overlays build, validate against Kubernetes 1.30, and say what they promise.
 
-Every overlay is built with the real `kubectl kustomize` from a copy of `kustomize/` with a
-throwaway Redis password (the real one is never committed), then checked with
+Every overlay is built with the real `kubectl kustomize` from a copy of `kustomize/` with
+throwaway secrets (the real ones are never committed; tests/kustomize/manifests.py), then
+checked with
 `kubernetes-validate --strict`, `envoy --mode validate` and TF Serving's config protos.
 """
 
@@ -10,91 +11,35 @@ from __future__ import annotations
 import json
 import pathlib
 import re
-import secrets
 import shutil
 import subprocess
 import sys
 
-import pytest
 import yaml
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving.settings import load_settings
-
-REPO = pathlib.Path(__file__).resolve().parents[2]
-KUSTOMIZE = REPO / "kustomize"
-VENV_BIN = pathlib.Path(sys.executable).parent
-OVERLAYS = ("dev", "prod")
-NAMESPACES = {"dev": "aiqleads-dev", "prod": "aiqleads"}
-KUBERNETES_VERSION = "1.30.0"
-TEST_PASSWORD = "test-" + secrets.token_hex(16)
-EVENT_STORE_URL = "redis://aiqleads-event-store:6379/0"
-REDIS_PASSWORD_FILE = "/etc/aiqleads/secrets/redis/REDIS_PASSWORD"
-EVENT_STORE_PASSWORD_FILE = "/etc/aiqleads/secrets/events/EVENT_STORE_PASSWORD"
-REDIS_AUTH_CONFIG = "/run/redis-auth/auth.conf"
-
-
-def _tool(name: str) -> str:
-    path = VENV_BIN / name
-    if path.exists():
-        return str(path)
-    found = shutil.which(name)
-    if not found:
-        pytest.skip(f"{name} is not installed")
-    return found
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory) -> dict[str, pathlib.Path]:
-    """Overlay name -> the rendered multi-document YAML file."""
-    kubectl = shutil.which("kubectl") or pytest.skip("kubectl is not installed")
-    root = tmp_path_factory.mktemp("kustomize")
-    tree = root / "kustomize"
-    shutil.copytree(KUSTOMIZE, tree, ignore=shutil.ignore_patterns("*.env", "__pycache__"))
-    out = {}
-    for overlay in OVERLAYS:
-        (tree / "overlays" / overlay / "redis.env").write_text(f"REDIS_PASSWORD={TEST_PASSWORD}\n")
-        (tree / "overlays" / overlay / "events.env").write_text(
-            f"EVENT_STORE_PASSWORD={TEST_PASSWORD}\nAIQLEADS_ATTRIBUTION_KEY={'ab' * 32}\n"
-        )
-        (tree / "overlays" / overlay / "auth.env").write_text('JWKS={"keys": []}\n')
-        result = subprocess.run(
-            [kubectl, "kustomize", str(tree / "overlays" / overlay)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert result.returncode == 0, result.stderr
-        out[overlay] = root / f"{overlay}.yaml"
-        out[overlay].write_text(result.stdout)
-    return out
-
-
-def _objects(path: pathlib.Path) -> list[dict]:
-    return [d for d in yaml.safe_load_all(path.read_text()) if d]
-
-
-def _one(objects: list[dict], kind: str, name_prefix: str) -> dict:
-    found = [
-        o for o in objects if o["kind"] == kind and o["metadata"]["name"].startswith(name_prefix)
-    ]
-    assert len(found) == 1, f"expected one {kind} {name_prefix}*, found {len(found)}"
-    return found[0]
-
-
-def _pod_specs(objects: list[dict]) -> list[tuple[str, dict]]:
-    specs = [
-        (o["metadata"]["name"], o["spec"]["template"]["spec"])
-        for o in objects
-        if o["kind"] in ("Deployment", "StatefulSet")
-    ]
-    specs += [
-        (o["metadata"]["name"], o["spec"]["jobTemplate"]["spec"]["template"]["spec"])
-        for o in objects
-        if o["kind"] == "CronJob"
-    ]
-    return specs
+from tests.kustomize.manifests import (
+    EVENT_STORE_PASSWORD_FILE,
+    EVENT_STORE_URL,
+    KUBERNETES_VERSION,
+    KUSTOMIZE,
+    NAMESPACES,
+    ONLINE_STORE_PASSWORD_FILE,
+    ONLINE_STORE_URL,
+    OVERLAYS,
+    REDIS_AUTH_CONFIG,
+    REDIS_PASSWORD_FILE,
+    REPO,
+    TEST_PASSWORD,
+    generated_args,
+    load_objects,
+    mounted_secret_file,
+    one,
+    pod_specs,
+    tool,
+)
 
 
 def test_generated_files_are_up_to_date():
@@ -125,7 +70,7 @@ def test_check_fails_when_settings_change(tmp_path):
 
 
 def test_every_object_validates_strictly_for_kubernetes_1_30(built):
-    validate = _tool("kubernetes-validate")
+    validate = tool("kubernetes-validate")
     for overlay, path in built.items():
         result = subprocess.run(
             [validate, "--strict", "--no-warn", "-k", KUBERNETES_VERSION, str(path)],
@@ -135,7 +80,7 @@ def test_every_object_validates_strictly_for_kubernetes_1_30(built):
         )
         assert result.returncode == 0, f"{overlay}: {result.stdout}{result.stderr}"
         passed = result.stdout.count(" passed for resource ")
-        assert passed == len(_objects(path)), result.stdout
+        assert passed == len(load_objects(path)), result.stdout
 
 
 def _mounted_files(tmp_path: pathlib.Path) -> dict[str, pathlib.Path]:
@@ -176,9 +121,9 @@ def _mounted_files(tmp_path: pathlib.Path) -> dict[str, pathlib.Path]:
 
 
 def test_envoy_config_in_configmap_validates_with_kubernetes_addresses(built, tmp_path):
-    envoy = _tool("envoy")
+    envoy = tool("envoy")
     for overlay, path in built.items():
-        config_map = _one(_objects(path), "ConfigMap", "aiqleads-envoy")
+        config_map = one(load_objects(path), "ConfigMap", "aiqleads-envoy")
         config_file = tmp_path / f"{overlay}-envoy.yaml"
         # Envoy reads the files the pod mounts (the JWKS, prod's certificate): test copies.
         text = config_map["data"]["envoy.yaml"]
@@ -211,9 +156,9 @@ def test_envoy_config_in_configmap_validates_with_kubernetes_addresses(built, tm
 
 def test_model_config_parses_and_points_at_the_model_volume(built):
     for overlay, path in built.items():
-        objects = _objects(path)
+        objects = load_objects(path)
         settings = load_settings(KUSTOMIZE / "overlays" / overlay / "serving.yaml")
-        config_map = _one(objects, "ConfigMap", "aiqleads-tf-serving")
+        config_map = one(objects, "ConfigMap", "aiqleads-tf-serving")
         config = text_format.Parse(
             config_map["data"]["models.config"], model_server_config_pb2.ModelServerConfig()
         )
@@ -221,7 +166,7 @@ def test_model_config_parses_and_points_at_the_model_volume(built):
         assert model.name == settings.model_name == "lead_recommender"
         assert model.base_path == "/models/lead_recommender"
         assert model.model_platform == "tensorflow"
-        pod = _one(objects, "Deployment", "aiqleads-model-server")["spec"]["template"]["spec"]
+        pod = one(objects, "Deployment", "aiqleads-model-server")["spec"]["template"]["spec"]
         (container,) = pod["containers"]
         assert container["image"] == "tensorflow/serving:2.16.1"
         mounts = {m["name"]: m for m in container["volumeMounts"]}
@@ -235,7 +180,7 @@ def test_model_config_parses_and_points_at_the_model_volume(built):
         # gateways read the canary's share from the same ConfigMap.
         assert config_map["metadata"]["name"] == "aiqleads-tf-serving"
         assert set(config_map["data"]) == {"models.config", "canary.json", "monitoring.config"}
-        gateway = _one(objects, "Deployment", "aiqleads-gateway")["spec"]["template"]["spec"]
+        gateway = one(objects, "Deployment", "aiqleads-gateway")["spec"]["template"]["spec"]
         (gw,) = gateway["containers"]
         gw_mounts = {m["name"]: m["mountPath"] for m in gw["volumeMounts"]}
         assert gw_mounts["tf-serving-config"] == config_mount
@@ -251,15 +196,15 @@ def test_model_config_parses_and_points_at_the_model_volume(built):
 
 def test_replicas_follow_settings_and_prod_spreads_across_nodes(built):
     for overlay, path in built.items():
-        objects = _objects(path)
+        objects = load_objects(path)
         settings = load_settings(KUSTOMIZE / "overlays" / overlay / "serving.yaml")
         for name, want in (
             ("aiqleads-model-server", settings.model_servers.replicas),
             ("aiqleads-gateway", settings.gateways.replicas),
         ):
-            deployment = _one(objects, "Deployment", name)
+            deployment = one(objects, "Deployment", name)
             assert deployment["spec"]["replicas"] == want
-            assert _one(objects, "HorizontalPodAutoscaler", name)["spec"]["minReplicas"] == want
+            assert one(objects, "HorizontalPodAutoscaler", name)["spec"]["minReplicas"] == want
             spread = deployment["spec"]["template"]["spec"].get("topologySpreadConstraints", [])
             hard = [
                 c
@@ -271,18 +216,18 @@ def test_replicas_follow_settings_and_prod_spreads_across_nodes(built):
             if overlay == "prod":
                 assert want >= 3
                 assert len(hard) == 1
-                pdb = _one(objects, "PodDisruptionBudget", name)["spec"]
+                pdb = one(objects, "PodDisruptionBudget", name)["spec"]
                 assert pdb == {"minAvailable": 2, "selector": pdb["selector"]}
             else:
                 assert want == 1 and not hard
     for name in ("aiqleads-model-server", "aiqleads-gateway", "aiqleads-envoy", "aiqleads-redis"):
         kind = "StatefulSet" if name == "aiqleads-redis" else "Deployment"
-        assert _one(_objects(built["dev"]), kind, name)["spec"]["replicas"] == 1
+        assert one(load_objects(built["dev"]), kind, name)["spec"]["replicas"] == 1
 
 
 def test_only_envoy_front_port_is_reachable_from_outside_the_namespace(built):
     for path in built.values():
-        objects = _objects(path)
+        objects = load_objects(path)
         policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
         deny = [
             p for p in policies if p["spec"]["podSelector"] == {} and "ingress" not in p["spec"]
@@ -309,7 +254,9 @@ def test_only_envoy_front_port_is_reachable_from_outside_the_namespace(built):
 
 def test_every_container_is_hardened_bounded_and_probed(built):
     for overlay, path in built.items():
-        for name, pod in _pod_specs(_objects(path)):
+        specs = pod_specs(load_objects(path))
+        assert {"aiqleads-online-store", "aiqleads-feature-updater"} <= {n for n, _ in specs}
+        for name, pod in specs:
             where = f"{overlay}/{name}"
             assert pod["securityContext"]["runAsNonRoot"] is True, where
             assert pod["automountServiceAccountToken"] is False, where
@@ -327,22 +274,12 @@ def test_every_container_is_hardened_bounded_and_probed(built):
                 assert ":" in container["image"] and not container["image"].endswith(":latest")
 
 
-def _mounted_secret_file(pod: dict, container: dict, path: str) -> tuple[str, str]:
-    """(Secret name, key) of the Secret file a container sees at ``path``."""
-    folder, _, file_name = path.rpartition("/")
-    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == folder]
-    assert mount.get("readOnly") is True
-    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
-    (item,) = [i for i in volume["secret"]["items"] if i["path"] == file_name]
-    assert volume["secret"]["defaultMode"] & 0o007 == 0  # not world-readable
-    return volume["secret"]["secretName"], item["key"]
-
-
 def test_gateway_runs_the_project_image_and_reads_the_password_from_the_secret(built):
-    objects = _objects(built["prod"])
-    secret = _one(objects, "Secret", "aiqleads-redis")
-    events = _one(objects, "Secret", "aiqleads-events")
-    pod = _one(objects, "Deployment", "aiqleads-gateway")["spec"]["template"]["spec"]
+    objects = load_objects(built["prod"])
+    secret = one(objects, "Secret", "aiqleads-redis")
+    events = one(objects, "Secret", "aiqleads-events")
+    features = one(objects, "Secret", "aiqleads-features")
+    pod = one(objects, "Deployment", "aiqleads-gateway")["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["command"] == ["python", "-m", "serving.gateway"]
     assert container["image"] == "registry.example.com/aiqleads/recommendations:0.1.0"
@@ -350,20 +287,39 @@ def test_gateway_runs_the_project_image_and_reads_the_password_from_the_secret(b
     assert "--redis-url=redis://aiqleads-redis:6379/0" in container["args"]
     assert f"--redis-password-file={REDIS_PASSWORD_FILE}" in container["args"]
     assert f"--event-store-password-file={EVENT_STORE_PASSWORD_FILE}" in container["args"]
-    assert _mounted_secret_file(pod, container, REDIS_PASSWORD_FILE) == (
+    assert mounted_secret_file(pod, container, REDIS_PASSWORD_FILE) == (
         secret["metadata"]["name"],
         "REDIS_PASSWORD",
     )
-    assert _mounted_secret_file(pod, container, EVENT_STORE_PASSWORD_FILE) == (
+    assert mounted_secret_file(pod, container, EVENT_STORE_PASSWORD_FILE) == (
         events["metadata"]["name"],
         "EVENT_STORE_PASSWORD",
     )
+    assert f"--online-store-password-file={ONLINE_STORE_PASSWORD_FILE}" in container["args"]
+    assert mounted_secret_file(pod, container, ONLINE_STORE_PASSWORD_FILE) == (
+        features["metadata"]["name"],
+        "ONLINE_STORE_PASSWORD",
+    )
     assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
-    assert not {"REDIS_PASSWORD", "EVENT_STORE_PASSWORD"} & {e["name"] for e in container["env"]}
-    monitor = _one(objects, "Deployment", "aiqleads-monitor")["spec"]["template"]["spec"]
+    assert not {"REDIS_PASSWORD", "EVENT_STORE_PASSWORD", "ONLINE_STORE_PASSWORD"} & {
+        e["name"] for e in container["env"]
+    }
+    updater = one(objects, "Deployment", "aiqleads-feature-updater")["spec"]["template"]["spec"]
+    (u_container,) = updater["containers"]
+    assert updater["securityContext"]["fsGroup"] == updater["securityContext"]["runAsGroup"]
+    for path, store_secret, key in (
+        (EVENT_STORE_PASSWORD_FILE, events, "EVENT_STORE_PASSWORD"),
+        (ONLINE_STORE_PASSWORD_FILE, features, "ONLINE_STORE_PASSWORD"),
+    ):
+        assert mounted_secret_file(updater, u_container, path) == (
+            store_secret["metadata"]["name"],
+            key,
+        )
+    assert "env" not in u_container or not any("PASSWORD" in e["name"] for e in u_container["env"])
+    monitor = one(objects, "Deployment", "aiqleads-monitor")["spec"]["template"]["spec"]
     (m_container,) = monitor["containers"]
     assert f"--event-store-password-file={EVENT_STORE_PASSWORD_FILE}" in m_container["args"]
-    assert _mounted_secret_file(monitor, m_container, EVENT_STORE_PASSWORD_FILE) == (
+    assert mounted_secret_file(monitor, m_container, EVENT_STORE_PASSWORD_FILE) == (
         events["metadata"]["name"],
         "EVENT_STORE_PASSWORD",
     )
@@ -371,8 +327,9 @@ def test_gateway_runs_the_project_image_and_reads_the_password_from_the_secret(b
     for name, store_secret, key in (
         ("aiqleads-redis", secret, "REDIS_PASSWORD"),
         ("aiqleads-event-store", events, "EVENT_STORE_PASSWORD"),
+        ("aiqleads-online-store", features, "ONLINE_STORE_PASSWORD"),
     ):
-        redis = _one(objects, "StatefulSet", name)["spec"]["template"]["spec"]
+        redis = one(objects, "StatefulSet", name)["spec"]["template"]["spec"]
         args = redis["containers"][0]["args"]
         assert args[0] == REDIS_AUTH_CONFIG and "--requirepass" not in args
         (init,) = redis["initContainers"]
@@ -391,7 +348,7 @@ def test_gateway_arguments_are_accepted_by_the_gateway(built):
 
     for overlay, path in built.items():
         settings = load_settings(KUSTOMIZE / "overlays" / overlay / "serving.yaml")
-        pod = _one(_objects(path), "Deployment", "aiqleads-gateway")["spec"]["template"]["spec"]
+        pod = one(load_objects(path), "Deployment", "aiqleads-gateway")["spec"]["template"]["spec"]
         args = pod["containers"][0]["args"]
         params = dict(gateway_main.make_context("gateway", args).params)
         params["model_servers"] = tuple(params["model_servers"])
@@ -408,6 +365,8 @@ def test_gateway_arguments_are_accepted_by_the_gateway(built):
         assert config.redis_url == "redis://aiqleads-redis:6379/0"
         assert config.redis_password_file == pathlib.Path(REDIS_PASSWORD_FILE)
         assert config.event_store_password_file == pathlib.Path(EVENT_STORE_PASSWORD_FILE)
+        assert config.online_store_url == ONLINE_STORE_URL
+        assert config.online_store_password_file == pathlib.Path(ONLINE_STORE_PASSWORD_FILE)
         assert config.cache_ttl_seconds == settings.gateways.cache_ttl_seconds
         assert (config.local_cache_entries, config.local_cache_ttl_seconds) == (
             settings.gateways.local_cache_entries,
@@ -417,25 +376,12 @@ def test_gateway_arguments_are_accepted_by_the_gateway(built):
         assert ports == {"rest": config.rest_port, "grpc": config.grpc_port}
 
 
-def _generated_args(overlay: str) -> dict[str, list[str]]:
-    """Container name -> args, from the committed generated/workloads.yaml of an overlay."""
-    patches = yaml.safe_load_all(
-        (KUSTOMIZE / "overlays" / overlay / "generated" / "workloads.yaml").read_text()
-    )
-    return {
-        c["name"]: c["args"]
-        for p in patches
-        if p["kind"] in ("Deployment", "StatefulSet")
-        for c in p["spec"]["template"]["spec"]["containers"]
-    }
-
-
 def test_workload_args_come_from_the_launchers_command_line_builders():
     from serving import command_lines
 
     for overlay in OVERLAYS:
         s = load_settings(KUSTOMIZE / "overlays" / overlay / "serving.yaml")
-        args = _generated_args(overlay)
+        args = generated_args(overlay)
         assert args["gateway"] == command_lines.gateway_args(
             s,
             host="0.0.0.0",
@@ -444,13 +390,27 @@ def test_workload_args_come_from_the_launchers_command_line_builders():
             redis_url="redis://aiqleads-redis:6379/0",
             model_server="aiqleads-envoy-internal:8081",
             event_store_url=EVENT_STORE_URL,
+            online_store_url=ONLINE_STORE_URL,
             redis_password_file=REDIS_PASSWORD_FILE,
             event_store_password_file=EVENT_STORE_PASSWORD_FILE,
+            online_store_password_file=ONLINE_STORE_PASSWORD_FILE,
             canary_fraction_file="/etc/aiqleads/tf-serving/canary.json",
             drain_seconds=command_lines.gateway_drain_seconds(s),
         )
         assert args["event-store"] == command_lines.event_store_args(
             s.event_store, directory="/data", config_file=REDIS_AUTH_CONFIG
+        )
+        assert args["online-store"] == command_lines.feature_store_args(
+            s.feature_store, directory="/data", config_file=REDIS_AUTH_CONFIG
+        )
+        assert args["feature-updater"] == command_lines.feature_updater_args(
+            host="0.0.0.0",
+            port=9103,
+            online_store_url=ONLINE_STORE_URL,
+            event_store_url=EVENT_STORE_URL,
+            data_dir="/data/default",
+            online_store_password_file=ONLINE_STORE_PASSWORD_FILE,
+            event_store_password_file=EVENT_STORE_PASSWORD_FILE,
         )
         assert args["monitor"] == command_lines.monitor_args(
             s,
@@ -474,7 +434,7 @@ def test_workload_args_come_from_the_launchers_command_line_builders():
 
 
 def test_envoy_accepts_its_generated_arguments(tmp_path):
-    envoy = _tool("envoy")
+    envoy = tool("envoy")
     for overlay in OVERLAYS:
         config = tmp_path / f"{overlay}-envoy.yaml"
         generated = KUSTOMIZE / "overlays" / overlay / "generated" / "envoy.yaml"
@@ -484,7 +444,7 @@ def test_envoy_accepts_its_generated_arguments(tmp_path):
         config.write_text(text)
         args = [
             str(config) if a == "/etc/envoy/envoy.yaml" else a
-            for a in _generated_args(overlay)["envoy"]
+            for a in generated_args(overlay)["envoy"]
         ]
         result = subprocess.run(
             [envoy, "--mode", "validate", "--disable-hot-restart", *args],
@@ -500,9 +460,9 @@ def test_daily_retraining_job_uses_the_overlay_configs_and_the_pipeline_image(bu
     from pipeline.kfp_client import load_kfp_settings
 
     for overlay, path in built.items():
-        objects = _objects(path)
-        job = _one(objects, "CronJob", "aiqleads-retraining")
-        config_map = _one(objects, "ConfigMap", "aiqleads-retraining")
+        objects = load_objects(path)
+        job = one(objects, "CronJob", "aiqleads-retraining")
+        config_map = one(objects, "ConfigMap", "aiqleads-retraining")
         files = KUSTOMIZE / "overlays" / overlay / "retraining"
         kfp = load_kfp_settings(files / "kfp.yaml", environ={})
         pipeline = load_config(files / "pipeline.yaml", environ={})
@@ -523,8 +483,11 @@ def test_no_secret_literal_is_committed(built):
     tracked = subprocess.run(
         ["git", "ls-files", "-z"], cwd=REPO, capture_output=True, text=True, check=True
     ).stdout.split("\0")
-    assert not [f for f in tracked if f.endswith("redis.env")]
-    literal = re.compile(r"(REDIS_PASSWORD|requirepass)\s*[=:]\s*['\"]?[A-Za-z0-9+/_-]{8,}")
+    assert not [f for f in tracked if f.endswith(("redis.env", "events.env", "features.env"))]
+    literal = re.compile(
+        r"(REDIS_PASSWORD|EVENT_STORE_PASSWORD|ONLINE_STORE_PASSWORD|requirepass)"
+        r"\s*[=:]\s*['\"]?[A-Za-z0-9+/_-]{8,}"
+    )
     for name in tracked:
         path = REPO / name
         if not name or not path.is_file() or path.suffix not in {".yaml", ".yml", ".env", ".md"}:
@@ -533,10 +496,13 @@ def test_no_secret_literal_is_committed(built):
         assert not literal.search(text), f"secret-like literal in {name}"
         assert TEST_PASSWORD not in text
     # The rendered Secret holds the password the overlay read from its (ignored) env file.
-    ignored = subprocess.run(
-        ["git", "check-ignore", "kustomize/overlays/prod/redis.env"], cwd=REPO, capture_output=True
-    )
-    assert ignored.returncode == 0, "redis.env must be git-ignored"
+    for env_file in ("redis.env", "events.env", "features.env"):
+        ignored = subprocess.run(
+            ["git", "check-ignore", f"kustomize/overlays/prod/{env_file}"],
+            cwd=REPO,
+            capture_output=True,
+        )
+        assert ignored.returncode == 0, f"{env_file} must be git-ignored"
 
 
 def test_secrets_command_writes_private_random_secrets_once(tmp_path):
@@ -544,22 +510,27 @@ def test_secrets_command_writes_private_random_secrets_once(tmp_path):
     shutil.copytree(KUSTOMIZE, tree, ignore=shutil.ignore_patterns("*.env", "__pycache__"))
     cmd = [sys.executable, str(tree / "generate.py"), "secrets", "--overlay", "dev"]
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert first.returncode == 0 and first.stdout.count("written") == 2
+    assert first.returncode == 0 and first.stdout.count("written") == 3
     redis_env = tree / "overlays" / "dev" / "redis.env"
     events_env = tree / "overlays" / "dev" / "events.env"
+    features_env = tree / "overlays" / "dev" / "features.env"
     content = redis_env.read_text()
     assert re.fullmatch(r"REDIS_PASSWORD=[0-9a-f]{64}\n", content)
     assert re.fullmatch(
         r"EVENT_STORE_PASSWORD=[0-9a-f]{64}\nAIQLEADS_ATTRIBUTION_KEY=[0-9a-f]{64}\n",
         events_env.read_text(),
     )
-    assert redis_env.stat().st_mode & 0o077 == 0 and events_env.stat().st_mode & 0o077 == 0
+    assert re.fullmatch(r"ONLINE_STORE_PASSWORD=[0-9a-f]{64}\n", features_env.read_text())
+    for env_file in (redis_env, events_env, features_env):
+        assert env_file.stat().st_mode & 0o077 == 0, env_file.name
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert second.stdout.count("kept") == 2 and redis_env.read_text() == content
+    assert second.stdout.count("kept") == 3 and redis_env.read_text() == content
     # An older overlay with only the Redis password gets the missing keys, and keeps its own.
     events_env.unlink()
+    features_env.unlink()
     third = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert "events.env: written" in third.stdout and redis_env.read_text() == content
+    assert "features.env: written" in third.stdout
     bad = subprocess.run([*cmd[:-1], "staging"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "no overlay 'staging'" in bad.stderr
 
@@ -569,8 +540,8 @@ def test_event_log_workloads_persist_share_one_key_and_ingest_before_retraining(
     from pipeline.config import load_config
 
     for overlay, path in built.items():
-        objects = _objects(path)
-        store = _one(objects, "StatefulSet", "aiqleads-event-store")
+        objects = load_objects(path)
+        store = one(objects, "StatefulSet", "aiqleads-event-store")
         (claim,) = store["spec"]["volumeClaimTemplates"]
         (container,) = store["spec"]["template"]["spec"]["containers"]
         assert {m["name"]: m["mountPath"] for m in container["volumeMounts"]} == {
@@ -580,14 +551,14 @@ def test_event_log_workloads_persist_share_one_key_and_ingest_before_retraining(
         args = container["args"]
         assert args[args.index("--appendonly") + 1] == "yes"
         assert args[args.index("--maxmemory-policy") + 1] == "noeviction"
-        gateway = _one(objects, "Deployment", "aiqleads-gateway")
+        gateway = one(objects, "Deployment", "aiqleads-gateway")
         env = {e["name"]: e for e in gateway["spec"]["template"]["spec"]["containers"][0]["env"]}
-        events_secret = _one(objects, "Secret", env[KEY_ENV]["valueFrom"]["secretKeyRef"]["name"])
+        events_secret = one(objects, "Secret", env[KEY_ENV]["valueFrom"]["secretKeyRef"]["name"])
         assert env[KEY_ENV]["valueFrom"]["secretKeyRef"]["key"] in events_secret["data"]
-        monitor = _one(objects, "Deployment", "aiqleads-monitor")
+        monitor = one(objects, "Deployment", "aiqleads-monitor")
         assert monitor["spec"]["replicas"] == 1
-        ingest = _one(objects, "CronJob", "aiqleads-events-ingest")
-        retrain = _one(objects, "CronJob", "aiqleads-retraining")
+        ingest = one(objects, "CronJob", "aiqleads-events-ingest")
+        retrain = one(objects, "CronJob", "aiqleads-retraining")
         minute, hour = (int(x) for x in ingest["spec"]["schedule"].split()[:2])
         r_minute, r_hour = (int(x) for x in retrain["spec"]["schedule"].split()[:2])
         assert hour * 60 + minute < r_hour * 60 + r_minute  # ingestion first
@@ -604,12 +575,12 @@ def test_monitoring_stack_scrapes_alerts_and_routes_to_the_trigger(built, tmp_pa
     from monitoring import dashboards, prometheus, rules
     from serving import command_lines
 
-    promtool, amtool = _tool("promtool"), _tool("amtool")
+    promtool, amtool = tool("promtool"), tool("amtool")
     for overlay, path in built.items():
-        objects = _objects(path)
+        objects = load_objects(path)
         settings = load_settings(KUSTOMIZE / "overlays" / overlay / "serving.yaml")
         ns = NAMESPACES[overlay]
-        prom = _one(objects, "ConfigMap", "aiqleads-prometheus")["data"]
+        prom = one(objects, "ConfigMap", "aiqleads-prometheus")["data"]
         work = tmp_path / overlay
         work.mkdir()
         (work / "aiqleads.rules.yml").write_text(prom["aiqleads.rules.yml"])
@@ -637,7 +608,13 @@ def test_monitoring_stack_scrapes_alerts_and_routes_to_the_trigger(built, tmp_pa
             for sd in job.get("dns_sd_configs", []):
                 name = sd["names"][0].split(".")[0]
                 assert services[name]["spec"]["clusterIP"] == "None", name
-        am = _one(objects, "ConfigMap", "aiqleads-alertmanager")["data"]["alertmanager.yml"]
+        # The feature updater, as the monitor: one pod through its Service, on /metrics.
+        (updater,) = jobs["aiqleads-feature-updater"]["static_configs"]
+        updater_port = services["aiqleads-feature-updater"]["spec"]["ports"][0]["port"]
+        assert updater["targets"] == [f"aiqleads-feature-updater:{updater_port}"]
+        assert updater_port == settings.feature_store.updater_port
+        assert jobs["aiqleads-feature-updater"]["metrics_path"] == "/metrics"
+        am = one(objects, "ConfigMap", "aiqleads-alertmanager")["data"]["alertmanager.yml"]
         (work / "alertmanager.yml").write_text(am)
         checked = subprocess.run(
             [amtool, "check-config", str(work / "alertmanager.yml")],
@@ -656,7 +633,7 @@ def test_monitoring_stack_scrapes_alerts_and_routes_to_the_trigger(built, tmp_pa
             receiver["webhook_configs"][0]["url"]
             == f"http://aiqleads-trigger:{port['port']}/alerts"
         )
-        trigger = _one(objects, "Deployment", "aiqleads-trigger")["spec"]["template"]["spec"]
+        trigger = one(objects, "Deployment", "aiqleads-trigger")["spec"]["template"]["spec"]
         (container,) = trigger["containers"]
         assert container["args"] == command_lines.trigger_args(
             settings,
@@ -668,11 +645,11 @@ def test_monitoring_stack_scrapes_alerts_and_routes_to_the_trigger(built, tmp_pa
         assert {p["containerPort"] for p in container["ports"]} == {settings.trigger.port}
         # Grafana: the datasource is our Prometheus, the dashboards are monitoring's.
         datasources = yaml.safe_load(
-            _one(objects, "ConfigMap", "aiqleads-grafana-datasources")["data"]["datasources.yaml"]
+            one(objects, "ConfigMap", "aiqleads-grafana-datasources")["data"]["datasources.yaml"]
         )
         (source,) = datasources["datasources"]
         assert source["url"] == f"http://aiqleads-prometheus:{settings.prometheus.port}"
-        boards = _one(objects, "ConfigMap", "aiqleads-grafana-dashboards")["data"]
+        boards = one(objects, "ConfigMap", "aiqleads-grafana-dashboards")["data"]
         for dashboard in dashboards.DASHBOARDS:
             board = json.loads(boards[f"{dashboard.uid}.json"])
             exprs = [t["expr"] for p in board["panels"] for t in p["targets"]]
@@ -680,8 +657,8 @@ def test_monitoring_stack_scrapes_alerts_and_routes_to_the_trigger(built, tmp_pa
             assert {t["datasource"]["uid"] for p in board["panels"] for t in p["targets"]} == {
                 source["uid"]
             }
-        grafana = _one(objects, "Deployment", "aiqleads-grafana")["spec"]["template"]["spec"]
+        grafana = one(objects, "Deployment", "aiqleads-grafana")["spec"]["template"]["spec"]
         assert grafana["containers"][0]["image"].startswith("grafana/grafana:")
-        monitor = _one(objects, "Deployment", "aiqleads-monitor")["spec"]["template"]["spec"]
+        monitor = one(objects, "Deployment", "aiqleads-monitor")["spec"]["template"]["spec"]
         mounts = {m["mountPath"]: m for m in monitor["containers"][0]["volumeMounts"]}
         assert mounts["/models"]["readOnly"]  # each version's published training statistics

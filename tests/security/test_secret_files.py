@@ -15,7 +15,7 @@ from serving import command_lines
 from serving.gateway.config import parse_config as parse_gateway_config
 from serving.process import LOOPBACK, Child, find_binary, free_port, redis_ping, wait_until
 from serving.secret_files import url_with_password
-from serving.settings import EventStoreSettings, RedisSettings
+from serving.settings import EventStoreSettings, FeatureStoreSettings, RedisSettings
 from tests.security.conftest import SECRET_IN_ARGUMENT
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -23,6 +23,12 @@ KUSTOMIZE = REPO / "kustomize"
 PASSWORD = "s3cr/t:@x"  # every character a URL must escape
 ESCAPED = "s3cr%2Ft%3A%40x"
 AUTH_CONFIG_DIR = "/run/redis-auth"  # where base/redis.yaml's initContainer writes
+# Each Redis manifest and the Secret key its initContainer renders into the config file.
+PASSWORD_ENV = {
+    "redis.yaml": "REDIS_PASSWORD",
+    "event-store.yaml": "EVENT_STORE_PASSWORD",
+    "online-store.yaml": "ONLINE_STORE_PASSWORD",
+}
 
 
 @pytest.fixture
@@ -97,7 +103,7 @@ def _init_container_script(manifest: str) -> str:
     return init["command"][2]
 
 
-@pytest.mark.parametrize("manifest", ["redis.yaml", "event-store.yaml"])
+@pytest.mark.parametrize("manifest", sorted(PASSWORD_ENV))
 def test_redis_takes_its_password_from_the_rendered_config_file_not_argv(
     manifest, tmp_path
 ) -> None:
@@ -106,7 +112,7 @@ def test_redis_takes_its_password_from_the_rendered_config_file_not_argv(
     conf_dir = tmp_path / "redis-auth"
     conf_dir.mkdir()
     script = _init_container_script(manifest).replace(AUTH_CONFIG_DIR, str(conf_dir))
-    env_name = "REDIS_PASSWORD" if manifest == "redis.yaml" else "EVENT_STORE_PASSWORD"
+    env_name = PASSWORD_ENV[manifest]
     subprocess.run(["sh", "-c", script], env={env_name: PASSWORD}, check=True, timeout=30)
     conf = conf_dir / "auth.conf"
     assert conf.read_text() == f"requirepass {PASSWORD}\n"
@@ -115,9 +121,13 @@ def test_redis_takes_its_password_from_the_rendered_config_file_not_argv(
     port = free_port()
     if manifest == "redis.yaml":
         args = command_lines.redis_args(RedisSettings(port=port), bind=LOOPBACK, config_file=conf)
-    else:
+    elif manifest == "event-store.yaml":
         args = command_lines.event_store_args(
             EventStoreSettings(port=port), bind=LOOPBACK, directory=tmp_path, config_file=conf
+        )
+    else:
+        args = command_lines.feature_store_args(
+            FeatureStoreSettings(port=port), bind=LOOPBACK, directory=tmp_path, config_file=conf
         )
     child = Child(
         "redis",
@@ -175,7 +185,15 @@ def _manifest_containers() -> list[tuple[str, dict]]:
 def test_no_manifest_passes_a_secret_in_a_process_argument() -> None:
     containers = _manifest_containers()
     names = {where.split(":")[1] for where, _ in containers}
-    assert {"redis", "event-store", "gateway", "monitor", "auth-config"} <= names
+    assert {
+        "redis",
+        "event-store",
+        "online-store",
+        "gateway",
+        "monitor",
+        "feature-updater",
+        "auth-config",
+    } <= names
     for where, container in containers:
         for arg in [*container.get("command", []), *container.get("args", [])]:
             assert not SECRET_IN_ARGUMENT.search(str(arg)), f"{where}: {arg!r}"
