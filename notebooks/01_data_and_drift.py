@@ -22,7 +22,6 @@
 # `notebooks/execute.py --config FILE --run ID` set them.
 
 # %%
-import os
 import pathlib
 
 import pandas as pd
@@ -34,19 +33,13 @@ from aiqleads.data.describe import describe_dataset, format_description
 from components.drift_check import drift
 from components.drift_check import executor as drift_executor
 from components.example_gen import raw_tables
-from pipeline import config as config_lib
-from pipeline.report import data_section, examples, figures, run_artifacts
+from notebooks import inputs
+from pipeline.report import data_section, examples, figures
 from pipeline.report import html as report_html
 from transforms import features as f
 
-cfg = config_lib.load_config(os.environ.get("AIQLEADS_NOTEBOOK_CONFIG") or None)
-run = run_artifacts.find(
-    cfg.metadata_path,
-    cfg.name,
-    os.environ.get("AIQLEADS_NOTEBOOK_RUN", run_artifacts.LATEST),
-    pipeline_root=cfg.pipeline_root,
-)
-data_root = run.example_gen_properties.get("data_root") or str(cfg.data_path)
+cfg, run = inputs.pipeline_run()
+data_root = inputs.data_root(cfg, run)
 print(f"pipeline {cfg.name}, run {run.run_id}, data {data_root}")
 
 # %% [markdown]

@@ -22,7 +22,6 @@
 
 # %%
 import datetime as dt
-import os
 
 import numpy as np
 import pandas as pd
@@ -33,18 +32,12 @@ from components.baselines import metrics as ranking
 from components.baselines.item_knn import ItemKNN
 from components.baselines.popularity import RegionalPopularity
 from components.example_gen import raw_tables, snapshots
-from pipeline import config as config_lib
-from pipeline.report import examples, model_section, plots_section, render, run_artifacts, scoring
+from notebooks import inputs
+from pipeline.report import examples, model_section, plots_section, render, scoring
 from pipeline.report import html as report_html
 from transforms import features as f
 
-cfg = config_lib.load_config(os.environ.get("AIQLEADS_NOTEBOOK_CONFIG") or None)
-run = run_artifacts.find(
-    cfg.metadata_path,
-    cfg.name,
-    os.environ.get("AIQLEADS_NOTEBOOK_RUN", run_artifacts.LATEST),
-    pipeline_root=cfg.pipeline_root,
-)
+cfg, run = inputs.pipeline_run()
 assert run.evaluation, f"run {run.run_id} has no evaluation (the Evaluator did not run)"
 print(f"run {run.run_id}: blessed {run.blessed}, pushed to {run.pushed_to}")
 print(f"candidate {run.model}\nbaseline  {run.baseline_model or '- (first blessing)'}")
@@ -111,7 +104,7 @@ scoring.segment_metrics(frame, models, top_k)
 # the Evaluator's protocol; the model's ranking is its `serving_default` score.
 
 # %%
-data_root = run.example_gen_properties.get("data_root") or str(cfg.data_path)
+data_root = inputs.data_root(cfg, run)
 eval_days = sorted(pd.to_datetime(frame[f.EVENT_TIMESTAMP], unit="s").dt.date.unique())
 cut = eval_days[0] - dt.timedelta(days=1)
 train_events = raw_tables.read_events(data_root, raw_tables.spans_up_to(data_root, cut))

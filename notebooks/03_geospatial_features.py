@@ -22,7 +22,6 @@
 # Config and run: `AIQLEADS_NOTEBOOK_CONFIG`, `AIQLEADS_NOTEBOOK_RUN` (see 01).
 
 # %%
-import os
 
 import numpy as np
 import pandas as pd
@@ -30,17 +29,11 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from IPython.display import HTML, display
 
-from pipeline import config as config_lib
-from pipeline.report import examples, figures, geo_section, run_artifacts
+from notebooks import inputs
+from pipeline.report import examples, figures, geo_section
 from transforms import features as f
 
-cfg = config_lib.load_config(os.environ.get("AIQLEADS_NOTEBOOK_CONFIG") or None)
-run = run_artifacts.find(
-    cfg.metadata_path,
-    cfg.name,
-    os.environ.get("AIQLEADS_NOTEBOOK_RUN", run_artifacts.LATEST),
-    pipeline_root=cfg.pipeline_root,
-)
+cfg, run = inputs.pipeline_run()
 assert run.transform_graph, f"run {run.run_id} has no Transform output"
 print(f"run {run.run_id}: Transform graph {run.transform_graph}")
 

@@ -27,7 +27,6 @@
 # %%
 import hashlib
 import math
-import os
 
 import numpy as np
 import pandas as pd
@@ -42,15 +41,10 @@ from aiqleads.events.records import (
     Impression,
 )
 from monitoring import ab
+from notebooks import inputs
 from pipeline.report import figures
-from serving import stack_file
-from serving.settings import DEFAULT_RUN_DIR
 
-url = (
-    os.environ.get("AIQLEADS_NOTEBOOK_EVENT_STORE")
-    or stack_file.read(DEFAULT_RUN_DIR).event_store_url
-)
-log = EventLog(url)
+log = EventLog(inputs.event_store_url())
 try:
     impressions = [Impression.decode(e.raw) for e in log.range(IMPRESSIONS_STREAM)]
     feedback = [Feedback.decode(e.raw) for e in log.range(FEEDBACK_STREAM)]
