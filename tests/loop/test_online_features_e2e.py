@@ -50,6 +50,12 @@ def _put(stack, lead_id: str, status: str) -> None:
     )  # fmt: skip
 
 
+def _answer_if(stack, user_id: str, accept, k: int = K) -> dict | None:
+    """The user's answer now if ``accept(lead ids)``, else None."""
+    answer = _recommend(stack, user_id, k)
+    return answer if accept(_leads(answer)) else None
+
+
 def _until(predicate, timeout: float, interval: float = 0.05):
     """(the first true value of ``predicate()``, seconds it took); (None, timeout) if none."""
     started = time.monotonic()
@@ -73,7 +79,7 @@ def test_a_lead_marked_sold_leaves_every_answer_within_seconds(served_stack):
     try:
         for user in users:
             answer, seconds = _until(
-                lambda u=user: (a := _recommend(stack, u)) if sold not in _leads(a) else None,
+                lambda u=user: _answer_if(stack, u, lambda leads: sold not in leads),
                 FRESH_SECONDS,
             )
             assert answer is not None, f"{sold} still in {user}'s answer after {FRESH_SECONDS} s"
@@ -98,9 +104,7 @@ def _condos_of_one_area(data) -> tuple[str, list[str], set[str]]:
     return region, mine[contracts.LEAD_ID].tolist()[:3], set(mine[contracts.LEAD_ID])
 
 
-def test_a_new_users_inquiries_rerank_their_next_answer_without_a_retrain(
-    loop_world, served_stack
-):
+def test_a_new_users_inquiries_rerank_their_next_answer_without_a_retrain(loop_world, served_stack):
     stack = served_stack
     wait_healthy(stack)
     region, inquired, area = _condos_of_one_area(loop_world.data)
@@ -119,7 +123,7 @@ def test_a_new_users_inquiries_rerank_their_next_answer_without_a_retrain(
             },
         )
     after, seconds = _until(
-        lambda: (a := _recommend(stack, user, k=20)) if _leads(a) != _leads(before) else None,
+        lambda: _answer_if(stack, user, lambda leads: leads != _leads(before), k=20),
         FRESH_SECONDS,
         interval=0.2,
     )
