@@ -90,3 +90,26 @@ def test_the_token_moves_with_each_row_and_with_the_unavailable_leads():
     assert inputs_from_rows(later, geo, NOW, (), "a").version_token != base
     assert inputs_from_rows(behaviour, geo, NOW, (), "b").version_token != base
     assert inputs_from_rows(behaviour, geo, NOW + 5, (), "a").version_token == base
+
+
+def test_a_model_trained_on_view_versions_the_store_lacks_gets_none_and_is_named(caplog):
+    from serving.gateway.metrics import GatewayMetrics
+    from serving.gateway.online_features import ModelFeatures, OnlineFeatureReader
+
+    metrics = GatewayMetrics()
+    reader = OnlineFeatureReader("redis://127.0.0.1:1/0", metrics, timeout_seconds=0.1)
+    current = d.REGISTRY.model_versions()
+    ok = reader.usable(ModelFeatures(1, current, frozenset()))
+    assert ok is not None and {n: v.version for n, v in ok.items()} == {
+        n: current[n] for n in ("user_behaviour", "user_geo")
+    }
+    future = ModelFeatures(2, {**current, "user_behaviour": 99}, frozenset())
+    with caplog.at_level("ERROR"):
+        assert reader.usable(future) is None
+        assert reader.usable(future) is None
+    (record,) = caplog.records  # named once, counted every time
+    assert "the model wants user_behaviour:99, the store materializes" in record.getMessage()
+    assert reader.usable(None) is None
+    text = metrics.render().decode()
+    assert 'aiqleads_gateway_online_features_total{outcome="incompatible"} 2.0' in text
+    assert 'aiqleads_gateway_online_features_total{outcome="snapshot_model"} 1.0' in text
