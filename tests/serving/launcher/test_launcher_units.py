@@ -174,6 +174,7 @@ def test_children_run_the_command_lines_the_manifests_are_built_with(
                 redis_url=f"redis://127.0.0.1:{s.redis.port}/0",
                 model_server=model_listener,
                 event_store_url=f"redis://127.0.0.1:{s.event_store.port}/0",
+                online_store_url=f"redis://127.0.0.1:{s.feature_store.port}/0",
                 attribution_key_file=tmp_path / "secrets" / "attribution.key",
                 canary_fraction_file=tmp_path / "deployment" / "canary.json",
                 drain_seconds=command_lines.gateway_drain_seconds(s),
@@ -198,6 +199,26 @@ def test_children_run_the_command_lines_the_manifests_are_built_with(
         s.event_store, bind="127.0.0.1", directory=tmp_path / "events"
     )
     assert "noeviction" in children["event-store"] and "yes" in children["event-store"]
+    assert children["online-store"][1:] == command_lines.feature_store_args(
+        s.feature_store, bind="127.0.0.1", directory=tmp_path / "features"
+    )
+    assert children["feature-updater"] == [
+        sys.executable,
+        "-m",
+        "serving.feature_store",
+        *command_lines.feature_updater_args(
+            host="127.0.0.1",
+            port=s.feature_store.updater_port,
+            online_store_url=s.feature_store.url,
+            event_store_url=s.event_store.url,
+        ),
+    ]
+    assert 0 not in (s.feature_store.port, s.feature_store.updater_port)
+    # Without the feature store: neither child, and the gateways read no online store.
+    off = ServingStack(ServingSettings(run_dir=tmp_path, feature_store={"enabled": False}))
+    names = {c.name: c.argv for c in off._children()}
+    assert not {"online-store", "feature-updater"} & set(names)
+    assert not any("--online-store-url" in a for a in names["gateway-0"])
     assert children["monitor"][1:4] == [sys.executable, "-m", "monitoring"][1:] + [
         f"--host={s.monitor.host}"
     ]
