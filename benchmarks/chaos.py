@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import importlib.util
 import json
 import os
 import pathlib
@@ -56,6 +55,7 @@ sys.path.insert(0, str(REPO))
 
 from aiqleads.events.log import EventLog  # noqa: E402
 from aiqleads.events.records import FEEDBACK_STREAM, Feedback  # noqa: E402
+from benchmarks.harness import load, stacks  # noqa: E402
 from serving.launcher import ServingStack  # noqa: E402
 from serving.process import http_status, redis_ping  # noqa: E402
 from serving.settings import ServingSettings  # noqa: E402
@@ -72,16 +72,6 @@ POLL_S = 0.05
 AVAILABILITY_TARGET = 0.999
 BEFORE = "(before faults)"
 MAX_LISTED_FAILURES = 500
-
-
-def _load_serving_bench():
-    spec = importlib.util.spec_from_file_location(
-        "bench_serving", REPO / "benchmarks" / "serving.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_serving"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @dataclasses.dataclass
@@ -128,7 +118,7 @@ class Traffic:
 
     async def _recommend(self, session, i: int, due: float) -> None:
         user = self.users[i % len(self.users)]
-        status, answer = await self._post(session, "/v1/recommendations", {"user_id": user, "k": 5})
+        status, answer = await self._post(session, load.RECOMMEND, {"user_id": user, "k": 5})
         self.outcomes.append(Outcome(due, time.monotonic(), "recommend", status == 200, status))
         every = max(1, round(self.args.rate / self.args.feedback_rate))
         if status == 200 and answer and answer.get("items") and i % every == 0:
@@ -258,15 +248,14 @@ def chaos_settings(tmp_path: pathlib.Path, base: pathlib.Path, overrides: list[s
 
 
 def run(args) -> dict:
-    bench = _load_serving_bench()
     with tempfile.TemporaryDirectory(prefix="aiqleads-chaos-") as tmp:
         tmp_path = pathlib.Path(tmp)
-        base = bench.fixture_model(tmp_path)
+        base = stacks.fixture_model(tmp_path)
         settings = chaos_settings(tmp_path, base, args.set)
         stack = ServingStack(settings, progress=lambda line: print(f"  [stack] {line}", flush=True))
         stack.start()
         s = stack.settings
-        users = bench.zipf_users(1000, 1.3, 200_000, seed=11)
+        users = load.zipf_users(1000, 1.3, 200_000, seed=11)
         traffic = Traffic(
             f"http://{s.envoy.host}:{s.envoy.port}", stack.auth_headers(), users, args
         )

@@ -23,8 +23,6 @@ that falls behind shows up in the figures (no coordinated omission).
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import os
 import pathlib
 import signal
@@ -38,149 +36,14 @@ import numpy as np
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.harness import load, stacks  # noqa: E402
+from benchmarks.harness.load import pct  # noqa: E402
 from serving.envoy.config import CLUSTER_GATEWAY_REST, CLUSTER_MODEL_GRPC  # noqa: E402
 from serving.envoy.runtime import healthy_members  # noqa: E402
 from serving.launcher import ServingStack, model_versions  # noqa: E402
-from serving.process import free_port, redis_ping, wait_until  # noqa: E402
-from serving.settings import DEFAULT_MODEL_BASE_PATH, ServingSettings  # noqa: E402
+from serving.process import redis_ping, wait_until  # noqa: E402
 
 TARGET_RATE = 200
-
-
-def _run(coro):
-    """Run one load step on uvloop: the generator's own CPU per request is part of every
-    figure on these shared cores, and libuv's loop costs less of it than asyncio's."""
-    import uvloop
-
-    return uvloop.run(coro)
-
-
-_RECOMMEND = "/v1/recommendations"
-
-
-def zipf_users(n_users: int, exponent: float, size: int, seed: int) -> list[str]:
-    """A frequent-user trace: user ranks drawn with P(rank r) proportional to r^-exponent."""
-    rng = np.random.default_rng(seed)
-    weights = 1.0 / np.arange(1, n_users + 1) ** exponent
-    ranks = rng.choice(n_users, size=size, p=weights / weights.sum())
-    return [f"user-{r:05d}" for r in ranks]
-
-
-class Result:
-    """Per-request outcomes of one load step."""
-
-    def __init__(self) -> None:
-        self.latency_ms: list[float] = []
-        self.cached: list[bool] = []
-        self.errors: dict[str, int] = {}
-        self.send_lag_ms: list[float] = []
-        self.service_ms: list[float] = []  # from the request's actual send, answered ones
-        self.elapsed = 0.0
-
-    def error(self, kind: str) -> None:
-        self.errors[kind] = self.errors.get(kind, 0) + 1
-
-    @property
-    def n_errors(self) -> int:
-        return sum(self.errors.values())
-
-
-REQUEST_TIMEOUT_S = 5.0
-CONNECTIONS = 64
-
-
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
-    """(status, body, keep-alive) of one HTTP/1.1 response with a Content-Length."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    length, keep = None, True
-    for line in head.lower().split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name == b"content-length":
-            length = int(value)
-        elif name == b"connection" and value.strip() == b"close":
-            keep = False
-    if length is None:
-        raise ValueError("response without content-length")
-    return status, await reader.readexactly(length), keep
-
-
-async def run_load(
-    url: str,
-    users: list[str],
-    rate: float,
-    duration: float,
-    path: str,
-    k: int = 10,
-    headers: dict[str, str] | None = None,
-) -> Result:
-    """Open loop: request i is due at start + i/rate whatever happened to earlier ones.
-
-    ``users[i]`` is the user of request i. A pool of keep-alive HTTP/1.1 connections
-    (raw asyncio streams: a fraction of a general client's CPU per request) takes due
-    requests in order; a request waiting for a free connection keeps its clock running.
-    """
-    host, _, port = url.removeprefix("http://").partition(":")
-    # Extra header lines, e.g. the stack's bearer token (`ServingStack.auth_headers()`).
-    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
-    result = Result()
-    queue: asyncio.Queue = asyncio.Queue()
-    n = int(rate * duration)
-
-    async def worker() -> None:
-        reader = writer = None
-        while (item := await queue.get()) is not None:
-            i, due = item
-            body = json.dumps({"user_id": users[i % len(users)], "k": k}).encode()
-            request = (
-                f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-                f"{extra}Content-Length: {len(body)}\r\n\r\n"
-            ).encode() + body
-            try:
-                left = due + REQUEST_TIMEOUT_S - time.perf_counter()
-                if left <= 0:
-                    raise asyncio.TimeoutError
-                if writer is None:
-                    reader, writer = await asyncio.wait_for(
-                        asyncio.open_connection(host, int(port)), left
-                    )
-                sent = time.perf_counter()
-                result.send_lag_ms.append((sent - due) * 1000)
-                writer.write(request)
-                left = due + REQUEST_TIMEOUT_S - time.perf_counter()
-                status, payload, keep = await asyncio.wait_for(_read_response(reader), left)
-            except (OSError, ValueError, asyncio.TimeoutError, asyncio.IncompleteReadError) as e:
-                result.error(type(e).__name__)
-                if writer is not None:
-                    writer.close()
-                reader = writer = None
-                continue
-            if not keep:
-                writer.close()
-                reader = writer = None
-            if status != 200:
-                result.error(f"http {status}")
-                continue
-            done = time.perf_counter()
-            result.latency_ms.append((done - due) * 1000)
-            result.service_ms.append((done - sent) * 1000)
-            result.cached.append(b'"cached": true' in payload or b'"cached":true' in payload)
-        if writer is not None:
-            writer.close()
-
-    workers = [asyncio.create_task(worker()) for _ in range(CONNECTIONS)]
-    start = time.perf_counter() + 0.05
-    for i in range(n):
-        due = start + i / rate
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        queue.put_nowait((i, due))
-    for _ in workers:
-        queue.put_nowait(None)
-    await asyncio.gather(*workers)
-    result.elapsed = time.perf_counter() - start
-    return result
 
 
 def stack_cpu_seconds(stack: ServingStack) -> float:
@@ -194,10 +57,6 @@ def stack_cpu_seconds(stack: ServingStack) -> float:
             continue
         total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
     return total
-
-
-def pct(values: list[float] | np.ndarray, q: float) -> float:
-    return float(np.percentile(values, q)) if len(values) else float("nan")
 
 
 def in_process_floor(base_path: pathlib.Path, calls: int = 300) -> tuple[float, float]:
@@ -217,28 +76,12 @@ def in_process_floor(base_path: pathlib.Path, calls: int = 300) -> tuple[float, 
             inputs[name] = np.array([np.nan], dtype=dtype.as_numpy_dtype)
         else:
             inputs[name] = np.array([10], dtype=dtype.as_numpy_dtype)
-    for _ in range(20):
-        signature.call(inputs)
-    times = []
-    for _ in range(calls):
-        t0 = time.perf_counter()
-        signature.call(inputs)
-        times.append((time.perf_counter() - t0) * 1000)
+    times = [s * 1000 for s in load.timed_calls(lambda: signature.call(inputs), 20, calls)]
     return pct(times, 50), pct(times, 95)
 
 
-def fixture_model(tmp: pathlib.Path) -> pathlib.Path:
-    """The tests' tiny real SavedModel, until the pipeline has pushed one."""
-    sys.path.insert(0, str(REPO / "tests" / "fixtures"))
-    from recommend_model import build_recommend_model
-
-    base = tmp / "lead_recommender"
-    build_recommend_model(base, version=1)
-    return base
-
-
 def print_step(
-    label: str, rate: float, r: Result, floor_p50: float | None, ideal: float | None = None
+    label: str, rate: float, r: load.Result, floor_p50: float | None, ideal: float | None = None
 ) -> dict:
     lat = np.array(r.latency_ms)
     cached = np.array(r.cached, dtype=bool)
@@ -299,15 +142,19 @@ def failover(stack: ServingStack, url: str, users: list[str], duration: float, r
     )
     for name, back_in_rotation in victims:
         child = stack.child(name)
-        results: list[Result] = []
+        results: list[load.Result] = []
 
-        def drive(out: list[Result] = results, trace: list[str] = users) -> None:
+        def drive(out: list[load.Result] = results, trace: list[str] = users) -> None:
             out.append(
-                _run(run_load(url, trace, rate, duration, _RECOMMEND, headers=stack.auth_headers()))
+                load.run_step(
+                    load.run_load(
+                        url, trace, rate, duration, load.RECOMMEND, headers=stack.auth_headers()
+                    )
+                )
             )
 
-        load = threading.Thread(target=drive)
-        load.start()
+        driver = threading.Thread(target=drive)
+        driver.start()
         time.sleep(min(2.0, duration / 4))
         killed_at = time.monotonic()
         child.signal(signal.SIGKILL)
@@ -325,7 +172,7 @@ def failover(stack: ServingStack, url: str, users: list[str], duration: float, r
             interval=0.05,
         )
         in_rotation = time.monotonic() - killed_at
-        load.join()
+        driver.join()
         users = users[int(rate * duration) :]
         r = results[0]
         total = len(r.latency_ms) + r.n_errors
@@ -362,38 +209,27 @@ def main() -> None:
     if not 0 <= args.warmup <= 120:
         parser.error("--warmup must be 0..120 s")
 
-    # Other work on the machine shows up in every figure: print it with them.
-    print("load average at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()), flush=True)
+    stacks.load_average("at start")
     with tempfile.TemporaryDirectory(prefix="aiqleads-bench-") as tmp_name:
         tmp = pathlib.Path(tmp_name)
-        base = args.model_base_path or DEFAULT_MODEL_BASE_PATH
-        if not model_versions(base):
-            print(f"no pushed model under {base}; using the tests' fixture SavedModel", flush=True)
-            base = fixture_model(tmp)
+        base = stacks.model_base(args.model_base_path, tmp)
         floor_p50, floor_p95 = in_process_floor(base)
         print(f"in-process floor (recommend signature, batch 1): p50 {floor_p50:.3f} ms, "
               f"p95 {floor_p95:.3f} ms", flush=True)  # fmt: skip
 
-        settings = ServingSettings().with_overrides(
+        settings = stacks.settings(
+            base,
+            tmp / "run",
             **{
-                "model_base_path": str(base),
-                "run_dir": str(tmp / "run"),
-                "envoy.port": free_port(),
                 "model_servers.replicas": args.model_servers,
                 "gateways.replicas": args.gateways,
-                "envoy.rate_limit.requests_per_second": 100_000,
-                "envoy.rate_limit.burst": 100_000,
-            }
+            },
         )
         stack = ServingStack(settings, progress=lambda line: print(f"  [stack] {line}", flush=True))
-        stack.start()
-        stop = threading.Event()
-        supervisor = threading.Thread(target=stack.supervise, args=(stop,), daemon=True)
-        supervisor.start()
-        try:
-            url = f"http://127.0.0.1:{stack.settings.envoy.port}"
+        with stacks.supervised(stack):
+            url = stacks.front_url(stack)
             auth = stack.auth_headers()  # the stack's development token
-            trace = zipf_users(args.users, args.zipf, 200_000, seed=7)
+            trace = load.zipf_users(args.users, args.zipf, 200_000, seed=7)
             print(f"\ntrace: Zipf({args.zipf}) over {args.users} users; "
                   f"{args.duration:.0f} s per step; latency in ms from scheduled send", flush=True)  # fmt: skip
             print(HEADER)
@@ -417,15 +253,23 @@ def main() -> None:
                 # `--warmup` seconds of it (with the default 300 s TTL, production's steady state on
                 # this trace is higher still); the cold figures are this row's.
                 users, ideal = next_users(int(TARGET_RATE * args.warmup))
-                r = _run(run_load(url, users, TARGET_RATE, args.warmup, _RECOMMEND, headers=auth))
+                r = load.run_step(
+                    load.run_load(
+                        url, users, TARGET_RATE, args.warmup, load.RECOMMEND, headers=auth
+                    )
+                )
                 print_step("warm-up", TARGET_RATE, r, floor_p50, ideal)
             for rate in rates:
                 n = int(rate * args.duration)
                 users, ideal = next_users(n)
-                base_r = _run(run_load(url, users, rate, args.duration, "/ping", headers=auth))
+                base_r = load.run_step(
+                    load.run_load(url, users, rate, args.duration, "/ping", headers=auth)
+                )
                 print_step("baseline", rate, base_r, None)
                 cpu0, gen0 = stack_cpu_seconds(stack), time.process_time()
-                r = _run(run_load(url, users, rate, args.duration, _RECOMMEND, headers=auth))
+                r = load.run_step(
+                    load.run_load(url, users, rate, args.duration, load.RECOMMEND, headers=auth)
+                )
                 print_step("stack", rate, r, floor_p50, ideal)
                 done = max(len(r.latency_ms), 1)
                 print(
@@ -437,11 +281,7 @@ def main() -> None:
                 )
             if not args.skip_failover:
                 failover(stack, url, trace[offset:], max(args.duration, 10.0), args.failover_rate)
-        finally:
-            stop.set()
-            supervisor.join()
-            stack.stop()
-    print("load average at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+    stacks.load_average("at end")
     print(f"\ntargets at {TARGET_RATE} req/s: miss p95 < 10 ms, hit p95 < 3 ms, "
           "hit rate > 95%, zero errors")  # fmt: skip
 
