@@ -29,6 +29,7 @@ import numpy as np
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.harness.load import timed_calls  # noqa: E402
 from serving.process import start_model_server  # noqa: E402
 
 MODEL_DIR = REPO.parent / "shared" / "testdata" / "tf_serving" / "saved_model_half_plus_two_cpu"
@@ -46,14 +47,7 @@ def _floor(requests: int, rows: int) -> list[float]:
     servable = Servable(MODEL, 123, MODEL_DIR / "00000123")
     signature = servable.signature("")
     x = {"x": np.full((rows, 1), 2.0, np.float32)}
-    for _ in range(50):
-        signature.call(x)
-    out = []
-    for _ in range(requests):
-        t = time.perf_counter()
-        signature.call(x)
-        out.append(time.perf_counter() - t)
-    return out
+    return timed_calls(lambda: signature.call(x), 50, requests)
 
 
 def _grpc_request(rows: int):
@@ -73,14 +67,7 @@ def _grpc_latency(target: str, requests: int, rows: int) -> list[float]:
     request = _grpc_request(rows)
     with grpc.insecure_channel(target) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        for _ in range(50):
-            stub.Predict(request, timeout=10)
-        out = []
-        for _ in range(requests):
-            t = time.perf_counter()
-            stub.Predict(request, timeout=10)
-            out.append(time.perf_counter() - t)
-    return out
+        return timed_calls(lambda: stub.Predict(request, timeout=10), 50, requests)
 
 
 def _rest_latency(url: str, requests: int, rows: int) -> list[float]:
@@ -89,9 +76,8 @@ def _rest_latency(url: str, requests: int, rows: int) -> list[float]:
     host, port = url.removeprefix("http://").split(":")
     body = json.dumps({"instances": [[2.0]] * rows})
     conn = http.client.HTTPConnection(host, int(port), timeout=10)  # keep-alive, like curl -K
-    out = []
-    for i in range(requests + 50):
-        t = time.perf_counter()
+
+    def predict() -> None:
         conn.request(
             "POST", f"/v1/models/{MODEL}:predict", body, {"Content-Type": "application/json"}
         )
@@ -99,10 +85,11 @@ def _rest_latency(url: str, requests: int, rows: int) -> list[float]:
         resp.read()
         if resp.status != 200:
             raise RuntimeError(f"REST predict answered {resp.status}")
-        if i >= 50:
-            out.append(time.perf_counter() - t)
-    conn.close()
-    return out
+
+    try:
+        return timed_calls(predict, 50, requests)
+    finally:
+        conn.close()
 
 
 def _throughput(target: str, concurrency: int, duration: float, rows: int) -> dict:
