@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import importlib.util
 import json
 import os
 import pathlib
@@ -50,6 +49,7 @@ from aiqleads.events.records import (  # noqa: E402
     Feedback,
     Impression,
 )
+from benchmarks.harness import stacks  # noqa: E402
 from serving.command_lines import event_store_args  # noqa: E402
 from serving.launcher import ServingStack  # noqa: E402
 from serving.process import find_binary, free_port, redis_ping, wait_until  # noqa: E402
@@ -61,15 +61,6 @@ P95_LIMIT_MS = 10.0
 
 def pct(values, q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if len(values) else float("nan")
-
-
-def build_model(base: pathlib.Path) -> None:
-    path = REPO / "tests" / "fixtures" / "recommend_model.py"
-    spec = importlib.util.spec_from_file_location("recommend_model", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["recommend_model"] = module
-    spec.loader.exec_module(module)
-    module.build_recommend_model(base, 1)
 
 
 # -- 1. the feedback path against a cache hit --------------------------------------------
@@ -260,8 +251,7 @@ def main(argv: list[str] | None = None) -> None:
 
     with tempfile.TemporaryDirectory(prefix="aiqleads-bench-events-") as tmp_name:
         tmp = pathlib.Path(tmp_name)
-        base = tmp / "models" / "lead_recommender"
-        build_model(base)
+        base = stacks.fixture_model(tmp / "models")
         settings = ServingSettings(model_base_path=base, run_dir=tmp / "run").with_overrides(
             **{"envoy.port": free_port()}
         )

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import math
 import os
 import pathlib
@@ -49,14 +48,6 @@ def wait_http(url: str, process: subprocess.Popen, timeout: float = 300) -> None
             pass
         time.sleep(0.25)
     raise SystemExit(f"{url} did not become healthy in {timeout:.0f} s")
-
-
-def build_model(base: pathlib.Path) -> None:
-    path = REPO / "tests" / "fixtures" / "recommend_model.py"
-    spec = importlib.util.spec_from_file_location("recommend_model", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.build_recommend_model(base, 1)
 
 
 async def closed_loop(call, requests: int, concurrency: int) -> tuple[np.ndarray, float]:
@@ -155,6 +146,7 @@ def main() -> None:
     if not 1 <= args.concurrency <= 256 or not 10 <= args.requests <= 1_000_000:
         raise SystemExit("use --concurrency 1..256 and --requests 10..1000000")
     sys.path.insert(0, str(REPO))
+    from benchmarks.harness import stacks
     from serving.process import free_port
 
     ports = {name: free_port() for name in ("redis", "ms_grpc", "ms_rest", "gw_rest", "gw_grpc")}
@@ -163,7 +155,7 @@ def main() -> None:
         tmp_path = pathlib.Path(tmp)
         try:
             print("building the fixture model ...", flush=True)
-            build_model(tmp_path / "models")
+            base = stacks.fixture_model(tmp_path)
             print("starting redis, model server and gateway ...", flush=True)
             processes.append(subprocess.Popen(
                 ["redis-server", "--port", str(ports["redis"]), "--bind", "127.0.0.1",
@@ -173,7 +165,7 @@ def main() -> None:
                 [str(pathlib.Path(sys.executable).with_name("aiqleads-model-server")),
                  f"--port={ports['ms_grpc']}", f"--rest_api_port={ports['ms_rest']}",
                  "--host=127.0.0.1", "--model_name=lead_recommender",
-                 f"--model_base_path={tmp_path / 'models'}"],
+                 f"--model_base_path={base}"],
                 stdout=(tmp_path / "ms.log").open("wb"), stderr=subprocess.STDOUT, env=ENV))  # fmt: skip
             processes.append(subprocess.Popen(
                 [sys.executable, "-m", "serving.gateway", "--rest-port", str(ports["gw_rest"]),
