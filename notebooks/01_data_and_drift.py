@@ -19,7 +19,7 @@
 #
 # The pipeline config comes from `AIQLEADS_NOTEBOOK_CONFIG` (the default config when unset)
 # and the run from `AIQLEADS_NOTEBOOK_RUN` (`latest` when unset): `make notebooks` and
-# `notebooks/execute.py --config FILE --run ID` set them.
+# `notebooks/execute.py --config FILE --run ID` set them, `notebooks/inputs.py` reads them.
 
 # %%
 import pathlib

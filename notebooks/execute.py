@@ -7,8 +7,9 @@ their outputs as .ipynb.
 The notebooks read the pipeline config named by ``AIQLEADS_NOTEBOOK_CONFIG`` (the default
 config when unset) and the run named by ``AIQLEADS_NOTEBOOK_RUN`` (``latest`` when unset),
 and 04 the event store ``AIQLEADS_NOTEBOOK_EVENT_STORE`` (the running stack's when unset);
-this script sets them for the kernel. A cell that raises fails the run (exit code 1) and
-names the notebook and the cell. `make notebooks` and the notebook test call ``execute``.
+this script sets them for the kernel, and the notebooks read them with `inputs.py`. A cell
+that raises fails the run (exit code 1) and names the notebook and the cell. `make
+notebooks` and the notebook test call ``execute``.
 """
 
 from __future__ import annotations
