@@ -176,6 +176,7 @@ def test_the_in_process_tier_answers_repeats_without_redis_until_its_ttl(
     gateway = start_gateway(local_cache_entries=100, local_cache_ttl_seconds=1.0)
     first = recommend(gateway, user_id="ivy", k=3)
     assert first["cached"] is False and first["items"] == expected("ivy", 3, 1)
+    gateway.call(gateway.gateway.loader.drain())  # the answer's store in Redis is done
     redis_server.client().flushall()  # only this replica's memory still has the answer
     again = recommend(gateway, user_id="ivy", k=3)
     assert (again["cached"], again["items"]) == (True, first["items"])
