@@ -3,8 +3,9 @@
 1. the miss and hit p95 through Envoy at 200 req/s with the store off (the model's snapshot
    alone) against on (each recommendation reads the user's rows and the availability), on
    fresh stacks, alternating, ``--rounds`` times (medians over the rounds);
-2. the online lookup itself (the gateway's reader: one pipelined round trip), p50/p95, timed
-   against the running store while the on-step's load runs;
+2. the online lookup itself inside the gateways (one pipelined round trip per request), p50
+   and p95 from their histogram (`aiqleads_gateway_online_lookup_seconds`, buckets from
+   0.1 ms), over the on-step's requests;
 3. freshness: a lead in a user's answer is marked sold in the store, then the user's answer
    is polled through Envoy until the lead is gone (p50/p95 over ``--freshness-trials``);
 4. materialization throughput (rows/s) of the data set into the running store.
@@ -19,13 +20,12 @@ the trace's, Zipf-distributed). Target: the miss p95 stays under 10 ms with the 
 
 from __future__ import annotations
 
-import asyncio
 import json
+import math
 import pathlib
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 
@@ -40,13 +40,11 @@ from aiqleads.features import materialize as m  # noqa: E402
 from aiqleads.features.definitions import LEAD, LEAD_ATTRIBUTES_V1, LEAD_STATUS  # noqa: E402
 from aiqleads.features.online import OnlineStore  # noqa: E402
 from benchmarks.harness import load, stacks  # noqa: E402
-from serving.gateway.metrics import GatewayMetrics  # noqa: E402
-from serving.gateway.online_features import ModelFeatures, OnlineFeatureReader  # noqa: E402
 from serving.launcher import ServingStack  # noqa: E402
 from serving.settings import ServingSettings  # noqa: E402
 
 TARGET_MISS_P95_MS = 10.0
-LOOKUP_RATE = 50.0  # timed lookups per second beside the load
+LOOKUP = "aiqleads_gateway_online_lookup_seconds"
 
 
 def trace_of(data: pathlib.Path, size: int, seed: int = 11) -> list[str]:
@@ -74,28 +72,28 @@ def _outcomes(text: str) -> dict[str, float]:
     return out
 
 
-def _timed_lookups(
-    url: str, users: list[str], stop: threading.Event, views: ModelFeatures
-) -> list[float]:
-    """The gateway's reader against the store until ``stop``: each lookup's ms."""
-
-    async def run() -> list[float]:
-        reader = OnlineFeatureReader(url, GatewayMetrics(), timeout_seconds=1.0)
-        wanted = reader.usable(views)
-        assert wanted is not None
-        out, i = [], 0
-        try:
-            while not stop.is_set():
-                started = time.perf_counter()
-                await reader.read(users[i % len(users)], views, wanted)
-                out.append((time.perf_counter() - started) * 1000)
-                i += 1
-                await asyncio.sleep(1 / LOOKUP_RATE)
-        finally:
-            await reader.close()
-        return out
-
-    return asyncio.run(run())
+def histogram_percentile(text: str, name: str, q: float) -> tuple[float, int]:
+    """(the ``q``-th percentile in ms, the count) of histogram ``name`` summed over the
+    gateways' expositions in ``text``, linearly interpolated within its buckets."""
+    buckets: dict[float, float] = {}
+    for line in text.splitlines():
+        if line.startswith(f"{name}_bucket{{"):
+            le = line.split('le="')[1].split('"')[0]
+            bound = float("inf") if le == "+Inf" else float(le)
+            buckets[bound] = buckets.get(bound, 0.0) + float(line.rsplit(" ", 1)[1])
+    bounds = sorted(buckets)
+    total = buckets[bounds[-1]] if bounds else 0.0
+    if not total:
+        return math.nan, 0
+    rank, lower, below = total * q / 100, 0.0, 0.0
+    for bound in bounds:
+        if buckets[bound] >= rank:
+            if math.isinf(bound):
+                return lower * 1000, int(total)
+            share = (rank - below) / max(buckets[bound] - below, 1e-12)
+            return (lower + share * (bound - lower)) * 1000, int(total)
+        lower, below = bound, buckets[bound]
+    return lower * 1000, int(total)
 
 
 def _post(stack: ServingStack, user: str, k: int = 10) -> dict:
@@ -130,7 +128,7 @@ def freshness(stack: ServingStack, users: list[str], trials: int) -> list[float]
 
 
 def step(settings: ServingSettings, on: bool, trace: list[str], args, extra: dict) -> tuple:
-    """(hit p95, miss p95) of one stack; with the store on, the timed lookups too."""
+    """(hit p95, miss p95) of one stack; with the store on, its lookups and freshness too."""
     stack = ServingStack(
         settings.with_overrides(
             **{"feature_store.enabled": on, "run_dir": str(settings.run_dir / f"store-{on}")}
@@ -138,9 +136,6 @@ def step(settings: ServingSettings, on: bool, trace: list[str], args, extra: dic
         progress=lambda _line: None,
     )
     with stacks.supervised(stack):
-        lookups: list[float] = []
-        stop = threading.Event()
-        thread = None
         if on:
             _post(stack, trace[0])
             if _outcomes(_gateway_metrics(stack)).get("snapshot_model"):
@@ -148,22 +143,7 @@ def step(settings: ServingSettings, on: bool, trace: list[str], args, extra: dic
                     "the model has no feature_views / recommend_online signatures: train one "
                     "with this version (aiqleads pipeline run) and pass --model-base-path"
                 )
-            catalogue = frozenset(
-                pd.read_csv(layout.table_path(args.data, contracts.LEADS), dtype=str)[
-                    contracts.LEAD_ID
-                ]
-            )
-            views = ModelFeatures(0, _model_views(), catalogue)
-            thread = threading.Thread(
-                target=lambda: lookups.extend(
-                    _timed_lookups(stack.settings.feature_store.url, trace[::7], stop, views)
-                )
-            )
-            thread.start()
         r = stacks.warm_then_measure(stack, trace, args)
-        stop.set()
-        if thread is not None:
-            thread.join()
         hits, misses = r.hits_and_misses()
         hit_p95, miss_p95 = load.pct(hits, 95), load.pct(misses, 95)
         line = (
@@ -171,20 +151,16 @@ def step(settings: ServingSettings, on: bool, trace: list[str], args, extra: dic
             f"miss p95 {miss_p95:6.2f} ms ({len(misses)}), errors {r.n_errors}"
         )
         if on:
-            outcomes = _outcomes(_gateway_metrics(stack))
+            text = _gateway_metrics(stack)
+            outcomes = _outcomes(text)
             line += f"; lookups {', '.join(f'{k} {v:.0f}' for k, v in sorted(outcomes.items()))}"
-            extra.setdefault("lookups", []).extend(lookups)
+            for q in (50, 95):
+                extra.setdefault(q, []).append(histogram_percentile(text, LOOKUP, q)[0])
             if "fresh" not in extra:
                 extra["fresh"] = freshness(stack, trace[1::13], args.freshness_trials)
                 extra["materialize"] = _materialize(stack, args.data)
         print(line, flush=True)
     return hit_p95, miss_p95
-
-
-def _model_views() -> dict[str, int]:
-    from aiqleads.features.definitions import REGISTRY
-
-    return REGISTRY.model_versions()
 
 
 def _materialize(stack: ServingStack, data: pathlib.Path) -> tuple[int, float]:
@@ -233,7 +209,7 @@ def main() -> None:
     (off_hit, off_miss), (on_hit, on_miss) = (
         [statistics.median(x) for x in zip(*results[k], strict=True)] for k in (False, True)
     )
-    lookups, fresh = extra["lookups"], extra["fresh"]
+    fresh = extra["fresh"]
     rows, seconds = extra["materialize"]
     print(
         f"\nmedians over {args.rounds} rounds: miss p95 {off_miss:.2f} -> {on_miss:.2f} ms "
@@ -242,8 +218,9 @@ def main() -> None:
         f"{on_hit:.2f} ms ({on_hit - off_hit:+.2f} ms)"
     )
     print(
-        f"online lookup (user rows + availability, one round trip): p50 "
-        f"{load.pct(lookups, 50):.2f} ms, p95 {load.pct(lookups, 95):.2f} ms ({len(lookups)})"
+        f"online lookup in the gateways (user rows + availability, one round trip; their "
+        f"histogram, interpolated in its buckets, median over rounds): p50 "
+        f"{statistics.median(extra[50]):.2f} ms, p95 {statistics.median(extra[95]):.2f} ms"
     )
     print(
         f"freshness (status change -> answer without the lead, through Envoy): p50 "

@@ -22,6 +22,24 @@ LATENCY_BUCKETS = (
     1.0,
     2.5,
 )
+# A round trip to a Redis (the online store's lookup): finer below a millisecond.
+LOOKUP_BUCKETS = (
+    0.0001,
+    0.0002,
+    0.0003,
+    0.0004,
+    0.0005,
+    0.00075,
+    0.001,
+    0.0015,
+    0.002,
+    0.003,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+)
 # The recommender's scores are small for most leads (the estimated share of a user's
 # engagements, docs/model.md): log-spaced below 0.1, linear above; other models may score
 # outside [0, 1].
@@ -154,7 +172,7 @@ class GatewayMetrics:
             "aiqleads_gateway_online_lookup_seconds",
             "One recommendation's read of the online store (the user's rows and the "
             "availability, one round trip).",
-            buckets=LATENCY_BUCKETS,
+            buckets=LOOKUP_BUCKETS,
             registry=r,
         )
         self.unavailable_leads = Gauge(
