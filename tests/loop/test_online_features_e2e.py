@@ -1,6 +1,7 @@
 """Fresh features between retrainings, through Envoy on the session's stack: a lead marked
-sold with `aiqleads features put` leaves the answers within seconds (cached or not), and a
-new user's inquiries re-rank their next answer without a retrain.
+sold with `aiqleads features put` leaves the answers within seconds (cached or not), a
+new user's inquiries re-rank their next answer without a retrain, and with the online store
+down the answers come from the model's snapshot (counted, never an error).
 
 The stack (`tests/loop_fixtures.py`) runs the online store and its updater, which
 materialized the loop world at start; the model is the loop world's, trained with the
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.parse
 import urllib.request
 import uuid
 
@@ -54,6 +56,17 @@ def _answer_if(stack, user_id: str, accept, k: int = K) -> dict | None:
     """The user's answer now if ``accept(lead ids)``, else None."""
     answer = _recommend(stack, user_id, k)
     return answer if accept(_leads(answer)) else None
+
+
+def _outcome(stack, outcome: str) -> float:
+    """`aiqleads_gateway_online_features_total{outcome}` over the gateways, from Prometheus."""
+    query = f'sum(aiqleads_gateway_online_features_total{{outcome="{outcome}"}})'
+    url = (
+        f"{stack.addresses.prometheus_url}/api/v1/query?{urllib.parse.urlencode({'query': query})}"
+    )
+    with urllib.request.urlopen(url, timeout=10) as response:
+        result = json.loads(response.read())["data"]["result"]
+    return float(result[0]["value"][1]) if result else 0.0
 
 
 def _until(predicate, timeout: float, interval: float = 0.05):
@@ -109,7 +122,11 @@ def test_a_new_users_inquiries_rerank_their_next_answer_without_a_retrain(loop_w
     wait_healthy(stack)
     region, inquired, area = _condos_of_one_area(loop_world.data)
     user = f"new-{uuid.uuid4().hex[:8]}"
+    unknown = _outcome(stack, "unknown")
     before = _recommend(stack, user, k=20)
+    # Unknown to the store: the snapshot's features (a cold start), counted as such.
+    counted, _ = _until(lambda: _outcome(stack, "unknown") > unknown, 15, interval=0.5)
+    assert counted, "the unknown user's lookup was not counted"
     in_area_before = sum(lead in area for lead in _leads(before))
     for lead in inquired:
         _post(
@@ -135,3 +152,19 @@ def test_a_new_users_inquiries_rerank_their_next_answer_without_a_retrain(loop_w
     )
     assert in_area_after > in_area_before, (region, _leads(before), _leads(after))
     assert after["model_version"] == before["model_version"]  # no retrain in between
+
+
+def test_with_the_online_store_down_answers_come_from_the_snapshot(served_stack):
+    stack = served_stack
+    wait_healthy(stack)
+    errors = _outcome(stack, "store_error")
+    old = stack.kill("online-store")
+    try:
+        for i in range(10):  # new keys: each one a lookup that fails, then the model
+            answer = _recommend(stack, f"u{i + 11:06d}")
+            assert len(answer["items"]) == K, answer
+        counted, _ = _until(lambda: _outcome(stack, "store_error") > errors, 15, interval=0.5)
+        assert counted, "the failed lookups were not counted"
+    finally:
+        stack.wait_restarted("online-store", old)
+        wait_healthy(stack)
