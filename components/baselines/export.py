@@ -30,6 +30,7 @@ from aiqleads import contracts as c
 from components.baselines.popularity import RegionalPopularity
 from components.example_gen import raw_tables, snapshots
 from transforms import features as f
+from transforms.recommend_signature import RECOMMEND_INPUT_SPECS
 
 MAX_K = 100
 _STRING_OUTPUTS = (f.REGION, f.PROPERTY_TYPE)
@@ -84,14 +85,7 @@ class _PopularityModule(tf.Module):
         same = tf.cast(tf.logical_and(user_region != "", user_region == lead_region), tf.float32)
         return {"score": (pop + self._boost * same) / self._scale}
 
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([None], tf.string, name=f.RECOMMEND_INPUT_USER_ID),
-            tf.TensorSpec([None], tf.float32, name=f.RECOMMEND_INPUT_LATITUDE),
-            tf.TensorSpec([None], tf.float32, name=f.RECOMMEND_INPUT_LONGITUDE),
-            tf.TensorSpec([None], tf.int32, name=f.RECOMMEND_INPUT_K),
-        ]
-    )
+    @tf.function(input_signature=RECOMMEND_INPUT_SPECS)
     def recommend(
         self, user_id: tf.Tensor, latitude: tf.Tensor, longitude: tf.Tensor, k: tf.Tensor
     ) -> dict[str, tf.Tensor]:

@@ -18,6 +18,7 @@ import tensorflow as tf
 from components.baselines.popularity import RegionalPopularity
 from components.example_gen import raw_tables, snapshots
 from transforms import features as f
+from transforms.recommend_signature import RECOMMEND_INPUT_SPECS
 
 MAX_K = 100
 
@@ -49,14 +50,7 @@ class PopularityRecommender(tf.Module):
         }
         self.n_leads = len(ranking.lead_ids)
 
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([None], tf.string, name=f.RECOMMEND_INPUT_USER_ID),
-            tf.TensorSpec([None], tf.float32, name=f.RECOMMEND_INPUT_LATITUDE),
-            tf.TensorSpec([None], tf.float32, name=f.RECOMMEND_INPUT_LONGITUDE),
-            tf.TensorSpec([None], tf.int32, name=f.RECOMMEND_INPUT_K),
-        ]
-    )
+    @tf.function(input_signature=RECOMMEND_INPUT_SPECS)
     def recommend(self, user_id, latitude, longitude, k):
         region = self.user_region.lookup(user_id)  # [B], -1: no history
         same = tf.equal(self.lead_region[None, :], region[:, None])

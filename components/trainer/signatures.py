@@ -52,6 +52,7 @@ from components.trainer.sampling_prior import SamplingPrior
 from components.trainer.snapshot_inputs import SnapshotInputs
 from components.trainer.snapshot_tables import PairHistory, UserShares
 from transforms import features as f
+from transforms.recommend_signature import RECOMMEND_INPUT_SPECS
 
 SERVING_DEFAULT = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
 EXAMPLES_INPUT = "examples"  # `serving_default`'s input: serialized raw tf.Examples
@@ -127,23 +128,13 @@ class RecommenderExport(tf.Module):
         out = self.model({k: t[k] for k in t if k not in (f.T_LABEL, f.T_WEIGHT)})
         return {SCORE_OUTPUT: tf.sigmoid(out[model_lib.SCORE][:, 0])}
 
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([None], tf.string, name=f.RECOMMEND_INPUT_USER_ID),
-            tf.TensorSpec([None], tf.float32, name=f.RECOMMEND_INPUT_LATITUDE),
-            tf.TensorSpec([None], tf.float32, name=f.RECOMMEND_INPUT_LONGITUDE),
-            tf.TensorSpec([None], tf.int32, name=f.RECOMMEND_INPUT_K),
-        ]
-    )
+    @tf.function(input_signature=RECOMMEND_INPUT_SPECS)
     def recommend(self, user_id, latitude, longitude, k) -> dict[str, tf.Tensor]:
         return self.ranker.recommend(user_id, latitude, longitude, k)
 
     @tf.function(
         input_signature=[
-            tf.TensorSpec([None], tf.string, name=f.RECOMMEND_INPUT_USER_ID),
-            tf.TensorSpec([None], tf.float32, name=f.RECOMMEND_INPUT_LATITUDE),
-            tf.TensorSpec([None], tf.float32, name=f.RECOMMEND_INPUT_LONGITUDE),
-            tf.TensorSpec([None], tf.int32, name=f.RECOMMEND_INPUT_K),
+            *RECOMMEND_INPUT_SPECS,
             tf.TensorSpec([None, len(f.ONLINE_USER_FEATURES)], tf.float32, name=f.ONLINE_USER),
             tf.TensorSpec([None, None], tf.string, name=f.ONLINE_SHARE_KEYS),
             tf.TensorSpec([None, None], tf.float32, name=f.ONLINE_SHARE_VALUES),
