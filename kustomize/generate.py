@@ -106,7 +106,6 @@ ONLINE_STORE_SERVICE = "aiqleads-online-store"
 FEATURE_UPDATER_DEPLOYMENT = "aiqleads-feature-updater"  # and its Service (/metrics)
 # Prometheus' job for the updater, beside monitoring.prometheus's jobs (static, through the
 # updater's Service, as the monitor's).
-FEATURE_UPDATER_JOB = "aiqleads-feature-updater"
 MONITOR_DEPLOYMENT = "aiqleads-monitor"
 PROMETHEUS_DEPLOYMENT = "aiqleads-prometheus"
 ALERTMANAGER_DEPLOYMENT = "aiqleads-alertmanager"
@@ -341,27 +340,11 @@ def workload_patches(settings: ServingSettings) -> list[dict]:
     ]
 
 
-def _with_updater_job(jobs: list[dict], settings: ServingSettings) -> list[dict]:
-    """The scrape jobs with the feature updater's, after the monitor's: a single pod, through
-    its Service, as the monitor."""
-    job = {
-        "job_name": FEATURE_UPDATER_JOB,
-        "metrics_path": prometheus.METRICS_PATH,
-        "static_configs": [
-            {"targets": [f"{FEATURE_UPDATER_DEPLOYMENT}:{settings.feature_store.updater_port}"]}
-        ],
-    }
-    after = [j["job_name"] for j in jobs].index(prometheus.JOB_MONITOR) + 1
-    return [*jobs[:after], job, *jobs[after:]]
-
-
 def monitoring_files(overlay: Overlay) -> dict[str, str]:
     """Prometheus' config and rules, Alertmanager's routing, Grafana's provisioning."""
     s, ns = overlay.settings, overlay.namespace
     am = f"{MONITORING_SERVICES['alertmanager']}:{s.alertmanager.port}"
     prom = prometheus.kubernetes_config(s, ns, [f"{PROMETHEUS_DIR}/{prometheus.RULES_FILE}"], am)
-    if s.feature_store.enabled:
-        prom["scrape_configs"] = _with_updater_job(prom["scrape_configs"], s)
     trigger_url = f"http://{MONITORING_SERVICES['trigger']}:{s.trigger.port}"
     prom_url = f"http://{MONITORING_SERVICES['prometheus']}:{s.prometheus.port}"
     header = _header(overlay.name)

@@ -21,6 +21,7 @@ JOB_GATEWAY = "aiqleads-gateway"
 JOB_MODEL_SERVER = "aiqleads-model-server"
 JOB_ENVOY = "aiqleads-envoy"
 JOB_MONITOR = "aiqleads-monitor"
+JOB_FEATURE_UPDATER = "aiqleads-feature-updater"
 JOB_TRIGGER = "aiqleads-trigger"
 JOB_ALERTMANAGER = "aiqleads-alertmanager"
 JOB_PROMETHEUS = "aiqleads-prometheus"
@@ -33,6 +34,7 @@ K8S_GATEWAY_SERVICE = "aiqleads-gateway"  # headless
 K8S_MODEL_SERVER_SERVICE = "aiqleads-model-server"  # headless
 K8S_ENVOY_PODS_SERVICE = "aiqleads-envoy-pods"  # headless, admin port only
 K8S_MONITOR_SERVICE = "aiqleads-monitor"
+K8S_FEATURE_UPDATER_SERVICE = "aiqleads-feature-updater"
 K8S_TRIGGER_SERVICE = "aiqleads-trigger"
 
 
@@ -57,6 +59,17 @@ def local_jobs(topology: Topology) -> list[ScrapeJob]:
         ),
         ScrapeJob(JOB_ENVOY, ENVOY_METRICS_PATH, (f"{s.envoy.host}:{_envoy_metrics_port(s)}",)),
         ScrapeJob(JOB_MONITOR, METRICS_PATH, (f"{s.monitor.host}:{s.monitor.port}",)),
+        *(
+            [
+                ScrapeJob(
+                    JOB_FEATURE_UPDATER,
+                    METRICS_PATH,
+                    (f"{s.feature_store.updater_host}:{s.feature_store.updater_port}",),
+                )
+            ]
+            if s.feature_store.enabled
+            else []
+        ),
         ScrapeJob(JOB_TRIGGER, METRICS_PATH, (f"{s.trigger.host}:{s.trigger.port}",)),
         ScrapeJob(
             JOB_ALERTMANAGER, METRICS_PATH, (f"{s.alertmanager.host}:{s.alertmanager.port}",)
@@ -137,6 +150,16 @@ def kubernetes_config(
             ),
             dns(JOB_ENVOY, K8S_ENVOY_PODS_SERVICE, _envoy_metrics_port(s), ENVOY_METRICS_PATH),
             static(JOB_MONITOR, f"{K8S_MONITOR_SERVICE}:{s.monitor.port}"),
+            *(
+                [
+                    static(
+                        JOB_FEATURE_UPDATER,
+                        f"{K8S_FEATURE_UPDATER_SERVICE}:{s.feature_store.updater_port}",
+                    )
+                ]
+                if s.feature_store.enabled
+                else []
+            ),
             static(JOB_TRIGGER, f"{K8S_TRIGGER_SERVICE}:{s.trigger.port}"),
             static(JOB_ALERTMANAGER, alertmanager),
             static(JOB_PROMETHEUS, f"localhost:{s.prometheus.port}"),
