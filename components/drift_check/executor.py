@@ -11,7 +11,6 @@ from __future__ import annotations
 import html
 import json
 import os
-from typing import Any
 
 import pandas as pd
 import tensorflow as tf
@@ -25,9 +24,9 @@ from tfx.utils import io_utils
 from components import kfp_visuals
 from components.drift_check import drift, example_io
 from components.drift_check import spec as s
+from components.executor_io import Artifacts, ExecProperties, failed_execution
 from transforms import features as f
 
-FAILED_PRECONDITION = 9  # google.rpc.Code
 TRAIN_SPLIT = "train"
 
 
@@ -146,9 +145,9 @@ class Executor(base_executor.BaseExecutor):
 
     def Do(
         self,
-        input_dict: dict[str, list[types.Artifact]],
-        output_dict: dict[str, list[types.Artifact]],
-        exec_properties: dict[str, Any],
+        input_dict: Artifacts,
+        output_dict: Artifacts,
+        exec_properties: ExecProperties,
     ) -> execution_result_pb2.ExecutorOutput | None:
         examples = artifact_utils.get_single_instance(input_dict[s.EXAMPLES_KEY])
         schema = artifact_utils.get_single_instance(input_dict[s.SCHEMA_KEY])
@@ -179,9 +178,4 @@ class Executor(base_executor.BaseExecutor):
             return None
         parent, name = os.path.split(report_artifact.uri.rstrip("/"))
         write_report(report, os.path.join(parent, f"rejected-{name}"))
-        return execution_result_pb2.ExecutorOutput(
-            execution_result=execution_result_pb2.ExecutionResult(
-                code=FAILED_PRECONDITION,
-                result_message=f"drift check failed: {report.reason}\n\n{report.to_text()}",
-            )
-        )
+        return failed_execution(f"drift check failed: {report.reason}\n\n{report.to_text()}")

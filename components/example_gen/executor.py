@@ -9,7 +9,6 @@ import logging
 import os
 from typing import Any
 
-from tfx import types
 from tfx.dsl.components.base import base_executor
 from tfx.proto.orchestration import execution_result_pb2
 from tfx.types import artifact_utils, standard_artifact_utils
@@ -17,9 +16,9 @@ from tfx.types import artifact_utils, standard_artifact_utils
 from aiqleads.errors import DataError
 from components.example_gen import interactions, offline_store, tf_examples, window
 from components.example_gen import spec as s
+from components.executor_io import Artifacts, ExecProperties, failed_execution
 
 log = logging.getLogger(__name__)
-FAILED_PRECONDITION = 9  # google.rpc.Code
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,9 +83,9 @@ class Executor(base_executor.BaseExecutor):
 
     def Do(
         self,
-        input_dict: dict[str, list[types.Artifact]],
-        output_dict: dict[str, list[types.Artifact]],
-        exec_properties: dict[str, Any],
+        input_dict: Artifacts,
+        output_dict: Artifacts,
+        exec_properties: ExecProperties,
     ) -> execution_result_pb2.ExecutorOutput | None:
         examples = artifact_utils.get_single_instance(output_dict[s.EXAMPLES_KEY])
         as_of = exec_properties.get(s.AS_OF_KEY) or ""
@@ -95,11 +94,7 @@ class Executor(base_executor.BaseExecutor):
         except DataError as e:
             # A failed execution whose message MLMD keeps: the bad span never reaches training.
             log.error("ExampleGen rejected the window: %s", e)
-            return execution_result_pb2.ExecutorOutput(
-                execution_result=execution_result_pb2.ExecutionResult(
-                    code=FAILED_PRECONDITION, result_message=f"contract violation: {e}"
-                )
-            )
+            return failed_execution(f"contract violation: {e}")
         examples.split_names = standard_artifact_utils.encode_split_names(list(interactions.SPLITS))
         examples.span = span_number(result.window[-1])
         examples.version = 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
 
 import tensorflow as tf
 from tfx import types
@@ -14,6 +13,7 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
 from components import evaluation_table, kfp_visuals
+from components.executor_io import Artifacts, ExecProperties
 from components.serving_smoke import smoke
 from components.serving_smoke import spec as s
 
@@ -91,9 +91,9 @@ def gate_summary(
 class Executor(base_executor.BaseExecutor):
     def Do(
         self,
-        input_dict: dict[str, list[types.Artifact]],
-        output_dict: dict[str, list[types.Artifact]],
-        exec_properties: dict[str, Any],
+        input_dict: Artifacts,
+        output_dict: Artifacts,
+        exec_properties: ExecProperties,
     ) -> None:
         model = artifact_utils.get_single_instance(input_dict[s.MODEL_KEY])
         blessing = artifact_utils.get_single_instance(output_dict[s.BLESSING_KEY])

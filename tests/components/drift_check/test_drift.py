@@ -11,6 +11,7 @@ import pytest
 import tensorflow_data_validation as tfdv
 from tfx.types import standard_artifacts
 
+from components import executor_io
 from components.drift_check import component, drift, executor
 from components.drift_check import spec as s
 from components.example_gen import executor as example_gen_executor
@@ -224,7 +225,7 @@ def test_executor_fails_execution_with_reason_on_drift(tmp_path):
     # Positives on 2026-01-03 (U1/L4 townhouse, U1/L1 house, U2/L5 house) vs 2026-01-04
     # (U3/L2 condo, U2/L1 house): condo share goes 0 -> 0.5, so L-infinity = 0.5.
     result, artifact = _run(tmp_path, {"numeric": {}, "categorical": {f.PROPERTY_TYPE: 0.2}})
-    assert result.execution_result.code == executor.FAILED_PRECONDITION
+    assert result.execution_result.code == executor_io.FAILED_PRECONDITION
     message = result.execution_result.result_message
     assert message.startswith("drift check failed: drift on property_type: l_infinity 0.500")
     rejected = pathlib.Path(artifact.uri).parent / "rejected-7" / s.REPORT_TEXT
@@ -252,7 +253,7 @@ def test_executor_measures_serving_skew_from_jsonl_logs(tmp_path):
     skew = [m for m in body["measurements"] if m["kind"] == "skew"]
     assert body["serving_records"] == 20
     assert skew and skew[0]["value"] == pytest.approx(1.0)  # "west" never seen in training
-    assert result.execution_result.code == executor.FAILED_PRECONDITION
+    assert result.execution_result.code == executor_io.FAILED_PRECONDITION
 
 
 def test_component_channels():

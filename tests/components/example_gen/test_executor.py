@@ -12,6 +12,7 @@ import tensorflow as tf
 from tfx.types import standard_artifact_utils, standard_artifacts
 
 from aiqleads.errors import DataError
+from components import executor_io
 from components.example_gen import component, executor, window
 from components.example_gen import spec as s
 from transforms import features as f
@@ -79,7 +80,7 @@ def test_contract_violation_fails_with_file_and_line(tmp_path):
     result = executor.Executor().Do(
         {}, {s.EXAMPLES_KEY: [out]}, _props(**{s.DATA_ROOT_KEY: str(root)})
     )
-    assert result.execution_result.code == executor.FAILED_PRECONDITION
+    assert result.execution_result.code == executor_io.FAILED_PRECONDITION
     assert re.search(
         r"contract violation: .*2026-01-03/events.csv.*line 3.*event_type",
         result.execution_result.result_message,
