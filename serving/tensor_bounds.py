@@ -31,7 +31,7 @@ _VALUE_FIELDS = (
     "dcomplex_val",
 )
 
-_FIELD_OF = {
+VALUE_FIELD: dict[int, str] = {
     types_pb2.DT_FLOAT: "float_val",
     types_pb2.DT_DOUBLE: "double_val",
     types_pb2.DT_HALF: "half_val",
@@ -49,6 +49,7 @@ _FIELD_OF = {
     types_pb2.DT_COMPLEX64: "scomplex_val",
     types_pb2.DT_COMPLEX128: "dcomplex_val",
 }
+"""The typed field that carries a dtype's values (``half_val`` holds float16 bits)."""
 
 
 def element_count(proto: tensor_pb2.TensorProto, key: str) -> int:
@@ -75,7 +76,7 @@ def given_values(proto: tensor_pb2.TensorProto) -> int:
     counts as all of them, -1); values in another field are not the tensor's."""
     if proto.tensor_content:
         return -1
-    field = _FIELD_OF.get(proto.dtype)
+    field = VALUE_FIELD.get(proto.dtype)
     if field is None:
         return max(len(getattr(proto, f)) for f in _VALUE_FIELDS)
     return len(getattr(proto, field))

@@ -28,19 +28,6 @@ _NP_TO_DT: dict[np.dtype[Any], int] = {
     np.dtype(np.float16): types_pb2.DT_HALF,
 }
 _DT_TO_NP: dict[int, np.dtype[Any]] = {v: k for k, v in _NP_TO_DT.items()}
-_FIELD: dict[int, str] = {
-    types_pb2.DT_FLOAT: "float_val",
-    types_pb2.DT_DOUBLE: "double_val",
-    types_pb2.DT_INT32: "int_val",
-    types_pb2.DT_INT16: "int_val",
-    types_pb2.DT_INT8: "int_val",
-    types_pb2.DT_UINT8: "int_val",
-    types_pb2.DT_UINT16: "int_val",
-    types_pb2.DT_INT64: "int64_val",
-    types_pb2.DT_UINT32: "uint32_val",
-    types_pb2.DT_UINT64: "uint64_val",
-    types_pb2.DT_BOOL: "bool_val",
-}
 
 
 def to_proto(array: NDArray[Any]) -> tensor_pb2.TensorProto:
@@ -64,7 +51,7 @@ def to_proto(array: NDArray[Any]) -> tensor_pb2.TensorProto:
     if dtype == types_pb2.DT_HALF:
         proto.half_val.extend(array.ravel().view(np.uint16).tolist())
     else:
-        getattr(proto, _FIELD[dtype]).extend(array.ravel().tolist())
+        getattr(proto, tensor_bounds.VALUE_FIELD[dtype]).extend(array.ravel().tolist())
     return proto
 
 
@@ -100,7 +87,7 @@ def from_proto(proto: tensor_pb2.TensorProto, key: str) -> NDArray[Any]:
     if proto.dtype == types_pb2.DT_HALF:
         values = np.array(proto.half_val, dtype=np.uint16).view(np.float16)
     else:
-        values = np.array(getattr(proto, _FIELD[proto.dtype]), dtype=np_dtype)
+        values = np.array(getattr(proto, tensor_bounds.VALUE_FIELD[proto.dtype]), dtype=np_dtype)
     if values.size <= 1 < count and count > tensor_bounds.MAX_FILL_ELEMENTS:
         raise invalid(
             f"input '{key}' would be filled from {values.size} value(s) to {count} elements; "
