@@ -67,6 +67,16 @@ class SynthSummary:
     drift: dict[str, Any] | None
 
 
+@dataclasses.dataclass(frozen=True)
+class _RegionGeo:
+    """Where the regions are and how popular each is in its metro: what places leads and users."""
+
+    metro: NDArray[np.int64]
+    lat: NDArray[np.float64]
+    lon: NDArray[np.float64]
+    popularity: NDArray[np.float64]
+
+
 def _offsets_km(
     rng: np.random.Generator, lat: NDArray[np.float64], sd_km: float, size: int
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -118,6 +128,28 @@ def _pick_regions(
     return region
 
 
+def _place(
+    rng: np.random.Generator, geo: _RegionGeo, n: int, sd_km: float
+) -> tuple[
+    NDArray[np.int64],
+    NDArray[np.int64],
+    NDArray[np.float64],
+    NDArray[np.float64],
+    NDArray[np.float64],
+]:
+    """``n`` points, each in a region drawn by popularity at a normal offset of ``sd_km`` from
+    its centre: the region, the metro, latitude, longitude and the distance to the metro's
+    centre (km)."""
+    region = _pick_regions(rng, geo.metro, geo.popularity, n)
+    metro = geo.metro[region]
+    dlat, dlon = _offsets_km(rng, geo.lat[region], sd_km, n)
+    lat, lon = geo.lat[region] + dlat, geo.lon[region] + dlon
+    centre_lat = np.array([m.latitude for m in METROS])[metro]
+    centre_lon = np.array([m.longitude for m in METROS])[metro]
+    d_centre = behaviour.distance_km(lat, lon, centre_lat, centre_lon)
+    return region, metro, lat, lon, d_centre
+
+
 def build_world(config: SynthConfig) -> World:
     """Draw regions, leads, users and the drift hooks for ``config``."""
     root = np.random.SeedSequence(config.seed)
@@ -129,12 +161,9 @@ def build_world(config: SynthConfig) -> World:
         np.random.default_rng(s_index), n_regions, PRE_LISTED_DAYS, config.days
     )
 
-    leads, cat, base_value = _leads(
-        config, np.random.default_rng(s_leads), region_metro, r_lat, r_lon, popularity, level, index
-    )
-    users, truth, pop = _users(
-        config, np.random.default_rng(s_users), region_metro, r_lat, r_lon, popularity
-    )
+    geo = _RegionGeo(region_metro, r_lat, r_lon, popularity)
+    leads, cat, base_value = _leads(config, np.random.default_rng(s_leads), geo, level, index)
+    users, truth, pop = _users(config, np.random.default_rng(s_users), geo)
     drift_info, hooks = None, behaviour.DriftHooks()
     if config.drift:
         leads, cat, base_value, index, names, region_metro, hooks, drift_info = market.apply_drift(
@@ -155,21 +184,12 @@ def build_world(config: SynthConfig) -> World:
 def _leads(
     config: SynthConfig,
     rng: np.random.Generator,
-    region_metro: NDArray[np.int64],
-    r_lat: NDArray[np.float64],
-    r_lon: NDArray[np.float64],
-    popularity: NDArray[np.float64],
+    geo: _RegionGeo,
     level: NDArray[np.float64],
     index: NDArray[np.float64],
 ) -> tuple[pd.DataFrame, behaviour.Catalogue, NDArray[np.float64]]:
     n = config.leads
-    region = _pick_regions(rng, region_metro, popularity, n)
-    metro = region_metro[region]
-    dlat, dlon = _offsets_km(rng, r_lat[region], 0.9, n)
-    lat, lon = r_lat[region] + dlat, r_lon[region] + dlon
-    centre_lat = np.array([m.latitude for m in METROS])[metro]
-    centre_lon = np.array([m.longitude for m in METROS])[metro]
-    d_centre = behaviour.distance_km(lat, lon, centre_lat, centre_lon)
+    region, metro, lat, lon, d_centre = _place(rng, geo, n, 0.9)
     logits = np.stack(
         [0.03 * d_centre, 1.2 - 0.08 * d_centre, np.full(n, 0.3), np.full(n, -0.8)], axis=1
     )
@@ -224,22 +244,11 @@ def _leads(
 
 
 def _users(
-    config: SynthConfig,
-    rng: np.random.Generator,
-    region_metro: NDArray[np.int64],
-    r_lat: NDArray[np.float64],
-    r_lon: NDArray[np.float64],
-    popularity: NDArray[np.float64],
+    config: SynthConfig, rng: np.random.Generator, geo: _RegionGeo
 ) -> tuple[pd.DataFrame, pd.DataFrame, behaviour.Population]:
     n = config.users
-    home_region = _pick_regions(rng, region_metro, popularity, n)
-    metro = region_metro[home_region]
-    dlat, dlon = _offsets_km(rng, r_lat[home_region], 2.5, n)
-    lat, lon = r_lat[home_region] + dlat, r_lon[home_region] + dlon
+    home_region, metro, lat, lon, d_centre = _place(rng, geo, n, 2.5)
     radius = np.round(np.clip(np.exp(rng.normal(np.log(4.0), 0.4, n)), 1.0, 20.0), 2)
-    centre_lat = np.array([m.latitude for m in METROS])[metro]
-    centre_lon = np.array([m.longitude for m in METROS])[metro]
-    d_centre = behaviour.distance_km(lat, lon, centre_lat, centre_lon)
     ppm2 = np.array([m.price_per_m2 for m in METROS])[metro]
     budget = (
         ppm2 * 150.0 * (0.55 + 0.45 * np.exp(-d_centre / 10.0)) * np.exp(rng.normal(0, 0.35, n))
