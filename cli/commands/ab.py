@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import pathlib
 import signal
@@ -13,6 +12,7 @@ from typing import Any
 
 import click
 
+from cli.commands.json_output import echo_json
 from cli.commands.options import DIRECTORY
 
 RUN_DIR_HELP = "Run directory of the local stack [default: runs/serve]."
@@ -113,7 +113,7 @@ def report(as_json: bool, **options: Any) -> None:
             "aiqleads models promote VERSION --label canary starts one"
         )
     if as_json:
-        click.echo(json.dumps(_no_nan(result.as_dict()), indent=2))
+        echo_json(result.as_dict())
         return
     _print(result)
 
@@ -202,11 +202,3 @@ def _print(r: Any) -> None:
     needed = sum(r.users.values())
     click.echo(f"users so far (at the last look, or now): {needed:,} ({r.users})")
     click.echo(f"decision: {r.decision.upper()} - {r.reason}")
-
-
-def _no_nan(value):  # noqa: ANN001, ANN202
-    if isinstance(value, dict):
-        return {k: _no_nan(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_no_nan(v) for v in value]
-    return None if isinstance(value, float) and math.isnan(value) else value

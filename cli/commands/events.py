@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 import pathlib
 import time
 
 import click
 
+from cli.commands.json_output import echo_json
 from cli.commands.options import DIRECTORY, duration, progress_printer
 
 EVENT_STORE_ENV = "AIQLEADS_EVENT_STORE_URL"
@@ -91,15 +91,6 @@ def quality() -> None:
     """Online quality of the served models, from the event log."""
 
 
-def _no_nan(value):
-    """JSON has no NaN: a rate without trials is null."""
-    if isinstance(value, dict):
-        return {k: _no_nan(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_no_nan(v) for v in value]
-    return None if isinstance(value, float) and math.isnan(value) else value
-
-
 def _fmt(rate: dict) -> str:
     if rate["n"] == 0 or math.isnan(rate["value"]):
         return "-"
@@ -147,7 +138,7 @@ def report(
     q.expire(math.inf)  # feedback still waiting for its answer is unmatched now
     rows = report_rows(q)
     if as_json:
-        click.echo(json.dumps(_no_nan(rows), indent=2))
+        echo_json(rows)
         return
     header = ("version", "variant", "impressions", "users", "CTR", "inquiry", "purchase")
     header += ("hit rate@k", "precision@k")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
-import json
 import math
 import pathlib
 import socket
@@ -18,6 +17,7 @@ from typing import Any
 
 import click
 
+from cli.commands.json_output import echo_json
 from cli.commands.options import DIRECTORY, EXISTING_FILE, duration
 
 RUN_DIR_HELP = (
@@ -141,7 +141,7 @@ def list_(since: float, as_json: bool, **where: Any) -> None:
     online = _online(ctx, since)
     if as_json:
         rows = [{**v.as_dict(), "online": online.get(v.version, [])} for v in versions]
-        click.echo(json.dumps(_no_nan(rows), indent=2))
+        echo_json(rows)
         return
     header = (
         "version",
@@ -186,7 +186,7 @@ def show(version: int, since: float, as_json: bool, **where: Any) -> None:
     online = _online(ctx, since).get(version, [])
     data = {**entry.as_dict(), "online": online}
     if as_json:
-        click.echo(json.dumps(_no_nan(data), indent=2))
+        echo_json(data)
         return
     click.echo(f"version          {entry.version}")
     click.echo(f"labels           {', '.join(entry.labels) or '-'}")
@@ -325,14 +325,6 @@ def _num(value: float | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     return f"{value:.4f}"
-
-
-def _no_nan(value):  # noqa: ANN001, ANN202
-    if isinstance(value, dict):
-        return {k: _no_nan(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_no_nan(v) for v in value]
-    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 def _print_table(table: list[tuple[str, ...]]) -> None:
