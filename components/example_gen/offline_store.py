@@ -25,16 +25,9 @@ from transforms import features as f
 
 QUERY_TS = features_join.QUERY_TS
 
-USER_COLUMNS = (
-    f.USER_VIEWS,
-    f.USER_CLICKS,
-    f.USER_INQUIRIES,
-    f.USER_PURCHASES,
-    f.USER_DAYS_SINCE_LAST,
-    f.USER_MEDIAN_PRICE,
-)
+USER_COLUMNS = features_join.USER_BEHAVIOUR_FEATURES
 PAIR_COLUMNS = (f.USER_LEAD_EVENTS, *f.USER_SHARES)
-GEO_COLUMNS = (f.USER_LATITUDE, f.USER_LONGITUDE)
+GEO_COLUMNS = features_join.USER_GEO_FEATURES
 OFFLINE_COLUMNS: dict[str, tuple[str, ...]] = {
     d.LEAD_ATTRIBUTES_V1.name: features_join.LEAD_FEATURES,
     d.REGION_MARKET_V1.name: features_join.MARKET_FEATURES,
