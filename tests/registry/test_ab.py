@@ -8,6 +8,7 @@ two rates minus one.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -19,6 +20,35 @@ START = 1_000_000.0
 STABLE_V, CANARY_V = 11, 12
 
 
+def _answers(
+    users_per_arm: int,
+    answers_per_user: int,
+    clicked: Callable[[str, int], bool],
+    seconds: float,
+    start: float,
+    rid_prefix: str,
+) -> tuple[list[Impression], list[Feedback]]:
+    """Each user of each arm gets ``answers_per_user`` answers spread over ``seconds``; the
+    ``a``-th answer of an ``arm`` user gets a click (and nothing else) if ``clicked(arm, a)``."""
+    impressions, feedback = [], []
+    n = 0
+    for arm, version in (("stable", STABLE_V), ("canary", CANARY_V)):
+        for u in range(users_per_arm):
+            for a in range(answers_per_user):
+                ts = start + seconds * (a * users_per_arm + u) / (users_per_arm * answers_per_user)
+                rid = f"{rid_prefix}{n}"
+                n += 1
+                user = f"{arm}-{u}"
+                impressions.append(
+                    Impression(rid, ts, user, version, arm, 10, ("l1",), (0.5,), "miss")
+                )
+                if clicked(arm, a):
+                    feedback.append(
+                        Feedback(f"f{rid}", rid, ts + 0.1, user, "l1", "click", version, arm, ts)
+                    )
+    return impressions, feedback
+
+
 def _traffic(
     users_per_arm: int,
     answers_per_user: int,
@@ -26,26 +56,11 @@ def _traffic(
     seconds: float = 100.0,
     start: float = START,
 ) -> tuple[list[Impression], list[Feedback]]:
-    """Each user of each arm gets ``answers_per_user`` answers spread over ``seconds``; the
-    first ``clicks[arm]`` of them get a click (and, for hit rate, nothing else)."""
-    impressions, feedback = [], []
-    n = 0
-    for arm, version in (("stable", STABLE_V), ("canary", CANARY_V)):
-        for u in range(users_per_arm):
-            for a in range(answers_per_user):
-                ts = start + seconds * (a * users_per_arm + u) / (users_per_arm * answers_per_user)
-                rid = f"r{n}"
-                n += 1
-                impressions.append(
-                    Impression(rid, ts, f"{arm}-{u}", version, arm, 10, ("l1",), (0.5,), "miss")
-                )
-                if a < clicks[arm]:
-                    feedback.append(
-                        Feedback(
-                            f"f{rid}", rid, ts + 0.1, f"{arm}-{u}", "l1", "click", version, arm, ts
-                        )
-                    )
-    return impressions, feedback
+    """The first ``clicks[arm]`` answers of each user get a click (and, for hit rate, nothing
+    else)."""
+    return _answers(
+        users_per_arm, answers_per_user, lambda arm, a: a < clicks[arm], seconds, start, "r"
+    )
 
 
 def _random_traffic(
@@ -58,23 +73,14 @@ def _random_traffic(
 ) -> tuple[list[Impression], list[Feedback]]:
     """As `_traffic`, each answer clicked with the arm's probability (seeded)."""
     rng = np.random.default_rng(seed)
-    impressions, feedback = [], []
-    n = 0
-    for arm, version in (("stable", STABLE_V), ("canary", CANARY_V)):
-        for u in range(users_per_arm):
-            for a in range(answers_per_user):
-                ts = start + seconds * (a * users_per_arm + u) / (users_per_arm * answers_per_user)
-                rid = f"r{seed}-{n}"
-                n += 1
-                user = f"{arm}-{u}"
-                impressions.append(
-                    Impression(rid, ts, user, version, arm, 10, ("l1",), (0.5,), "miss")
-                )
-                if rng.random() < ctr[arm]:
-                    feedback.append(
-                        Feedback(f"f{rid}", rid, ts + 0.1, user, "l1", "click", version, arm, ts)
-                    )
-    return impressions, feedback
+    return _answers(
+        users_per_arm,
+        answers_per_user,
+        lambda arm, _a: bool(rng.random() < ctr[arm]),
+        seconds,
+        start,
+        f"r{seed}-",
+    )
 
 
 def _experiment() -> ab.Experiment:
