@@ -40,6 +40,7 @@ from serving.envoy.config import (
     Upstreams,
 )
 from serving.envoy.runtime import envoy_binary, healthy_members, validate_config, write_config
+from serving.feature_store.metrics import READY as UPDATER_READY
 from serving.model_server.config import PROMETHEUS_PATH, monitoring_config_text
 from serving.process import Child, find_binary, free_port, http_status, redis_ping, wait_until
 from serving.settings import ServingSettings
@@ -334,7 +335,8 @@ class ServingStack:
                     ),
                 ],
                 logs / "feature-updater.log",
-                lambda: http_status(updater_url)[0] == 200,
+                # Ready once its start-up materialization is done: answers read the store.
+                lambda: f"{UPDATER_READY} 1.0".encode() in http_status(updater_url)[1],
             ),
         ]
 

@@ -51,6 +51,7 @@ def _run(config: UpdaterConfig) -> None:
     updater = Updater(config, events, metrics)
     try:
         updater.materialize_if_needed(click.echo)
+        metrics.ready.set(1)
         click.echo(
             f"feature updater ready metrics=http://{config.host}:{server.server_port}/metrics "
             f"store={redact(config.online_store_url)} events={redact(config.event_store_url)}"

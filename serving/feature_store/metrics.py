@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+READY = "aiqleads_features_updater_ready"
 LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -38,6 +39,11 @@ class UpdaterMetrics:
             "aiqleads_features_materialized_rows",
             "Entities of the last materialization this process ran, by entity.",
             ("entity",),
+            registry=r,
+        )
+        self.ready = Gauge(
+            READY,
+            "0 while the updater materializes its data set at start, 1 once it streams.",
             registry=r,
         )
         self.up = Gauge(
