@@ -19,6 +19,8 @@ LEADS = ["a", "b", "c", "d", "e"]
 def _write_model(path: str, defect: str | None = None) -> str:
     import tensorflow as tf
 
+    from transforms.recommend_signature import RECOMMEND_INPUT_SPECS
+
     class Model(tf.Module):
         def __init__(self):
             super().__init__()
@@ -34,14 +36,7 @@ def _write_model(path: str, defect: str | None = None) -> str:
                 score = score * float("nan")
             return {"score": score}
 
-        @tf.function(
-            input_signature=[
-                tf.TensorSpec([None], tf.string, name="user_id"),
-                tf.TensorSpec([None], tf.float32, name="latitude"),
-                tf.TensorSpec([None], tf.float32, name="longitude"),
-                tf.TensorSpec([None], tf.int32, name="k"),
-            ]
-        )
+        @tf.function(input_signature=RECOMMEND_INPUT_SPECS)
         def recommend(self, user_id, latitude, longitude, k):
             b = tf.size(user_id)
             top = tf.minimum(tf.reduce_max(k), len(LEADS))
