@@ -20,16 +20,17 @@ START = 1_000_000.0
 STABLE_V, CANARY_V = 11, 12
 
 
-def _answers(
+def _traffic(
     users_per_arm: int,
     answers_per_user: int,
     clicked: Callable[[str, int], bool],
-    seconds: float,
-    start: float,
-    rid_prefix: str,
+    seconds: float = 100.0,
+    start: float = START,
+    rid_prefix: str = "r",
 ) -> tuple[list[Impression], list[Feedback]]:
     """Each user of each arm gets ``answers_per_user`` answers spread over ``seconds``; the
-    ``a``-th answer of an ``arm`` user gets a click (and nothing else) if ``clicked(arm, a)``."""
+    ``a``-th answer of an ``arm`` user gets a click (and, for hit rate, nothing else) if
+    ``clicked(arm, a)``."""
     impressions, feedback = [], []
     n = 0
     for arm, version in (("stable", STABLE_V), ("canary", CANARY_V)):
@@ -49,38 +50,15 @@ def _answers(
     return impressions, feedback
 
 
-def _traffic(
-    users_per_arm: int,
-    answers_per_user: int,
-    clicks: dict[str, int],
-    seconds: float = 100.0,
-    start: float = START,
-) -> tuple[list[Impression], list[Feedback]]:
-    """The first ``clicks[arm]`` answers of each user get a click (and, for hit rate, nothing
-    else)."""
-    return _answers(
-        users_per_arm, answers_per_user, lambda arm, a: a < clicks[arm], seconds, start, "r"
-    )
+def _first(clicks: dict[str, int]) -> Callable[[str, int], bool]:
+    """The first ``clicks[arm]`` answers of each user are clicked."""
+    return lambda arm, a: a < clicks[arm]
 
 
-def _random_traffic(
-    users_per_arm: int,
-    answers_per_user: int,
-    ctr: dict[str, float],
-    seconds: float = 100.0,
-    start: float = START,
-    seed: int = 0,
-) -> tuple[list[Impression], list[Feedback]]:
-    """As `_traffic`, each answer clicked with the arm's probability (seeded)."""
+def _at_rate(ctr: dict[str, float], seed: int) -> Callable[[str, int], bool]:
+    """Each answer is clicked with its arm's probability (seeded)."""
     rng = np.random.default_rng(seed)
-    return _answers(
-        users_per_arm,
-        answers_per_user,
-        lambda arm, _a: bool(rng.random() < ctr[arm]),
-        seconds,
-        start,
-        f"r{seed}-",
-    )
+    return lambda arm, _a: bool(rng.random() < ctr[arm])
 
 
 def _experiment() -> ab.Experiment:
@@ -88,7 +66,7 @@ def _experiment() -> ab.Experiment:
 
 
 def test_rates_and_lift_are_ratios_of_sums():
-    imps, fb = _traffic(40, 10, {"stable": 2, "canary": 1})
+    imps, fb = _traffic(40, 10, _first({"stable": 2, "canary": 1}))
     counts = ab.ExperimentData.collect(imps, fb, _experiment(), 1800).counts()
     stable = ab.rate(counts[counts["arm"] == "stable"], "clicks")
     canary = ab.rate(counts[counts["arm"] == "canary"], "clicks")
@@ -102,7 +80,7 @@ def test_rates_and_lift_are_ratios_of_sums():
 
 
 def test_feedback_outside_the_window_or_repeated_does_not_count():
-    imps, _ = _traffic(2, 1, {"stable": 0, "canary": 0})
+    imps, _ = _traffic(2, 1, _first({"stable": 0, "canary": 0}))
     click = Feedback("f0", "r0", START + 1, "stable-0", "l1", "click", STABLE_V, "stable", START)
     late = Feedback("f1", "r1", START + 4000, "stable-1", "l1", "click", STABLE_V, "stable", START)
     counts = ab.ExperimentData.collect(imps, [click, click, late], _experiment(), 1800).counts()
@@ -115,20 +93,26 @@ def test_feedback_outside_the_window_or_repeated_does_not_count():
 
 
 def test_no_decision_below_the_minimum_sample():
-    imps, fb = _traffic(20, 10, {"stable": 5, "canary": 0})
+    imps, fb = _traffic(20, 10, _first({"stable": 5, "canary": 0}))
     report = ab.analyze(imps, fb, _experiment(), ab.Design(min_users=30), now=START + 200)
     assert report.decision == ab.CONTINUE and "minimum sample" in report.reason
 
 
 def test_a_large_drop_is_rolled_back_at_the_first_look_and_later_looks_agree():
-    imps, fb = _random_traffic(60, 10, {"stable": 0.3, "canary": 0.1}, seconds=100)
+    imps, fb = _traffic(
+        60, 10, _at_rate({"stable": 0.3, "canary": 0.1}, seed=0), seconds=100, rid_prefix="r0-"
+    )
     design = ab.Design(min_users=30, mde=0.3, grid_seconds=5, settle_seconds=0)
     first = ab.analyze(imps, fb, _experiment(), design, now=START + 101)
     assert first.decision == ab.ROLLBACK and first.look == 1, first.reason
     assert first.comparisons["ctr"].lift.value < 0 and first.comparisons["ctr"].p_value < 0.01
     # More data and a later look at the report change nothing: the look is at a fixed time.
-    more_imps, more_fb = _random_traffic(
-        60, 10, {"stable": 0.3, "canary": 0.3}, start=START + 101, seed=1
+    more_imps, more_fb = _traffic(
+        60,
+        10,
+        _at_rate({"stable": 0.3, "canary": 0.3}, seed=1),
+        start=START + 101,
+        rid_prefix="r1-",
     )
     again = ab.analyze([*imps, *more_imps], [*fb, *more_fb], _experiment(), design, START + 500)
     assert (again.decision, again.look, again.cut, again.reason) == (
@@ -142,7 +126,7 @@ def test_a_large_drop_is_rolled_back_at_the_first_look_and_later_looks_agree():
 def test_equal_arms_continue_then_are_promoted_as_non_inferior_at_the_last_look():
     design = ab.Design(min_users=30, mde=0.5, looks=2, grid_seconds=5, settle_seconds=0)
     needed = ab.information_needed(design)
-    imps, fb = _traffic(100, 8, {"stable": 2, "canary": 2}, seconds=100)
+    imps, fb = _traffic(100, 8, _first({"stable": 2, "canary": 2}), seconds=100)
     report = ab.analyze(imps, fb, _experiment(), design, now=START + 101)
     counts = ab.ExperimentData.collect(imps, fb, _experiment(), 1800).counts()
     assert ab.information(counts) > needed  # the last look is reached within the data
@@ -151,7 +135,7 @@ def test_equal_arms_continue_then_are_promoted_as_non_inferior_at_the_last_look(
 
 
 def test_a_guardrail_rolls_back_once_the_minimum_sample_is_there():
-    imps, fb = _traffic(40, 5, {"stable": 1, "canary": 1})
+    imps, fb = _traffic(40, 5, _first({"stable": 1, "canary": 1}))
     slow = {
         "stable": ab.Guardrail(error_rate=0.0, p95_ms=8.0),
         "canary": ab.Guardrail(error_rate=0.0, p95_ms=40.0),
