@@ -21,12 +21,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from collections import Counter, OrderedDict
 from typing import Any
 
 from scipy import stats
 
-from aiqleads.events.records import ENGAGEMENTS, Feedback, Impression
+from aiqleads.events.log import EventLog, entry_id_at
+from aiqleads.events.records import (
+    ENGAGEMENTS,
+    FEEDBACK_STREAM,
+    IMPRESSIONS_STREAM,
+    Feedback,
+    Impression,
+)
 
 DEFAULT_WINDOW_SECONDS = 1_800.0
 MAX_PENDING = 1_000_000
@@ -162,6 +170,30 @@ class OnlineQuality:
             total.events.update(counts.events)
             total.users |= counts.users
         return total
+
+
+def read_log(
+    url: str,
+    since_seconds: float,
+    window_seconds: float = DEFAULT_WINDOW_SECONDS,
+    timeout_seconds: float = 5.0,
+) -> OnlineQuality:
+    """The quality of the answers the event store at ``url`` logged in the last
+    ``since_seconds``, with their feedback; feedback still waiting for its answer is counted
+    unmatched. An `EventLogError` when the store does not answer."""
+    quality = OnlineQuality(window_seconds)
+    log = EventLog(url, timeout_seconds=timeout_seconds)
+    start = entry_id_at(time.time() - since_seconds)
+    try:
+        log.ping()
+        for entry in log.range(IMPRESSIONS_STREAM, start=start):
+            quality.add_impression(Impression.decode(entry.raw))
+        for entry in log.range(FEEDBACK_STREAM, start=start):
+            quality.add_feedback(Feedback.decode(entry.raw))
+    finally:
+        log.close()
+    quality.expire(math.inf)
+    return quality
 
 
 def proportion_ci(successes: int, trials: int, level: float = 0.95) -> tuple[float, float]:

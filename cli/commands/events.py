@@ -120,22 +120,9 @@ def report(
 ) -> None:
     """Impressions, users, CTR, inquiry, purchase and hit rate@k, precision@k per model
     version and variant, with 95% confidence intervals (Wilson)."""
-    from aiqleads.events.log import EventLog, entry_id_at
-    from aiqleads.events.quality import OnlineQuality, report_rows
-    from aiqleads.events.records import FEEDBACK_STREAM, IMPRESSIONS_STREAM, Feedback, Impression
+    from aiqleads.events.quality import read_log, report_rows
 
-    log = EventLog(_event_store_url(url, run_dir))
-    q = OnlineQuality(window_seconds=window)
-    start = entry_id_at(time.time() - since)
-    try:
-        log.ping()
-        for entry in log.range(IMPRESSIONS_STREAM, start=start):
-            q.add_impression(Impression.decode(entry.raw))
-        for entry in log.range(FEEDBACK_STREAM, start=start):
-            q.add_feedback(Feedback.decode(entry.raw))
-    finally:
-        log.close()
-    q.expire(math.inf)  # feedback still waiting for its answer is unmatched now
+    q = read_log(_event_store_url(url, run_dir), since, window_seconds=window)
     rows = report_rows(q)
     if as_json:
         echo_json(rows)

@@ -12,7 +12,6 @@ import getpass
 import math
 import pathlib
 import socket
-import time
 from typing import Any
 
 import click
@@ -291,29 +290,14 @@ def _done(change, ctx: _Context) -> None:  # noqa: ANN001
 def _online(ctx: _Context, since: float) -> dict[int, list[dict]]:
     """Online quality rows per version from the running stack's event log ({} without one)."""
     from aiqleads.errors import AiqleadsError
-    from aiqleads.events.log import EventLog, entry_id_at
-    from aiqleads.events.quality import OnlineQuality, report_rows
-    from aiqleads.events.records import FEEDBACK_STREAM, IMPRESSIONS_STREAM, Feedback, Impression
+    from aiqleads.events.quality import read_log, report_rows
     from serving import stack_file
 
     try:
         url = stack_file.read(ctx.run_dir).event_store_url
+        quality = read_log(url, since, timeout_seconds=2.0)
     except AiqleadsError:
         return {}
-    log = EventLog(url, timeout_seconds=2.0)
-    quality = OnlineQuality()
-    start = entry_id_at(time.time() - since)
-    try:
-        log.ping()
-        for entry in log.range(IMPRESSIONS_STREAM, start=start):
-            quality.add_impression(Impression.decode(entry.raw))
-        for entry in log.range(FEEDBACK_STREAM, start=start):
-            quality.add_feedback(Feedback.decode(entry.raw))
-    except AiqleadsError:
-        return {}
-    finally:
-        log.close()
-    quality.expire(math.inf)
     out: dict[int, list[dict]] = {}
     for row in report_rows(quality):
         if row["model_version"] is not None:
