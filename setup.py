@@ -22,6 +22,7 @@ setup(
         "pydantic>=2.6,<3",
         "tqdm>=4.66",
         "redis>=5,<6",
+        "hiredis>=3.1,<4",  # redis-py's C reply parser: the gateways' Redis round trips
         "aiohttp>=3.9,<4",
         "uvloop>=0.19,<1",
         "orjson>=3.9,<4",
