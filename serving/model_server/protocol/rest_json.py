@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -89,25 +90,24 @@ def row_inputs(instances: object, signature: Signature) -> dict[str, npt.NDArray
             )
         for key, value in instance.items():
             columns.setdefault(key, []).append(value)
-    unknown = set(columns) - set(keys)
+    _known_inputs(columns, keys, "instances")
+    return {k: _array(v, k, signature.input_dtypes[k]) for k, v in columns.items()}
+
+
+def _known_inputs(names: Iterable[str], keys: Sequence[str], field: str) -> None:
+    """INVALID_ARGUMENT when the request's ``field`` names an input the signature lacks."""
+    unknown = set(names) - set(keys)
     if unknown:
         raise invalid(
-            f"instances name unknown inputs {sorted(unknown)}; the signature takes "
-            f"{', '.join(keys)}"
+            f"{field} name unknown inputs {sorted(unknown)}; the signature takes {', '.join(keys)}"
         )
-    return {k: _array(v, k, signature.input_dtypes[k]) for k, v in columns.items()}
 
 
 def columnar_inputs(inputs: object, signature: Signature) -> dict[str, npt.NDArray[Any]]:
     """Inputs of a columnar (`inputs`) request for `signature`."""
     keys = signature.input_keys
     if isinstance(inputs, dict) and set(inputs) != {"b64"}:
-        unknown = set(inputs) - set(keys)
-        if unknown:
-            raise invalid(
-                f"inputs name unknown inputs {sorted(unknown)}; the signature takes "
-                f"{', '.join(keys)}"
-            )
+        _known_inputs(inputs, keys, "inputs")
         return {k: _array(v, k, signature.input_dtypes[k]) for k, v in inputs.items()}
     if len(keys) != 1:
         raise invalid(
