@@ -35,6 +35,18 @@ def iso_date(_ctx: click.Context, _param: click.Parameter, value: str | None) ->
         raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from e
 
 
+TOKEN_ENV = "AIQLEADS_TOKEN"  # serving.auth.TOKEN_ENV, spelled here to keep --help fast
+
+token_option = click.option(
+    "--token",
+    envvar=TOKEN_ENV,
+    default=None,
+    help=f"Bearer token (JWT) for the front door [default: ${TOKEN_ENV}, else the development "
+    "token of --run-dir].",
+)
+"""``--token``: the bearer token of the commands that call the front door (`resolve_token`)."""
+
+
 def stage_option(help_text: str) -> Callable:
     """``--stage``: how far to wire the pipeline (``push``, the product, by default)."""
     return click.option(

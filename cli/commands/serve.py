@@ -10,7 +10,13 @@ import urllib.request
 import click
 
 from aiqleads.errors import ServiceError
-from cli.commands.options import DIRECTORY, EXISTING_FILE, progress_printer
+from cli.commands.options import (
+    DIRECTORY,
+    EXISTING_FILE,
+    TOKEN_ENV,
+    progress_printer,
+    token_option,
+)
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 MAX_K = 100
@@ -155,13 +161,7 @@ def _validate_location(latitude: float | None, longitude: float | None) -> None:
     show_default=True,
     help="Seconds to wait for the answer.",
 )
-@click.option(
-    "--token",
-    envvar="AIQLEADS_TOKEN",
-    default=None,
-    help="Bearer token (JWT) for the front door [default: $AIQLEADS_TOKEN, else the "
-    "development token of --run-dir].",
-)
+@token_option
 @click.option(
     "--run-dir",
     type=click.Path(path_type=pathlib.Path),
@@ -232,7 +232,7 @@ def call_recommendations(url: str, body: dict, timeout: float, token: str | None
         detail = e.read().decode(errors="replace").strip().replace("\n", " ")[:300]
         if e.code == 401:
             detail += (
-                "; pass --token (or set AIQLEADS_TOKEN), or --run-dir of the `aiqleads serve` "
+                f"; pass --token (or set {TOKEN_ENV}), or --run-dir of the `aiqleads serve` "
                 "whose secrets/dev.token to use"
             )
         raise ServiceError(f"{url} answered {e.code}: {detail}") from e

@@ -7,7 +7,7 @@ import pathlib
 
 import click
 
-from cli.commands.options import DIRECTORY, FILE, progress_printer
+from cli.commands.options import DIRECTORY, FILE, progress_printer, token_option
 
 
 @click.command()
@@ -56,13 +56,7 @@ from cli.commands.options import DIRECTORY, FILE, progress_printer
     help="Write the id of every acknowledged feedback to this file, one a line.",
 )
 @click.option("--run-dir", type=DIRECTORY, default=None, help="Run directory of the stack.")
-@click.option(
-    "--token",
-    envvar="AIQLEADS_TOKEN",
-    default=None,
-    help="Bearer token for the front door [default: $AIQLEADS_TOKEN, else the development "
-    "token of the run dir].",
-)
+@token_option
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def simulate(
     data_dir: pathlib.Path,

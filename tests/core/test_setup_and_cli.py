@@ -31,6 +31,14 @@ def test_cli_help_lists_the_command_groups():
     assert "data" in result.stdout
 
 
+def test_cli_token_option_reads_the_auth_token_variable():
+    # The CLI spells the variable itself so that `--help` does not import the JWT libraries.
+    from cli.commands.options import TOKEN_ENV
+    from serving import auth
+
+    assert TOKEN_ENV == auth.TOKEN_ENV
+
+
 @pytest.mark.parametrize("args", [["no-such-command"], ["data", "describe", "/no/such/dir"]])
 def test_cli_bad_input_is_one_line_error_without_traceback(args):
     result = run(str(AIQLEADS), *args)
