@@ -172,9 +172,17 @@ class DataPlane:
     async def _load(self, request: RecommendRequest, version: int) -> Loaded:
         online = await self._online(request.user_id, version)
 
+        # A user the store has nothing on, no lead left out: `recommend`, the same answer.
+        model_online = None if online is None or online.empty else online
+
         async def compute() -> bytes:
             recs = await self._model.recommend(
-                request.user_id, request.k, request.latitude, request.longitude, version, online
+                request.user_id,
+                request.k,
+                request.latitude,
+                request.longitude,
+                version,
+                model_online,
             )
             items = [[lead, score] for lead, score in zip(recs.lead_ids, recs.scores, strict=False)]
             answer = {"version": recs.model_version, "items": items}

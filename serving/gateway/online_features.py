@@ -83,9 +83,15 @@ class OnlineInputs:
     """Changes whenever the inputs may: the user's rows' event times and the unavailable
     leads of the model's catalogue (part of the answer's cache key)."""
 
-    @classmethod
-    def none(cls) -> OnlineInputs:
-        return cls(tuple(math.nan for _ in f.ONLINE_USER_FEATURES))
+    @property
+    def empty(self) -> bool:
+        """Nothing over the snapshot: `recommend` gives the same answer, at less cost."""
+        return (
+            all(math.isnan(v) for v in self.user)
+            and not self.share_keys
+            and not self.lead_ids
+            and not self.excluded
+        )
 
 
 @dataclass(frozen=True)

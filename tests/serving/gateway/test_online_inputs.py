@@ -62,7 +62,7 @@ def test_a_user_with_rows_gets_counts_recency_shares_history_and_location():
     )
     assert inputs.share_values == (0.8, 0.2, 1.0)
     assert (inputs.lead_ids, inputs.lead_events) == (("l1", "l2"), (9.0, 4.0))
-    assert inputs.excluded == ("l9",)
+    assert inputs.excluded == ("l9",) and not inputs.empty
     assert inputs.version_token == f"{NOW - 60:.6f}|{NOW - 60:.6f}|abc"
 
 
@@ -71,6 +71,10 @@ def test_unknown_stale_and_missing_values_leave_the_snapshots_in_place():
     unknown = inputs_from_rows(_unknown(d.USER_BEHAVIOUR_V1), _unknown(d.USER_GEO_V1), NOW, (), "x")
     assert all(math.isnan(v) for v in unknown.user)
     assert unknown.share_keys == unknown.lead_ids == ()
+    assert unknown.empty  # the gateway asks `recommend`: the same answer, at less cost
+    assert not inputs_from_rows(
+        _unknown(d.USER_BEHAVIOUR_V1), _unknown(d.USER_GEO_V1), NOW, ("l9",), "x"
+    ).empty  # a lead left out needs `recommend_online`
     # A stale behaviour row counts as none; the fresh geo row still gives the location.
     stale = _row(d.USER_BEHAVIOUR_V1, {d.USER_VIEWS: 5}, event_ts=NOW - 4 * DAY, stale=True)
     geo = _row(d.USER_GEO_V1, {d.USER_LATITUDE: 1.5})  # longitude missing
