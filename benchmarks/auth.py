@@ -61,12 +61,7 @@ def main() -> None:
         base = stacks.settings(
             stacks.model_base(args.model_base_path, tmp),
             tmp / "run",
-            **{
-                "monitoring": False,
-                "feature_store.enabled": False,
-                "auth.client_rate_limit.requests_per_second": stacks.UNLIMITED,
-                "auth.client_rate_limit.burst": stacks.UNLIMITED,
-            },
+            **{**stacks.LOAD_TEST, "feature_store.enabled": False},
         )
         sides = {
             on: ServingStack(

@@ -189,12 +189,7 @@ def main() -> None:
         settings = stacks.settings(
             stacks.model_base(args.model_base_path, tmp),
             tmp / "run",
-            **{
-                "monitoring": False,
-                "auth.client_rate_limit.requests_per_second": stacks.UNLIMITED,
-                "auth.client_rate_limit.burst": stacks.UNLIMITED,
-                "feature_store.data_dir": str(args.data.resolve()),
-            },
+            **{**stacks.LOAD_TEST, "feature_store.data_dir": str(args.data.resolve())},
         )
         trace = trace_of(args.data, 200_000)
         print(

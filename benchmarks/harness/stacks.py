@@ -30,6 +30,12 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures"
 FIXTURE_MODEL_NAME = "lead_recommender"
 UNLIMITED = 100_000  # a rate limit (req/s, burst) no benchmark's offered load comes near
+# A load test's stack: no monitoring stack beside it, no per-client limit in the load's way.
+LOAD_TEST = {
+    "monitoring": False,
+    "auth.client_rate_limit.requests_per_second": UNLIMITED,
+    "auth.client_rate_limit.burst": UNLIMITED,
+}
 
 
 def load_average(when: str) -> None:
