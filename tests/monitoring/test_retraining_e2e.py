@@ -200,8 +200,8 @@ def test_drift_alert_retrains_and_serves_a_new_version(
         # seconds after the alert, and earlier traffic of the day is in the same span); either
         # way an alert-triggered run is not blocked by population shifts: it retrains on them
         # (tests/components/drift_check/test_drift.py checks the recording).
-        written = re.search(r"feedback: \d+ read, (\d+) written", log)
-        assert written and int(written.group(1)) > 0, log[:3000]
+        written = re.search(r"feedback: [\d,]+ read, ([\d,]+) written", log)
+        assert written and int(written.group(1).replace(",", "")) > 0, log[:3000]
         assert "drift check: passed" in log, log[-4000:]
         new_versions = sorted(set(loop_world.versions()) - set(versions_before))
         assert new_versions, log[-3000:]
