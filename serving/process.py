@@ -13,6 +13,7 @@ import ctypes
 import functools
 import os
 import pathlib
+import random
 import shutil
 import signal
 import socket
@@ -30,12 +31,44 @@ LOOPBACK = "127.0.0.1"
 MODEL_SERVER_BINARY = "aiqleads-model-server"
 
 
+# Listening ports come from below the kernel's ephemeral range: a port that bind(0) hands
+# out is one that any outgoing connection (a health probe, a Redis client) may take as its
+# local port before the child that was given it binds, and the child then fails to start.
+_LISTEN_PORTS = (10_000, 32_768)  # the range's start when the kernel does not say
+_EPHEMERAL_RANGE = pathlib.Path("/proc/sys/net/ipv4/ip_local_port_range")
+_given: set[int] = set()  # ports this process handed out: never twice
+
+
+def _listen_range() -> tuple[int, int]:
+    try:
+        low = int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return _LISTEN_PORTS
+    return (_LISTEN_PORTS[0], low) if low - _LISTEN_PORTS[0] >= 1000 else (1024, low)
+
+
 def free_port(host: str = LOOPBACK) -> int:
-    """A port the OS reports free on ``host`` right now (bind to 0, read, close)."""
+    """A port free on ``host`` right now, below the ephemeral range (so no outgoing
+    connection takes it before its listener binds) and not handed out before by this
+    process; bind(0) when none is found."""
+    low, high = _listen_range()
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(low, high)
+        if port in _given:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        _given.add(port)
+        return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
+        found: int = s.getsockname()[1]
+    _given.add(found)
+    return found
 
 
 def find_binary(name: str, what: str) -> str:
