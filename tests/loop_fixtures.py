@@ -9,6 +9,7 @@ the stack's supervisor to restart it and wait until it is healthy again before t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import threading
 import urllib.request
+from collections.abc import Iterator
 
 import pytest
 import yaml
@@ -184,31 +186,33 @@ class ServedStack:
             return False
 
 
-def write_serving_config(path: pathlib.Path, world: LoopWorld) -> None:
-    """Serving settings of the loop stack: the monitoring stack watches closely (1-s scrapes
+def write_serving_config(path: pathlib.Path, world: LoopWorld, feature_store: bool) -> None:
+    """Serving settings of a loop stack: the monitoring stack watches closely (1-s scrapes
     and rule evaluations, served-feature drift over the last minute) and the retraining
     trigger trains on the loop world. The alerts keep their default holds, so the short
     traffic of most tests fires none; a test that wants alerts fast reloads the rules
-    (tests/monitoring/test_retraining_e2e.py)."""
+    (tests/monitoring/test_retraining_e2e.py). The session's shared stack runs without the
+    online feature store: its A/B tests compare a baseline and a model on equal terms (both
+    from their snapshots); the store's own tests start a stack with it."""
     settings = {
         "monitor": {"drift_window_seconds": 60, "drift_interval_seconds": 3, "drift_min_rows": 200},
         "prometheus": {"scrape_interval_seconds": 1, "evaluation_interval_seconds": 1},
         "trigger": {"data_dir": str(world.data), "pipeline_config": str(world.config)},
+        "feature_store": {"enabled": feature_store},
     }
     path.write_text(yaml.safe_dump(settings, sort_keys=False))
 
 
-@pytest.fixture(scope="session")
-def served_stack(loop_world: LoopWorld, tmp_path_factory):
-    """`aiqleads serve` on the loop world's model, for the whole session."""
-    root = tmp_path_factory.mktemp("stack")
+@contextlib.contextmanager
+def serve(world: LoopWorld, root: pathlib.Path, feature_store: bool) -> Iterator[ServedStack]:
+    """`aiqleads serve` on the loop world's model from ``root``, until the block ends."""
     run_dir = root / "run"
     config = root / "serving.yaml"
-    write_serving_config(config, loop_world)
+    write_serving_config(config, world, feature_store)
     argv = [
         str(BIN / "aiqleads"), "serve",
         "--config", str(config),
-        "--model-base-path", str(loop_world.model_base),
+        "--model-base-path", str(world.model_base),
         "--run-dir", str(run_dir),
         "--port", str(free_port()),
     ]  # fmt: skip
@@ -238,6 +242,13 @@ def served_stack(loop_world: LoopWorld, tmp_path_factory):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def served_stack(loop_world: LoopWorld, tmp_path_factory):
+    """`aiqleads serve` on the loop world's model, for the whole session."""
+    with serve(loop_world, tmp_path_factory.mktemp("stack"), feature_store=False) as stack:
+        yield stack
 
 
 @pytest.fixture(autouse=True)

@@ -3,9 +3,9 @@ sold with `aiqleads features put` leaves the answers within seconds (cached or n
 new user's inquiries re-rank their next answer without a retrain, and with the online store
 down the answers come from the model's snapshot (counted, never an error).
 
-The stack (`tests/loop_fixtures.py`) runs the online store and its updater, which
-materialized the loop world at start; the model is the loop world's, trained with the
-`recommend_online` signature.
+The module's stack (`tests/loop_fixtures.py`'s `serve`, on the session's loop world and its
+model, trained with the `recommend_online` signature) runs the online store and its
+updater, which materialized the loop world at start.
 """
 
 from __future__ import annotations
@@ -18,13 +18,19 @@ import uuid
 
 import pandas as pd
 import pytest
-from loop_fixtures import run_cli, wait_healthy
+from loop_fixtures import run_cli, serve, wait_healthy
 
 from aiqleads import contracts, layout
 
 pytestmark = pytest.mark.e2e
 FRESH_SECONDS = 5.0  # the issue's bound: a status change gone from every answer within it
 K = 10
+
+
+@pytest.fixture(scope="module")
+def online_stack(loop_world, tmp_path_factory):
+    with serve(loop_world, tmp_path_factory.mktemp("online-stack"), feature_store=True) as stack:
+        yield stack
 
 
 def _post(stack, path: str, body: dict) -> dict:
@@ -80,8 +86,8 @@ def _until(predicate, timeout: float, interval: float = 0.05):
     return None, timeout
 
 
-def test_a_lead_marked_sold_leaves_every_answer_within_seconds(served_stack):
-    stack = served_stack
+def test_a_lead_marked_sold_leaves_every_answer_within_seconds(online_stack):
+    stack = online_stack
     wait_healthy(stack)
     assert stack.addresses.online_store_url
     users = ["u000003", "u000007"]
@@ -117,8 +123,8 @@ def _condos_of_one_area(data) -> tuple[str, list[str], set[str]]:
     return region, mine[contracts.LEAD_ID].tolist()[:3], set(mine[contracts.LEAD_ID])
 
 
-def test_a_new_users_inquiries_rerank_their_next_answer_without_a_retrain(loop_world, served_stack):
-    stack = served_stack
+def test_a_new_users_inquiries_rerank_their_next_answer_without_a_retrain(loop_world, online_stack):
+    stack = online_stack
     wait_healthy(stack)
     region, inquired, area = _condos_of_one_area(loop_world.data)
     user = f"new-{uuid.uuid4().hex[:8]}"
@@ -154,8 +160,8 @@ def test_a_new_users_inquiries_rerank_their_next_answer_without_a_retrain(loop_w
     assert after["model_version"] == before["model_version"]  # no retrain in between
 
 
-def test_with_the_online_store_down_answers_come_from_the_snapshot(served_stack):
-    stack = served_stack
+def test_with_the_online_store_down_answers_come_from_the_snapshot(online_stack):
+    stack = online_stack
     wait_healthy(stack)
     errors = _outcome(stack, "store_error")
     old = stack.kill("online-store")
