@@ -180,6 +180,7 @@ class OnlineFeatureReader:
         self._availability = _Availability()
         self._refresh_lock = asyncio.Lock()
         self._refused: set[tuple[tuple[str, int], ...]] = set()  # logged once each
+        self._usable: dict[tuple[tuple[str, int], ...], dict[str, FeatureView] | None] = {}
 
     async def close(self) -> None:
         await self._redis.aclose()
@@ -190,11 +191,17 @@ class OnlineFeatureReader:
         if model is None:
             self._metrics.online_features.labels(Outcome.SNAPSHOT_MODEL).inc()
             return None
+        key = tuple(sorted(model.views.items()))
+        if key in self._usable:  # decided once per set of view versions, not per request
+            views = self._usable[key]
+            if views is None:
+                self._metrics.online_features.labels(Outcome.INCOMPATIBLE).inc()
+            return views
         wanted = {name: model.views[name] for name in USER_VIEWS if name in model.views}
         problems = REGISTRY.check_served(wanted)
         if problems or len(wanted) != len(USER_VIEWS):
             self._metrics.online_features.labels(Outcome.INCOMPATIBLE).inc()
-            key = tuple(sorted(model.views.items()))
+            self._usable[key] = None
             if key not in self._refused:
                 self._refused.add(key)
                 log.error(
@@ -204,7 +211,8 @@ class OnlineFeatureReader:
                     "; ".join(problems) or f"it lacks the views {', '.join(USER_VIEWS)}",
                 )
             return None
-        return {name: REGISTRY.get(name, version) for name, version in wanted.items()}
+        self._usable[key] = {name: REGISTRY.get(name, version) for name, version in wanted.items()}
+        return self._usable[key]
 
     async def read(
         self, user_id: str, model: ModelFeatures, views: dict[str, FeatureView]
