@@ -138,57 +138,48 @@ def _limited_headers(kind: str) -> list[Node]:
     ]
 
 
-def rate_limit_filter(limit: RateLimitSettings) -> Node:
-    """The global token bucket of the front listener (shared by Envoy's workers)."""
+def _local_rate_limit(stat_prefix: str, kind: str, bucket: RateLimitSettings, **more: Any) -> Node:
+    """Envoy's local rate limit filter, always on and enforced: ``bucket`` for every request
+    (``more`` adds descriptors with buckets of their own); a limited request gets 429 (gRPC
+    RESOURCE_EXHAUSTED) with headers that say it was rate limited and by which ``kind``."""
     return {
         "name": "envoy.filters.http.local_ratelimit",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
-            "stat_prefix": "front_rate_limit",
-            "token_bucket": _bucket(limit),
-            "filter_enabled": {"runtime_key": "front_rate_limit_enabled", **_ALWAYS},
-            "filter_enforced": {"runtime_key": "front_rate_limit_enforced", **_ALWAYS},
+            "stat_prefix": stat_prefix,
+            "token_bucket": _bucket(bucket),
+            "filter_enabled": {"runtime_key": f"{stat_prefix}_enabled", **_ALWAYS},
+            "filter_enforced": {"runtime_key": f"{stat_prefix}_enforced", **_ALWAYS},
             "rate_limited_as_resource_exhausted": True,
-            "response_headers_to_add": _limited_headers("global"),
+            "response_headers_to_add": _limited_headers(kind),
+            **more,
         },
     }
+
+
+def rate_limit_filter(limit: RateLimitSettings) -> Node:
+    """The global token bucket of the front listener (shared by Envoy's workers)."""
+    return _local_rate_limit("front_rate_limit", "global", limit)
 
 
 def client_rate_limit_filter(settings: AuthSettings, backstop: RateLimitSettings) -> Node:
     """One token bucket per client (the verified token's subject), up to ``max_clients``
     buckets; a request without a subject (a public path) falls to ``backstop``."""
-    return {
-        "name": "envoy.filters.http.local_ratelimit",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
-            "stat_prefix": "client_rate_limit",
-            "token_bucket": _bucket(backstop),
-            "filter_enabled": {"runtime_key": "client_rate_limit_enabled", **_ALWAYS},
-            "filter_enforced": {"runtime_key": "client_rate_limit_enforced", **_ALWAYS},
-            "rate_limited_as_resource_exhausted": True,
-            "response_headers_to_add": _limited_headers("client"),
-            # An entry without a value matches every value, each with a bucket of its own.
-            "descriptors": [
-                {
-                    "entries": [{"key": CLIENT_DESCRIPTOR}],
-                    "token_bucket": _bucket(settings.client_rate_limit),
-                }
-            ],
-            "max_dynamic_descriptors": settings.max_clients,
-            "rate_limits": [
-                {
-                    "actions": [
-                        {
-                            "request_headers": {
-                                "header_name": auth.CLIENT_HEADER,
-                                "descriptor_key": CLIENT_DESCRIPTOR,
-                            }
-                        }
-                    ]
-                }
-            ],
-        },
-    }
+    client_header = {"header_name": auth.CLIENT_HEADER, "descriptor_key": CLIENT_DESCRIPTOR}
+    return _local_rate_limit(
+        "client_rate_limit",
+        "client",
+        backstop,
+        # An entry without a value matches every value, each with a bucket of its own.
+        descriptors=[
+            {
+                "entries": [{"key": CLIENT_DESCRIPTOR}],
+                "token_bucket": _bucket(settings.client_rate_limit),
+            }
+        ],
+        max_dynamic_descriptors=settings.max_clients,
+        rate_limits=[{"actions": [{"request_headers": client_header}]}],
+    )
 
 
 def local_reply_config() -> Node:

@@ -9,19 +9,15 @@ import concurrent.futures
 import logging
 import time
 from collections.abc import Callable
-from typing import NoReturn, TypeVar
+from functools import partial
+from typing import Any, NoReturn, Protocol, TypeVar
 
 import grpc
 from tensorflow_serving.apis import (
-    classification_pb2,
-    get_model_metadata_pb2,
-    get_model_status_pb2,
     inference_pb2,
     model_management_pb2,
     model_service_pb2_grpc,
-    predict_pb2,
     prediction_service_pb2_grpc,
-    regression_pb2,
 )
 from tensorflow_serving.config import model_server_config_pb2
 
@@ -65,47 +61,42 @@ def _answer(
         metrics.observe(api, "grpc", model, code.name, time.perf_counter() - started)
 
 
+class _Servicer(Protocol):
+    _dp: DataPlane
+    _m: ServerMetrics
+
+
+class _ModelSpecRequest(Protocol):
+    model_spec: Any  # a tensorflow.serving.ModelSpec (the generated protos are untyped)
+
+
+_SpecRequest = TypeVar("_SpecRequest", bound=_ModelSpecRequest)
+
+
+def _rpc(
+    api: str, method: Callable[[DataPlane, _SpecRequest], _Response]
+) -> Callable[[_Servicer, _SpecRequest, grpc.ServicerContext], _Response]:
+    """An RPC the data plane's ``method`` answers, counted as ``api`` for the model its
+    request's ``model_spec`` names."""
+
+    def rpc(self: _Servicer, request: _SpecRequest, context: grpc.ServicerContext) -> _Response:
+        model = self._dp.model_label(request.model_spec.name)
+        return _answer(self._m, api, model, partial(method, self._dp), request, context)
+
+    rpc.__name__ = rpc.__qualname__ = method.__name__
+    return rpc
+
+
 # The generated servicer bases are untyped (Any to mypy); they answer UNIMPLEMENTED for any
 # method a subclass does not define.
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):  # type: ignore[misc]
     def __init__(self, dataplane: DataPlane, metrics: ServerMetrics) -> None:
         self._dp, self._m = dataplane, metrics
 
-    def Predict(
-        self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext
-    ) -> predict_pb2.PredictResponse:
-        return _answer(
-            self._m,
-            "predict",
-            self._dp.model_label(request.model_spec.name),
-            self._dp.predict,
-            request,
-            context,
-        )
-
-    def Classify(
-        self, request: classification_pb2.ClassificationRequest, context: grpc.ServicerContext
-    ) -> classification_pb2.ClassificationResponse:
-        return _answer(
-            self._m,
-            "classify",
-            self._dp.model_label(request.model_spec.name),
-            self._dp.classify,
-            request,
-            context,
-        )
-
-    def Regress(
-        self, request: regression_pb2.RegressionRequest, context: grpc.ServicerContext
-    ) -> regression_pb2.RegressionResponse:
-        return _answer(
-            self._m,
-            "regress",
-            self._dp.model_label(request.model_spec.name),
-            self._dp.regress,
-            request,
-            context,
-        )
+    Predict = _rpc("predict", DataPlane.predict)
+    Classify = _rpc("classify", DataPlane.classify)
+    Regress = _rpc("regress", DataPlane.regress)
+    GetModelMetadata = _rpc("metadata", DataPlane.metadata)
 
     def MultiInference(
         self, request: inference_pb2.MultiInferenceRequest, context: grpc.ServicerContext
@@ -115,36 +106,12 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             self._m, "multi_inference", model, self._dp.multi_inference, request, context
         )
 
-    def GetModelMetadata(
-        self,
-        request: get_model_metadata_pb2.GetModelMetadataRequest,
-        context: grpc.ServicerContext,
-    ) -> get_model_metadata_pb2.GetModelMetadataResponse:
-        return _answer(
-            self._m,
-            "metadata",
-            self._dp.model_label(request.model_spec.name),
-            self._dp.metadata,
-            request,
-            context,
-        )
-
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):  # type: ignore[misc]
     def __init__(self, dataplane: DataPlane, metrics: ServerMetrics, reload: Reload) -> None:
         self._dp, self._m, self._reload = dataplane, metrics, reload
 
-    def GetModelStatus(
-        self, request: get_model_status_pb2.GetModelStatusRequest, context: grpc.ServicerContext
-    ) -> get_model_status_pb2.GetModelStatusResponse:
-        return _answer(
-            self._m,
-            "status",
-            self._dp.model_label(request.model_spec.name),
-            self._dp.status,
-            request,
-            context,
-        )
+    GetModelStatus = _rpc("status", DataPlane.status)
 
     def HandleReloadConfigRequest(
         self, request: model_management_pb2.ReloadConfigRequest, context: grpc.ServicerContext
