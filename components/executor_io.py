@@ -7,10 +7,13 @@ FAILED in MLMD with the message attached, and nothing downstream of it runs.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, TypeAlias
 
 from tfx import types
+from tfx.dsl.components.base import base_executor
 from tfx.proto.orchestration import execution_result_pb2
+from tfx.types import artifact_utils
 
 FAILED_PRECONDITION = 9  # google.rpc.Code: the data, not the system, is at fault
 
@@ -28,3 +31,41 @@ def failed_execution(message: str) -> execution_result_pb2.ExecutorOutput:
             code=FAILED_PRECONDITION, result_message=message
         )
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class Execution:
+    """One execution of a component: what ``Do`` is handed, read by channel key or name."""
+
+    inputs: Artifacts
+    outputs: Artifacts
+    properties: ExecProperties
+
+    def input(self, key: str) -> types.Artifact:
+        """The one artifact of input channel ``key``."""
+        return artifact_utils.get_single_instance(self.inputs[key])
+
+    def optional_input(self, key: str) -> types.Artifact | None:
+        """The first artifact of an optional input channel, None when it is not wired."""
+        artifacts = self.inputs.get(key) or []
+        return artifacts[0] if artifacts else None
+
+    def output(self, key: str) -> types.Artifact:
+        """The one artifact of output channel ``key``."""
+        return artifact_utils.get_single_instance(self.outputs[key])
+
+
+class ComponentExecutor(base_executor.BaseExecutor):
+    """A TFX executor whose work is ``execute``: TFX calls ``Do``, which hands it the
+    execution; ``execute`` returns None, or ``failed_execution(...)`` to fail it."""
+
+    def Do(
+        self,
+        input_dict: Artifacts,
+        output_dict: Artifacts,
+        exec_properties: ExecProperties,
+    ) -> execution_result_pb2.ExecutorOutput | None:
+        return self.execute(Execution(input_dict, output_dict, exec_properties))
+
+    def execute(self, execution: Execution) -> execution_result_pb2.ExecutorOutput | None:
+        raise NotImplementedError

@@ -16,15 +16,14 @@ import pandas as pd
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from tfx import types
-from tfx.dsl.components.base import base_executor
 from tfx.proto.orchestration import execution_result_pb2
-from tfx.types import artifact_utils, standard_artifact_utils
+from tfx.types import standard_artifact_utils
 from tfx.utils import io_utils
 
 from components import kfp_visuals
 from components.drift_check import drift, example_io
 from components.drift_check import spec as s
-from components.executor_io import Artifacts, ExecProperties, failed_execution
+from components.executor_io import ComponentExecutor, Execution, failed_execution
 from transforms import features as f
 
 TRAIN_SPLIT = "train"
@@ -140,18 +139,14 @@ def for_kfp_ui(report: drift.DriftReport, page: types.Artifact, metrics: types.A
     kfp_visuals.write_metrics(metrics, {"passed": float(report.passed), **values})
 
 
-class Executor(base_executor.BaseExecutor):
+class Executor(ComponentExecutor):
     """Compares spans and serving logs; fails the execution on any violation."""
 
-    def Do(
-        self,
-        input_dict: Artifacts,
-        output_dict: Artifacts,
-        exec_properties: ExecProperties,
-    ) -> execution_result_pb2.ExecutorOutput | None:
-        examples = artifact_utils.get_single_instance(input_dict[s.EXAMPLES_KEY])
-        schema = artifact_utils.get_single_instance(input_dict[s.SCHEMA_KEY])
-        report_artifact = artifact_utils.get_single_instance(output_dict[s.REPORT_KEY])
+    def execute(self, execution: Execution) -> execution_result_pb2.ExecutorOutput | None:
+        examples = execution.input(s.EXAMPLES_KEY)
+        schema = execution.input(s.SCHEMA_KEY)
+        report_artifact = execution.output(s.REPORT_KEY)
+        exec_properties = execution.properties
         report = run_check(
             examples_uri=examples.uri,
             splits=standard_artifact_utils.decode_split_names(examples.split_names),
@@ -165,8 +160,8 @@ class Executor(base_executor.BaseExecutor):
         write_report(report, report_artifact.uri)
         for_kfp_ui(
             report,
-            artifact_utils.get_single_instance(output_dict[s.VISUALIZATION_KEY]),
-            artifact_utils.get_single_instance(output_dict[s.METRICS_KEY]),
+            execution.output(s.VISUALIZATION_KEY),
+            execution.output(s.METRICS_KEY),
         )
         report_artifact.set_int_custom_property(s.PASSED_PROPERTY, int(report.passed))
         report_artifact.set_string_custom_property(s.REASON_PROPERTY, report.reason)

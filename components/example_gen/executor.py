@@ -9,14 +9,13 @@ import logging
 import os
 from typing import Any
 
-from tfx.dsl.components.base import base_executor
 from tfx.proto.orchestration import execution_result_pb2
-from tfx.types import artifact_utils, standard_artifact_utils
+from tfx.types import standard_artifact_utils
 
 from aiqleads.errors import DataError
 from components.example_gen import interactions, offline_store, tf_examples, window
 from components.example_gen import spec as s
-from components.executor_io import Artifacts, ExecProperties, failed_execution
+from components.executor_io import ComponentExecutor, Execution, failed_execution
 
 log = logging.getLogger(__name__)
 
@@ -78,16 +77,12 @@ def generate_from_properties(
     )
 
 
-class Executor(base_executor.BaseExecutor):
+class Executor(ComponentExecutor):
     """Writes the Examples artifact (train/eval splits, span = newest day as YYYYMMDD)."""
 
-    def Do(
-        self,
-        input_dict: Artifacts,
-        output_dict: Artifacts,
-        exec_properties: ExecProperties,
-    ) -> execution_result_pb2.ExecutorOutput | None:
-        examples = artifact_utils.get_single_instance(output_dict[s.EXAMPLES_KEY])
+    def execute(self, execution: Execution) -> execution_result_pb2.ExecutorOutput | None:
+        examples = execution.output(s.EXAMPLES_KEY)
+        exec_properties = execution.properties
         as_of = exec_properties.get(s.AS_OF_KEY) or ""
         try:
             result = generate_from_properties(examples.uri, exec_properties, as_of)

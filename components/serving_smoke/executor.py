@@ -8,12 +8,10 @@ import os
 import tensorflow as tf
 from tfx import types
 from tfx.components.util import model_utils
-from tfx.dsl.components.base import base_executor
-from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
 from components import evaluation_table, kfp_visuals
-from components.executor_io import Artifacts, ExecProperties
+from components.executor_io import ComponentExecutor, Execution
 from components.serving_smoke import smoke
 from components.serving_smoke import spec as s
 
@@ -88,17 +86,16 @@ def gate_summary(
     return "\n".join(lines), metrics
 
 
-class Executor(base_executor.BaseExecutor):
-    def Do(
-        self,
-        input_dict: Artifacts,
-        output_dict: Artifacts,
-        exec_properties: ExecProperties,
-    ) -> None:
-        model = artifact_utils.get_single_instance(input_dict[s.MODEL_KEY])
-        blessing = artifact_utils.get_single_instance(output_dict[s.BLESSING_KEY])
-        upstream = input_dict.get(s.UPSTREAM_BLESSING_KEY) or []
-        if upstream and not model_utils.is_model_blessed(upstream[0]):
+class Executor(ComponentExecutor):
+    """Blesses a model the Evaluator blessed that passes the serving smoke check; writes the
+    gate's summary for the KFP UI."""
+
+    def execute(self, execution: Execution) -> None:
+        model = execution.input(s.MODEL_KEY)
+        blessing = execution.output(s.BLESSING_KEY)
+        exec_properties = execution.properties
+        upstream = execution.optional_input(s.UPSTREAM_BLESSING_KEY)
+        if upstream is not None and not model_utils.is_model_blessed(upstream):
             report = smoke.SmokeReport(passed=False, reasons=["not blessed by the Evaluator"])
         else:
             report = smoke.check_saved_model(
@@ -109,11 +106,9 @@ class Executor(base_executor.BaseExecutor):
             )
         tf.get_logger().info("serving smoke: %s", json.dumps(report.summary()))
         write_blessing(blessing, model, report)
-        evaluations = input_dict.get(s.EVALUATION_KEY) or []
-        rows = evaluation_table.overall_metrics(evaluations[0].uri) if evaluations else []
-        evaluator_blessed = model_utils.is_model_blessed(upstream[0]) if upstream else None
+        evaluation = execution.optional_input(s.EVALUATION_KEY)
+        rows = evaluation_table.overall_metrics(evaluation.uri) if evaluation is not None else []
+        evaluator_blessed = model_utils.is_model_blessed(upstream) if upstream is not None else None
         text, metrics = gate_summary(report, evaluator_blessed, rows)
-        artifact_utils.get_single_instance(output_dict[s.SUMMARY_KEY]).value = text
-        kfp_visuals.write_metrics(
-            artifact_utils.get_single_instance(output_dict[s.METRICS_KEY]), metrics
-        )
+        execution.output(s.SUMMARY_KEY).value = text
+        kfp_visuals.write_metrics(execution.output(s.METRICS_KEY), metrics)
