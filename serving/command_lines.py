@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+from typing import TypedDict
+
+from typing_extensions import Unpack
 
 from aiqleads import settings_flags
 from serving.gateway.config import parse_config
@@ -128,85 +131,60 @@ def gateway_drain_seconds(settings: ServingSettings) -> float:
     return (hc.unhealthy_threshold + 1) * hc.interval_ms / 1000 + hc.timeout_ms / 1000
 
 
-def _redis_common(
-    port: int,
-    bind: str | None,
-    directory: pathlib.Path | str | None,
-    config_file: pathlib.Path | str | None,
-) -> list[str]:
-    # redis-server reads a config file given as its first argument; the flags after it win.
+class RedisPlace(TypedDict, total=False):
+    """Where one ``redis-server`` runs: its address, working folder and config file.
+
+    redis-server reads a config file given as its first argument (the flags after it win);
+    a password goes there (a ``requirepass`` line; in Kubernetes rendered from the Secret by
+    an initContainer), never in the arguments, which any process can read."""
+
+    bind: str | None
+    directory: pathlib.Path | str | None
+    config_file: pathlib.Path | str | None
+
+
+def _redis_server(port: int, place: RedisPlace, options: dict[str, str]) -> list[str]:
+    config_file = place.get("config_file")
     args = [str(config_file)] if config_file is not None else []
     args += ["--port", str(port)]
-    if bind is not None:
+    if (bind := place.get("bind")) is not None:
         args += ["--bind", bind]
-    if directory is not None:
+    if (directory := place.get("directory")) is not None:
         args += ["--dir", str(directory)]
+    for name, value in options.items():
+        args += [f"--{name}", value]
     return args
 
 
-def redis_args(
-    redis: RedisSettings,
-    *,
-    bind: str | None = None,
-    directory: pathlib.Path | None = None,
-    config_file: pathlib.Path | str | None = None,
-) -> list[str]:
-    """Flags of ``redis-server`` as a pure cache: no persistence, LRU within ``max_memory_mb``.
-
-    A password goes in ``config_file`` (a ``requirepass`` line; in Kubernetes rendered from
-    the Secret by an initContainer), never in the arguments, which any process can read."""
-    args = _redis_common(redis.port, bind, directory, config_file)
-    return [
-        *args,
-        *("--maxmemory", f"{redis.max_memory_mb}mb"),
-        *("--maxmemory-policy", "allkeys-lru"),
-        *("--appendonly", "no"),
-        *("--save", ""),
-    ]
+def _append_only(max_memory_mb: int, appendfsync: str) -> dict[str, str]:
+    # A store, not a cache: every write in the append-only file, nothing evicted, no RDB.
+    return {
+        "appendonly": "yes",
+        "appendfsync": appendfsync,
+        "maxmemory": f"{max_memory_mb}mb",
+        "maxmemory-policy": "noeviction",
+        "save": "",
+    }
 
 
-def event_store_args(
-    store: EventStoreSettings,
-    *,
-    bind: str | None = None,
-    directory: pathlib.Path | str | None = None,
-    config_file: pathlib.Path | str | None = None,
-) -> list[str]:
+def redis_args(redis: RedisSettings, **place: Unpack[RedisPlace]) -> list[str]:
+    """Flags of ``redis-server`` as a pure cache: no persistence, LRU within ``max_memory_mb``."""
+    cache = {"maxmemory": f"{redis.max_memory_mb}mb", "maxmemory-policy": "allkeys-lru"}
+    return _redis_server(redis.port, place, {**cache, "appendonly": "no", "save": ""})
+
+
+def event_store_args(store: EventStoreSettings, **place: Unpack[RedisPlace]) -> list[str]:
     """Flags of ``redis-server`` as the event log: append-only file, never evicts, no RDB.
 
-    Writes beyond ``max_memory_mb`` fail (the API answers 503) rather than drop events. The
-    password, as for `redis_args`, comes from ``config_file``."""
-    args = _redis_common(store.port, bind, directory, config_file)
-    return [
-        *args,
-        *("--appendonly", "yes"),
-        *("--appendfsync", store.appendfsync),
-        *("--maxmemory", f"{store.max_memory_mb}mb"),
-        *("--maxmemory-policy", "noeviction"),
-        *("--save", ""),
-    ]
+    Writes beyond ``max_memory_mb`` fail (the API answers 503) rather than drop events."""
+    return _redis_server(store.port, place, _append_only(store.max_memory_mb, store.appendfsync))
 
 
-def feature_store_args(
-    store: FeatureStoreSettings,
-    *,
-    bind: str | None = None,
-    directory: pathlib.Path | str | None = None,
-    config_file: pathlib.Path | str | None = None,
-) -> list[str]:
+def feature_store_args(store: FeatureStoreSettings, **place: Unpack[RedisPlace]) -> list[str]:
     """Flags of ``redis-server`` as the online feature store: append-only file (streamed
     updates survive a restart), never evicts (a feature is never silently dropped, as the
-    cache's LRU would), no RDB. The password, as for `redis_args`, comes from
-    ``config_file``."""
-    args = _redis_common(store.port, bind, directory, config_file)
-    return [
-        *args,
-        *("--appendonly", "yes"),
-        *("--appendfsync", "everysec"),
-        *("--maxmemory", f"{store.max_memory_mb}mb"),
-        *("--maxmemory-policy", "noeviction"),
-        *("--save", ""),
-    ]
+    cache's LRU would), no RDB."""
+    return _redis_server(store.port, place, _append_only(store.max_memory_mb, "everysec"))
 
 
 def feature_updater_args(
