@@ -13,9 +13,8 @@ from typing import Any
 import click
 
 from cli.commands.json_output import echo_json
-from cli.commands.options import DIRECTORY
+from cli.commands.options import DIRECTORY, bounded, run_dir_option
 
-RUN_DIR_HELP = "Run directory of the local stack [default: runs/serve]."
 EVENT_STORE_ENV = "AIQLEADS_EVENT_STORE_URL"
 
 
@@ -23,7 +22,7 @@ def design_options(func):  # noqa: ANN001, ANN201 - a click decorator
     # Defaults are `monitoring.ab.Design`'s (None here: that module imports statsmodels,
     # which `aiqleads --help` should not wait for).
     options = [
-        click.option("--run-dir", type=DIRECTORY, default=None, help=RUN_DIR_HELP),
+        run_dir_option(),
         click.option(
             "--deployment-dir", type=DIRECTORY, default=None, help="The deployment folder itself."
         ),
@@ -123,12 +122,11 @@ def report(as_json: bool, **options: Any) -> None:
 @click.option(
     "--interval", type=float, default=10.0, show_default=True, help="Seconds between rounds."
 )
-@click.option(
+@bounded(
     "--canary-fraction",
-    type=click.FloatRange(0.0, 1.0),
-    default=0.1,
-    show_default=True,
-    help="Share of users a newly pushed version gets as canary (when none is set).",
+    click.FloatRange(0.0, 1.0),
+    0.1,
+    "Share of users a newly pushed version gets as canary (when none is set).",
 )
 def watch(interval: float, canary_fraction: float, **options: Any) -> None:
     """The rollout controller: stage each new push as canary, then promote it or roll it

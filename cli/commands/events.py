@@ -9,14 +9,13 @@ import time
 import click
 
 from cli.commands.json_output import echo_json
-from cli.commands.options import DIRECTORY, duration, progress_printer
+from cli.commands.options import DIRECTORY, duration, progress_printer, run_dir_option
 
 EVENT_STORE_ENV = "AIQLEADS_EVENT_STORE_URL"
 EVENT_STORE_HELP = (
     f"Event store URL (or the {EVENT_STORE_ENV} variable, which keeps a password out of the "
     "process list) [default: the running `aiqleads serve` stack's]."
 )
-RUN_DIR_HELP = "Run directory of the local stack [default: runs/serve]."
 
 
 def _event_store_url(url: str | None, run_dir: pathlib.Path | None) -> str:
@@ -36,7 +35,7 @@ def events() -> None:
 @events.command()
 @click.option("--data", "data_dir", type=DIRECTORY, required=True, help="Data set to add to.")
 @click.option("--event-store", "url", default=None, envvar=EVENT_STORE_ENV, help=EVENT_STORE_HELP)
-@click.option("--run-dir", type=DIRECTORY, default=None, help=RUN_DIR_HELP)
+@run_dir_option()
 @click.option(
     "--lateness",
     default="2d",
@@ -113,7 +112,7 @@ def _fmt(rate: dict) -> str:
     help="Attribution window: feedback later than this after its answer does not count.",
 )
 @click.option("--event-store", "url", default=None, envvar=EVENT_STORE_ENV, help=EVENT_STORE_HELP)
-@click.option("--run-dir", type=DIRECTORY, default=None, help=RUN_DIR_HELP)
+@run_dir_option()
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def report(
     since: float, window: float, url: str | None, run_dir: pathlib.Path | None, as_json: bool

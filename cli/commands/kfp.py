@@ -9,10 +9,17 @@ from __future__ import annotations
 import datetime as dt
 import pathlib
 import time
+from collections.abc import Callable
 
 import click
 
-from cli.commands.options import EXISTING_FILE, FILE, progress_printer, stage_option
+from cli.commands.options import (
+    EXISTING_FILE,
+    FILE,
+    config_option,
+    progress_printer,
+    stage_option,
+)
 
 KFP_CONFIG_OPTION = click.option(
     "--kfp-config",
@@ -23,6 +30,11 @@ KFP_CONFIG_OPTION = click.option(
 )
 _say = progress_printer("[kfp]")
 _say_compile = progress_printer("[compile]")
+
+
+def _package_option(help_text: str, required: bool = False) -> Callable:
+    """``--package``: a compiled pipeline package (`aiqleads pipeline compile` writes one)."""
+    return click.option("--package", type=EXISTING_FILE, required=required, help=help_text)
 
 
 def _settings(path: pathlib.Path | None):
@@ -45,12 +57,8 @@ def _version_name() -> str:
 
 
 @click.command("compile")
-@click.option(
-    "--config",
-    "config_path",
-    type=EXISTING_FILE,
-    default=None,
-    help="Pipeline config YAML (pipeline/config.py); its beam_args go into the package.",
+@config_option(
+    "Pipeline config YAML (pipeline/config.py); its beam_args go into the package.", EXISTING_FILE
 )
 @KFP_CONFIG_OPTION
 @click.option(
@@ -61,7 +69,7 @@ def _version_name() -> str:
 )
 @stage_option("How far to wire the pipeline (push is the product; shorter ones for development).")
 def compile_command(
-    config_path: pathlib.Path | None,
+    config_file: pathlib.Path | None,
     kfp_config: pathlib.Path | None,
     out: pathlib.Path | None,
     stage: str,
@@ -69,7 +77,7 @@ def compile_command(
     """Compile the pipeline into a Kubeflow Pipelines 2.x package (KubeflowV2DagRunner)."""
     from pipeline.config import REPO_ROOT, load_config
 
-    config = load_config(config_path)
+    config = load_config(config_file)
     settings = _settings(kfp_config)
     _say_compile("loading TFX and building the pipeline (about a minute)")
     started = time.monotonic()
@@ -94,12 +102,7 @@ def kfp() -> None:
 
 @kfp.command()
 @KFP_CONFIG_OPTION
-@click.option(
-    "--package",
-    type=EXISTING_FILE,
-    required=True,
-    help="The package written by `aiqleads pipeline compile`.",
-)
+@_package_option("The package written by `aiqleads pipeline compile`.", required=True)
 @click.option(
     "--version",
     "version_name",
@@ -139,12 +142,7 @@ def upload(
     help="A pipeline parameter (repeatable); values are YAML scalars.",
 )
 @click.option("--version-id", default=None, help="Pipeline version to run [default: latest].")
-@click.option(
-    "--package",
-    type=EXISTING_FILE,
-    default=None,
-    help="Upload this package as a new version first, then run it (the daily job does).",
-)
+@_package_option("Upload this package as a new version first, then run it (the daily job does).")
 def run(
     kfp_config: pathlib.Path | None,
     reason: str,

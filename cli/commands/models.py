@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from cli.commands.json_output import echo_json
-from cli.commands.options import DIRECTORY, EXISTING_FILE, duration
+from cli.commands.options import DIRECTORY, EXISTING_FILE, duration, run_dir_option
 
 RUN_DIR_HELP = (
     "Run directory of the local stack, whose deployment/ holds the labels [default: runs/serve]."
@@ -45,7 +45,7 @@ def _when(seconds: float | None) -> str:
 def common(func):  # noqa: ANN001, ANN201 - a click decorator
     for option in reversed(
         [
-            click.option("--run-dir", type=DIRECTORY, default=None, help=RUN_DIR_HELP),
+            run_dir_option(RUN_DIR_HELP),
             click.option(
                 "--deployment-dir", type=DIRECTORY, default=None, help=DEPLOYMENT_DIR_HELP
             ),

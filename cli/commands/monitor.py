@@ -7,7 +7,7 @@ import pathlib
 
 import click
 
-from cli.commands.options import DIRECTORY, duration
+from cli.commands.options import DIRECTORY, duration, run_dir_option
 from monitoring.trigger import main as trigger_main
 
 
@@ -24,7 +24,7 @@ def monitor() -> None:
     default=None,
     help="Prometheus to query [default: the running `aiqleads serve` stack's].",
 )
-@click.option("--run-dir", type=DIRECTORY, default=None, help="Run directory of the stack.")
+@run_dir_option("Run directory of the stack.")
 @click.option(
     "--since",
     default="30m",

@@ -25,6 +25,41 @@ FILE = click.Path(dir_okay=False, path_type=pathlib.Path)
 """A file path; the command checks it (an output file may not exist yet)."""
 
 
+RUN_DIR_HELP = "Run directory of the local stack [default: runs/serve]."
+
+
+def run_dir_option(help_text: str = RUN_DIR_HELP, path_type: click.Path = DIRECTORY) -> Callable:
+    """``--run-dir``: the run directory of a local stack (`aiqleads serve`'s), None for the
+    default one."""
+    return click.option("--run-dir", type=path_type, default=None, help=help_text)
+
+
+def config_option(help_text: str, path_type: click.Path = FILE) -> Callable:
+    """``--config``, the ``config_file`` parameter: the command's settings YAML (None: defaults)."""
+    return click.option("--config", "config_file", type=path_type, default=None, help=help_text)
+
+
+def bounded(
+    flag: str,
+    bounds: click.ParamType,
+    default: float,
+    help_text: str | None = None,
+    dest: str | None = None,
+) -> Callable:
+    """A number option within ``bounds`` (a `click.IntRange` or `click.FloatRange`) that shows
+    its default in ``--help``; ``dest`` names the parameter when the flag's name does not."""
+    decls = (flag, dest) if dest else (flag,)
+    return click.option(*decls, type=bounds, default=default, show_default=True, help=help_text)
+
+
+def verbose_option(whose: str, log: str) -> Callable:
+    """``-v/--verbose``: ``whose`` output (the libraries') on the terminal too, not only in
+    the ``log`` file."""
+    return click.option(
+        "-v", "--verbose", is_flag=True, help=f"Show {whose} output here too (always in {log})."
+    )
+
+
 def iso_date(_ctx: click.Context, _param: click.Parameter, value: str | None) -> dt.date | None:
     """Option callback: ``YYYY-MM-DD`` text to a date; a usage error names the bad value."""
     if value is None:

@@ -12,7 +12,7 @@ import click
 
 from aiqleads.errors import ConfigError, DataError
 from cli.commands.kfp import compile_command
-from cli.commands.options import DIRECTORY, FILE, iso_date, stage_option
+from cli.commands.options import DIRECTORY, config_option, iso_date, stage_option, verbose_option
 
 
 def _ensure_default_data(path: pathlib.Path) -> None:
@@ -62,12 +62,8 @@ def pipeline() -> None:
     help="Data set root (leads.csv, users.csv, spans/). Default: the config's data_root; "
     "the default synthetic set is generated into runs/data/default when missing.",
 )
-@click.option(
-    "--config",
-    "config_file",
-    type=FILE,
-    default=None,
-    help="Pipeline config YAML (see docs/pipeline.md); AIQLEADS_PIPELINE__* env vars override.",
+@config_option(
+    "Pipeline config YAML (see docs/pipeline.md); AIQLEADS_PIPELINE__* env vars override."
 )
 @click.option(
     "--as-of",
@@ -83,12 +79,7 @@ def pipeline() -> None:
     "quality:<alert>); an alert's reason lets population shifts through the drift check.",
 )
 @stage_option("Stop the wiring early (development): after the drift check or after Transform.")
-@click.option(
-    "-v",
-    "--verbose",
-    is_flag=True,
-    help="Show TensorFlow's, Beam's and TFMA's output here too (always in the run's log).",
-)
+@verbose_option("TensorFlow's, Beam's and TFMA's", "the run's log")
 def run(
     data_dir: pathlib.Path | None,
     config_file: pathlib.Path | None,

@@ -10,18 +10,14 @@ import pathlib
 
 import click
 
-from cli.commands.options import DIRECTORY, FILE
+from cli.commands.options import DIRECTORY, config_option, verbose_option
 
 REPORT_LOG = "report.log"  # the libraries' output while the report is built, in --out
 
 
 @click.command("report")
-@click.option(
-    "--config",
-    "config_file",
-    type=FILE,
-    default=None,
-    help="Pipeline config YAML (as for `aiqleads pipeline run`): where MLMD and the runs are.",
+@config_option(
+    "Pipeline config YAML (as for `aiqleads pipeline run`): where MLMD and the runs are."
 )
 @click.option(
     "--run",
@@ -37,12 +33,7 @@ REPORT_LOG = "report.log"  # the libraries' output while the report is built, in
     required=True,
     help="Folder to write report.html into (created when missing).",
 )
-@click.option(
-    "-v",
-    "--verbose",
-    is_flag=True,
-    help=f"Show TensorFlow's and the libraries' output here too (always in --out/{REPORT_LOG}).",
-)
+@verbose_option("TensorFlow's and the libraries'", f"--out/{REPORT_LOG}")
 def report(
     config_file: pathlib.Path | None, run: str, out_dir: pathlib.Path, verbose: bool
 ) -> None:

@@ -6,21 +6,38 @@ import json
 import pathlib
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 
 import click
 
 from aiqleads.errors import ServiceError
 from cli.commands.options import (
-    DIRECTORY,
     EXISTING_FILE,
     TOKEN_ENV,
+    bounded,
+    config_option,
     progress_printer,
+    run_dir_option,
     token_option,
 )
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 MAX_K = 100
 MAX_USER_ID = 128
+
+
+def _replicas_option(flag: str, what: str) -> Callable:
+    """How many replicas of a service the stack runs (1 to 16; the settings' 2 by default)."""
+    return click.option(
+        flag, type=click.IntRange(1, 16), default=None, help=f"{what} replicas [default: 2]."
+    )
+
+
+def _coordinate_option(flag: str, name: str, limit: int, help_text: str) -> Callable:
+    """The user's current latitude or longitude, in degrees within ±``limit``."""
+    return click.option(
+        flag, name, type=click.FloatRange(-limit, limit), default=None, help=help_text
+    )
 
 
 @click.command()
@@ -37,31 +54,10 @@ MAX_USER_ID = 128
     help="Versioned SavedModels (<dir>/<version>/saved_model.pb) "
     "[default: the pipeline's push destination].",
 )
-@click.option(
-    "--model-servers",
-    type=click.IntRange(1, 16),
-    default=None,
-    help="Model server replicas [default: 2].",
-)
-@click.option(
-    "--gateways",
-    type=click.IntRange(1, 16),
-    default=None,
-    help="Caching gateway replicas [default: 2].",
-)
-@click.option(
-    "--config",
-    "config_path",
-    type=EXISTING_FILE,
-    default=None,
-    help="Serving settings YAML (serving/settings.py); flags override it.",
-)
-@click.option(
-    "--run-dir",
-    type=DIRECTORY,
-    default=None,
-    help="Logs, Redis data and the Envoy config [default: runs/serve].",
-)
+@_replicas_option("--model-servers", "Model server")
+@_replicas_option("--gateways", "Caching gateway")
+@config_option("Serving settings YAML (serving/settings.py); flags override it.", EXISTING_FILE)
+@run_dir_option("Logs, Redis data and the Envoy config [default: runs/serve].")
 @click.option(
     "--monitoring/--no-monitoring",
     default=None,
@@ -72,7 +68,7 @@ def serve(
     model_base_path: pathlib.Path | None,
     model_servers: int | None,
     gateways: int | None,
-    config_path: pathlib.Path | None,
+    config_file: pathlib.Path | None,
     run_dir: pathlib.Path | None,
     monitoring: bool | None,
 ) -> None:
@@ -91,7 +87,7 @@ def serve(
         "run_dir": run_dir and str(run_dir.resolve()),
         "monitoring": monitoring,
     }
-    settings = load_settings(config_path).with_overrides(
+    settings = load_settings(config_file).with_overrides(
         **{k: v for k, v in overrides.items() if v is not None}
     )
     stack = ServingStack(
@@ -134,39 +130,17 @@ def _validate_location(latitude: float | None, longitude: float | None) -> None:
 
 @click.command()
 @click.option("--user", "user_id", required=True, help="The user to recommend leads to.")
-@click.option(
-    "--k", type=click.IntRange(1, MAX_K), default=10, show_default=True, help="How many leads."
-)
-@click.option(
-    "--lat",
-    "latitude",
-    type=click.FloatRange(-90, 90),
-    default=None,
-    help="Current latitude of the user (with --lon).",
-)
-@click.option(
-    "--lon",
-    "longitude",
-    type=click.FloatRange(-180, 180),
-    default=None,
-    help="Current longitude of the user (with --lat).",
-)
+@bounded("--k", click.IntRange(1, MAX_K), 10, "How many leads.")
+@_coordinate_option("--lat", "latitude", 90, "Current latitude of the user (with --lon).")
+@_coordinate_option("--lon", "longitude", 180, "Current longitude of the user (with --lat).")
 @click.option(
     "--url", default=DEFAULT_URL, show_default=True, help="The Envoy front door of a running stack."
 )
-@click.option(
-    "--timeout",
-    type=click.FloatRange(0.1, 60),
-    default=5.0,
-    show_default=True,
-    help="Seconds to wait for the answer.",
-)
+@bounded("--timeout", click.FloatRange(0.1, 60), 5.0, "Seconds to wait for the answer.")
 @token_option
-@click.option(
-    "--run-dir",
-    type=click.Path(path_type=pathlib.Path),
-    default=None,
-    help="Run dir of `aiqleads serve`, whose secrets/dev.token is used [default: runs/serve].",
+@run_dir_option(
+    "Run dir of `aiqleads serve`, whose secrets/dev.token is used [default: runs/serve].",
+    click.Path(path_type=pathlib.Path),
 )
 def recommend(
     user_id: str,

@@ -7,7 +7,21 @@ import pathlib
 
 import click
 
-from cli.commands.options import DIRECTORY, FILE, progress_printer, token_option
+from cli.commands.options import (
+    DIRECTORY,
+    FILE,
+    bounded,
+    progress_printer,
+    run_dir_option,
+    token_option,
+)
+
+ACK_LOG_HELP = "Write the id of every acknowledged feedback to this file, one a line."
+
+
+def _positive(upper: float) -> click.FloatRange:
+    """More than 0, at most ``upper``."""
+    return click.FloatRange(0, upper, min_open=True)
 
 
 @click.command()
@@ -17,45 +31,24 @@ from cli.commands.options import DIRECTORY, FILE, progress_printer, token_option
     default=None,
     help="Front door of the stack (loopback only) [default: the running `aiqleads serve`'s].",
 )
-@click.option(
-    "--duration",
-    "duration_s",
-    type=click.FloatRange(0, 86_400, min_open=True),
-    default=60.0,
-    show_default=True,
-    help="Seconds of traffic.",
-)
-@click.option(
-    "--rate",
-    type=click.FloatRange(0, 5_000, min_open=True),
-    default=20.0,
-    show_default=True,
-    help="Recommendation requests per second.",
-)
-@click.option(
-    "--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True, help="Random seed."
-)
-@click.option("--k", type=click.IntRange(1, 100), default=10, show_default=True)
+@bounded("--duration", _positive(86_400), 60.0, "Seconds of traffic.", dest="duration_s")
+@bounded("--rate", _positive(5_000), 20.0, "Recommendation requests per second.")
+@bounded("--seed", click.IntRange(0, 2**63 - 1), 0, "Random seed.")
+@bounded("--k", click.IntRange(1, 100), 10)
 @click.option(
     "--scenario",
     default=None,
     help="NAME[@SECONDS]: metro-shift, budget-shift, new-users or skew-location, starting "
     "SECONDS into the run (default 0).",
 )
-@click.option(
+@bounded(
     "--max-in-flight",
-    type=click.IntRange(1, 4096),
-    default=256,
-    show_default=True,
-    help="Requests in flight at most; arrivals beyond are shed and counted.",
+    click.IntRange(1, 4096),
+    256,
+    "Requests in flight at most; arrivals beyond are shed and counted.",
 )
-@click.option(
-    "--ack-log",
-    type=FILE,
-    default=None,
-    help="Write the id of every acknowledged feedback to this file, one a line.",
-)
-@click.option("--run-dir", type=DIRECTORY, default=None, help="Run directory of the stack.")
+@click.option("--ack-log", type=FILE, default=None, help=ACK_LOG_HELP)
+@run_dir_option("Run directory of the stack.")
 @token_option
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def simulate(
