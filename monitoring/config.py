@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pathlib
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError
 
 from aiqleads.errors import ConfigError
 from aiqleads.settings_io import describe_validation_error
+from serving.fields import RedisUrl, password_file
 from serving.secret_files import url_with_password
 from serving.settings import MonitorSettings
 
@@ -15,11 +16,9 @@ from serving.settings import MonitorSettings
 class MonitorConfig(MonitorSettings):
     """What `python -m monitoring` needs: the stack-wide `MonitorSettings` and its store."""
 
-    event_store_url: str = Field(description="The event log to follow (redis://...).")
-    event_store_password_file: pathlib.Path | None = Field(
-        None,
-        description="File with the event store's password (a mounted Secret); a password in "
-        "--event-store-url would be in the process list.",
+    event_store_url: RedisUrl = Field(description="The event log to follow (redis://...).")
+    event_store_password_file: pathlib.Path | None = password_file(
+        "the event store", "; a password in --event-store-url would be in the process list"
     )
     block_ms: int = Field(
         500, ge=10, le=60_000, description="Longest wait of one read for new records."
@@ -29,13 +28,6 @@ class MonitorConfig(MonitorSettings):
         description="Versioned SavedModels; each version's published training statistics "
         "are what its served features are compared with (no drift gauges without it).",
     )
-
-    @field_validator("event_store_url")
-    @classmethod
-    def _redis_scheme(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(f"{value!r} must start with redis://, rediss:// or unix://")
-        return value
 
     def with_passwords(self) -> MonitorConfig:
         """A copy whose URL holds the password file's password (read now), for the client."""

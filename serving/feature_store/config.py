@@ -7,11 +7,13 @@ import pathlib
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from aiqleads.errors import ConfigError
 from aiqleads.settings_io import describe_validation_error
+from serving.fields import RedisUrl, password_file, port_field
 from serving.secret_files import url_with_password
+from serving.settings import Port
 
 
 class UpdaterConfig(BaseModel):
@@ -20,15 +22,11 @@ class UpdaterConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     host: str = Field("127.0.0.1", description="Address of /metrics.")
-    port: int = Field(0, ge=0, le=65535, description="Metrics port; 0 picks a free one.")
-    online_store_url: str = Field(description="The online feature store (redis://...).")
-    event_store_url: str = Field(description="The event log whose feedback it follows.")
-    online_store_password_file: pathlib.Path | None = Field(
-        None, description="File with the online store's password (a mounted Secret)."
-    )
-    event_store_password_file: pathlib.Path | None = Field(
-        None, description="File with the event store's password (a mounted Secret)."
-    )
+    port: Port = port_field(0, "Metrics port; 0 picks a free one.")
+    online_store_url: RedisUrl = Field(description="The online feature store (redis://...).")
+    event_store_url: RedisUrl = Field(description="The event log whose feedback it follows.")
+    online_store_password_file: pathlib.Path | None = password_file("the online store")
+    event_store_password_file: pathlib.Path | None = password_file("the event store")
     data_dir: pathlib.Path | None = Field(
         None,
         description="Data set to materialize at start when the store holds no "
@@ -39,13 +37,6 @@ class UpdaterConfig(BaseModel):
     block_ms: int = Field(
         500, ge=1, le=60_000, description="How long one read waits for new feedback."
     )
-
-    @field_validator("online_store_url", "event_store_url")
-    @classmethod
-    def _redis_scheme(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(f"{value!r} must start with redis://, rediss:// or unix://")
-        return value
 
     def with_passwords(self) -> UpdaterConfig:
         """A copy whose URLs hold the passwords of the password files (never log it)."""

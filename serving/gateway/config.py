@@ -17,6 +17,7 @@ from pydantic import Field, ValidationError, field_validator
 from aiqleads.errors import ConfigError
 from aiqleads.events.attribution import KEY_ENV
 from aiqleads.settings_io import describe_validation_error
+from serving.fields import OptionalRedisUrl, RedisUrl, password_file, port_field
 from serving.secret_files import url_with_password
 from serving.settings import (
     GATEWAY_GRPC_PORT,
@@ -25,7 +26,6 @@ from serving.settings import (
     GatewayOptions,
     ModelName,
     Port,
-    port_field,
 )
 
 _HOST_PORT = re.compile(r"^[A-Za-z0-9.\-]+:\d{1,5}$")
@@ -45,7 +45,7 @@ class GatewayConfig(GatewayOptions):
         GATEWAY_GRPC_PORT,
         f"gRPC port; 0 picks a free one ({GATEWAY_GRPC_PORT}: off TF Serving's 8500/8501).",
     )
-    redis_url: str = Field(
+    redis_url: RedisUrl = Field(
         "redis://127.0.0.1:6379/0", description="The answer cache (redis://, rediss://, unix://)."
     )
     model_servers: tuple[str, ...] = Field(
@@ -76,29 +76,22 @@ class GatewayConfig(GatewayOptions):
     max_body_bytes: int = Field(
         16 * 1024, ge=256, le=16 * 1024 * 1024, description="Largest REST body accepted."
     )
-    online_store_url: str | None = Field(
+    online_store_url: OptionalRedisUrl = Field(
         None,
         description="The online feature store (redis://...): the user's features and the "
         "unavailable leads go to the model with each recommendation; without it the model "
         "answers from the snapshot it was trained with.",
     )
-    online_store_password_file: pathlib.Path | None = Field(
-        None, description="File with the online store's password (a mounted Secret)."
-    )
-    event_store_url: str | None = Field(
+    online_store_password_file: pathlib.Path | None = password_file("the online store")
+    event_store_url: OptionalRedisUrl = Field(
         None,
         description="The event log (redis://...) that impressions and feedback go to; without "
         "it answers are not logged and feedback answers 503.",
     )
-    redis_password_file: pathlib.Path | None = Field(
-        None,
-        description="File with the cache's password (a mounted Secret); a password in "
-        "--redis-url would be in the process list.",
+    redis_password_file: pathlib.Path | None = password_file(
+        "the cache", "; a password in --redis-url would be in the process list"
     )
-    event_store_password_file: pathlib.Path | None = Field(
-        None,
-        description="File with the event store's password (a mounted Secret), likewise.",
-    )
+    event_store_password_file: pathlib.Path | None = password_file("the event store", ", likewise")
     event_store_timeout_ms: int = Field(
         1000, ge=10, le=60_000, description="Deadline of one write to the event store."
     )
@@ -140,13 +133,6 @@ class GatewayConfig(GatewayOptions):
                     f"model server {target!r}: with several servers give IPv4 addresses "
                     "(or one HOST:PORT of a load balancer such as Envoy)"
                 )
-        return value
-
-    @field_validator("redis_url", "event_store_url", "online_store_url")
-    @classmethod
-    def _redis_scheme(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(f"{value!r} must start with redis://, rediss:// or unix://")
         return value
 
     def with_passwords(self) -> GatewayConfig:
