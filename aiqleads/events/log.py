@@ -15,7 +15,7 @@ from typing import SupportsInt, cast
 
 import redis
 from redis.exceptions import RedisError, ResponseError
-from redis.typing import KeyT, StreamIdT
+from redis.typing import EncodableT, FieldT, KeyT, StreamIdT
 
 from aiqleads.errors import ServiceError
 from aiqleads.events.records import (
@@ -40,6 +40,22 @@ return id
 """
 DEFAULT_DEDUP_SECONDS = 86_400
 """How long a feedback id is remembered by the store (ingestion deduplicates for ever)."""
+
+
+def feedback_append_call(
+    feedback: Feedback, dedup_seconds: int
+) -> tuple[list[KeyT], list[str | int | bytes]]:
+    """The keys and arguments of `FEEDBACK_APPEND` for one feedback (both clients call it)."""
+    return (
+        [FEEDBACK_ID_PREFIX + feedback.feedback_id, FEEDBACK_STREAM],
+        [dedup_seconds, RECORD_FIELD, feedback.encode()],
+    )
+
+
+def impression_fields(impression: Impression) -> dict[FieldT, EncodableT]:
+    """The stream entry's fields of one impression in `IMPRESSIONS_STREAM`."""
+    return {RECORD_FIELD: impression.encode()}
+
 
 # The replies of the synchronous client to the stream reads. redis-py annotates every reply
 # as `Awaitable[Any] | Any` (one signature for its synchronous and asyncio clients); the
@@ -96,10 +112,8 @@ class EventLog:
     ) -> str | None:
         """The new entry's id, or None when this feedback id was recorded already."""
         try:
-            result = self._append(
-                keys=[FEEDBACK_ID_PREFIX + feedback.feedback_id, FEEDBACK_STREAM],
-                args=[dedup_seconds, RECORD_FIELD, feedback.encode()],
-            )
+            keys, args = feedback_append_call(feedback, dedup_seconds)
+            result = self._append(keys=keys, args=args)
         except RedisError as e:
             raise EventLogError(f"event store refused a feedback: {e}") from e
         return None if result is None else _text(result)
@@ -108,7 +122,7 @@ class EventLog:
         try:
             pipe = self._redis.pipeline(transaction=False)
             for imp in impressions:
-                pipe.xadd(IMPRESSIONS_STREAM, {RECORD_FIELD: imp.encode()})
+                pipe.xadd(IMPRESSIONS_STREAM, impression_fields(imp))
             pipe.execute()
         except RedisError as e:
             raise EventLogError(f"event store refused impressions: {e}") from e

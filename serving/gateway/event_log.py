@@ -19,15 +19,8 @@ import time
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from aiqleads.events.log import FEEDBACK_APPEND
-from aiqleads.events.records import (
-    FEEDBACK_ID_PREFIX,
-    FEEDBACK_STREAM,
-    IMPRESSIONS_STREAM,
-    RECORD_FIELD,
-    Feedback,
-    Impression,
-)
+from aiqleads.events.log import FEEDBACK_APPEND, feedback_append_call, impression_fields
+from aiqleads.events.records import IMPRESSIONS_STREAM, Feedback, Impression
 from serving.errors import unavailable
 from serving.gateway.metrics import GatewayMetrics
 
@@ -61,10 +54,8 @@ class EventLogWriter:
         """Store one feedback; False when its id was stored before (a retry)."""
         start = time.perf_counter()
         try:
-            entry = await self._append(
-                keys=[FEEDBACK_ID_PREFIX + feedback.feedback_id, FEEDBACK_STREAM],
-                args=[self._dedup_seconds, RECORD_FIELD, feedback.encode()],
-            )
+            keys, args = feedback_append_call(feedback, self._dedup_seconds)
+            entry = await self._append(keys=keys, args=args)
         except RedisError as e:
             self._metrics.feedback_appends.labels("refused").inc()
             raise unavailable(
@@ -91,7 +82,7 @@ class EventLogWriter:
         start = time.perf_counter()
         pipe = self._redis.pipeline(transaction=False)
         for imp in batch:
-            pipe.xadd(IMPRESSIONS_STREAM, {RECORD_FIELD: imp.encode()})
+            pipe.xadd(IMPRESSIONS_STREAM, impression_fields(imp))
         await pipe.execute()
         self._metrics.event_log_latency.labels("impressions").observe(time.perf_counter() - start)
         self._metrics.impressions.labels("logged").inc(len(batch))
