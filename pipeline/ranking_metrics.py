@@ -33,45 +33,49 @@ def metric_name(kind: str, top_k: int) -> str:
     return f"{kind}@{top_k}"
 
 
-def _predictions(element, eval_config, model_name, output_name, example_weighted):
-    _, predictions, weight = next(
-        metric_util.to_label_prediction_example_weight(
-            element,
-            eval_config=eval_config,
-            model_name=model_name,
-            output_name=output_name,
-            example_weighted=example_weighted,
-            flatten=False,
-            require_single_example_weight=True,
+@dataclass(frozen=True)
+class _Scored:
+    """Where a combiner reads an example's scores, weight and graded label from."""
+
+    eval_config: config_pb2.EvalConfig | None
+    model_name: str
+    output_name: str
+    example_weighted: bool
+    gain_key: str
+
+    def read(self, element) -> tuple[np.ndarray, np.ndarray, float]:
+        """One user's (or example's) scores, gains and example weight."""
+        _, predictions, weight = next(
+            metric_util.to_label_prediction_example_weight(
+                element,
+                eval_config=self.eval_config,
+                model_name=self.model_name,
+                output_name=self.output_name,
+                example_weighted=self.example_weighted,
+                flatten=False,
+                require_single_example_weight=True,
+            )
         )
-    )
-    return np.asarray(predictions, dtype=float).reshape(-1), float(weight)
+        scores = np.asarray(predictions, dtype=float).reshape(-1)
+        gains = util.get_by_keys(element.combined_features, [self.gain_key]).reshape(-1)
+        if gains.size != scores.size:
+            raise ValueError(f"{self.gain_key} has {gains.size} values for {scores.size} scores")
+        return scores, gains, float(weight)
 
 
 class _TopKCombiner(beam.CombineFn):
     """Sums per-user hit, precision and recall at k over users with a relevant lead."""
 
-    def __init__(
-        self, keys, eval_config, model_name, output_name, example_weighted, gain_key, top_k
-    ):
+    def __init__(self, keys, scored: _Scored, top_k: int):
         self._keys = keys  # hit, precision, recall
-        self._eval_config = eval_config
-        self._model_name = model_name
-        self._output_name = output_name
-        self._example_weighted = example_weighted
-        self._gain_key = gain_key
+        self._scored = scored
         self._top_k = top_k
 
     def create_accumulator(self) -> list[float]:
         return [0.0, 0.0, 0.0, 0.0]  # hit, precision, recall, users
 
     def add_input(self, acc: list[float], element) -> list[float]:
-        scores, weight = _predictions(
-            element, self._eval_config, self._model_name, self._output_name, self._example_weighted
-        )
-        gains = util.get_by_keys(element.combined_features, [self._gain_key]).reshape(-1)
-        if gains.size != scores.size:
-            raise ValueError(f"{self._gain_key} has {gains.size} values for {scores.size} scores")
+        scores, gains, weight = self._scored.read(element)
         relevant = gains > 0
         n_relevant = int(relevant.sum())
         if n_relevant == 0 or weight <= 0:
@@ -129,11 +133,7 @@ def _top_k_ranking(
                     ],
                     combiner=_TopKCombiner(
                         keys,
-                        eval_config,
-                        model_name,
-                        output_name,
-                        example_weighted,
-                        gain_key,
+                        _Scored(eval_config, model_name, output_name, example_weighted, gain_key),
                         top_k,
                     ),
                 )
@@ -232,23 +232,17 @@ class HistogramAUC:
 class _AUCCombiner(beam.CombineFn):
     """A `HistogramAUC` of (score, engaged): memory bounded by the bins, not the eval set."""
 
-    def __init__(self, key, bound_key, eval_config, model_name, output_name, gain_key):
+    def __init__(self, key, bound_key, scored: _Scored):
         self._key = key
         self._bound_key = bound_key
-        self._eval_config = eval_config
-        self._model_name = model_name
-        self._output_name = output_name
-        self._gain_key = gain_key
+        self._scored = scored
 
     def create_accumulator(self) -> HistogramAUC:
         return HistogramAUC.empty()
 
     def add_input(self, acc: HistogramAUC, element) -> HistogramAUC:
-        scores, _ = _predictions(
-            element, self._eval_config, self._model_name, self._output_name, False
-        )
-        gains = util.get_by_keys(element.combined_features, [self._gain_key]).reshape(-1)
-        return acc.add(np.asarray(scores, dtype=float).reshape(-1), gains > 0)
+        scores, gains, _ = self._scored.read(element)
+        return acc.add(scores, gains > 0)
 
     def merge_accumulators(self, accumulators: Iterable[HistogramAUC]) -> HistogramAUC:
         total = HistogramAUC.empty()
@@ -281,7 +275,7 @@ def _engagement_auc(
                         metric_types.CombinedFeaturePreprocessor(feature_keys=[gain_key])
                     ],
                     combiner=_AUCCombiner(
-                        key, bound, eval_config, model_name, output_name, gain_key
+                        key, bound, _Scored(eval_config, model_name, output_name, False, gain_key)
                     ),
                 )
             )
