@@ -526,15 +526,14 @@ def main(argv: list[str] | None = None) -> int:
     tok.add_argument("--days", type=float, default=30.0, help="lifetime")
     args = parser.parse_args(argv)
     try:
-        if args.command == "secrets":
-            for name in args.secret_overlays:
-                for path, created in write_secret_env(name, force=args.force):
-                    state = "written" if created else "kept (exists; --force to replace)"
-                    print(f"{path.relative_to(KUSTOMIZE_DIR)}: {state}")
-            return 0
-        if args.command == "auth-keys":
-            for name in args.key_overlays:
-                for path, created in write_auth_files(name, force=args.force):
+        if args.command in ("secrets", "auth-keys"):
+            write, names = (
+                (write_secret_env, args.secret_overlays)
+                if args.command == "secrets"
+                else (write_auth_files, args.key_overlays)
+            )
+            for name in names:
+                for path, created in write(name, force=args.force):
                     state = "written" if created else "kept (exists; --force to replace)"
                     print(f"{path.relative_to(KUSTOMIZE_DIR)}: {state}")
             return 0

@@ -30,7 +30,7 @@ from serving.model_server.inference import (
     regress_on,
     run_predict,
 )
-from serving.model_server.manager import ModelManager
+from serving.model_server.manager import ModelManager, ServableHandle
 from serving.model_server.servable import Signature
 
 SIGNATURE_DEF_FIELD = "signature_def"
@@ -81,6 +81,10 @@ class DataPlane:
         return name if self.manager.knows(name) else UNKNOWN_MODEL
 
     # ---- predict / classify / regress -----------------------------------------------------
+    def _handle(self, spec: Spec) -> ServableHandle:
+        """The servable a request's model spec names (a context manager; NOT_FOUND if absent)."""
+        return self.manager.handle(spec.name, spec.version, spec.label)
+
     def predict_arrays(
         self,
         spec: Spec,
@@ -92,7 +96,7 @@ class DataPlane:
         `inputs` is key -> numpy array, or a function of the `Signature` returning that
         (REST decodes JSON only once it knows the signature's input names and dtypes).
         """
-        with self.manager.handle(spec.name, spec.version, spec.label) as servable:
+        with self._handle(spec) as servable:
             name, outputs = run_predict(
                 servable,
                 spec.signature_name,
@@ -104,22 +108,19 @@ class DataPlane:
             return servable.version, name, outputs
 
     def predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
-        spec = Spec.from_proto(request.model_spec)
-        with self.manager.handle(spec.name, spec.version, spec.label) as servable:
+        with self._handle(Spec.from_proto(request.model_spec)) as servable:
             return predict_on(servable, request, self.batcher, self.method_name_check)
 
     def classify(
         self, request: classification_pb2.ClassificationRequest
     ) -> classification_pb2.ClassificationResponse:
-        spec = Spec.from_proto(request.model_spec)
-        with self.manager.handle(spec.name, spec.version, spec.label) as servable:
+        with self._handle(Spec.from_proto(request.model_spec)) as servable:
             return classify_on(servable, request, self.method_name_check)
 
     def regress(
         self, request: regression_pb2.RegressionRequest
     ) -> regression_pb2.RegressionResponse:
-        spec = Spec.from_proto(request.model_spec)
-        with self.manager.handle(spec.name, spec.version, spec.label) as servable:
+        with self._handle(Spec.from_proto(request.model_spec)) as servable:
             return regress_on(servable, request, self.method_name_check)
 
     def multi_inference(
@@ -131,7 +132,7 @@ class DataPlane:
         if not first.name:
             raise invalid(MULTI_INFERENCE_NO_MODEL)
         spec = Spec.from_proto(first)
-        with self.manager.handle(spec.name, spec.version, spec.label) as servable:
+        with self._handle(spec) as servable:
             return multi_inference_on(servable, request, self.method_name_check)
 
     # ---- metadata / status ---------------------------------------------------------------
@@ -145,7 +146,7 @@ class DataPlane:
         for field in fields:
             if field != SIGNATURE_DEF_FIELD:
                 raise invalid(f"Metadata field {field} is not supported")
-        with self.manager.handle(spec.name, spec.version, spec.label) as servable:
+        with self._handle(spec) as servable:
             response = get_model_metadata_pb2.GetModelMetadataResponse()
             response.model_spec.name = spec.name
             response.model_spec.version.value = servable.version
