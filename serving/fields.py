@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
@@ -23,6 +23,18 @@ def port_field(default: int, description: str) -> Any:
 def bounded(default: float, ge: float, le: float, description: str | None = None) -> Any:
     """A number from ``ge`` to ``le``, both included."""
     return Field(default, ge=ge, le=le, description=description)
+
+
+def at_most(name: str, limit: str) -> Any:
+    """A validator of a model's field ``name``: at most its field ``limit`` (declared before)."""
+
+    def check(value: float, info: ValidationInfo) -> float:
+        bound = info.data.get(limit)
+        if bound is not None and value > bound:
+            raise ValueError(f"{name} ({value}) exceeds {limit} ({bound})")
+        return value
+
+    return field_validator(name)(check)
 
 
 def password_file(of: str, more: str = "") -> Any:

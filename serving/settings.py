@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from aiqleads import settings_io
+from serving.fields import at_most, bounded, port_field
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 MODEL_NAME = "lead_recommender"
@@ -47,10 +48,6 @@ FEATURE_STORE_PATHS = ("data_dir",)
 ModelName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 
 
-def port_field(default: int, description: str) -> int:
-    return Field(default, ge=0, le=65535, description=description)
-
-
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -60,8 +57,8 @@ class RedisSettings(_Frozen):
 
     host: str = "127.0.0.1"
     port: Port = port_field(0, "Redis port; 0 picks a free port")
-    db: int = Field(0, ge=0, le=15)
-    max_memory_mb: int = Field(256, ge=16, le=65536)
+    db: int = bounded(0, 0, 15)
+    max_memory_mb: int = bounded(256, 16, 65536)
 
     @property
     def url(self) -> str:
@@ -71,16 +68,16 @@ class RedisSettings(_Frozen):
 class ModelServerSettings(_Frozen):
     """TF-Serving-compatible model servers (or the real `tensorflow_model_server`)."""
 
-    replicas: int = Field(2, ge=1, le=16)
+    replicas: int = bounded(2, 1, 16)
     grpc_port: Port = port_field(0, "gRPC port of replica 0; 0 picks free ports")
     rest_port: Port = port_field(0, "REST port of replica 0; 0 picks free ports")
     enable_batching: bool = False
-    file_system_poll_wait_seconds: int = Field(2, ge=1, le=3600)
-    model_config_poll_seconds: int = Field(
+    file_system_poll_wait_seconds: int = bounded(2, 1, 3600)
+    model_config_poll_seconds: int = bounded(
         1,
-        ge=1,
-        le=3600,
-        description="How often the model servers re-read the deployment's models.config "
+        1,
+        3600,
+        "How often the model servers re-read the deployment's models.config "
         "(labels and loaded versions); a rollback waits at most this plus a gateway refresh.",
     )
 
@@ -88,14 +85,9 @@ class ModelServerSettings(_Frozen):
 class GatewayOptions(_Frozen):
     """What a gateway process takes as flags and every gateway replica of a stack shares."""
 
-    cache_ttl_seconds: int = Field(
-        300, ge=1, le=86400, description="How long an answer stays in Redis."
-    )
-    local_cache_entries: int = Field(
-        10_000,
-        ge=0,
-        le=10_000_000,
-        description="Answers kept in process in front of Redis (0 turns the tier off).",
+    cache_ttl_seconds: int = bounded(300, 1, 86400, "How long an answer stays in Redis.")
+    local_cache_entries: int = bounded(
+        10_000, 0, 10_000_000, "Answers kept in process in front of Redis (0 turns the tier off)."
     )
     local_cache_ttl_seconds: float = Field(
         10.0,
@@ -103,54 +95,45 @@ class GatewayOptions(_Frozen):
         le=3600,
         description="How long an answer stays in the in-process cache (at most cache_ttl_seconds).",
     )
-    canary_fraction: float = Field(
-        0.0,
-        ge=0.0,
-        le=1.0,
-        description="Share of users (by hash of user_id) sent to the 'canary' label.",
+    canary_fraction: float = bounded(
+        0.0, 0.0, 1.0, "Share of users (by hash of user_id) sent to the 'canary' label."
     )
-    model_timeout_ms: int = Field(
+    model_timeout_ms: int = bounded(
         500,
-        ge=10,
-        le=60_000,
-        description="Deadline of one model server call; in a stack, below Envoy's per-try timeout.",
+        10,
+        60_000,
+        "Deadline of one model server call; in a stack, below Envoy's per-try timeout.",
     )
     event_loop: Literal["uvloop", "asyncio"] = Field(
         "uvloop",
         description="uvloop (libuv) costs less CPU per request than the standard asyncio loop.",
     )
-    impression_queue: int = Field(
+    impression_queue: int = bounded(
         10_000,
-        ge=1,
-        le=1_000_000,
-        description="Answers waiting to be logged as impressions; beyond it they are dropped "
+        1,
+        1_000_000,
+        "Answers waiting to be logged as impressions; beyond it they are dropped "
         "and counted (an overloaded event store never slows the answers).",
     )
-    impression_batch: int = Field(
-        256, ge=1, le=10_000, description="Impressions written to the event store per round trip."
+    impression_batch: int = bounded(
+        256, 1, 10_000, "Impressions written to the event store per round trip."
     )
-    feedback_dedup_seconds: int = Field(
+    feedback_dedup_seconds: int = bounded(
         86_400,
-        ge=60,
-        le=30 * 86_400,
-        description="How long the event store remembers a feedback id (a retry within it is "
+        60,
+        30 * 86_400,
+        "How long the event store remembers a feedback id (a retry within it is "
         "recorded once; ingestion deduplicates for ever).",
     )
 
-    @field_validator("local_cache_ttl_seconds")
-    @classmethod
-    def _local_ttl_within_redis_ttl(cls, value: float, info: ValidationInfo) -> float:
-        # The in-process tier expires before Redis does.
-        ttl = info.data.get("cache_ttl_seconds")
-        if ttl is not None and value > ttl:
-            raise ValueError(f"local_cache_ttl_seconds ({value}) exceeds cache_ttl_seconds ({ttl})")
-        return value
+    # The in-process tier expires before Redis does.
+    _local_ttl_within_redis_ttl = at_most("local_cache_ttl_seconds", "cache_ttl_seconds")
 
 
 class GatewaySettings(GatewayOptions):
     """Caching gateways: the recommendation API in front of the model servers."""
 
-    replicas: int = Field(2, ge=1, le=16)
+    replicas: int = bounded(2, 1, 16)
     rest_port: Port = port_field(0, "REST port of replica 0; 0 picks free ports")
     grpc_port: Port = port_field(0, "gRPC port of replica 0; 0 picks free ports")
 
@@ -160,11 +143,8 @@ class EventStoreSettings(_Frozen):
 
     host: str = "127.0.0.1"
     port: Port = port_field(0, "event store port; 0 picks a free port")
-    max_memory_mb: int = Field(
-        512,
-        ge=16,
-        le=65536,
-        description="Beyond it writes fail (feedback answers 503) instead of evicting events.",
+    max_memory_mb: int = bounded(
+        512, 16, 65536, "Beyond it writes fail (feedback answers 503) instead of evicting events."
     )
     appendfsync: Literal["everysec", "always"] = Field(
         "everysec",
@@ -184,11 +164,8 @@ class FeatureStoreSettings(_Frozen):
 
     host: str = "127.0.0.1"
     port: Port = port_field(0, "online store port; 0 picks a free port")
-    max_memory_mb: int = Field(
-        512,
-        ge=16,
-        le=65536,
-        description="Beyond it writes fail (and are retried) instead of evicting features.",
+    max_memory_mb: int = bounded(
+        512, 16, 65536, "Beyond it writes fail (and are retried) instead of evicting features."
     )
     enabled: bool = Field(
         True, description="Run the online store and its updater; the gateways read it."
@@ -227,11 +204,8 @@ class MonitorSettings(_Frozen):
     drift_interval_seconds: float = Field(
         15.0, gt=0, le=3600, description="How often the served-feature drift is recomputed."
     )
-    drift_min_rows: int = Field(
-        200,
-        ge=1,
-        le=10_000_000,
-        description="Shown leads needed in the window before a drift value is exported.",
+    drift_min_rows: int = bounded(
+        200, 1, 10_000_000, "Shown leads needed in the window before a drift value is exported."
     )
 
 
@@ -240,9 +214,9 @@ class PrometheusSettings(_Frozen):
 
     host: str = "127.0.0.1"
     port: Port = port_field(0, "Prometheus web port; 0 picks a free port")
-    scrape_interval_seconds: float = Field(15.0, ge=0.5, le=300)
-    evaluation_interval_seconds: float = Field(15.0, ge=0.5, le=300)
-    retention_hours: int = Field(72, ge=1, le=24 * 90)
+    scrape_interval_seconds: float = bounded(15.0, 0.5, 300)
+    evaluation_interval_seconds: float = bounded(15.0, 0.5, 300)
+    retention_hours: int = bounded(72, 1, 24 * 90)
 
 
 class AlertmanagerSettings(_Frozen):
@@ -250,9 +224,9 @@ class AlertmanagerSettings(_Frozen):
 
     host: str = "127.0.0.1"
     port: Port = port_field(0, "Alertmanager web port; 0 picks a free port")
-    group_wait_seconds: float = Field(30.0, ge=0, le=3600)
-    group_interval_seconds: float = Field(300.0, ge=1, le=86_400)
-    repeat_interval_seconds: float = Field(4 * 3600.0, ge=1, le=7 * 86_400)
+    group_wait_seconds: float = bounded(30.0, 0, 3600)
+    group_interval_seconds: float = bounded(300.0, 1, 86_400)
+    repeat_interval_seconds: float = bounded(4 * 3600.0, 1, 7 * 86_400)
 
 
 class AlertSettings(_Frozen):
@@ -260,7 +234,7 @@ class AlertSettings(_Frozen):
 
     availability_slo: float = Field(0.999, gt=0.9, lt=1.0, description="Envoy front listener")
     latency_p95_ms: float = Field(100.0, gt=0, le=60_000)
-    min_cache_hit_rate: float = Field(0.9, ge=0, le=1)
+    min_cache_hit_rate: float = bounded(0.9, 0, 1)
     stale_model_hours: float = Field(26.0, gt=0, le=24 * 30)
     quality_margin: float = Field(
         0.2, gt=0, lt=1, description="Relative drop of CTR or hit rate below its baseline."
@@ -270,15 +244,15 @@ class AlertSettings(_Frozen):
     )
     quality_window_minutes: float = Field(30.0, gt=0, le=24 * 60)
     quality_baseline_hours: float = Field(24.0, gt=0, le=24 * 30)
-    for_seconds: float = Field(
-        300.0, ge=0, le=86_400, description="How long a health, latency or cache alert holds."
+    for_seconds: float = bounded(
+        300.0, 0, 86_400, "How long a health, latency or cache alert holds."
     )
-    drift_for_seconds: float = Field(
-        600.0, ge=0, le=86_400, description="How long served-feature drift holds before it fires."
+    drift_for_seconds: float = bounded(
+        600.0, 0, 86_400, "How long served-feature drift holds before it fires."
     )
-    quality_for_seconds: float = Field(900.0, ge=0, le=86_400)
-    rate_window_seconds: float = Field(
-        300.0, ge=10, le=3600, description="Range of the rate() windows of latency and cache."
+    quality_for_seconds: float = bounded(900.0, 0, 86_400)
+    rate_window_seconds: float = bounded(
+        300.0, 10, 3600, "Range of the rate() windows of latency and cache."
     )
 
 
@@ -299,8 +273,8 @@ class TriggerSettings(_Frozen):
         None, description="Pipeline config YAML of the local runner."
     )
     kfp_config: pathlib.Path | None = Field(None, description="KFP settings of the kfp runner.")
-    min_interval_seconds: float = Field(
-        3600.0, ge=0, le=7 * 86_400, description="Least time between two runs' starts."
+    min_interval_seconds: float = bounded(
+        3600.0, 0, 7 * 86_400, "Least time between two runs' starts."
     )
     run_timeout_seconds: float = Field(
         7200.0, gt=0, le=86_400, description="A run still going after this is stopped and failed."
@@ -310,8 +284,8 @@ class TriggerSettings(_Frozen):
 class RateLimitSettings(_Frozen):
     """Envoy's local rate limit (a token bucket per Envoy worker set)."""
 
-    requests_per_second: int = Field(2000, ge=1, le=1_000_000)
-    burst: int = Field(4000, ge=1, le=1_000_000)
+    requests_per_second: int = bounded(2000, 1, 1_000_000)
+    burst: int = bounded(4000, 1, 1_000_000)
 
     @field_validator("burst")
     @classmethod
@@ -344,23 +318,20 @@ class AuthSettings(_Frozen):
         description="Token bucket of each client; the envoy.rate_limit bucket stays the "
         "backstop for all of them together.",
     )
-    max_clients: int = Field(
+    max_clients: int = bounded(
         10_000,
-        ge=1,
-        le=1_000_000,
-        description="Clients with a bucket of their own at once (least recently used beyond).",
+        1,
+        1_000_000,
+        "Clients with a bucket of their own at once (least recently used beyond).",
     )
-    clock_skew_seconds: int = Field(
-        30,
-        ge=0,
-        le=300,
-        description="How far a token's exp and nbf may be off Envoy's clock.",
+    clock_skew_seconds: int = bounded(
+        30, 0, 300, "How far a token's exp and nbf may be off Envoy's clock."
     )
-    verified_token_cache: int = Field(
+    verified_token_cache: int = bounded(
         1000,
-        ge=0,
-        le=100_000,
-        description="Verified tokens each Envoy worker keeps (0: verify every signature); a "
+        0,
+        100_000,
+        "Verified tokens each Envoy worker keeps (0: verify every signature); a "
         "cached token is still refused once it expires.",
     )
 
@@ -368,10 +339,10 @@ class AuthSettings(_Frozen):
 class HealthCheckSettings(_Frozen):
     """Active health checks Envoy runs against every gateway and model server."""
 
-    interval_ms: int = Field(2000, ge=50, le=300_000)
-    timeout_ms: int = Field(1000, ge=10, le=60_000)
-    unhealthy_threshold: int = Field(2, ge=1, le=100)
-    healthy_threshold: int = Field(1, ge=1, le=100)
+    interval_ms: int = bounded(2000, 50, 300_000)
+    timeout_ms: int = bounded(1000, 10, 60_000)
+    unhealthy_threshold: int = bounded(2, 1, 100)
+    healthy_threshold: int = bounded(1, 1, 100)
 
 
 class TlsSettings(_Frozen):
@@ -401,38 +372,30 @@ class EnvoySettings(_Frozen):
     )
     model_listener_port: Port = port_field(0, "internal listener the gateways call")
     lb_policy: Literal["ROUND_ROBIN", "LEAST_REQUEST"] = "LEAST_REQUEST"
-    request_timeout_ms: int = Field(2000, ge=10, le=300_000)
-    per_try_timeout_ms: int = Field(700, ge=10, le=300_000)
-    connect_timeout_ms: int = Field(250, ge=10, le=60_000)
-    num_retries: int = Field(2, ge=0, le=10)
-    concurrency: int = Field(2, ge=1, le=64)
-    update_merge_window_ms: int = Field(
+    request_timeout_ms: int = bounded(2000, 10, 300_000)
+    per_try_timeout_ms: int = bounded(700, 10, 300_000)
+    connect_timeout_ms: int = bounded(250, 10, 60_000)
+    num_retries: int = bounded(2, 0, 10)
+    concurrency: int = bounded(2, 1, 64)
+    update_merge_window_ms: int = bounded(
         0,
-        ge=0,
-        le=60_000,
-        description=(
-            "how long Envoy merges health-check changes before its workers see them; 0 "
-            "delivers each at once (Envoy's own default of 1 s leaves a replica that turned "
-            "healthy out of the load balancer for up to that long, though the admin API "
-            "already counts it)"
-        ),
+        0,
+        60_000,
+        "how long Envoy merges health-check changes before its workers see them; 0 "
+        "delivers each at once (Envoy's own default of 1 s leaves a replica that turned "
+        "healthy out of the load balancer for up to that long, though the admin API "
+        "already counts it)",
     )
     access_log: bool = Field(
         True, description="one JSON line per request: replica, tries, response flags"
     )
-    max_connections: int = Field(4096, ge=1, le=1_000_000)
-    max_pending_requests: int = Field(4096, ge=1, le=1_000_000)
-    max_downstream_connections: int = Field(50_000, ge=1, le=1_000_000)
+    max_connections: int = bounded(4096, 1, 1_000_000)
+    max_pending_requests: int = bounded(4096, 1, 1_000_000)
+    max_downstream_connections: int = bounded(50_000, 1, 1_000_000)
     health_check: HealthCheckSettings = HealthCheckSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
 
-    @field_validator("per_try_timeout_ms")
-    @classmethod
-    def _try_within_request(cls, v: int, info: ValidationInfo) -> int:
-        total = info.data.get("request_timeout_ms")
-        if total is not None and v > total:
-            raise ValueError(f"per_try_timeout_ms ({v}) exceeds request_timeout_ms ({total})")
-        return v
+    _try_within_request = at_most("per_try_timeout_ms", "request_timeout_ms")
 
 
 class ServingSettings(_Frozen):

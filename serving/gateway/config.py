@@ -17,7 +17,7 @@ from pydantic import Field, ValidationError, field_validator
 from aiqleads.errors import ConfigError
 from aiqleads.events.attribution import KEY_ENV
 from aiqleads.settings_io import describe_validation_error
-from serving.fields import OptionalRedisUrl, RedisUrl, password_file, port_field
+from serving.fields import OptionalRedisUrl, RedisUrl, bounded, password_file, port_field
 from serving.secret_files import url_with_password
 from serving.settings import (
     GATEWAY_GRPC_PORT,
@@ -55,8 +55,8 @@ class GatewayConfig(GatewayOptions):
         "several).",
     )
     model_name: ModelName = Field(MODEL_NAME, description="The model to serve.")
-    model_retries: int = Field(
-        1, ge=0, le=5, description="Extra tries of a model call that failed with UNAVAILABLE."
+    model_retries: int = bounded(
+        1, 0, 5, "Extra tries of a model call that failed with UNAVAILABLE."
     )
     version_refresh_seconds: float = Field(
         2.0,
@@ -64,18 +64,14 @@ class GatewayConfig(GatewayOptions):
         le=3600,
         description="How often to ask the model servers for versions and labels.",
     )
-    redis_timeout_ms: int = Field(
-        50, ge=1, le=10_000, description="Socket timeout of each Redis call."
-    )
-    lock_ttl_ms: int = Field(
+    redis_timeout_ms: int = bounded(50, 1, 10_000, "Socket timeout of each Redis call.")
+    lock_ttl_ms: int = bounded(
         1000,
-        ge=10,
-        le=60_000,
-        description="Lifetime of the fill lock that lets one replica compute a missing answer.",
+        10,
+        60_000,
+        "Lifetime of the fill lock that lets one replica compute a missing answer.",
     )
-    max_body_bytes: int = Field(
-        16 * 1024, ge=256, le=16 * 1024 * 1024, description="Largest REST body accepted."
-    )
+    max_body_bytes: int = bounded(16 * 1024, 256, 16 * 1024 * 1024, "Largest REST body accepted.")
     online_store_url: OptionalRedisUrl = Field(
         None,
         description="The online feature store (redis://...): the user's features and the "
@@ -92,8 +88,8 @@ class GatewayConfig(GatewayOptions):
         "the cache", "; a password in --redis-url would be in the process list"
     )
     event_store_password_file: pathlib.Path | None = password_file("the event store", ", likewise")
-    event_store_timeout_ms: int = Field(
-        1000, ge=10, le=60_000, description="Deadline of one write to the event store."
+    event_store_timeout_ms: int = bounded(
+        1000, 10, 60_000, "Deadline of one write to the event store."
     )
     attribution_key_file: pathlib.Path | None = Field(
         None,
@@ -105,14 +101,14 @@ class GatewayConfig(GatewayOptions):
         description="The deployment's canary.json (aiqleads models canary): its fraction, "
         "re-read with every version refresh, overrides --canary-fraction.",
     )
-    stop_grace_seconds: float = Field(
-        5.0, ge=0, le=300, description="How long a stop waits for requests in flight."
+    stop_grace_seconds: float = bounded(
+        5.0, 0, 300, "How long a stop waits for requests in flight."
     )
-    drain_seconds: float = Field(
+    drain_seconds: float = bounded(
         0.0,
-        ge=0,
-        le=300,
-        description="On SIGTERM, how long /healthz answers 503 while requests are still "
+        0,
+        300,
+        "On SIGTERM, how long /healthz answers 503 while requests are still "
         "served, before the stop: long enough for Envoy's health checks to take the replica "
         "out of rotation (unhealthy_threshold x interval).",
     )
