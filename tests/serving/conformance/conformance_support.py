@@ -49,6 +49,25 @@ def model_config_text(testdata: str) -> str:
     return text_format.MessageToString(config)
 
 
+def predict_request(model: str, x, **spec):
+    """A PredictRequest of `model` with the float32 tensor ``x`` as its input `x`; ``spec``
+    sets the model spec's fields (``version`` its number, ``version_label``,
+    ``signature_name``)."""
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model
+    for key, value in spec.items():
+        if key == "version":
+            request.model_spec.version.value = value
+        else:
+            setattr(request.model_spec, key, value)
+    request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.array(x, np.float32)))
+    return request
+
+
 def call(base: str, method: str, path: str, body=None, raw: bytes | None = None):
     """(HTTP status, parsed JSON or text) of one request; errors are answers, not raises."""
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)

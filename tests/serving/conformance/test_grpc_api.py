@@ -26,6 +26,8 @@ from tensorflow_serving.apis import (
 )
 
 TIMEOUT = 30
+Classification = classification_pb2.ClassificationRequest
+Regression = regression_pb2.RegressionRequest
 
 
 @pytest.fixture
@@ -38,16 +40,16 @@ def models(channel):
     return model_service_pb2_grpc.ModelServiceStub(channel)
 
 
-def _predict_request(model="half_plus_two", x=(1.0, 2.0, 5.0), **spec):
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = model
-    for key, value in spec.items():
-        if key == "version":
-            request.model_spec.version.value = value
-        else:
-            setattr(request.model_spec, key, value)
-    request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.array(x, np.float32).reshape(-1, 1)))
-    return request
+def _predict_request(model="half_plus_two", **spec):
+    return support.predict_request(model, [[1.0], [2.0], [5.0]], **spec)
+
+
+def _invalid_argument(call, request) -> str:
+    """The details of the INVALID_ARGUMENT error that ``call(request)`` must fail with."""
+    with pytest.raises(grpc.RpcError) as e:
+        call(request, timeout=TIMEOUT)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    return e.value.details()
 
 
 def test_predict_and_response_model_spec(predictions):
@@ -74,9 +76,7 @@ def test_predict_output_filter(predictions):
     request.output_filter.append("y")
     assert list(predictions.Predict(request, timeout=TIMEOUT).outputs) == ["y"]
     request.output_filter[:] = ["nope"]
-    with pytest.raises(grpc.RpcError) as e:
-        predictions.Predict(request, timeout=TIMEOUT)
-    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    _invalid_argument(predictions.Predict, request)
 
 
 @pytest.mark.parametrize(
@@ -114,27 +114,27 @@ def test_predict_error_codes(predictions, spec, code, message):
 def test_predict_wrong_dtype_and_missing_input_are_invalid_argument(predictions):
     request = _predict_request()
     request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.array([[1]], np.int32)))
-    with pytest.raises(grpc.RpcError) as e:
-        predictions.Predict(request, timeout=TIMEOUT)
-    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    _invalid_argument(predictions.Predict, request)
     del request.inputs["x"]
     request.inputs["z"].CopyFrom(tf.make_tensor_proto(np.array([[1.0]], np.float32)))
-    with pytest.raises(grpc.RpcError) as e:
-        predictions.Predict(request, timeout=TIMEOUT)
-    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    _invalid_argument(predictions.Predict, request)
 
 
-def _examples(target, xs):
+def _examples_request(request_type, model, signature_name=None, xs=()):
+    """A Classify or Regress request (``request_type``) of ``model``'s ``signature_name``
+    (None: serving_default) over one serialized tf.Example per float in ``xs``."""
+    request = request_type()
+    request.model_spec.name = model
+    if signature_name is not None:
+        request.model_spec.signature_name = signature_name
     for x in xs:
-        target.examples.add().features.feature["x"].float_list.value.append(x)
+        request.input.example_list.examples.add().features.feature["x"].float_list.value.append(x)
+    return request
 
 
 @pytest.mark.parametrize("model", support.HALF_PLUS_TWO_MODELS)
 def test_classify(predictions, model):
-    request = classification_pb2.ClassificationRequest()
-    request.model_spec.name = model
-    request.model_spec.signature_name = "classify_x_to_y"
-    _examples(request.input.example_list, [2.0, 8.0])
+    request = _examples_request(Classification, model, "classify_x_to_y", [2.0, 8.0])
     response = predictions.Classify(request, timeout=TIMEOUT)
     scores = [[c.score for c in row.classes] for row in response.result.classifications]
     assert scores == [[3.0], [6.0]]
@@ -144,10 +144,7 @@ def test_classify(predictions, model):
 
 @pytest.mark.parametrize("model", support.HALF_PLUS_TWO_MODELS)
 def test_regress(predictions, model):
-    request = regression_pb2.RegressionRequest()
-    request.model_spec.name = model
-    request.model_spec.signature_name = "regress_x_to_y"
-    _examples(request.input.example_list, [2.0, 4.0])
+    request = _examples_request(Regression, model, "regress_x_to_y", [2.0, 4.0])
     response = predictions.Regress(request, timeout=TIMEOUT)
     assert [r.value for r in response.result.regressions] == [3.0, 4.0]
     assert (response.model_spec.name, response.model_spec.version.value) == (model, 123)
@@ -156,9 +153,7 @@ def test_regress(predictions, model):
 
 @pytest.mark.parametrize("model", support.HALF_PLUS_TWO_MODELS)
 def test_regress_with_context(predictions, model):
-    request = regression_pb2.RegressionRequest()
-    request.model_spec.name = model
-    request.model_spec.signature_name = "regress_x_to_y2"
+    request = _examples_request(Regression, model, "regress_x_to_y2")
     target = request.input.example_list_with_context
     target.context.features.feature["x"].float_list.value.append(6.0)
     target.examples.add()
@@ -168,26 +163,18 @@ def test_regress_with_context(predictions, model):
 
 @pytest.mark.parametrize("model", support.HALF_PLUS_TWO_MODELS)
 def test_regress_on_predict_signature_is_invalid_argument(predictions, model):
-    request = regression_pb2.RegressionRequest()
-    request.model_spec.name = model  # serving_default is a predict signature
-    _examples(request.input.example_list, [2.0])
-    with pytest.raises(grpc.RpcError) as e:
-        predictions.Regress(request, timeout=TIMEOUT)
-    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # No signature name: serving_default, a predict signature.
+    request = _examples_request(Regression, model, xs=[2.0])
+    details = _invalid_argument(predictions.Regress, request)
     # Its input is `x`, not the serialized examples' `inputs`.
-    assert e.value.details().startswith("No regression inputs found in SignatureDef: ")
+    assert details.startswith("No regression inputs found in SignatureDef: ")
 
 
 @pytest.mark.parametrize("model", support.HALF_PLUS_TWO_MODELS)
 def test_classify_on_a_regression_signature_names_the_missing_outputs(predictions, model):
-    request = classification_pb2.ClassificationRequest()
-    request.model_spec.name = model
-    request.model_spec.signature_name = "regress_x_to_y"  # one output, `outputs`
-    _examples(request.input.example_list, [2.0])
-    with pytest.raises(grpc.RpcError) as e:
-        predictions.Classify(request, timeout=TIMEOUT)
-    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert e.value.details().startswith(
+    # regress_x_to_y has one output, `outputs`.
+    request = _examples_request(Classification, model, "regress_x_to_y", [2.0])
+    assert _invalid_argument(predictions.Classify, request).startswith(
         'Expected classification signature outputs to contain at least one of "classes" or '
         '"scores". Signature was: '
     )
@@ -195,14 +182,9 @@ def test_classify_on_a_regression_signature_names_the_missing_outputs(prediction
 
 @pytest.mark.parametrize("model", support.HALF_PLUS_TWO_MODELS)
 def test_classify_on_a_missing_signature(predictions, model):
-    request = classification_pb2.ClassificationRequest()
-    request.model_spec.name = model
-    request.model_spec.signature_name = "nope"
-    _examples(request.input.example_list, [2.0])
-    with pytest.raises(grpc.RpcError) as e:
-        predictions.Classify(request, timeout=TIMEOUT)
-    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert e.value.details() == "No signature was found with the name: nope"
+    request = _examples_request(Classification, model, "nope", [2.0])
+    details = _invalid_argument(predictions.Classify, request)
+    assert details == "No signature was found with the name: nope"
 
 
 def test_get_model_metadata(predictions):

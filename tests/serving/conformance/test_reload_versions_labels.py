@@ -20,7 +20,6 @@ from tensorflow_serving.apis import (
     get_model_status_pb2,
     model_management_pb2,
     model_service_pb2_grpc,
-    predict_pb2,
     prediction_service_pb2_grpc,
 )
 from tensorflow_serving.config import model_server_config_pb2
@@ -61,14 +60,7 @@ def _available(models, name: str) -> set[int]:
 
 
 def _predict_version(predictions, **spec) -> int:
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = VERSIONS_MODEL
-    for key, value in spec.items():
-        if key == "version":
-            request.model_spec.version.value = value
-        else:
-            setattr(request.model_spec, key, value)
-    request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.array([2.0], np.float32)))
+    request = support.predict_request(VERSIONS_MODEL, [2.0], **spec)
     response = predictions.Predict(request, timeout=TIMEOUT)
     np.testing.assert_array_equal(tf.make_ndarray(response.outputs["y"]), [3.0])
     return response.model_spec.version.value
