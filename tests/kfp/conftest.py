@@ -51,6 +51,14 @@ def _name_filter(query: dict[str, list[str]]) -> str | None:
     return predicate["stringValue"]
 
 
+def _listing(query: dict[str, list[str]], names: dict[str, str], id_key: str, list_key: str):
+    """A list call's answer: the objects of ``names`` (id -> display name), only the one the
+    query's display_name filter names if it has one; ``{}`` when none (as KFP answers)."""
+    name = _name_filter(query)
+    found = [{id_key: i, "display_name": n} for i, n in names.items() if name in (None, n)]
+    return 200, ({list_key: found, "total_size": len(found)} if found else {})
+
+
 class KfpApiServer:
     """Start with ``with KfpApiServer() as server:``; ``server.url`` is the KFP host."""
 
@@ -86,13 +94,7 @@ class KfpApiServer:
         if (m, p) == ("GET", f"{API}/healthz"):
             return 200, {"multi_user": False}
         if (m, p) == ("GET", f"{API}/pipelines"):
-            name = _name_filter(q)
-            found = [
-                {"pipeline_id": i, "display_name": n}
-                for i, n in s.pipelines.items()
-                if name in (None, n)
-            ]
-            return 200, ({"pipelines": found, "total_size": len(found)} if found else {})
+            return _listing(q, s.pipelines, "pipeline_id", "pipelines")
         if (m, p) == ("POST", f"{API}/pipelines/upload"):
             pipeline_id, version_id = s.new_id("pipeline"), s.new_id("version")
             s.pipelines[pipeline_id] = q["name"][0]
@@ -116,13 +118,7 @@ class KfpApiServer:
             versions = [{"pipeline_id": pipeline_id, "pipeline_version_id": v} for v in ids]
             return 200, {"pipeline_versions": versions, "total_size": len(versions)}
         if (m, p) == ("GET", f"{API}/experiments"):
-            name = _name_filter(q)
-            found = [
-                {"experiment_id": i, "display_name": n}
-                for i, n in s.experiments.items()
-                if name in (None, n)
-            ]
-            return 200, ({"experiments": found, "total_size": len(found)} if found else {})
+            return _listing(q, s.experiments, "experiment_id", "experiments")
         if (m, p) == ("POST", f"{API}/experiments"):
             experiment_id = s.new_id("experiment")
             s.experiments[experiment_id] = req.json()["display_name"]
@@ -130,13 +126,7 @@ class KfpApiServer:
         if (m, p) == ("POST", f"{API}/runs"):
             return 200, {**req.json(), "run_id": s.new_id("run"), "state": "PENDING"}
         if (m, p) == ("GET", f"{API}/recurringruns"):
-            name = _name_filter(q)
-            found = [
-                {"recurring_run_id": i, "display_name": n}
-                for i, n in s.recurring_runs.items()
-                if name in (None, n)
-            ]
-            return 200, ({"recurringRuns": found, "total_size": len(found)} if found else {})
+            return _listing(q, s.recurring_runs, "recurring_run_id", "recurringRuns")
         if (m, p) == ("POST", f"{API}/recurringruns"):
             recurring_id = s.new_id("recurring")
             s.recurring_runs[recurring_id] = req.json()["display_name"]

@@ -15,10 +15,10 @@ from serving.envoy.config import (
     CLUSTER_MODEL_GRPC,
     CLUSTER_MODEL_REST,
     Replica,
-    Upstreams,
 )
 from serving.envoy.runtime import envoy_binary, healthy_members, write_config
-from serving.process import Child, free_port, http_status, wait_until
+from serving.launcher import Topology
+from serving.process import LOOPBACK, Child, free_port, http_status, wait_until
 from serving.settings import ServingSettings
 
 BACKEND = pathlib.Path(__file__).with_name("backend.py")
@@ -29,7 +29,6 @@ FAST_HEALTH = {
     "envoy.health_check.unhealthy_threshold": 2,
     "envoy.health_check.healthy_threshold": 1,
 }
-CLUSTERS = (CLUSTER_GATEWAY_REST, CLUSTER_GATEWAY_GRPC, CLUSTER_MODEL_GRPC, CLUSTER_MODEL_REST)
 
 
 class Proxy:
@@ -41,6 +40,7 @@ class Proxy:
         self.backends: dict[str, Child] = {}
         self.replicas: dict[str, Replica] = {}
         self.settings: ServingSettings | None = None
+        self.front = self.model_listener = self.admin = ""  # addresses, once started
         # The front door wants a token: a key pair of the test's own and a token with every
         # scope for every user (tests/security checks who may call what).
         key = auth.create_signing_key(tmp / "secrets" / auth.SIGNING_KEY_FILE)
@@ -75,10 +75,6 @@ class Proxy:
         """Start backends and Envoy; wait until Envoy counts every backend healthy, except
         gateways given ``gateways_healthy_when`` (unhealthy until that file exists)."""
         flag = gateways_healthy_when
-        upstreams = Upstreams(
-            gateways=tuple(self._backend(n, n in failing, flag) for n in gateways),
-            model_servers=tuple(self._backend(n, n in failing, None) for n in model_servers),
-        )
         self.settings = ServingSettings().with_overrides(
             **{
                 "envoy.port": free_port(),
@@ -91,9 +87,20 @@ class Proxy:
                 **overrides,
             }
         )
+        envoy_settings = self.settings.envoy
+        self.front = f"{LOOPBACK}:{envoy_settings.port}"
+        self.model_listener = f"{LOOPBACK}:{envoy_settings.model_listener_port}"
+        self.admin = f"http://{LOOPBACK}:{envoy_settings.admin_port}"
+        topology = Topology(
+            self.settings,
+            gateways=tuple(self._backend(n, n in failing, flag) for n in gateways),
+            model_servers=tuple(self._backend(n, n in failing, None) for n in model_servers),
+        )
         for child in self.children:
             wait_until(child.ready, 30, f"test backend {child.name}")
-        config = write_config(self.tmp / "envoy.yaml", self.settings, upstreams, self.log_dir)
+        config = write_config(
+            self.tmp / "envoy.yaml", self.settings, topology.upstreams, self.log_dir
+        )
         envoy = Child(
             "envoy",
             [envoy_binary(), *command_lines.envoy_args(config, 1, "warning", hot_restart=False)],
@@ -126,18 +133,6 @@ class Proxy:
         if not path.exists():
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-    @property
-    def front(self) -> str:
-        return f"127.0.0.1:{self.settings.envoy.port}"
-
-    @property
-    def model_listener(self) -> str:
-        return f"127.0.0.1:{self.settings.envoy.model_listener_port}"
-
-    @property
-    def admin(self) -> str:
-        return f"http://127.0.0.1:{self.settings.envoy.admin_port}"
 
     def healthy(self, cluster: str) -> int:
         return healthy_members(self.settings.envoy.admin_port, cluster)

@@ -22,7 +22,7 @@ import pytest
 import redis
 import requests
 
-from serving.process import free_port
+from serving.process import LOOPBACK, free_port
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 TF_SERVING_TESTDATA = ROOT.parent / "shared" / "testdata" / "tf_serving"
@@ -256,6 +256,9 @@ class GatewayThread:
         self.thread.start()
         self.gateway = self.call(self._build(Gateway, config))
         self.call(self.gateway.start())
+        # Ports are known once it started (0 in the config picks free ones).
+        self.url = f"http://{LOOPBACK}:{self.gateway.rest_port}"
+        self.grpc_target = f"{LOOPBACK}:{self.gateway.grpc_port}"
 
     @staticmethod
     async def _build(cls, config):
@@ -263,14 +266,6 @@ class GatewayThread:
 
     def call(self, coro, timeout: float = 30):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.gateway.rest_port}"
-
-    @property
-    def grpc_target(self) -> str:
-        return f"127.0.0.1:{self.gateway.grpc_port}"
 
     def stop(self) -> None:
         if self.loop.is_closed():  # stopped by the test already

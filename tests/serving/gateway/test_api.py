@@ -30,6 +30,16 @@ def _items(response: pb.RecommendResponse) -> list[dict]:
     return [{"lead_id": i.lead_id, "score": i.score} for i in response.items]
 
 
+def _feedback(answer: dict, user_id: str, event_type: str) -> dict:
+    """The feedback body of ``user_id`` on the first lead of ``answer``."""
+    return {
+        "request_id": answer["request_id"],
+        "user_id": user_id,
+        "lead_id": answer["items"][0]["lead_id"],
+        "event_type": event_type,
+    }
+
+
 def test_grpc_and_rest_give_the_same_answer_and_share_the_cache(
     start_gateway, model_server, recommend, expected
 ):
@@ -98,13 +108,7 @@ def test_answers_and_feedback_go_to_the_event_log_with_their_version_and_variant
 
 def test_a_retried_feedback_is_recorded_once(start_gateway, recommend, event_store):
     gateway = start_gateway()
-    answer = recommend(gateway, user_id="lena", k=1)
-    body = {
-        "request_id": answer["request_id"],
-        "user_id": "lena",
-        "lead_id": answer["items"][0]["lead_id"],
-        "event_type": "view",
-    }
+    body = _feedback(recommend(gateway, user_id="lena", k=1), "lena", "view")
     replies = [requests.post(f"{gateway.url}/v1/feedback", json=body, timeout=10) for _ in range(3)]
     assert [r.json()["duplicate"] for r in replies] == [False, True, True]
     log = EventLog(event_store.url)
@@ -118,12 +122,7 @@ def test_any_replica_attributes_feedback_even_after_the_answering_one_is_gone(
     first, second = start_gateway(), start_gateway()
     answer = recommend(first, user_id="mia", k=1)
     first.stop()
-    body = {
-        "request_id": answer["request_id"],
-        "user_id": "mia",
-        "lead_id": answer["items"][0]["lead_id"],
-        "event_type": "purchase",
-    }
+    body = _feedback(answer, "mia", "purchase")
     reply = requests.post(f"{second.url}/v1/feedback", json=body, timeout=10)
     assert reply.status_code == 200 and reply.json()["accepted"] is True
     log = EventLog(event_store.url)
@@ -140,12 +139,7 @@ def test_any_replica_attributes_feedback_even_after_the_answering_one_is_gone(
 def test_feedback_for_an_unknown_answer_is_refused(start_gateway, recommend, request_id, user_id):
     gateway = start_gateway()
     answer = recommend(gateway, user_id="nina", k=1)
-    body = {
-        "request_id": request_id or answer["request_id"],
-        "user_id": user_id,
-        "lead_id": answer["items"][0]["lead_id"],
-        "event_type": "click",
-    }
+    body = {**_feedback(answer, user_id, "click"), "request_id": request_id or answer["request_id"]}
     reply = requests.post(f"{gateway.url}/v1/feedback", json=body, timeout=10)
     assert reply.status_code == 400
     assert "was not issued by this service" in reply.json()["error"]
@@ -156,12 +150,7 @@ def test_with_the_event_store_down_feedback_is_a_retryable_503_and_nothing_is_lo
 ):
     gateway = start_gateway(event_store_timeout_ms=200)
     answer = recommend(gateway, user_id="olga", k=1)
-    body = {
-        "request_id": answer["request_id"],
-        "user_id": "olga",
-        "lead_id": answer["items"][0]["lead_id"],
-        "event_type": "click",
-    }
+    body = _feedback(answer, "olga", "click")
     event_store.kill()
     refused = requests.post(f"{gateway.url}/v1/feedback", json=body, timeout=10)
     assert refused.status_code == 503 and "retry" in refused.json()["error"]

@@ -25,8 +25,6 @@ from serving.errors import Code, ServingError
 from serving.model_server.dataplane import DataPlane
 from serving.model_server.manager import ModelManager
 
-REPO = pathlib.Path(__file__).resolve().parents[3]
-TESTDATA = REPO.parent / "shared" / "testdata" / "tf_serving"
 CLASSIFY = "tensorflow/serving/classify"
 REGRESS = "tensorflow/serving/regress"
 
@@ -91,10 +89,10 @@ def plane(labelled):
 
 
 @pytest.fixture(scope="module")
-def checking_plane():
+def checking_plane(tf_serving_testdata):
     models = {
-        "tf1": TESTDATA / "saved_model_half_plus_two_cpu",
-        "tf2": TESTDATA / "saved_model_half_plus_two_tf2_cpu",
+        "tf1": tf_serving_testdata / "saved_model_half_plus_two_cpu",
+        "tf2": tf_serving_testdata / "saved_model_half_plus_two_tf2_cpu",
     }
     manager, dataplane = _dataplane(models, method_name_check=True)
     yield dataplane

@@ -25,9 +25,7 @@ from serving.errors import Code
 from serving.model_server.manager import AVAILABLE, END, ModelManager, retired_versions
 from serving.model_server.warmup import WarmupOptions
 
-REPO = pathlib.Path(__file__).resolve().parents[3]
-TESTDATA = REPO.parent / "shared" / "testdata" / "tf_serving"
-HALF_PLUS_TWO = TESTDATA / "saved_model_half_plus_two_cpu" / "00000123"
+HALF_PLUS_TWO = "saved_model_half_plus_two_cpu/00000123"  # in TF Serving's test data
 MODEL = "m"
 
 
@@ -253,7 +251,7 @@ def test_a_failed_warmup_fails_the_load_and_the_previous_version_keeps_serving(
         served.close()
 
 
-def test_classify_regress_and_multi_inference_records_run(tmp_path):
+def test_classify_regress_and_multi_inference_records_run(tmp_path, tf_serving_testdata):
     from tensorflow_serving.apis import (
         classification_pb2,
         inference_pb2,
@@ -284,8 +282,9 @@ def test_classify_regress_and_multi_inference_records_run(tmp_path):
     bad_multi.tasks.add(method_name="tensorflow/serving/predict")
 
     base = tmp_path / "m"
-    add_version(base, HALF_PLUS_TWO, 1, [classify, regress, multi, predict_request(2)])
-    add_version(base, HALF_PLUS_TWO, 2, [regress, bad_multi])
+    half_plus_two = tf_serving_testdata / HALF_PLUS_TWO
+    add_version(base, half_plus_two, 1, [classify, regress, multi, predict_request(2)])
+    add_version(base, half_plus_two, 2, [regress, bad_multi])
     served = Served(base, policy="model_version_policy { all {} }")
     try:
         states = served.states()
@@ -364,7 +363,9 @@ def _get(url: str) -> str:
 
 
 @pytest.mark.e2e
-def test_server_warms_up_before_serving_and_reports_a_failed_warmup(tmp_path, row_counter):
+def test_server_warms_up_before_serving_and_reports_a_failed_warmup(
+    tmp_path, row_counter, tf_serving_testdata
+):
     import json
     import urllib.request
 
@@ -383,7 +384,7 @@ def test_server_warms_up_before_serving_and_reports_a_failed_warmup(tmp_path, ro
     )
     args = [
         f"--model_config_file={config}",
-        f"--monitoring_config_file={TESTDATA / 'monitoring_config.txt'}",
+        f"--monitoring_config_file={tf_serving_testdata / 'monitoring_config.txt'}",
     ]
     with running_model_server(args, tmp_path / "server.log", MODEL) as server:
         body = json.loads(_get(f"{server.rest_url}/v1/models/m"))
