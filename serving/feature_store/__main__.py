@@ -15,23 +15,17 @@ import click
 from prometheus_client import start_http_server
 
 from aiqleads.errors import AiqleadsError
-from aiqleads.settings_flags import click_options
 from serving.feature_store.config import UpdaterConfig, parse_config
+from serving.main_command import process_errors, settings_command
 
 log = logging.getLogger("serving.feature_store")
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click_options(UpdaterConfig)
+@settings_command(UpdaterConfig)
 def main(**flags: object) -> None:
     """Keep the online feature store fresh: materialization, then streaming updates."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s features %(levelname)s %(message)s")
-    try:
-        config = parse_config(flags).with_passwords()  # read from files, not argv
-        _run(config)
-    except AiqleadsError as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(e.exit_code)
+    with process_errors("features"):
+        _run(parse_config(flags).with_passwords())  # passwords read from files, not argv
 
 
 def _run(config: UpdaterConfig) -> None:

@@ -6,7 +6,6 @@ Every flag, its type, default and help come from `GatewayConfig` (`aiqleads.sett
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 import sys
 
@@ -14,16 +13,14 @@ import click
 
 from aiqleads.errors import AiqleadsError
 from aiqleads.events.log import redact
-from aiqleads.settings_flags import click_options
 from serving.gateway.config import GatewayConfig, parse_config
+from serving.main_command import process_errors, settings_command
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click_options(GatewayConfig)
+@settings_command(GatewayConfig)
 def main(**flags: object) -> None:
     """Run one caching gateway replica (REST and gRPC) until SIGTERM or Ctrl-C."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s gateway %(levelname)s %(message)s")
-    try:
+    with process_errors("gateway"):
         config = parse_config(flags).with_passwords()  # read from files, not argv
         if config.event_loop == "uvloop":
             import uvloop
@@ -31,9 +28,6 @@ def main(**flags: object) -> None:
             uvloop.run(_serve(config))
         else:
             asyncio.run(_serve(config))
-    except AiqleadsError as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(e.exit_code)
 
 
 async def _serve(config: GatewayConfig) -> None:
