@@ -1,8 +1,8 @@
-"""Field declarations the settings models share: ports, bounded numbers, Redis addresses and
-the password files that go with them.
+"""What the settings models declare alike: ports, bounded numbers, a field bounded by another,
+Redis addresses and the password files that go with them.
 
-Each returns what ``pydantic.Field`` returns, so a model declares ``port: Port =
-port_field(0, "...")`` and its JSON schema, validation and command-line flags
+The field factories return what ``pydantic.Field`` returns (``port: Port = port_field(0,
+"...")``), so a model's JSON schema, validation and command-line flags
 (`aiqleads.settings_flags`) are those of the equivalent ``Field(...)``.
 """
 

@@ -83,7 +83,6 @@ def _rpc(
         model = self._dp.model_label(request.model_spec.name)
         return _answer(self._m, api, model, partial(method, self._dp), request, context)
 
-    rpc.__name__ = rpc.__qualname__ = method.__name__
     return rpc
 
 
