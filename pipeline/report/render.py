@@ -88,7 +88,9 @@ def _run_lines(found: run_artifacts.RunArtifacts) -> list[str]:
         )
     failed = [r for r in found.runs if r.state == run_report.FAILED]
     if failed:
-        lines.append(f"stopped: {failed[0].component} failed: {failed[0].message.splitlines()[0]}")
+        # A step that raised (rather than returning a failed execution) leaves no message.
+        first_line = (failed[0].message.splitlines() or ["see the run's log"])[0]
+        lines.append(f"stopped: {failed[0].component} failed: {first_line}")
     elif found.pushed_to:
         lines.append(f"blessed and pushed to {found.pushed_to}")
     elif found.blessed is False:

@@ -140,3 +140,30 @@ def test_figures_are_inline_and_do_not_share_ids():
 def test_a_missing_metadata_store_says_to_run_the_pipeline_first(tmp_path):
     with pytest.raises(run_artifacts.RunNotFound, match="run the pipeline first"):
         run_artifacts.find(tmp_path / "absent.sqlite", "aiqleads-recommender")
+
+
+def test_a_failed_step_is_named_with_its_message_or_where_to_look():
+    from pipeline import run_report
+    from pipeline.report import render
+
+    def run_line(message: str) -> str:
+        failed = run_report.ComponentRun("StatisticsGen", run_report.FAILED, 1.0, 7, message)
+        nothing = dict.fromkeys(
+            ("schema", "examples", "statistics", "anomalies", "drift_report"), None
+        ) | dict.fromkeys(
+            ("transform_graph", "model", "baseline_model", "evaluation", "blessed", "pushed_to")
+        )
+        found = run_artifacts.RunArtifacts(
+            pipeline="aiqleads",
+            run_id="2026-12-07T06-36-34",
+            runs=(failed,),
+            example_gen_properties={},
+            **nothing,
+        )
+        return render._run_lines(found)[-1]
+
+    # A step that raised inside its Beam pipeline leaves no message in MLMD.
+    assert run_line("") == "stopped: StatisticsGen failed: see the run's log"
+    assert run_line("drift check failed: region\n\ndetails") == (
+        "stopped: StatisticsGen failed: drift check failed: region"
+    )
