@@ -148,10 +148,9 @@ def test_a_failed_step_is_named_with_its_message_or_where_to_look():
 
     def run_line(message: str) -> str:
         failed = run_report.ComponentRun("StatisticsGen", run_report.FAILED, 1.0, 7, message)
+        artifacts = "schema examples statistics anomalies drift_report transform_graph model"
         nothing = dict.fromkeys(
-            ("schema", "examples", "statistics", "anomalies", "drift_report"), None
-        ) | dict.fromkeys(
-            ("transform_graph", "model", "baseline_model", "evaluation", "blessed", "pushed_to")
+            (*artifacts.split(), "baseline_model", "evaluation", "blessed", "pushed_to")
         )
         found = run_artifacts.RunArtifacts(
             pipeline="aiqleads",
