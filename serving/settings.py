@@ -95,6 +95,13 @@ class GatewayOptions(_Frozen):
         le=3600,
         description="How long an answer stays in the in-process cache (at most cache_ttl_seconds).",
     )
+    online_mirror_entries: int = bounded(
+        100_000,
+        0,
+        10_000_000,
+        "Online store rows kept in process until Redis reports them changed (client "
+        "tracking): a repeat user's features cost no round trip (0 turns the mirror off).",
+    )
     canary_fraction: float = bounded(
         0.0, 0.0, 1.0, "Share of users (by hash of user_id) sent to the 'canary' label."
     )

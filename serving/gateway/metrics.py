@@ -175,6 +175,13 @@ class GatewayMetrics:
             buckets=LOOKUP_BUCKETS,
             registry=r,
         )
+        self.online_reads = Counter(
+            "aiqleads_gateway_online_reads",
+            "Online feature lookups by where they were answered: memory (the in-process "
+            "mirror, no round trip) or store (one round trip to the online store).",
+            ("source",),
+            registry=r,
+        )
         self.unavailable_leads = Gauge(
             "aiqleads_gateway_unavailable_leads",
             "Leads the online store holds unavailable (pending, sold, withdrawn), as last read.",

@@ -1,10 +1,11 @@
 """The gateway's reads of the online feature store: one round trip per recommendation.
 
-For each recommendation the gateway reads, in one pipelined round trip to the online store
-(docs/feature_store.md): the user's rows of the views the model version was trained on
-(`user_behaviour`, `user_geo`) and the availability sequence number. The set of unavailable
-leads (pending, sold, withdrawn) is kept here and read again only when that number moves,
-which costs a second round trip once per status change, not per request.
+For each recommendation the gateway needs the user's rows of the views the model version was
+trained on (`user_behaviour`, `user_geo`) and the set of unavailable leads (pending, sold,
+withdrawn) (docs/feature_store.md). What the in-process mirror (`row_mirror`) holds costs no
+round trip; the rest, and the availability sequence number while the mirror is off, is one
+pipelined round trip to the online store. The unavailable set is kept here and read again
+only when that number moves (once per status change, not per request).
 
 What the model gets (`transforms.features.RECOMMEND_ONLINE_INPUTS`):
 
@@ -38,6 +39,7 @@ from aiqleads.features.definitions import REGISTRY, FeatureView
 from aiqleads.features.online import Row, row_from_hash
 from aiqleads.features.user_state import days_since
 from serving.gateway.metrics import GatewayMetrics
+from serving.gateway.row_mirror import RowMirror, Tracking
 from transforms import features as f
 
 log = logging.getLogger(__name__)
@@ -107,6 +109,7 @@ class ModelFeatures:
 class _Availability:
     seq: int = -1
     unavailable: frozenset[str] = frozenset()
+    epoch: int = -1  # the mirror's epoch of the counter when last read (-1: never)
     by_version: dict[int, tuple[tuple[str, ...], str]] = field(default_factory=dict)
 
 
@@ -171,9 +174,16 @@ class OnlineFeatureReader:
         metrics: GatewayMetrics,
         timeout_seconds: float,
         clock: Callable[[], float] = time.time,
+        mirror_entries: int = 0,
     ) -> None:
         self._redis = aioredis.Redis.from_url(
             url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds
+        )
+        self.mirror = RowMirror(mirror_entries, watched=(keys.AVAILABILITY_SEQ,))
+        self._tracking = Tracking(
+            self._redis,
+            self.mirror,
+            tuple(f"{keys.PREFIX}:row:{name}:" for name in USER_VIEWS) + (keys.AVAILABILITY_SEQ,),
         )
         self._metrics = metrics
         self._clock = clock
@@ -182,7 +192,12 @@ class OnlineFeatureReader:
         self._refused: set[tuple[tuple[str, int], ...]] = set()  # logged once each
         self._usable: dict[tuple[tuple[str, int], ...], dict[str, FeatureView] | None] = {}
 
+    def start(self) -> None:
+        """Starts keeping the mirror live (with ``mirror_entries`` > 0)."""
+        self._tracking.start()
+
     async def close(self) -> None:
+        await self._tracking.stop()
         await self._redis.aclose()
 
     def usable(self, model: ModelFeatures | None) -> dict[str, FeatureView] | None:
@@ -220,22 +235,47 @@ class OnlineFeatureReader:
         """The user's online inputs for ``model``; None when the store cannot answer."""
         started = time.perf_counter()
         behaviour_view, geo_view = (views[name] for name in USER_VIEWS)
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.hgetall(keys.row(behaviour_view.name, behaviour_view.version, user_id))
-        pipe.hgetall(keys.row(geo_view.name, geo_view.version, user_id))
-        pipe.get(keys.AVAILABILITY_SEQ)
+        row_keys = (
+            keys.row(behaviour_view.name, behaviour_view.version, user_id),
+            keys.row(geo_view.name, geo_view.version, user_id),
+        )
+        mirror = self.mirror
+        raws = [mirror.get(key) for key in row_keys]
+        # While the mirror is live, a change of the counter reaches it as an invalidation.
+        epoch = mirror.epoch(keys.AVAILABILITY_SEQ)
+        seq_known = mirror.live and self._availability.epoch == epoch
+        wanted = [key for key, raw in zip(row_keys, raws, strict=True) if raw is None]
+        tickets = [mirror.begin(key) for key in wanted]
+        read: list = []
         try:
-            behaviour_raw, geo_raw, seq = await pipe.execute()
-            if int(seq or 0) != self._availability.seq:
-                await self._refresh_availability()
+            if wanted or not seq_known:
+                pipe = self._redis.pipeline(transaction=False)
+                for key in wanted:
+                    pipe.hgetall(key)
+                if not seq_known:
+                    pipe.get(keys.AVAILABILITY_SEQ)
+                read = await pipe.execute()
+                self._metrics.online_reads.labels("store").inc()
+                if not seq_known:
+                    if int(read[-1] or 0) != self._availability.seq:
+                        await self._refresh_availability(epoch)
+                    else:
+                        self._availability.epoch = epoch
+            else:
+                self._metrics.online_reads.labels("memory").inc()
+            fetched = iter(read)
+            raws = [next(fetched) if raw is None else raw for raw in raws]
             now = self._clock()
-            behaviour = row_from_hash(behaviour_view, user_id, behaviour_raw, now)
-            geo = row_from_hash(geo_view, user_id, geo_raw, now)
+            behaviour = row_from_hash(behaviour_view, user_id, raws[0], now)
+            geo = row_from_hash(geo_view, user_id, raws[1], now)
         except (RedisError, OSError, ValueError, KeyError) as e:
             self._metrics.online_features.labels(Outcome.STORE_ERROR).inc()
             log.debug("online store read failed for %s: %s", user_id, e)
+            read = []
             return None
         finally:
+            for i, (key, ticket) in enumerate(zip(wanted, tickets, strict=True)):
+                mirror.keep(key, ticket, read[i] if i < len(read) else None)
             self._metrics.online_lookup.observe(time.perf_counter() - started)
         excluded, token = self._excluded(model)
         if not behaviour.found and not geo.found:
@@ -247,14 +287,16 @@ class OnlineFeatureReader:
         self._metrics.online_features.labels(outcome).inc()
         return inputs_from_rows(behaviour, geo, now, excluded, token)
 
-    async def _refresh_availability(self) -> None:
+    async def _refresh_availability(self, epoch: int) -> None:
+        """Reads the unavailable set; ``epoch``: the mirror's epoch of the counter before it
+        was read (an invalidation since makes the next request read the counter again)."""
         async with self._refresh_lock:
             pipe = self._redis.pipeline(transaction=True)
             pipe.get(keys.AVAILABILITY_SEQ)
             pipe.smembers(keys.UNAVAILABLE)
             seq, members = await pipe.execute()
             unavailable = frozenset(m.decode() for m in cast("set[bytes]", members))
-            self._availability = _Availability(int(seq or 0), unavailable)
+            self._availability = _Availability(int(seq or 0), unavailable, epoch)
             self._metrics.unavailable_leads.set(len(unavailable))
 
     def _excluded(self, model: ModelFeatures) -> tuple[tuple[str, ...], str]:

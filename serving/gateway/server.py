@@ -75,7 +75,10 @@ class Gateway:
         self.features = None
         if config.online_store_url is not None:
             self.features = OnlineFeatureReader(
-                config.online_store_url, self.metrics, config.redis_timeout_ms / 1000
+                config.online_store_url,
+                self.metrics,
+                config.redis_timeout_ms / 1000,
+                mirror_entries=config.online_mirror_entries,
             )
         self.dataplane = DataPlane(
             self.model,
@@ -122,6 +125,8 @@ class Gateway:
         self.tracker.start()
         if self.events is not None:
             self.events.start()
+        if self.features is not None:
+            self.features.start()
 
     async def drain(self) -> None:
         """Fail readiness and keep serving for ``drain_seconds``, so that Envoy's health
