@@ -3,9 +3,10 @@
 1. the miss and hit p95 through Envoy at 200 req/s with the store off (the model's snapshot
    alone) against on (each recommendation reads the user's rows and the availability), on
    fresh stacks, alternating, ``--rounds`` times (medians over the rounds);
-2. the online lookup itself inside the gateways (one pipelined round trip per request), p50
-   and p95 from their histogram (`aiqleads_gateway_online_lookup_seconds`, buckets from
-   0.1 ms), over the on-step's requests;
+2. the online lookup itself inside the gateways (from the gateway's in-process mirror, else
+   one pipelined round trip), p50 and p95 from their histogram
+   (`aiqleads_gateway_online_lookup_seconds`, buckets from 0.1 ms), over the on-step's
+   requests, and how many were answered from memory and from the store;
 3. freshness: a lead in a user's answer is marked sold in the store, then the user's answer
    is polled through Envoy until the lead is gone (p50/p95 over ``--freshness-trials``);
 4. materialization throughput (rows/s) of the data set into the running store.
@@ -63,13 +64,18 @@ def _gateway_metrics(stack: ServingStack) -> str:
     )
 
 
-def _outcomes(text: str) -> dict[str, float]:
+def _counts(text: str, name: str, label: str) -> dict[str, float]:
+    """Counter ``name`` summed over the gateways' expositions in ``text``, by ``label``."""
     out: dict[str, float] = {}
     for line in text.splitlines():
-        if line.startswith("aiqleads_gateway_online_features_total{"):
-            outcome = line.split('outcome="')[1].split('"')[0]
-            out[outcome] = out.get(outcome, 0.0) + float(line.rsplit(" ", 1)[1])
+        if line.startswith(f"{name}{{"):
+            value = line.split(f'{label}="')[1].split('"')[0]
+            out[value] = out.get(value, 0.0) + float(line.rsplit(" ", 1)[1])
     return out
+
+
+def _outcomes(text: str) -> dict[str, float]:
+    return _counts(text, "aiqleads_gateway_online_features_total", "outcome")
 
 
 def histogram_percentile(text: str, name: str, q: float) -> tuple[float, int]:
@@ -153,7 +159,11 @@ def step(settings: ServingSettings, on: bool, trace: list[str], args, extra: dic
         if on:
             text = _gateway_metrics(stack)
             outcomes = _outcomes(text)
-            line += f"; lookups {', '.join(f'{k} {v:.0f}' for k, v in sorted(outcomes.items()))}"
+            reads = _counts(text, "aiqleads_gateway_online_reads_total", "source")
+            line += (
+                f"; lookups {', '.join(f'{k} {v:.0f}' for k, v in sorted(outcomes.items()))}"
+                f" ({', '.join(f'from {k} {v:.0f}' for k, v in sorted(reads.items()))})"
+            )
             for q in (50, 95):
                 extra.setdefault(q, []).append(histogram_percentile(text, LOOKUP, q)[0])
             if "fresh" not in extra:
@@ -213,7 +223,8 @@ def main() -> None:
         f"{on_hit:.2f} ms ({on_hit - off_hit:+.2f} ms)"
     )
     print(
-        f"online lookup in the gateways (user rows + availability, one round trip; their "
+        f"online lookup in the gateways (user rows + availability: the mirror, else one round "
+        f"trip; their "
         f"histogram, interpolated in its buckets, median over rounds): p50 "
         f"{statistics.median(extra[50]):.2f} ms, p95 {statistics.median(extra[95]):.2f} ms"
     )
