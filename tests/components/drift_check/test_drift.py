@@ -8,6 +8,7 @@ import pathlib
 import numpy as np
 import pandas as pd
 import pytest
+import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from tfx.types import standard_artifacts
 
@@ -254,6 +255,51 @@ def test_executor_measures_serving_skew_from_jsonl_logs(tmp_path):
     assert body["serving_records"] == 20
     assert skew and skew[0]["value"] == pytest.approx(1.0)  # "west" never seen in training
     assert result.execution_result.code == executor_io.FAILED_PRECONDITION
+
+
+def _to_ram(local: str, ram: str) -> None:
+    """Copies the tree under ``local`` to ``ram`` (TensorFlow's in-memory file system)."""
+    for directory, _, files in tf.io.gfile.walk(local):
+        target = ram + directory[len(local) :]
+        tf.io.gfile.makedirs(target)
+        for name in files:
+            tf.io.gfile.copy(f"{directory}/{name}", f"{target}/{name}")
+
+
+def test_the_check_reads_and_writes_a_non_local_file_system_as_a_local_one(tmp_path):
+    """Examples, serving logs and the report on `ram://` (in memory, as `gs://` would be
+    remote): no path goes through `open` or `pathlib`, and the report is the local one's."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    lines = [json.dumps({"features": {f.REGION: "west"}, "user_id": "U1"})] * 20
+    (logs / "requests.jsonl").write_text("\n".join(lines) + "\n")
+    th = {"numeric": {f.LEAD_LATITUDE: 1.0}, "categorical": {f.REGION: 0.9}}
+    _, local = _run(tmp_path, th, log_dir=str(logs))
+
+    root = f"ram://{tmp_path.name}"
+    examples = _examples(tmp_path / "again")
+    _to_ram(examples.uri, f"{root}/examples")
+    _to_ram(str(logs), f"{root}/logs")
+    examples.uri = f"{root}/examples"
+    report, page, metrics = s.DriftReport(), s.HtmlVisualization(), s.ScalarMetrics()
+    report.uri = f"{root}/DriftCheck/report/7"
+    page.uri, metrics.uri = f"{root}/page/value", f"{root}/metrics/value"
+    props = {
+        s.THRESHOLDS_KEY: json.dumps(th),
+        s.SERVING_LOG_DIR_KEY: f"{root}/logs",
+        s.MAX_SERVING_RECORDS_KEY: 1000,
+    }
+    result = executor.Executor().Do(
+        {s.EXAMPLES_KEY: [examples], s.SCHEMA_KEY: [_schema_artifact()]},
+        {s.REPORT_KEY: [report], s.VISUALIZATION_KEY: [page], s.METRICS_KEY: [metrics]},
+        props,
+    )
+    assert result.execution_result.code == executor_io.FAILED_PRECONDITION  # the skew
+    in_memory = executor.read_report(report.uri)
+    assert tf.io.gfile.exists(f"{root}/DriftCheck/report/rejected-7/{s.REPORT_JSON}")
+    assert in_memory.serving_records == 20
+    assert in_memory.to_json() == executor.read_report(local.uri).to_json()
+    assert "FAILED" in tf.io.gfile.GFile(page.uri).read()
 
 
 def test_component_channels():
