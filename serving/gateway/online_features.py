@@ -28,7 +28,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -246,7 +246,7 @@ class OnlineFeatureReader:
         seq_known = mirror.live and self._availability.epoch == epoch
         wanted = [key for key, raw in zip(row_keys, raws, strict=True) if raw is None]
         tickets = [mirror.begin(key) for key in wanted]
-        read: list = []
+        read: list[Any] = []
         try:
             if wanted or not seq_known:
                 pipe = self._redis.pipeline(transaction=False)
@@ -264,10 +264,10 @@ class OnlineFeatureReader:
             else:
                 self._metrics.online_reads.labels("memory").inc()
             fetched = iter(read)
-            raws = [next(fetched) if raw is None else raw for raw in raws]
+            behaviour_raw, geo_raw = (next(fetched) if raw is None else raw for raw in raws)
             now = self._clock()
-            behaviour = row_from_hash(behaviour_view, user_id, raws[0], now)
-            geo = row_from_hash(geo_view, user_id, raws[1], now)
+            behaviour = row_from_hash(behaviour_view, user_id, behaviour_raw, now)
+            geo = row_from_hash(geo_view, user_id, geo_raw, now)
         except (RedisError, OSError, ValueError, KeyError) as e:
             self._metrics.online_features.labels(Outcome.STORE_ERROR).inc()
             log.debug("online store read failed for %s: %s", user_id, e)

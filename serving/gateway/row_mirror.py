@@ -23,11 +23,13 @@ Bounded: at most ``capacity`` rows (least recently used go first).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Iterable
 
 import redis.asyncio as aioredis
+from redis.asyncio.connection import AbstractConnection as Connection
 from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
@@ -36,7 +38,7 @@ CHANNEL = "__redis__:invalidate"
 PING_SECONDS = 5.0  # silence on the subscription after which both connections are pinged
 RETRY_SECONDS = (0.1, 5.0)  # reconnect backoff: first, longest
 
-Raw = dict  # one HGETALL reply: field -> value (bytes), empty when the key is absent
+Raw = dict[bytes, bytes]  # one HGETALL reply: field -> value, empty when the key is absent
 
 
 class RowMirror:
@@ -108,9 +110,9 @@ class RowMirror:
         self._bump(keys)
         for key in keys:
             self._rows.pop(key, None)
-            reading = self._reading.get(key)
-            if reading is not None:
-                reading[1] += 1
+            in_flight = self._reading.get(key)
+            if in_flight is not None:
+                in_flight[1] += 1
 
     def switch(self, live: bool) -> None:
         """On: an empty mirror that keeps what is read from now on; off: cleared, unused."""
@@ -128,7 +130,7 @@ class Tracking:
         self._pool = client.connection_pool
         self._mirror = mirror
         self._prefixes = prefixes
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         if self._task is None and self._mirror.capacity > 0:
@@ -137,18 +139,16 @@ class Tracking:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
         self._mirror.switch(False)
 
     async def _run(self) -> None:
         delay = RETRY_SECONDS[0]
         while True:
-            subscriber = self._pool.make_connection()
-            tracker = self._pool.make_connection()
+            subscriber: Connection = self._pool.make_connection()  # type: ignore[no-untyped-call]
+            tracker: Connection = self._pool.make_connection()  # type: ignore[no-untyped-call]
             try:
                 await self._subscribe(subscriber, tracker)
                 log.info("online rows mirrored in process (Redis client tracking)")
@@ -166,21 +166,23 @@ class Tracking:
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_SECONDS[1])
 
-    async def _subscribe(self, subscriber, tracker) -> None:
-        await subscriber.connect()
+    async def _subscribe(self, subscriber: Connection, tracker: Connection) -> None:
+        await subscriber.connect()  # type: ignore[no-untyped-call]
         await subscriber.send_command("CLIENT", "ID")
         client_id = int(await subscriber.read_response())
         await subscriber.send_command("SUBSCRIBE", CHANNEL)
         await subscriber.read_response()
-        await tracker.connect()
+        await tracker.connect()  # type: ignore[no-untyped-call]
         prefixes = [word for prefix in self._prefixes for word in ("PREFIX", prefix)]
-        await tracker.send_command("CLIENT", "TRACKING", "ON", "REDIRECT", client_id, "BCAST", *prefixes)
+        await tracker.send_command(
+            "CLIENT", "TRACKING", "ON", "REDIRECT", client_id, "BCAST", *prefixes
+        )
         reply = await tracker.read_response()
         if reply not in (b"OK", "OK"):
             raise ValueError(f"CLIENT TRACKING answered {reply!r}")
         self._mirror.switch(True)  # only reads from now on are kept
 
-    async def _listen(self, subscriber, tracker) -> None:
+    async def _listen(self, subscriber: Connection, tracker: Connection) -> None:
         pinged = False
         while True:
             message = await subscriber.read_response(timeout=PING_SECONDS)
