@@ -14,8 +14,9 @@ first one after a change:
 - A row read from the store is kept (absent rows too: an unknown user costs no round trip
   either) until its key is published. A read that an invalidation overtakes is not kept.
 - While the tracking connections are down, the mirror is off: every read goes to the store,
-  as without a mirror, and nothing read before the outage is kept. So an update is never
-  missed, only costs a round trip more.
+  as without a mirror, and nothing read before the outage is kept. Both are pinged every
+  second, so a connection that dies silently (the tracking one alone would simply stop the
+  invalidations) turns the mirror off within about two seconds.
 
 Bounded: at most ``capacity`` rows (least recently used go first).
 """
@@ -35,7 +36,7 @@ from redis.exceptions import RedisError
 log = logging.getLogger(__name__)
 
 CHANNEL = "__redis__:invalidate"
-PING_SECONDS = 5.0  # silence on the subscription after which both connections are pinged
+PING_SECONDS = 1.0  # both connections are pinged this often
 RETRY_SECONDS = (0.1, 5.0)  # reconnect backoff: first, longest
 
 Raw = dict[bytes, bytes]  # one HGETALL reply: field -> value, empty when the key is absent
@@ -183,23 +184,28 @@ class Tracking:
         self._mirror.switch(True)  # only reads from now on are kept
 
     async def _listen(self, subscriber: Connection, tracker: Connection) -> None:
-        pinged = False
+        """Applies invalidations until either connection fails. Every ``PING_SECONDS`` both
+        are pinged: a tracker connection that died alone would stop the invalidations
+        silently, so its death must surface within a ping, as an unanswered one does."""
+        loop = asyncio.get_running_loop()
+        pinged_at, pong_due = loop.time(), False
         while True:
             message = await subscriber.read_response(timeout=PING_SECONDS)
-            if message is None:  # silence: check both connections are alive
-                if pinged:
+            if message is not None:
+                kind = message[0]
+                if kind in (b"pong", "pong"):
+                    pong_due = False
+                elif kind in (b"message", "message") and len(message) == 3:
+                    keys = message[2]
+                    self._mirror.invalidate(
+                        None
+                        if keys is None
+                        else [k.decode() if isinstance(k, bytes) else str(k) for k in keys]
+                    )
+            if loop.time() - pinged_at >= PING_SECONDS:
+                if pong_due:
                     raise ConnectionError("the invalidation subscription stopped answering")
                 await tracker.send_command("PING")
                 await tracker.read_response()
                 await subscriber.send_command("PING")
-                pinged = True
-                continue
-            pinged = False
-            kind = message[0]
-            if kind in (b"message", "message") and len(message) == 3:
-                keys = message[2]
-                self._mirror.invalidate(
-                    None
-                    if keys is None
-                    else [k.decode() if isinstance(k, bytes) else str(k) for k in keys]
-                )
+                pinged_at, pong_due = loop.time(), True

@@ -159,6 +159,23 @@ def test_without_tracking_every_read_goes_to_the_store_and_the_mirror_comes_back
     _eventually(lambda: reader.read("u1"), lambda inputs: _views(inputs) == 6.0)
 
 
+def test_the_tracking_connection_dying_alone_turns_the_mirror_off_within_seconds(store, reader):
+    """Killing the tracking client (not the subscriber) stops Redis' invalidations without
+    a word on the subscription: the pings find it, and no stale row is served after."""
+    _write_user(store, "u1", views=3)
+    reader.wait_live()
+    reader.read("u1")
+    tracking = [c for c in store.client.client_list() if "t" in c["flags"]]
+    assert len(tracking) == 1
+    store.client.client_kill_filter(_id=tracking[0]["id"])
+    started = time.monotonic()
+    reader.wait_live(False, timeout=5)
+    assert time.monotonic() - started < 3
+    _write_user(store, "u1", views=7)
+    reader.wait_live(True)
+    assert _views(reader.read("u1")) == 7.0
+
+
 def test_with_the_mirror_turned_off_every_read_goes_to_the_store(store, redis_server):
     """``online_mirror_entries`` 0: a round trip per read, every write seen at once."""
     reader = Reader(redis_server.url, entries=0)
