@@ -10,7 +10,9 @@ Decisions (docs/pipeline.md):
   candidate is dropped when the user engaged with it anywhere in the window or when it was
   listed after the event date, and repeats are dropped; there is no resampling, so a
   positive can get fewer than the configured count. Negatives come from the whole catalogue
-  listed by then, whatever the lead's current status (status has no history). Seeded.
+  listed by then, whatever the lead's current status (status has no history). The draws of
+  a positive are a hash of (seed, user, time, lead), not a shared random stream, so the
+  examples do not depend on how the users are split across processes (`beam_examples`).
 - Split by time: examples of the last ``eval_days`` days of the window are ``eval``.
 - Ranking protocol of the eval split (``eval_negatives`` > 0): instead of the training
   sampler's negatives, each user with an eval positive gets ``eval_negatives`` leads drawn
@@ -18,13 +20,14 @@ Decisions (docs/pipeline.md):
   with in the window, spread evenly over the times of the user's eval positives. The
   Evaluator ranks each user's positives among them (sampled negatives as in the NCF protocol,
   docs/pipeline.md), which separates a good ranking from a mediocre one where
-  four negatives per positive do not.
+  four negatives per positive do not. Seeded per (seed, user).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import zlib
 import pathlib
 from collections.abc import Mapping
 from typing import Any
@@ -118,20 +121,56 @@ def label_interactions(events: pd.DataFrame) -> pd.DataFrame:
     return out.drop(columns=["_day"]).sort_values([TS, c.USER_ID, c.LEAD_ID], kind="stable")
 
 
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+HARD_STREAM = 2  # the hard negatives' draws, apart from the popularity draws (stream 0)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finalizer: a bijection of uint64 that scatters every input bit."""
+    with np.errstate(over="ignore"):
+        x = (x ^ (x >> np.uint64(30))) * _MIX1
+        x = (x ^ (x >> np.uint64(27))) * _MIX2
+    return x ^ (x >> np.uint64(31))
+
+
+def stable_ids(values: np.ndarray) -> np.ndarray:
+    """CRC-32 of each id's UTF-8 bytes as uint64: the same in every process and runner
+    (Python's ``hash`` of a string is salted per process)."""
+    return np.fromiter(
+        (zlib.crc32(str(v).encode()) for v in values), dtype=np.uint64, count=len(values)
+    )
+
+
+def keyed_uniforms(seed: int, stream: int, *keys: np.ndarray, count: int) -> np.ndarray:
+    """``count`` uniforms in [0, 1) per row, a pure function of (seed, stream, keys, draw):
+    rows with equal keys get equal draws whichever process computes them."""
+    with np.errstate(over="ignore"):
+        state = _mix(np.full(len(keys[0]), np.uint64(seed * 1_000_003 + stream), np.uint64))
+        for key in keys:
+            state = _mix(state ^ (np.asarray(key, np.uint64) + _GOLDEN))
+        draws = state[:, None] + (np.arange(1, count + 1, dtype=np.uint64) * _GOLDEN)[None, :]
+        bits = _mix(draws) >> np.uint64(11)
+    return bits.astype(np.float64) / float(1 << 53)
+
+
 def sample_negatives(
     positives: pd.DataFrame,
     leads: pd.DataFrame,
     popularity: pd.Series,
     sampling: SamplingConfig,
 ) -> pd.DataFrame:
-    """Negatives for ``positives`` (user_id, lead_id, ts): hard same-region + popularity."""
+    """Negatives for ``positives`` (user_id, lead_id, ts): hard same-region + popularity.
+
+    Each positive's draws are keyed by (seed, user, time, lead), so a positive gets the same
+    negatives whichever other positives are sampled with it."""
     n_neg = sampling.negatives_per_positive
     empty = pd.DataFrame(
         {c.USER_ID: [], c.LEAD_ID: [], TS: np.array([], np.int64), f.ENGAGEMENT: []}
     )
     if n_neg == 0 or positives.empty or leads.empty:
         return empty
-    rng = np.random.default_rng(sampling.seed)
     lead_ids = leads[c.LEAD_ID].to_numpy()
     region_of = dict(zip(leads[c.LEAD_ID], leads[c.REGION], strict=True))
     n_hard = int(round(n_neg * sampling.hard_fraction))
@@ -139,11 +178,18 @@ def sample_negatives(
 
     pos_user = positives[c.USER_ID].to_numpy()
     pos_ts = positives[TS].to_numpy(np.int64)
+    keys = (
+        stable_ids(pos_user),
+        pos_ts.astype(np.uint64),
+        stable_ids(positives[c.LEAD_ID].to_numpy()),
+    )
     picks_user, picks_ts, picks_lead = [], [], []
     if n_pop:
         weights = popularity.reindex(lead_ids).fillna(0).to_numpy(float) + 1.0
         weights = weights**sampling.popularity_exponent
-        chosen = rng.choice(len(lead_ids), size=(len(positives), n_pop), p=weights / weights.sum())
+        cdf = np.cumsum(weights / weights.sum())
+        u = keyed_uniforms(sampling.seed, 0, *keys, count=n_pop)
+        chosen = np.minimum(np.searchsorted(cdf, u, side="right"), len(lead_ids) - 1)
         picks_user.append(np.repeat(pos_user, n_pop))
         picks_ts.append(np.repeat(pos_ts, n_pop))
         picks_lead.append(lead_ids[chosen.ravel()])
@@ -153,11 +199,12 @@ def sample_negatives(
             region: group.to_numpy()
             for region, group in leads.groupby(c.REGION, sort=True)[c.LEAD_ID]
         }
+        u = keyed_uniforms(sampling.seed, HARD_STREAM, *keys, count=n_hard)
         hard = np.empty((len(positives), n_hard), dtype=object)
         for region, members in by_region.items():
             rows = np.flatnonzero(pos_region == region)
             if rows.size:
-                hard[rows] = members[rng.integers(0, len(members), size=(rows.size, n_hard))]
+                hard[rows] = members[(u[rows] * len(members)).astype(np.int64)]
         keep = hard.ravel() != None  # noqa: E711 (object array: positives of unknown leads)
         picks_user.append(np.repeat(pos_user, n_hard)[keep])
         picks_ts.append(np.repeat(pos_ts, n_hard)[keep])
@@ -193,14 +240,14 @@ def sample_eval_negatives(
     Drawn without replacement from the leads listed on or before the day of the user's first
     eval positive that the user engaged with nowhere in ``window_positives``; fewer when
     fewer are left. Their times cycle over the user's eval positives' times (sorted), so
-    every positive's as-of state of the user carries its share of the negatives. Seeded.
+    every positive's as-of state of the user carries its share of the negatives. Seeded per
+    (seed, user): a user's draws do not depend on the other users.
     """
     empty = pd.DataFrame(
         {c.USER_ID: [], c.LEAD_ID: [], TS: np.array([], np.int64), f.ENGAGEMENT: []}
     )
     if count <= 0 or eval_positives.empty or leads.empty:
         return empty
-    rng = np.random.default_rng([seed, EVAL_NEGATIVES_STREAM])
     lead_ids = leads[c.LEAD_ID].to_numpy()
     listed_s = raw_tables.to_seconds(leads[c.LISTED_DATE])
     engaged = window_positives.groupby(c.USER_ID, sort=False)[c.LEAD_ID].agg(set)
@@ -215,6 +262,7 @@ def sample_eval_negatives(
         n = min(count, pool.size)
         if n == 0:
             continue
+        rng = np.random.default_rng([seed, EVAL_NEGATIVES_STREAM, zlib.crc32(str(user).encode())])
         chosen = rng.choice(pool, size=n, replace=False)
         users.append(np.full(n, user, dtype=object))
         leads_out.append(lead_ids[chosen])
@@ -239,20 +287,8 @@ def split_by_time(ts_seconds: np.ndarray, last_day: dt.date, eval_days: int) -> 
     return np.where(np.asarray(ts_seconds) >= cut, EVAL, TRAIN)
 
 
-def build_examples(
-    data_root: str | pathlib.Path,
-    window: list[dt.date],
-    eval_days: int,
-    sampling: SamplingConfig,
-    eval_negatives: int = 0,
-) -> pd.DataFrame:
-    """All examples of ``window`` (sorted span days) with raw features, label and split.
-
-    User aggregates use every span up to the window's last day (history before the window
-    counts); examples come from the window's spans only. With ``eval_negatives`` > 0 the eval
-    split's negatives follow the ranking protocol (`sample_eval_negatives`) instead of the
-    training sampler; the training split is the same either way.
-    """
+def check_window(window: list[dt.date], eval_days: int, data_root: object) -> None:
+    """Raise ``DataError`` unless the window has spans and both splits get some."""
     if not window:
         raise DataError(f"no spans to read under {data_root}/spans")
     if not 1 <= eval_days < len(window):
@@ -260,37 +296,93 @@ def build_examples(
             f"eval_days={eval_days} must be at least 1 and less than the window "
             f"({len(window)} spans), so that both splits have data"
         )
-    last_day = window[-1]
-    leads = raw_tables.read_leads(data_root)
-    users = raw_tables.read_users(data_root)
-    history = raw_tables.read_events(data_root, raw_tables.spans_up_to(data_root, last_day))
-    window_events = history[history[TS] >= raw_tables.day_end_seconds(window[0]) - 86_400]
-    unknown = set(window_events[c.LEAD_ID]) - set(leads[c.LEAD_ID])
-    if unknown:
-        raise DataError(f"events refer to leads missing from leads.csv: {sorted(unknown)[:5]}")
+
+
+def unknown_leads_message(unknown: set[str]) -> str:
+    """The error for events whose lead is not in leads.csv."""
+    return f"events refer to leads missing from leads.csv: {sorted(unknown)[:5]}"
+
+
+def window_start_seconds(window: list[dt.date]) -> int:
+    """The first second of the window's first day."""
+    return raw_tables.day_end_seconds(window[0]) - raw_tables.DAY_SECONDS
+
+
+@dataclasses.dataclass(frozen=True)
+class ExampleSpec:
+    """What decides the examples besides the data: the window's last day, the eval days,
+    the training sampler and the eval split's ranking negatives."""
+
+    last_day: dt.date
+    window_start: int  # seconds: events from here on are the window's
+    eval_days: int
+    sampling: SamplingConfig
+    eval_negatives: int = 0
+
+
+def examples_for(
+    history: pd.DataFrame,
+    tables: offline_store.OfflineTables,
+    popularity: pd.Series,
+    spec: ExampleSpec,
+) -> pd.DataFrame:
+    """The examples of the users of ``history`` (every event of theirs up to the window's
+    end), with raw features, label and split, sorted by (time, user, lead).
+
+    Every step is per user or per row (labels, negatives keyed by user and time, as-of
+    joins), so the examples of a set of users do not depend on the other users: the pandas
+    run (`build_examples`, every user at once) and the Beam run (`beam_examples`, users
+    sharded) give the same rows. ``tables`` holds those users' history and rows, the
+    leads and the market; ``popularity`` counts the window's events per lead over all
+    users."""
+    window_events = history[history[TS] >= spec.window_start]
     positives = label_interactions(window_events)
-    popularity = window_events.groupby(c.LEAD_ID).size()
-    negatives = sample_negatives(positives, leads, popularity, sampling)
-    if eval_negatives > 0:
+    negatives = sample_negatives(positives, tables.leads, popularity, spec.sampling)
+    if spec.eval_negatives > 0:
         # Drawn for every positive above, so the training negatives do not depend on it.
-        in_eval = split_by_time(negatives[TS].to_numpy(), last_day, eval_days) == EVAL
+        in_eval = split_by_time(negatives[TS].to_numpy(), spec.last_day, spec.eval_days) == EVAL
         eval_positives = positives[
-            split_by_time(positives[TS].to_numpy(), last_day, eval_days) == EVAL
+            split_by_time(positives[TS].to_numpy(), spec.last_day, spec.eval_days) == EVAL
         ]
         ranking = sample_eval_negatives(
-            eval_positives, positives, leads, eval_negatives, sampling.seed
+            eval_positives, positives, tables.leads, spec.eval_negatives, spec.sampling.seed
         )
         negatives = pd.concat([negatives[~in_eval], ranking], ignore_index=True)
     examples = pd.concat([positives, negatives], ignore_index=True)
     examples = examples.sort_values([TS, c.USER_ID, c.LEAD_ID], kind="stable")
     examples = examples.reset_index(drop=True)
-    market = raw_tables.read_market(data_root, raw_tables.spans_up_to(data_root, last_day))
     # The offline store's retrieval of every view, as of each example's time.
-    tables = offline_store.OfflineTables(leads, users, history, market)
     examples = offline_store.historical_features(examples, tables)
     examples[f.PRICE_BAND] = features_join.price_band(
         examples[f.PRICE], examples[f.MARKET_MEDIAN_PRICE]
     )
     examples[f.EVENT_TIMESTAMP] = examples[TS].astype(np.int64)
-    examples[SPLIT] = split_by_time(examples[TS].to_numpy(), last_day, eval_days)
+    examples[SPLIT] = split_by_time(examples[TS].to_numpy(), spec.last_day, spec.eval_days)
     return examples.drop(columns=[TS])
+
+
+def build_examples(
+    data_root: str | pathlib.Path,
+    window: list[dt.date],
+    eval_days: int,
+    sampling: SamplingConfig,
+    eval_negatives: int = 0,
+) -> pd.DataFrame:
+    """All examples of ``window`` (sorted span days) with raw features, label and split,
+    computed in this process with pandas (the reference of `beam_examples`).
+
+    User aggregates use every span up to the window's last day (history before the window
+    counts); examples come from the window's spans only. With ``eval_negatives`` > 0 the eval
+    split's negatives follow the ranking protocol (`sample_eval_negatives`) instead of the
+    training sampler; the training split is the same either way.
+    """
+    check_window(window, eval_days, data_root)
+    last_day = window[-1]
+    spec = ExampleSpec(last_day, window_start_seconds(window), eval_days, sampling, eval_negatives)
+    tables = offline_store.OfflineTables.read(data_root, last_day)
+    window_events = tables.history[tables.history[TS] >= spec.window_start]
+    unknown = set(window_events[c.LEAD_ID]) - set(tables.leads[c.LEAD_ID])
+    if unknown:
+        raise DataError(unknown_leads_message(unknown))
+    popularity = window_events.groupby(c.LEAD_ID).size()
+    return examples_for(tables.history, tables, popularity, spec)
