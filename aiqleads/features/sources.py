@@ -23,23 +23,51 @@ TS_SECONDS = "ts_seconds"  # int64 seconds since the epoch, added to events
 DAY_SECONDS = 86_400
 
 
+def read_text(source: object, name: str) -> pd.DataFrame:
+    """A CSV table with every cell as text (empty cells as ""): ``source`` is a path or an
+    open text file (``tf.io.gfile.GFile`` for ``gs://`` and ``s3://``); ``name`` names it
+    in errors."""
+    try:
+        return pd.read_csv(source, dtype=str, keep_default_na=False, na_filter=False)
+    except pd.errors.EmptyDataError as e:
+        raise DataError(f"{name}: the file is empty (expected a CSV header line)") from e
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise DataError(f"cannot read {name}: {e}") from e
+
+
+def typed_table(text: pd.DataFrame, contract: c.Contract, name: str) -> pd.DataFrame:
+    """The contract's columns of a text table, typed: numbers as float (empty as NaN),
+    text as str (empty as NaN), dates as ``datetime64`` and event times in ``ts_seconds``.
+    Cells must be valid (`aiqleads.data.validate` checks them first)."""
+    missing = [col for col in contract.columns if col not in text.columns]
+    if missing:
+        raise DataError(f"{name} lacks columns {missing}; expected {list(contract.columns)}")
+    frame = pd.DataFrame(index=text.index)
+    try:
+        for field in contract.fields:
+            column = text[field.name].replace("", np.nan)
+            if field.kind in (c.Kind.STRING, c.Kind.DATE, c.Kind.TIMESTAMP):
+                frame[field.name] = column
+            else:
+                frame[field.name] = column.astype(float)
+    except ValueError as e:
+        raise DataError(f"cannot read {name}: {e}") from e
+    if contract.name == c.LEADS.name:
+        frame[c.LISTED_DATE] = _to_day(frame[c.LISTED_DATE])
+    elif contract.name == c.USERS.name:
+        frame[c.SIGNUP_DATE] = _to_day(frame[c.SIGNUP_DATE])
+    elif contract.name == c.MARKET.name:
+        frame[c.DATE] = _to_day(frame[c.DATE])
+    elif contract.name == c.EVENTS.name:
+        stamps = pd.to_datetime(frame[c.TIMESTAMP], format="%Y-%m-%dT%H:%M:%SZ")
+        frame[TS_SECONDS] = stamps.values.astype("datetime64[s]").astype(np.int64)
+    return frame
+
+
 def _read(path: pathlib.Path, contract: c.Contract) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"missing {contract.name} file {path}: the data set layout is broken")
-    dtypes: dict[str, type] = {}
-    for field in contract.fields:
-        if field.kind in (c.Kind.STRING, c.Kind.DATE, c.Kind.TIMESTAMP):
-            dtypes[field.name] = str
-        else:
-            dtypes[field.name] = float
-    try:
-        frame = pd.read_csv(path, dtype=dtypes, keep_default_na=False, na_values=[""])
-    except (ValueError, pd.errors.ParserError) as e:
-        raise DataError(f"cannot read {path}: {e}") from e
-    missing = [col for col in contract.columns if col not in frame.columns]
-    if missing:
-        raise DataError(f"{path} lacks columns {missing}; expected {list(contract.columns)}")
-    return frame[list(contract.columns)]
+    return typed_table(read_text(path, str(path)), contract, str(path))
 
 
 def _to_day(series: pd.Series) -> pd.Series:
@@ -59,37 +87,28 @@ def day_end_seconds(day: dt.date) -> int:
 
 
 def read_leads(root: pathlib.Path | str) -> pd.DataFrame:
-    frame = _read(layout.table_path(pathlib.Path(root), c.LEADS), c.LEADS)
-    frame[c.LISTED_DATE] = _to_day(frame[c.LISTED_DATE])
-    return frame
+    return _read(layout.table_path(pathlib.Path(root), c.LEADS), c.LEADS)
 
 
 def read_users(root: pathlib.Path | str) -> pd.DataFrame:
-    frame = _read(layout.table_path(pathlib.Path(root), c.USERS), c.USERS)
-    frame[c.SIGNUP_DATE] = _to_day(frame[c.SIGNUP_DATE])
-    return frame
+    return _read(layout.table_path(pathlib.Path(root), c.USERS), c.USERS)
 
 
 def read_events(root: pathlib.Path | str, days: list[dt.date]) -> pd.DataFrame:
     """The events of ``days`` with an added int64 ``ts_seconds`` column."""
     frames = [_read(layout.table_path(pathlib.Path(root), c.EVENTS, d), c.EVENTS) for d in days]
     if not frames:
-        frame = pd.DataFrame({col: pd.Series(dtype=str) for col in c.EVENTS.columns})
-    else:
-        frame = pd.concat(frames, ignore_index=True)
-    stamps = pd.to_datetime(frame[c.TIMESTAMP], format="%Y-%m-%dT%H:%M:%SZ")
-    frame[TS_SECONDS] = stamps.values.astype("datetime64[s]").astype(np.int64)
-    return frame
+        empty = pd.DataFrame({col: pd.Series(dtype=str) for col in c.EVENTS.columns})
+        return typed_table(empty, c.EVENTS, "no events")
+    return pd.concat(frames, ignore_index=True)
 
 
 def read_market(root: pathlib.Path | str, days: list[dt.date]) -> pd.DataFrame:
     frames = [_read(layout.table_path(pathlib.Path(root), c.MARKET, d), c.MARKET) for d in days]
     if not frames:
-        frame = pd.DataFrame({col: pd.Series(dtype=str) for col in c.MARKET.columns})
-    else:
-        frame = pd.concat(frames, ignore_index=True)
-    frame[c.DATE] = _to_day(frame[c.DATE])
-    return frame
+        empty = pd.DataFrame({col: pd.Series(dtype=str) for col in c.MARKET.columns})
+        return typed_table(empty, c.MARKET, "no market rows")
+    return pd.concat(frames, ignore_index=True)
 
 
 def spans_up_to(root: pathlib.Path | str, as_of: dt.date) -> list[dt.date]:

@@ -71,7 +71,7 @@ def encode(frame: pd.DataFrame) -> list[bytes]:
             value = columns[key][i]
             if not _missing(value) and np.isfinite(value):
                 feature[key].float_list.value.append(float(value))
-        out.append(example.SerializeToString())
+        out.append(example.SerializeToString(deterministic=True))  # map keys sorted
     return out
 
 
