@@ -11,7 +11,7 @@ import dataclasses
 from typing import Any, TypeAlias
 
 from tfx import types
-from tfx.dsl.components.base import base_executor
+from tfx.dsl.components.base import base_beam_executor, base_executor
 from tfx.proto.orchestration import execution_result_pb2
 from tfx.types import artifact_utils
 
@@ -69,3 +69,9 @@ class ComponentExecutor(base_executor.BaseExecutor):
 
     def execute(self, execution: Execution) -> execution_result_pb2.ExecutorOutput | None:
         raise NotImplementedError
+
+
+class ComponentBeamExecutor(ComponentExecutor, base_beam_executor.BaseBeamExecutor):
+    """A ``ComponentExecutor`` whose work is a Beam pipeline: ``self._make_beam_pipeline()``
+    makes one with the pipeline's ``beam_args`` (the component's executor spec must be a
+    ``BeamExecutorSpec``)."""

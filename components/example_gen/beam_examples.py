@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import pathlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -37,11 +36,11 @@ import tensorflow as tf
 from apache_beam.metrics.metric import MetricsFilter
 
 from aiqleads import contracts as c
-from aiqleads import layout
 from aiqleads.data import validate
 from aiqleads.errors import DataError
 from aiqleads.features import sources
 from components.example_gen import interactions, offline_store, tf_examples
+from components.example_gen.window import list_spans, table_uri, uri
 
 METRICS_NAMESPACE = "aiqleads_example_gen"
 QUARANTINE_DIR = "Quarantine"  # beside the Split-* folders of the Examples artifact
@@ -52,35 +51,6 @@ MIN_SHARDS, MAX_SHARDS = 4, 4096
 _QUARANTINE = "quarantine"
 _POPULARITY = "popularity"
 _UNKNOWN_LEADS = "unknown_leads"
-
-
-def uri(root: str, *parts: str) -> str:
-    """A path under ``root``: joined by "/" for URLs (``gs://``), by pathlib for local ones
-    (so messages name a local file as the pandas run does)."""
-    if "://" in root:
-        return "/".join([root.rstrip("/"), *parts])
-    return str(pathlib.Path(root, *parts))
-
-
-def table_uri(root: str, contract: c.Contract, day: dt.date | None = None) -> str:
-    """Where a contract's file lives (`aiqleads.layout.table_path`) as a string path."""
-    if day is None:
-        return uri(root, contract.file_name)
-    return uri(root, layout.SPANS_DIR, layout.span_name(day), contract.file_name)
-
-
-def list_spans(root: str) -> list[dt.date]:
-    """The span days under ``root`` (any file system TensorFlow knows), oldest first."""
-    spans_root = uri(root, layout.SPANS_DIR)
-    if not tf.io.gfile.isdir(spans_root):
-        return []
-    days = []
-    for name in tf.io.gfile.listdir(spans_root):
-        try:
-            days.append(dt.datetime.strptime(name.rstrip("/"), layout.SPAN_FORMAT).date())
-        except ValueError:
-            continue
-    return sorted(days)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -415,5 +385,10 @@ def generate(
     result.wait_until_finish()
     quarantined = read_quarantine(output_uri)
     if quarantined:
+        # No examples of a failed run stay behind; the quarantine output does.
+        for split in interactions.SPLITS:
+            split_dir = uri(output_uri, f"Split-{split}")
+            if tf.io.gfile.exists(split_dir):
+                tf.io.gfile.rmtree(split_dir)
         raise DataError(failure_message(quarantined))
     return {split: _counter(result, f"examples_{split}") for split in interactions.SPLITS}

@@ -17,7 +17,7 @@ class InteractionExampleGen(base_component.BaseComponent):
     """
 
     SPEC_CLASS = spec.InteractionExampleGenSpec
-    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
     def __init__(
         self,

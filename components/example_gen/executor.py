@@ -1,4 +1,5 @@
-"""Executor of the interaction ExampleGen: a thin ``Do()`` over ``generate()``."""
+"""Executor of the interaction ExampleGen: a thin ``Do()`` over ``generate()``, which runs
+the Beam pipeline of `beam_examples` with the pipeline's ``beam_args``."""
 
 from __future__ import annotations
 
@@ -6,16 +7,16 @@ import dataclasses
 import datetime as dt
 import json
 import logging
-import os
 from typing import Any
 
+import apache_beam as beam
 from tfx.proto.orchestration import execution_result_pb2
 from tfx.types import standard_artifact_utils
 
 from aiqleads.errors import DataError
-from components.example_gen import interactions, offline_store, tf_examples, window
+from components.example_gen import beam_examples, interactions, offline_store, window
 from components.example_gen import spec as s
-from components.executor_io import ComponentExecutor, Execution, failed_execution
+from components.executor_io import ComponentBeamExecutor, Execution, failed_execution
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,6 @@ class GenerateResult:
 
     window: list[dt.date]
     counts: dict[str, int]
-    paths: dict[str, str]
 
 
 def span_number(day: dt.date) -> int:
@@ -42,23 +42,28 @@ def generate(
     sampling: interactions.SamplingConfig,
     as_of: dt.date | None = None,
     eval_negatives: int = 0,
+    pipeline: beam.Pipeline | None = None,
 ) -> GenerateResult:
-    """Validate the window's files, build the examples and write ``Split-<name>`` folders."""
+    """Build the window's examples on Beam and write ``Split-<name>`` folders under
+    ``output_uri``; ``pipeline`` (not yet run) defaults to the DirectRunner's."""
     days = window.select_window(data_root, window_spans, as_of)
-    window.validate_window(data_root, days)
-    examples = interactions.build_examples(data_root, days, eval_days, sampling, eval_negatives)
-    counts, paths = {}, {}
-    for split in interactions.SPLITS:
-        part = examples[examples[interactions.SPLIT] == split]
-        records = tf_examples.encode(part)
-        split_dir = os.path.join(output_uri, f"Split-{split}")
-        paths[split] = tf_examples.write_split(records, split_dir)
-        counts[split] = len(records)
-    return GenerateResult(window=days, counts=counts, paths=paths)
+    run = beam_examples.plan(data_root, days, eval_days, sampling, eval_negatives)
+    log.info(
+        "ExampleGen: window %s..%s, %d spans of history, %d user groups",
+        days[0],
+        days[-1],
+        len(run.events),
+        run.shards,
+    )
+    counts = beam_examples.generate(pipeline or beam.Pipeline(), run, output_uri)
+    return GenerateResult(window=days, counts=counts)
 
 
 def generate_from_properties(
-    output_uri: str, exec_properties: dict[str, Any], as_of: str
+    output_uri: str,
+    exec_properties: dict[str, Any],
+    as_of: str,
+    pipeline: beam.Pipeline | None = None,
 ) -> GenerateResult:
     """``generate`` with the component's execution properties."""
     return generate(
@@ -74,10 +79,11 @@ def generate_from_properties(
         ),
         as_of=dt.date.fromisoformat(as_of) if as_of else None,
         eval_negatives=int(exec_properties.get(s.EVAL_NEGATIVES_KEY) or 0),
+        pipeline=pipeline,
     )
 
 
-class Executor(ComponentExecutor):
+class Executor(ComponentBeamExecutor):
     """Writes the Examples artifact (train/eval splits, span = newest day as YYYYMMDD)."""
 
     def execute(self, execution: Execution) -> execution_result_pb2.ExecutorOutput | None:
@@ -85,7 +91,9 @@ class Executor(ComponentExecutor):
         exec_properties = execution.properties
         as_of = exec_properties.get(s.AS_OF_KEY) or ""
         try:
-            result = generate_from_properties(examples.uri, exec_properties, as_of)
+            result = generate_from_properties(
+                examples.uri, exec_properties, as_of, self._make_beam_pipeline()
+            )
         except DataError as e:
             # A failed execution whose message MLMD keeps: the bad span never reaches training.
             log.error("ExampleGen rejected the window: %s", e)

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import zlib
 import pathlib
+import zlib
 from collections.abc import Mapping
 from typing import Any
 

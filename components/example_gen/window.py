@@ -1,4 +1,8 @@
-"""The rolling window of spans a run reads: selection, contract validation, fingerprint."""
+"""The rolling window of spans a run reads: paths, selection, contract validation, fingerprint.
+
+Paths are strings read through ``tf.io.gfile``, so a data root on ``gs://`` or ``s3://``
+(with TensorFlow's file system plugins) works like a local folder.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,43 @@ import datetime as dt
 import hashlib
 import pathlib
 
+import tensorflow as tf
+
 from aiqleads import contracts as c
 from aiqleads import layout
 from aiqleads.data import validate
 from aiqleads.errors import DataError
+from aiqleads.features import sources
+
+
+def uri(root: str | pathlib.Path, *parts: str) -> str:
+    """A path under ``root``: joined by "/" for URLs (``gs://``), by pathlib for local ones
+    (so a local file is named in messages as everywhere else)."""
+    root = str(root)
+    if "://" in root:
+        return "/".join([root.rstrip("/"), *parts])
+    return str(pathlib.Path(root, *parts))
+
+
+def table_uri(root: str | pathlib.Path, contract: c.Contract, day: dt.date | None = None) -> str:
+    """Where a contract's file lives (`aiqleads.layout.table_path`), as a string path."""
+    if day is None:
+        return uri(root, contract.file_name)
+    return uri(root, layout.SPANS_DIR, layout.span_name(day), contract.file_name)
+
+
+def list_spans(root: str | pathlib.Path) -> list[dt.date]:
+    """The span days under ``root``, oldest first."""
+    spans_root = uri(root, layout.SPANS_DIR)
+    if not tf.io.gfile.isdir(spans_root):
+        return []
+    days = []
+    for name in tf.io.gfile.listdir(spans_root):
+        try:
+            days.append(dt.datetime.strptime(name.rstrip("/"), layout.SPAN_FORMAT).date())
+        except ValueError:
+            continue
+    return sorted(days)
 
 
 def select_window(
@@ -18,7 +55,7 @@ def select_window(
     """The last ``window_spans`` span days on or before ``as_of`` (default: the newest)."""
     if window_spans < 1:
         raise DataError(f"window_spans must be at least 1, got {window_spans}")
-    days = layout.list_spans(pathlib.Path(data_root))
+    days = list_spans(data_root)
     if as_of is not None:
         days = [d for d in days if d <= as_of]
     if not days:
@@ -30,21 +67,23 @@ def select_window(
     return days[-window_spans:]
 
 
-def window_files(data_root: str | pathlib.Path, window: list[dt.date]) -> list[pathlib.Path]:
+def window_files(data_root: str | pathlib.Path, window: list[dt.date]) -> list[str]:
     """The dimension tables and every table of the window's spans, in a stable order."""
-    root = pathlib.Path(data_root)
-    files = [layout.table_path(root, c.LEADS), layout.table_path(root, c.USERS)]
+    files = [table_uri(data_root, c.LEADS), table_uri(data_root, c.USERS)]
     for day in window:
-        files += [layout.table_path(root, c.EVENTS, day), layout.table_path(root, c.MARKET, day)]
+        files += [table_uri(data_root, c.EVENTS, day), table_uri(data_root, c.MARKET, day)]
     return files
 
 
 def validate_window(data_root: str | pathlib.Path, window: list[dt.date]) -> None:
     """Raise ``DataError`` naming the file, line and column of the first contract violations."""
     for path in window_files(data_root, window):
-        if not path.is_file():
+        if not tf.io.gfile.exists(path):
             raise DataError(f"missing file {path}: every span needs events.csv and market.csv")
-        validate.validate_file(path, validate.contract_for_file(path))
+        with tf.io.gfile.GFile(path, "r") as handle:
+            text = sources.read_text(handle, path)
+        contract = validate.contract_for_file(pathlib.Path(path))
+        validate.raise_for_violations(validate.validate_frame(text, contract, source=path))
 
 
 def fingerprint(data_root: str | pathlib.Path, window: list[dt.date]) -> str:
@@ -54,10 +93,11 @@ def fingerprint(data_root: str | pathlib.Path, window: list[dt.date]) -> str:
     an unchanged data set reuses the cached execution.
     """
     digest = hashlib.sha256()
+    prefix = len(uri(data_root, "x")) - 1
     for path in window_files(data_root, window):
-        digest.update(str(path.relative_to(data_root)).encode())
-        if path.is_file():
-            with path.open("rb") as fh:
+        digest.update(path[prefix:].encode())
+        if tf.io.gfile.exists(path):
+            with tf.io.gfile.GFile(path, "rb") as fh:
                 for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
                     digest.update(block)
         else:

@@ -13,7 +13,7 @@ from tfx.types import standard_artifact_utils, standard_artifacts
 
 from aiqleads.errors import DataError
 from components import executor_io
-from components.example_gen import component, executor, window
+from components.example_gen import beam_examples, component, executor, window
 from components.example_gen import spec as s
 from transforms import features as f
 
@@ -88,6 +88,10 @@ def test_contract_violation_fails_with_file_and_line(tmp_path):
     with pytest.raises(DataError, match="teleport"):
         window.validate_window(root, window.select_window(root, 4))
     assert not (tmp_path / "examples" / "Split-train").exists()
+    # The bad row is in the quarantine output, with its line and reason.
+    (record,) = beam_examples.read_quarantine(str(tmp_path / "examples"))
+    assert record["file"].endswith("2026-01-03/events.csv") and record["bad_rows"] == 1
+    assert record["rows"][0]["event_type"] == "teleport" and record["rows"][0]["line"] == 3
     # Outside the window the bad span is not read.
     assert window.select_window(root, 1) == [window.select_window(root, 4)[-1]]
 
