@@ -235,7 +235,7 @@ def concat_frames(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
 
 
 class GroupExamples(beam.DoFn):  # type: ignore[misc]
-    """One group's events and users -> (split, serialized tf.Example) records."""
+    """One group's events and users -> serialized tf.Examples, tagged with their split."""
 
     def __init__(self, spec: interactions.ExampleSpec) -> None:
         self._spec = spec
@@ -250,7 +250,7 @@ class GroupExamples(beam.DoFn):  # type: ignore[misc]
         leads: pd.DataFrame | None,
         market: pd.DataFrame,
         popularity: pd.Series,
-    ) -> Iterator[tuple[str, bytes]]:
+    ) -> Iterator[Any]:
         _, parts = element
         leads = _or_empty_leads(leads)
         if not parts["events"]:
@@ -268,11 +268,7 @@ class GroupExamples(beam.DoFn):  # type: ignore[misc]
             records = tf_examples.encode(part)
             self._counters[split].inc(len(records))
             for record in records:
-                yield split, record
-
-
-def _by_split(record: tuple[str, bytes], count: int) -> int:
-    return interactions.SPLITS.index(record[0])
+                yield beam.pvalue.TaggedOutput(split, record)
 
 
 def build(pipeline: beam.Pipeline, run: Plan, output_uri: str) -> None:
@@ -313,18 +309,14 @@ def build(pipeline: beam.Pipeline, run: Plan, output_uri: str) -> None:
     )
     users = users_read.table | "ShardUsers" >> beam.FlatMap(shard_users, run.shards)
     grouped = {"events": sharded.events, "users": users} | "ByUserGroup" >> beam.CoGroupByKey()
-    records = grouped | "Examples" >> beam.ParDo(GroupExamples(spec), leads, market, popularity)
-    splits = records | "BySplit" >> beam.Partition(_by_split, len(interactions.SPLITS))
-    for index, split in enumerate(interactions.SPLITS):
-        _ = (
-            splits[index]
-            | f"Records{split}" >> beam.Map(lambda record: record[1])
-            | f"Write{split}"
-            >> beam.io.WriteToTFRecord(
-                uri(output_uri, f"Split-{split}", RECORD_PREFIX),
-                file_name_suffix=".gz",
-                compression_type=beam.io.filesystem.CompressionTypes.GZIP,
-            )
+    splits = grouped | "Examples" >> beam.ParDo(
+        GroupExamples(spec), leads, market, popularity
+    ).with_outputs(*interactions.SPLITS)
+    for split in interactions.SPLITS:
+        _ = splits[split] | f"Write{split}" >> beam.io.WriteToTFRecord(
+            uri(output_uri, f"Split-{split}", RECORD_PREFIX),
+            file_name_suffix=".gz",
+            compression_type=beam.io.filesystem.CompressionTypes.GZIP,
         )
     quarantined = (
         leads_read[_QUARANTINE],
