@@ -1,0 +1,205 @@
+"""ExampleGen at scale: the pandas run in one process against the Beam run, in one session.
+
+For synthetic sets of about ``--events`` events each (users = events / 20, leads = events /
+50, 30 days, as the 1M-event set of docs/benchmarks.md), every implementation runs in a
+fresh child process on the default window (14 spans, 2 eval days, 4 negatives, 49 eval
+negatives) and writes its Split-* folders:
+
+- ``pandas``: one process, pandas joins (`interactions.build_examples`), one TFRecord file;
+- ``beam``: the Beam pipeline with the default ``beam_args`` (DirectRunner in memory);
+- ``beam-mp``: the same with ``--direct_running_mode=multi_processing --direct_num_workers=2``.
+
+The parent polls the child's process tree every 0.2 s and prints, per set and
+implementation: wall time, the launcher's peak RSS and the largest worker's, the peak of
+their sum, the cost per million events, and the log-log slope of time against events (1.0:
+linear). ``--history`` adds the daily run's time against the history length: sets of the
+same events per day and 30, 90, 180 days, the same 14-span window.
+
+    .venv/bin/python benchmarks/pipeline_scale.py [--events 100000,1000000]
+        [--impl pandas,beam,beam-mp] [--history 30,90,180] [--per-day 3000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import psutil
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+IMPLEMENTATIONS = ("pandas", "beam", "beam-mp")
+MULTI_PROCESS = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+IN_MEMORY = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+WINDOW, EVAL_DAYS, NEGATIVES, EVAL_NEGATIVES = 14, 2, 4, 49
+
+
+def _synth(out: pathlib.Path, events: int, days: int = 30) -> pathlib.Path:
+    from aiqleads.data import synth
+
+    users, leads = max(100, events // 20), max(50, events // 50)
+    cfg = synth.preset("default", users=users, leads=leads, events=events, days=days)
+    synth.generate(cfg, out, overwrite=True)
+    return out
+
+
+def _worker(impl: str, data: str, out: str) -> None:
+    """The child: one ExampleGen run; prints its counts as JSON on the last line."""
+    import apache_beam as beam
+
+    from components.example_gen import beam_examples, interactions, tf_examples, window
+
+    sampling = interactions.SamplingConfig(negatives_per_positive=NEGATIVES)
+    days = window.select_window(data, WINDOW)
+    if impl == "pandas":
+        window.validate_window(data, days)
+        frame = interactions.build_examples(data, days, EVAL_DAYS, sampling, EVAL_NEGATIVES)
+        counts = {}
+        for split in interactions.SPLITS:
+            records = tf_examples.encode(frame[frame[interactions.SPLIT] == split])
+            tf_examples.write_split(records, f"{out}/Split-{split}")
+            counts[split] = len(records)
+    else:
+        argv = MULTI_PROCESS if impl == "beam-mp" else IN_MEMORY
+        run = beam_examples.plan(data, days, EVAL_DAYS, sampling, EVAL_NEGATIVES)
+        counts = beam_examples.generate(beam.Pipeline(argv=argv), run, out)
+    print(json.dumps(counts), flush=True)
+
+
+def _measure(impl: str, data: pathlib.Path, scratch: pathlib.Path) -> dict[str, float]:
+    out = scratch / f"out-{impl}"
+    shutil.rmtree(out, ignore_errors=True)
+    log = scratch / f"{impl}.log"
+    cmd = [sys.executable, __file__, "--worker", impl, "--data", str(data), "--out", str(out)]
+    started = time.perf_counter()
+    with log.open("w") as sink:
+        child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=sink, text=True)
+        root = psutil.Process(child.pid)
+        peaks: dict[int, int] = {}
+        total_peak = 0
+        while child.poll() is None:
+            try:
+                procs = [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                break
+            total = 0
+            for proc in procs:
+                try:
+                    rss = proc.memory_info().rss
+                except psutil.NoSuchProcess:
+                    continue
+                peaks[proc.pid] = max(peaks.get(proc.pid, 0), rss)
+                total += rss
+            total_peak = max(total_peak, total)
+            time.sleep(0.2)
+        stdout = child.stdout.read() if child.stdout else ""
+    wall = time.perf_counter() - started
+    if child.returncode != 0:
+        tail = log.read_text().splitlines()[-5:]
+        raise SystemExit(f"{impl} on {data} failed (exit {child.returncode}): {tail}")
+    counts = json.loads(stdout.strip().splitlines()[-1])
+    workers = [v for pid, v in peaks.items() if pid != child.pid]
+    shutil.rmtree(out, ignore_errors=True)
+    return {
+        "seconds": wall,
+        "launcher_mib": peaks.get(child.pid, 0) / 2**20,
+        "worker_mib": (max(workers) / 2**20) if workers else 0.0,
+        "processes": len(peaks),
+        "sum_mib": total_peak / 2**20,
+        "examples": sum(counts.values()),
+    }
+
+
+def _events_in(data: pathlib.Path) -> int:
+    total = 0
+    for path in (data / "spans").glob("*/events.csv"):
+        with path.open("rb") as fh:
+            total += sum(1 for _ in fh) - 1
+    return total
+
+
+def _slope(points: list[tuple[int, float]]) -> float:
+    """Least-squares slope of log(seconds) against log(events)."""
+    if len(points) < 2:
+        return math.nan
+    xs = [math.log(x) for x, _ in points]
+    ys = [math.log(y) for _, y in points]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    den = sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / den
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", default="100000,1000000")
+    parser.add_argument("--impl", default=",".join(IMPLEMENTATIONS))
+    parser.add_argument("--history", default="", help="history lengths in days, e.g. 30,90,180")
+    parser.add_argument("--per-day", type=int, default=3000, help="events a day (--history)")
+    parser.add_argument("--worker", choices=IMPLEMENTATIONS, help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        _worker(args.worker, args.data, args.out)
+        return
+    impls = [i for i in args.impl.split(",") if i]
+    unknown = sorted(set(impls) - set(IMPLEMENTATIONS))
+    if unknown:
+        raise SystemExit(f"unknown --impl {unknown}; one of {list(IMPLEMENTATIONS)}")
+    sizes = [int(x) for x in args.events.split(",") if x]
+    scratch = pathlib.Path(tempfile.mkdtemp(prefix="aiqleads-scale-"))
+    header = (
+        f"{'set':>14} {'impl':>8} {'s':>8} {'s/M ev':>8} {'launcher':>9} "
+        f"{'worker':>8} {'sum':>8} {'procs':>5} {'examples':>9}"
+    )
+    try:
+        results: dict[str, list[tuple[int, float]]] = {i: [] for i in impls}
+        print(header, flush=True)
+        for size in sizes:
+            data = _synth(scratch / f"data-{size}", size)
+            events = _events_in(data)
+            for impl in impls:
+                r = _measure(impl, data, scratch)
+                results[impl].append((events, r["seconds"]))
+                print(
+                    f"{events:>14,} {impl:>8} {r['seconds']:>8.1f} "
+                    f"{r['seconds'] / events * 1e6:>8.1f} {r['launcher_mib']:>8.0f}M "
+                    f"{r['worker_mib']:>7.0f}M {r['sum_mib']:>7.0f}M {r['processes']:>5} "
+                    f"{r['examples']:>9,}",
+                    flush=True,
+                )
+            shutil.rmtree(data, ignore_errors=True)
+        for impl in impls:
+            print(f"log-log slope of time against events, {impl}: {_slope(results[impl]):.2f}")
+        if len(impls) > 1 and "pandas" in impls:
+            base = dict(results["pandas"])
+            for impl in impls:
+                ratios = [f"{s / base[e]:.2f}" for e, s in results[impl] if e in base]
+                print(f"time against pandas, {impl}: {' / '.join(ratios)}")
+        history = [int(x) for x in args.history.split(",") if x]
+        if history:
+            print(f"\ndaily run ({WINDOW}-span window) against history length", flush=True)
+            print(f"{'days':>6} {'events':>10} " + " ".join(f"{i:>9}" for i in impls))
+            for days in history:
+                data = _synth(scratch / f"hist-{days}", args.per_day * days, days=days)
+                seconds = [_measure(impl, data, scratch)["seconds"] for impl in impls]
+                print(
+                    f"{days:>6} {_events_in(data):>10,} "
+                    + " ".join(f"{s:>8.1f}s" for s in seconds),
+                    flush=True,
+                )
+                shutil.rmtree(data, ignore_errors=True)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
