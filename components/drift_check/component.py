@@ -20,7 +20,7 @@ class DriftCheck(base_component.BaseComponent):
     """
 
     SPEC_CLASS = spec.DriftCheckSpec
-    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
     def __init__(
         self,

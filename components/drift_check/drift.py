@@ -194,23 +194,24 @@ def split_newest_spans(
     return newest, previous, frame[days == newest], frame[days == previous]
 
 
-def regional_median_shift(
-    current: pd.DataFrame, previous: pd.DataFrame
-) -> tuple[str, float] | None:
-    """(region, score) of the region whose market median price moved most between the two
-    spans: |d log median| x sqrt(min inventory). None when no region is in both with a
-    positive median and inventory. A span's examples carry its market row per region."""
+def regional_levels(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per region (index), the median market median price and inventory of a span's rows
+    with a positive price and inventory (columns ``market_median_price`` and
+    ``market_inventory``). A span's examples carry its market row per region."""
+    cols = [f.REGION, f.MARKET_MEDIAN_PRICE, f.MARKET_INVENTORY]
+    if any(name not in frame.columns for name in cols):
+        return pd.DataFrame(columns=cols[1:])
+    rows = frame[cols].dropna()
+    rows = rows[(rows[f.MARKET_MEDIAN_PRICE] > 0) & (rows[f.MARKET_INVENTORY] > 0)]
+    region = rows[f.REGION].map(lambda r: r.decode() if isinstance(r, bytes) else str(r))
+    return rows[cols[1:]].astype(float).groupby(region.to_numpy()).median()
 
-    def levels(frame: pd.DataFrame) -> pd.DataFrame:
-        cols = [f.REGION, f.MARKET_MEDIAN_PRICE, f.MARKET_INVENTORY]
-        if any(name not in frame.columns for name in cols):
-            return pd.DataFrame(columns=cols[1:])
-        rows = frame[cols].dropna()
-        rows = rows[(rows[f.MARKET_MEDIAN_PRICE] > 0) & (rows[f.MARKET_INVENTORY] > 0)]
-        region = rows[f.REGION].map(lambda r: r.decode() if isinstance(r, bytes) else str(r))
-        return rows[cols[1:]].astype(float).groupby(region.to_numpy()).median()
 
-    both = levels(current).join(levels(previous), how="inner", lsuffix="_now", rsuffix="_then")
+def median_shift(now: pd.DataFrame, then: pd.DataFrame) -> tuple[str, float] | None:
+    """(region, score) of the region whose market median price moved most between two
+    spans' `regional_levels`: |d log median| x sqrt(min inventory). None when no region is
+    in both."""
+    both = now.join(then, how="inner", lsuffix="_now", rsuffix="_then")
     if both.empty:
         return None
     price, inventory = f.MARKET_MEDIAN_PRICE, f.MARKET_INVENTORY
@@ -218,6 +219,14 @@ def regional_median_shift(
     scores = move * np.sqrt(np.minimum(both[f"{inventory}_now"], both[f"{inventory}_then"]))
     region = str(scores.idxmax())
     return region, float(scores[region])
+
+
+def regional_median_shift(
+    current: pd.DataFrame, previous: pd.DataFrame
+) -> tuple[str, float] | None:
+    """(region, score) of the region whose market median price moved most between the two
+    spans' rows (`median_shift` of their `regional_levels`)."""
+    return median_shift(regional_levels(current), regional_levels(previous))
 
 
 def _list_array(values: pd.Series) -> pa.Array:
@@ -273,6 +282,35 @@ def _measurements(anomalies: anomalies_pb2.Anomalies, kind: str) -> list[Measure
     return out
 
 
+Stats = statistics_pb2.DatasetFeatureStatisticsList
+
+
+def select_features(stats: Stats, names: tuple[str, ...]) -> Stats:
+    """A copy of ``stats`` with only the features ``names`` (each feature's statistics do
+    not depend on the others, so this equals statistics computed on those alone)."""
+    out = statistics_pb2.DatasetFeatureStatisticsList()
+    out.CopyFrom(stats)
+    wanted = set(names)
+    for dataset in out.datasets:
+        kept = [x for x in dataset.features if ".".join(x.path.step) in wanted]
+        del dataset.features[:]
+        dataset.features.extend(kept)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class SpanStatistics:
+    """What the comparison reads of a window's positives: the statistics (of every compared
+    feature) of the newest span, of the span before it and of the training split, and the
+    two spans' `regional_levels`; None or empty where there are no rows."""
+
+    current: Stats | None
+    previous: Stats | None
+    training: Stats | None
+    levels_now: pd.DataFrame
+    levels_then: pd.DataFrame
+
+
 def compare(
     current: pd.DataFrame,
     previous: pd.DataFrame | None,
@@ -285,29 +323,61 @@ def compare(
     trigger_reason: str = "",
 ) -> DriftReport:
     """Measure drift (``current`` vs ``previous``) and skew (``training`` vs ``serving``);
-    ``trigger_reason`` decides which violations block (`DriftReport.violations`)."""
+    ``trigger_reason`` decides which violations block (`DriftReport.violations`). The
+    statistics are computed here, in memory (`compare_statistics` takes them computed
+    elsewhere, e.g. on Beam)."""
+    compared = drift_schema(schema, thresholds)
+    names = thresholds.features
+    has = previous is not None and len(previous) > 0 and len(current) > 0
+    spans = SpanStatistics(
+        current=statistics(current, names, compared) if has else None,
+        previous=statistics(previous, names, compared) if has and previous is not None else None,
+        training=statistics(training, names, compared)
+        if training is not None and len(training)
+        else None,
+        levels_now=regional_levels(current),
+        levels_then=regional_levels(previous)
+        if previous is not None
+        else regional_levels(pd.DataFrame()),
+    )
+    return compare_statistics(
+        spans, serving, schema, thresholds, current_span, previous_span, trigger_reason
+    )
+
+
+def compare_statistics(
+    spans: SpanStatistics,
+    serving: pd.DataFrame | None,
+    schema: schema_pb2.Schema,
+    thresholds: Thresholds,
+    current_span: str,
+    previous_span: str | None,
+    trigger_reason: str = "",
+) -> DriftReport:
+    """`compare` on statistics computed beforehand (``spans``); the serving logs, bounded
+    in size, are measured here."""
     compared = drift_schema(schema, thresholds)
     names = thresholds.features
     measurements: list[Measurement] = []
-    if previous is not None and len(previous) and len(current):
+    if spans.current is not None and spans.previous is not None:
         anomalies = tfdv.validate_statistics(
-            statistics(current, names, compared),
+            select_features(spans.current, names),
             compared,
-            previous_statistics=statistics(previous, names, compared),
+            previous_statistics=select_features(spans.previous, names),
         )
         measurements += _measurements(anomalies, DRIFT)
-        shift = regional_median_shift(current, previous)
+        shift = median_shift(spans.levels_now, spans.levels_then)
         if thresholds.regional_median_shift is not None and shift is not None:
             region, score = shift
             feature = f"{f.MARKET_MEDIAN_PRICE}[{region}]"
             limit = thresholds.regional_median_shift
             measurements.append(Measurement(DRIFT, feature, MEDIAN_SHIFT, score, limit))
     serving_records = 0 if serving is None else len(serving)
-    if serving_records and training is not None and len(training):
+    if serving is not None and serving_records and spans.training is not None:
         logged = tuple(name for name in names if name in serving.columns)
         if logged:
             anomalies = tfdv.validate_statistics(
-                statistics(training, logged, compared),
+                select_features(spans.training, logged),
                 compared,
                 serving_statistics=statistics(serving, logged, compared),
             )
@@ -335,3 +405,11 @@ def reference(
     features = tuple(name for name in REFERENCE_FEATURES if name in thresholds.features)
     compared = drift_schema(schema, thresholds)
     return statistics(training, features, compared), compared
+
+
+def reference_from(
+    training: Stats, schema: schema_pb2.Schema, thresholds: Thresholds
+) -> tuple[Stats, schema_pb2.Schema]:
+    """`reference` from the training positives' statistics computed beforehand."""
+    features = tuple(name for name in REFERENCE_FEATURES if name in thresholds.features)
+    return select_features(training, features), drift_schema(schema, thresholds)

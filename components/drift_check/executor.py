@@ -1,4 +1,5 @@
-"""Executor of the drift check: a thin ``Do()`` over ``run_check()``.
+"""Executor of the drift check: a thin ``Do()`` over ``run_check()``, whose statistics are
+a Beam pipeline (`beam_stats`) on the runner of the pipeline's ``beam_args``.
 
 On a violation ``Do`` returns a failed ``ExecutorOutput`` whose message is the report, so
 the execution is FAILED in MLMD with the reason attached and nothing downstream runs. TFX
@@ -11,8 +12,9 @@ from __future__ import annotations
 import html
 import json
 import os
+import tempfile
 
-import pandas as pd
+import apache_beam as beam
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from tfx import types
@@ -21,10 +23,9 @@ from tfx.types import standard_artifact_utils
 from tfx.utils import io_utils
 
 from components import kfp_visuals
-from components.drift_check import drift, example_io
+from components.drift_check import beam_stats, drift, example_io
 from components.drift_check import spec as s
-from components.executor_io import ComponentExecutor, Execution, failed_execution
-from transforms import features as f
+from components.executor_io import ComponentBeamExecutor, Execution, failed_execution
 
 TRAIN_SPLIT = "train"
 
@@ -40,9 +41,7 @@ def thresholds_from_json(text: str) -> drift.Thresholds:
     )
 
 
-def _is_positive(example) -> bool:
-    """A real event (engagement > 0), not a sampled negative."""
-    return any(v > 0 for v in example.features.feature[f.ENGAGEMENT].int64_list.value)
+STATISTICS_DIR = "statistics"  # in the report artifact: what the check compared
 
 
 def run_check(
@@ -54,30 +53,34 @@ def run_check(
     max_serving_records: int,
     trigger_reason: str = "",
     reference_dir: str | None = None,
+    pipeline: beam.Pipeline | None = None,
 ) -> drift.DriftReport:
-    """Read the window's examples and serving logs; compare; report.
+    """Compute the window's statistics on Beam, read the serving logs; compare; report.
 
     Only positives (real events) are compared: sampled negatives follow the sampler, not
     the users. Skew compares the training split's positives with the serving logs. With
-    ``reference_dir``, the training positives' statistics for the online monitor go there.
+    ``reference_dir`` (the report artifact), the statistics are kept in its
+    ``statistics/`` folder and the training positives' statistics for the online monitor
+    go there too. ``pipeline`` (not yet run) defaults to the DirectRunner's.
     """
-    by_split = {
-        split: example_io.read_examples(examples_uri, [split], keep=_is_positive)
-        for split in splits
-    }
-    positives = pd.concat(by_split.values(), ignore_index=True)
-    if positives.empty:
-        raise ValueError(f"no positive examples (engagement > 0) under {examples_uri}")
-    newest, previous, current, before = drift.split_newest_spans(positives)
-    training = by_split.get(TRAIN_SPLIT, positives)
     schema = tfdv.load_schema_text(schema_path)
-    if reference_dir is not None:
-        write_reference(*drift.reference(training, schema, thresholds), reference_dir)
-    return drift.compare(
-        current=current,
-        previous=before,
+    compared = drift.drift_schema(schema, thresholds)
+    with tempfile.TemporaryDirectory(prefix="aiqleads-drift-") as scratch:
+        out_dir = os.path.join(reference_dir or scratch, STATISTICS_DIR)
+        spans, newest, previous = beam_stats.compute(
+            pipeline or beam.Pipeline(),
+            examples_uri,
+            splits,
+            TRAIN_SPLIT,
+            thresholds.features,
+            compared,
+            out_dir,
+        )
+    if reference_dir is not None and spans.training is not None:
+        write_reference(*drift.reference_from(spans.training, schema, thresholds), reference_dir)
+    return drift.compare_statistics(
+        spans,
         serving=example_io.read_serving_logs(serving_log_dir, max_serving_records),
-        training=training,
         schema=schema,
         thresholds=thresholds,
         current_span=str(newest),
@@ -139,7 +142,7 @@ def for_kfp_ui(report: drift.DriftReport, page: types.Artifact, metrics: types.A
     kfp_visuals.write_metrics(metrics, {"passed": float(report.passed), **values})
 
 
-class Executor(ComponentExecutor):
+class Executor(ComponentBeamExecutor):
     """Compares spans and serving logs; fails the execution on any violation."""
 
     def execute(self, execution: Execution) -> execution_result_pb2.ExecutorOutput | None:
@@ -156,6 +159,7 @@ class Executor(ComponentExecutor):
             max_serving_records=int(exec_properties[s.MAX_SERVING_RECORDS_KEY]),
             trigger_reason=exec_properties.get(s.TRIGGER_REASON_KEY) or "",
             reference_dir=report_artifact.uri,
+            pipeline=self._make_beam_pipeline(),
         )
         write_report(report, report_artifact.uri)
         for_kfp_ui(

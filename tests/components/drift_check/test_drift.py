@@ -188,17 +188,44 @@ def _run(tmp_path, thresholds: dict, log_dir: str = ""):
 _RUN_VISUALS: dict[str, tuple] = {}  # tmp_path -> the KFP UI artifacts of `_run`
 
 
-def test_reading_only_positives_drops_exactly_the_sampled_negatives(tmp_path):
+def test_statistics_on_beam_give_the_in_memory_comparisons_report(tmp_path):
+    """The executor's check (TFDV on Beam, over the files) against the same comparison on
+    the positives read into memory: the same spans, measurements and verdict."""
     from components.drift_check import example_io
 
     uri = _examples(tmp_path).uri
-    everything = example_io.read_examples(uri, ["train", "eval"], batch_size=3)
-    positives = example_io.read_examples(
-        uri, ["train", "eval"], keep=executor._is_positive, batch_size=3
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    rows = [{"features": {f.REGION: "west", f.LEAD_LATITUDE: 47.0}}] * 15
+    (logs / "requests.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    th = drift.Thresholds(
+        numeric={f.LEAD_LATITUDE: 0.5, f.PRICE: 0.5},
+        categorical={f.REGION: 0.5, f.PROPERTY_TYPE: 0.5},
+        regional_median_shift=0.1,
     )
+    on_beam = executor.run_check(uri, ["train", "eval"], str(SCHEMA), th, str(logs), 1000)
+
+    everything = example_io.read_examples(uri, ["train", "eval"], batch_size=3)
+    positives = everything[everything[f.ENGAGEMENT] > 0]
     assert (everything[f.ENGAGEMENT] == 0).any() and len(positives) > 0
-    expected = everything[everything[f.ENGAGEMENT] > 0].reset_index(drop=True)
-    pd.testing.assert_frame_equal(positives[expected.columns], expected)
+    newest, previous, current, before = drift.split_newest_spans(positives)
+    training = example_io.read_examples(uri, ["train"])
+    training = training[training[f.ENGAGEMENT] > 0]
+    schema = tfdv.load_schema_text(str(SCHEMA))
+    serving = example_io.read_serving_logs(str(logs), 1000)
+    in_memory = drift.compare(
+        current, before, serving, training, schema, th, str(newest), str(previous)
+    )
+    assert (on_beam.current_span, on_beam.previous_span) == ("2026-01-04", "2026-01-03")
+    assert on_beam.serving_records == 15
+    kinds = {m.kind for m in on_beam.measurements}
+    assert kinds == {drift.DRIFT, drift.SKEW}
+    got = {(m.kind, m.feature, m.measure): m.value for m in on_beam.measurements}
+    want = {(m.kind, m.feature, m.measure): m.value for m in in_memory.measurements}
+    assert got.keys() == want.keys()
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, abs=1e-6), key
+    assert on_beam.passed == in_memory.passed
 
 
 def test_executor_passes_and_writes_report(tmp_path):
