@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 import json
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -63,7 +64,6 @@ class TableFile:
     path: str
     contract_name: str
     check: bool
-    day: dt.date | None = None
 
     @property
     def contract(self) -> c.Contract:
@@ -100,24 +100,25 @@ def plan(
     )
     days = [d for d in list_spans(data_root) if d <= last_day]
     in_window = set(window)
-    order = iter(range(1_000_000))
+    order = itertools.count()
     leads = TableFile(next(order), table_uri(data_root, c.LEADS), c.LEADS.name, True)
     users = TableFile(next(order), table_uri(data_root, c.USERS), c.USERS.name, True)
     events, market = [], []
     for day in days:
         checked = day in in_window
         events.append(
-            TableFile(next(order), table_uri(data_root, c.EVENTS, day), c.EVENTS.name, checked, day)
+            TableFile(next(order), table_uri(data_root, c.EVENTS, day), c.EVENTS.name, checked)
         )
         market.append(
-            TableFile(next(order), table_uri(data_root, c.MARKET, day), c.MARKET.name, checked, day)
+            TableFile(next(order), table_uri(data_root, c.MARKET, day), c.MARKET.name, checked)
         )
+    # Every file, the history's too: a missing one fails here, not inside a worker.
     for table in (leads, users, *events, *market):
-        if table.check and not tf.io.gfile.exists(table.path):
+        if not tf.io.gfile.exists(table.path):
             raise DataError(
                 f"missing file {table.path}: every span needs events.csv and market.csv"
             )
-    size = sum(tf.io.gfile.stat(e.path).length for e in events if tf.io.gfile.exists(e.path))
+    size = sum(tf.io.gfile.stat(e.path).length for e in events)
     shards = int(np.clip(size // SHARD_TARGET_BYTES + 1, MIN_SHARDS, MAX_SHARDS))
     return Plan(data_root, tuple(window), spec, leads, users, tuple(events), tuple(market), shards)
 
@@ -255,7 +256,10 @@ class GroupExamples(beam.DoFn):  # type: ignore[misc]
         leads = _or_empty_leads(leads)
         if not parts["events"]:
             return
+        # The frames come in the runner's order: sorted, a group's rows are the same on any.
         history = pd.concat(parts["events"], ignore_index=True)
+        history = history.sort_values([interactions.TS, c.EVENT_ID], kind="stable")
+        history = history.reset_index(drop=True)
         users = (
             pd.concat(parts["users"], ignore_index=True)
             if parts["users"]
