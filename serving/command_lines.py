@@ -70,6 +70,8 @@ def model_server_args(
     ]
     if ms.enable_batching:
         args.append("--enable_batching=true")
+    if ms.session_parallelism:
+        args.append(f"--tensorflow_session_parallelism={ms.session_parallelism}")
     return args
 
 

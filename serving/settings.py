@@ -72,6 +72,13 @@ class ModelServerSettings(_Frozen):
     grpc_port: Port = port_field(0, "gRPC port of replica 0; 0 picks free ports")
     rest_port: Port = port_field(0, "REST port of replica 0; 0 picks free ports")
     enable_batching: bool = False
+    session_parallelism: int = bounded(
+        0,
+        0,
+        64,
+        "Threads of each model server's TensorFlow session runs "
+        "(--tensorflow_session_parallelism; 0 lets TensorFlow pick: one per core).",
+    )
     file_system_poll_wait_seconds: int = bounded(2, 1, 3600)
     model_config_poll_seconds: int = bounded(
         1,

@@ -39,6 +39,18 @@ class ServerFlags:
     enable_model_warmup: bool = True
     num_request_iterations_for_warmup: int = 0
     enable_signature_method_name_check: bool = False
+    tensorflow_session_parallelism: int = 0
+    tensorflow_intra_op_parallelism: int = 0
+    tensorflow_inter_op_parallelism: int = 0
+
+    def session_threads(self) -> tuple[int, int]:
+        """(intra-op, inter-op) threads of every model's TF Session, as TF Serving sets
+        them (`server.cc`): the intra/inter flags when either is set, else both
+        ``tensorflow_session_parallelism``; 0 lets TensorFlow pick (one per core)."""
+        intra, inter = self.tensorflow_intra_op_parallelism, self.tensorflow_inter_op_parallelism
+        if intra > 0 or inter > 0:
+            return intra, inter
+        return self.tensorflow_session_parallelism, self.tensorflow_session_parallelism
 
 
 HELP = {
@@ -63,6 +75,9 @@ HELP = {
         "Classify/Regress/Predict also require the signature's method_name (off: TF2 "
         "exports serve Classify and Regress by their inputs and outputs)"
     ),
+    "tensorflow_session_parallelism": "threads of a TF session run (0 = TensorFlow picks)",
+    "tensorflow_intra_op_parallelism": "threads within one op (with the inter-op flag)",
+    "tensorflow_inter_op_parallelism": "ops run at once (with the intra-op flag)",
 }
 
 _FIELDS = {f.name: f for f in dataclasses.fields(ServerFlags)}
@@ -70,6 +85,7 @@ _TRUE = {"true", "t", "1", "yes", "y"}
 _FALSE = {"false", "f", "0", "no", "n"}
 _MAX_PORT = 65535
 _MAX_WARMUP_ITERATIONS = 1000
+_MAX_THREADS = 1024  # our bound on a parallelism flag
 
 
 def _convert(name: str, raw: str) -> bool | int | str:
@@ -107,6 +123,20 @@ def _validate(flags: ServerFlags) -> None:
         raise FlagError(
             "--num_request_iterations_for_warmup: must be in 0.."
             f"{_MAX_WARMUP_ITERATIONS}, got {flags.num_request_iterations_for_warmup}"
+        )
+    parallelism = (
+        "tensorflow_session_parallelism",
+        "tensorflow_intra_op_parallelism",
+        "tensorflow_inter_op_parallelism",
+    )
+    for name in parallelism:
+        if not 0 <= getattr(flags, name) <= _MAX_THREADS:
+            raise FlagError(f"--{name}: must be in 0..{_MAX_THREADS}, got {getattr(flags, name)}")
+    if all(getattr(flags, name) > 0 for name in parallelism):
+        raise FlagError(
+            "Either configure --tensorflow_session_parallelism or "
+            "(--tensorflow_intra_op_parallelism, --tensorflow_inter_op_parallelism). "
+            "Cannot configure both."
         )
     if not flags.model_config_file and not flags.model_base_path:
         raise FlagError(

@@ -20,7 +20,12 @@ from collections.abc import Callable
 from tensorflow_serving.config import file_system_storage_path_source_pb2, model_server_config_pb2
 
 from serving.errors import Code, ServingError, invalid, not_found
-from serving.model_server.servable import Servable, is_complete_version_dir, lookup_missing
+from serving.model_server.servable import (
+    Servable,
+    SessionThreads,
+    is_complete_version_dir,
+    lookup_missing,
+)
 from serving.model_server.warmup import WarmupError, WarmupOptions, WarmupResult, run_warmup
 
 log = logging.getLogger("aiqleads.model_server")
@@ -86,12 +91,16 @@ class ModelManager:
     """Thread-safe registry of loaded servables; `handle()` gives a counted reference."""
 
     def __init__(
-        self, allow_labels_for_unavailable: bool = False, warmup: WarmupOptions | None = None
+        self,
+        allow_labels_for_unavailable: bool = False,
+        warmup: WarmupOptions | None = None,
+        threads: SessionThreads | None = None,
     ) -> None:
         self._lock = threading.RLock()
         self._models: dict[str, _Model] = {}
         self._allow_unavailable_labels = allow_labels_for_unavailable
         self._warmup = warmup or WarmupOptions()
+        self._threads = threads or SessionThreads()
         self._poll_lock = threading.Lock()
         self.on_change: Callable[[str, int, int], None] | None = None  # (model, version, state)
         self.on_warmup: Callable[[str, int, WarmupResult], None] | None = None
@@ -172,7 +181,7 @@ class ModelManager:
         self._set_state(name, model, version, VersionState(LOADING))
         started = time.monotonic()
         try:
-            servable = Servable(name, version, path)
+            servable = Servable(name, version, path, self._threads)
         except Exception as e:  # any load failure is reported through GetModelStatus
             log.error("Loading servable %s version %d failed: %s", name, version, e)
             self._set_state(name, model, version, VersionState(END, Code.UNKNOWN, str(e)))

@@ -112,8 +112,24 @@ def _dtype_name(dtype: np.dtype[Any]) -> str:
         return str(dtype)
 
 
+@dataclasses.dataclass(frozen=True)
+class SessionThreads:
+    """Threads of a version's TF Session (TF Serving's `--tensorflow_*_parallelism`); 0 lets
+    TensorFlow pick (one per core). TensorFlow keeps one intra-op pool per process, sized by
+    the first Session: every version of a server shares these settings."""
+
+    intra_op: int = 0
+    inter_op: int = 0
+
+    def config(self) -> config_pb2.ConfigProto:
+        return config_pb2.ConfigProto(
+            intra_op_parallelism_threads=self.intra_op,
+            inter_op_parallelism_threads=self.inter_op,
+        )
+
+
 def _session_signatures(
-    export_dir: pathlib.Path,
+    export_dir: pathlib.Path, threads: SessionThreads
 ) -> tuple[tf.compat.v1.Session, dict[str, Signature]]:
     """Signatures of a SavedModel (TF1 or TF2): a Session with one callable per signature.
 
@@ -123,7 +139,7 @@ def _session_signatures(
     eagerly on this project's `recommend` (docs/model_server.md).
     """
     graph = tf.Graph()
-    session = tf.compat.v1.Session(graph=graph)
+    session = tf.compat.v1.Session(graph=graph, config=threads.config())
     with graph.as_default(), deprecation.silence():  # the TF1 loader is TF Serving's path
         meta = tf.compat.v1.saved_model.loader.load(session, [SERVING_TAG], str(export_dir))
     out: dict[str, Signature] = {}
@@ -156,12 +172,18 @@ def _session_signatures(
 class Servable:
     """A loaded SavedModel version. Thread-safe; holders are counted so unload can drain."""
 
-    def __init__(self, name: str, version: int, export_dir: pathlib.Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        version: int,
+        export_dir: pathlib.Path,
+        threads: SessionThreads | None = None,
+    ) -> None:
         self.name = name
         self.version = version
         self.export_dir = export_dir
         self.meta_graph = read_meta_graph(export_dir)
-        session, self.signatures = _session_signatures(export_dir)
+        session, self.signatures = _session_signatures(export_dir, threads or SessionThreads())
         self._session: tf.compat.v1.Session | None = session
         self._steps: dict[tuple[tuple[str, ...], tuple[str, ...]], Callable[..., Any]] = {}
         self._holders = 0

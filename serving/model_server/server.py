@@ -26,6 +26,7 @@ from serving.model_server.manager import ModelManager, Poller
 from serving.model_server.metrics import ServerMetrics
 from serving.model_server.protocol.grpc import build_server
 from serving.model_server.protocol.rest import RestApi
+from serving.model_server.servable import SessionThreads
 from serving.model_server.warmup import WarmupOptions
 
 log = logging.getLogger("aiqleads.model_server")
@@ -44,7 +45,10 @@ class ModelServer:
             max(1, flags.num_request_iterations_for_warmup),
             flags.enable_signature_method_name_check,
         )
-        self.manager = ModelManager(flags.allow_version_labels_for_unavailable_models, warmup)
+        intra, inter = flags.session_threads()
+        self.manager = ModelManager(
+            flags.allow_version_labels_for_unavailable_models, warmup, SessionThreads(intra, inter)
+        )
         self.manager.on_change = self._on_model_change
         self.manager.on_warmup = self.metrics.observe_warmup
         self.batcher: Batcher | None = None

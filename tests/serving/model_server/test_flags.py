@@ -63,3 +63,32 @@ def test_signature_method_name_check_is_off_by_default_as_in_tf_serving():
     assert parse_flags(["--model_base_path=/m"]).enable_signature_method_name_check is False
     flags = parse_flags(["--model_base_path=/m", "--enable_signature_method_name_check"])
     assert flags.enable_signature_method_name_check is True
+
+
+def test_session_parallelism_flags_as_tf_serving_applies_them():
+    # Nothing set: TensorFlow picks (0, 0).
+    assert parse_flags(["--model_base_path=/m"]).session_threads() == (0, 0)
+    # --tensorflow_session_parallelism sizes both pools.
+    flags = parse_flags(["--model_base_path=/m", "--tensorflow_session_parallelism=1"])
+    assert flags.session_threads() == (1, 1)
+    # The intra/inter flags win over it, each as given (0: TensorFlow picks that one).
+    flags = parse_flags(
+        ["--model_base_path=/m", "--tensorflow_session_parallelism=4",
+         "--tensorflow_intra_op_parallelism=2"]
+    )  # fmt: skip
+    assert flags.session_threads() == (2, 0)
+    flags = parse_flags(
+        ["--model_base_path=/m", "--tensorflow_intra_op_parallelism=1",
+         "--tensorflow_inter_op_parallelism=3"]
+    )  # fmt: skip
+    assert flags.session_threads() == (1, 3)
+
+
+def test_session_parallelism_flags_are_bounded_and_not_all_three():
+    with pytest.raises(FlagError, match="--tensorflow_session_parallelism: must be in 0..1024"):
+        parse_flags(["--model_base_path=/m", "--tensorflow_session_parallelism=-1"])
+    with pytest.raises(FlagError, match="Cannot configure both"):
+        parse_flags(
+            ["--model_base_path=/m", "--tensorflow_session_parallelism=1",
+             "--tensorflow_intra_op_parallelism=1", "--tensorflow_inter_op_parallelism=1"]
+        )  # fmt: skip

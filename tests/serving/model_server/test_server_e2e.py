@@ -153,6 +153,53 @@ def test_string_input_tf2_model_over_rest_and_grpc(tmp_path):
         assert response.model_spec.version.value == 4
 
 
+def _recommend_request(user_id: bytes, k: int):
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "lead_recommender"
+    request.model_spec.signature_name = "recommend"
+    for key, value in {
+        "user_id": np.array([user_id], dtype=object),
+        "latitude": np.array([np.nan], np.float32),
+        "longitude": np.array([0.0], np.float32),
+        "k": np.array([k], np.int32),
+    }.items():
+        request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+    return request
+
+
+def _threads(pid: int | None) -> int:
+    assert pid is not None
+    return len(list(pathlib.Path(f"/proc/{pid}/task").iterdir()))
+
+
+def test_session_parallelism_sizes_tensorflows_pools_and_keeps_the_answers(tmp_path):
+    import tensorflow as tf
+    from recommend_model import build_recommend_model, expected_items
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    base = tmp_path / "lead_recommender"
+    build_recommend_model(base, version=4)
+    threads = {}
+    for n in (1, 3):
+        args = [
+            "--model_name=lead_recommender",
+            f"--model_base_path={base}",
+            f"--tensorflow_session_parallelism={n}",
+        ]
+        with running_model_server(args, tmp_path / f"server-{n}.log", "lead_recommender") as s:
+            with grpc.insecure_channel(s.grpc_target) as channel:
+                stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+                response = stub.Predict(_recommend_request(b"xy", 10), timeout=30)
+            got = tf.make_ndarray(response.outputs["lead_ids"]).tolist()
+            assert got == [[lead.encode() for lead, _ in expected_items("xy", 10, version=4)]]
+            threads[n] = _threads(s.child.pid)
+    # One intra-op and one inter-op pool, each of n threads: 2 * (3 - 1) more threads.
+    assert threads[3] - threads[1] == 4
+
+
 def test_batching_server_answers_each_caller_its_rows(tmp_path):
     base = tmp_path / "m"
     shutil.copytree(HALF_PLUS_TWO, base / "1")
