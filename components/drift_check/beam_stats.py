@@ -16,6 +16,7 @@ They are written under ``<out_dir>`` (through ``tf.io.gfile`` too) and read back
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from collections.abc import Iterable, Iterator
@@ -135,19 +136,25 @@ def _stats_options(schema: schema_pb2.Schema, sliced: bool) -> tfdv.StatsOptions
     )
 
 
-def build(
-    pipeline: beam.Pipeline,
-    examples_uri: str,
-    splits: list[str],
-    training_split: str,
-    names: tuple[str, ...],
-    schema: schema_pb2.Schema,
-    out_dir: str,
-) -> None:
-    """Add the steps that write the statistics and levels under ``out_dir``."""
+@dataclasses.dataclass(frozen=True)
+class StatsJob:
+    """What to compute: the Examples artifact's splits (the training one apart), the
+    compared features, the schema with their comparators, and where the outputs go."""
+
+    examples_uri: str
+    splits: tuple[str, ...]
+    training_split: str
+    names: tuple[str, ...]
+    schema: schema_pb2.Schema
+    out_dir: str
+
+
+def build(pipeline: beam.Pipeline, job: StatsJob) -> None:
+    """Add the steps that write the statistics and levels under ``job.out_dir``."""
+    names, schema, out_dir = job.names, job.schema, job.out_dir
     by_split = {}
-    for split in splits:
-        files = sorted(tf.io.gfile.glob(f"{examples_uri.rstrip('/')}/Split-{split}/*"))
+    for split in job.splits:
+        files = sorted(tf.io.gfile.glob(f"{job.examples_uri.rstrip('/')}/Split-{split}/*"))
         by_split[split] = (
             pipeline
             | f"Files{split}" >> beam.Create(files)
@@ -166,9 +173,9 @@ def build(
         | "StatsByDay" >> tfdv.GenerateStatistics(_stats_options(schema, sliced=True))
         | "WriteByDay" >> beam.Map(write_proto, f"{out_dir}/{DAYS_FILE}")
     )
-    if training_split in by_split:
+    if job.training_split in by_split:
         _ = (
-            by_split[training_split]
+            by_split[job.training_split]
             | "BatchTraining"
             >> beam.BatchElements(min_batch_size=BATCH_SIZE, max_batch_size=BATCH_SIZE)
             | "TrainingBatch" >> beam.Map(to_record_batch, names)
@@ -211,18 +218,13 @@ def _single(stats: statistics_pb2.DatasetFeatureStatisticsList) -> drift.Stats:
 
 
 def compute(
-    pipeline: beam.Pipeline,
-    examples_uri: str,
-    splits: list[str],
-    training_split: str,
-    names: tuple[str, ...],
-    schema: schema_pb2.Schema,
-    out_dir: str,
+    pipeline: beam.Pipeline, job: StatsJob
 ) -> tuple[drift.SpanStatistics, dt.date, dt.date | None]:
     """Run the statistics on ``pipeline`` (not yet run); return them with the newest day
     holding positives and the day before it that does (None when there is none)."""
-    build(pipeline, examples_uri, splits, training_split, names, schema, out_dir)
+    build(pipeline, job)
     pipeline.run().wait_until_finish()
+    out_dir, examples_uri = job.out_dir, job.examples_uri
     if not tf.io.gfile.exists(f"{out_dir}/{DAYS_FILE}"):
         raise ValueError(f"no examples under {examples_uri}")
     by_day = _load(f"{out_dir}/{DAYS_FILE}")

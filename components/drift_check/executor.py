@@ -67,15 +67,10 @@ def run_check(
     compared = drift.drift_schema(schema, thresholds)
     with tempfile.TemporaryDirectory(prefix="aiqleads-drift-") as scratch:
         out_dir = os.path.join(reference_dir or scratch, STATISTICS_DIR)
-        spans, newest, previous = beam_stats.compute(
-            pipeline or beam.Pipeline(),
-            examples_uri,
-            splits,
-            TRAIN_SPLIT,
-            thresholds.features,
-            compared,
-            out_dir,
+        job = beam_stats.StatsJob(
+            examples_uri, tuple(splits), TRAIN_SPLIT, thresholds.features, compared, out_dir
         )
+        spans, newest, previous = beam_stats.compute(pipeline or beam.Pipeline(), job)
     if reference_dir is not None and spans.training is not None:
         write_reference(*drift.reference_from(spans.training, schema, thresholds), reference_dir)
     return drift.compare_statistics(
