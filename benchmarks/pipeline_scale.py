@@ -13,7 +13,8 @@ The parent polls the child's process tree every 0.2 s and prints, per set and
 implementation: wall time, the launcher's peak RSS and the largest worker's, the peak of
 their sum, the cost per million events, and the log-log slope of time against events (1.0:
 linear). ``--history`` adds the daily run's time against the history length: sets of the
-same events per day and 30, 90, 180 days, the same 14-span window.
+same world (the users and leads of 30 days at ``--per-day``), the same events per day and
+30, 90, 180 days of them, read with the same 14-span window.
 
     .venv/bin/python benchmarks/pipeline_scale.py [--events 100000,1000000]
         [--impl pandas,beam,beam-mp] [--history 30,90,180] [--per-day 3000]
@@ -42,10 +43,15 @@ IN_MEMORY = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 WINDOW, EVAL_DAYS, NEGATIVES, EVAL_NEGATIVES = 14, 2, 4, 49
 
 
-def _synth(out: pathlib.Path, events: int, days: int = 30) -> pathlib.Path:
+def _synth(
+    out: pathlib.Path, events: int, days: int = 30, world_events: int | None = None
+) -> pathlib.Path:
+    """A default-preset set of about ``events`` events over ``days`` days; its users and
+    leads scale with ``world_events`` (default: ``events``)."""
     from aiqleads.data import synth
 
-    users, leads = max(100, events // 20), max(50, events // 50)
+    size = world_events or events
+    users, leads = max(100, size // 20), max(50, size // 50)
     cfg = synth.preset("default", users=users, leads=leads, events=events, days=days)
     synth.generate(cfg, out, overwrite=True)
     return out
@@ -162,7 +168,8 @@ def main() -> None:
     )
     try:
         results: dict[str, list[tuple[int, float]]] = {i: [] for i in impls}
-        print(header, flush=True)
+        if sizes:
+            print(header, flush=True)
         for size in sizes:
             data = _synth(scratch / f"data-{size}", size)
             events = _events_in(data)
@@ -177,9 +184,9 @@ def main() -> None:
                     flush=True,
                 )
             shutil.rmtree(data, ignore_errors=True)
-        for impl in impls:
+        for impl in impls if sizes else ():
             print(f"log-log slope of time against events, {impl}: {_slope(results[impl]):.2f}")
-        if len(impls) > 1 and "pandas" in impls:
+        if sizes and len(impls) > 1 and "pandas" in impls:
             base = dict(results["pandas"])
             for impl in impls:
                 ratios = [f"{s / base[e]:.2f}" for e, s in results[impl] if e in base]
@@ -189,7 +196,13 @@ def main() -> None:
             print(f"\ndaily run ({WINDOW}-span window) against history length", flush=True)
             print(f"{'days':>6} {'events':>10} " + " ".join(f"{i:>9}" for i in impls))
             for days in history:
-                data = _synth(scratch / f"hist-{days}", args.per_day * days, days=days)
+                # The same world (users, leads) and events a day; only the history grows.
+                data = _synth(
+                    scratch / f"hist-{days}",
+                    args.per_day * days,
+                    days=days,
+                    world_events=args.per_day * 30,
+                )
                 seconds = [_measure(impl, data, scratch)["seconds"] for impl in impls]
                 print(
                     f"{days:>6} {_events_in(data):>10,} "
