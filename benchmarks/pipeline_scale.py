@@ -132,6 +132,18 @@ def _events_in(data: pathlib.Path) -> int:
     return total
 
 
+def _counts(text: str, flag: str, low: int, high: int) -> list[int]:
+    """A comma-separated list of whole numbers in [low, high], or a clear exit."""
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise SystemExit(f"{flag} takes whole numbers separated by commas, got {text!r}") from None
+    bad = [v for v in values if not low <= v <= high]
+    if bad:
+        raise SystemExit(f"{flag} values must be in {low}..{high}, got {bad}")
+    return values
+
+
 def _slope(points: list[tuple[int, float]]) -> float:
     """Least-squares slope of log(seconds) against log(events)."""
     if len(points) < 2:
@@ -160,7 +172,10 @@ def main() -> None:
     unknown = sorted(set(impls) - set(IMPLEMENTATIONS))
     if unknown:
         raise SystemExit(f"unknown --impl {unknown}; one of {list(IMPLEMENTATIONS)}")
-    sizes = [int(x) for x in args.events.split(",") if x]
+    sizes = _counts(args.events, "--events", 1_000, 50_000_000)
+    history = _counts(args.history, "--history", 15, 3_650)
+    if not 1 <= args.per_day <= 1_000_000:
+        raise SystemExit(f"--per-day must be in 1..1000000, got {args.per_day}")
     scratch = pathlib.Path(tempfile.mkdtemp(prefix="aiqleads-scale-"))
     header = (
         f"{'set':>14} {'impl':>8} {'s':>8} {'s/M ev':>8} {'launcher':>9} "
@@ -191,7 +206,6 @@ def main() -> None:
             for impl in impls:
                 ratios = [f"{s / base[e]:.2f}" for e, s in results[impl] if e in base]
                 print(f"time against pandas, {impl}: {' / '.join(ratios)}")
-        history = [int(x) for x in args.history.split(",") if x]
         if history:
             print(f"\ndaily run ({WINDOW}-span window) against history length", flush=True)
             print(f"{'days':>6} {'events':>10} " + " ".join(f"{i:>9}" for i in impls))

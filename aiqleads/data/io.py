@@ -28,14 +28,21 @@ def read_text_table(path: pathlib.Path) -> pd.DataFrame:
     path = pathlib.Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
+    return read_text_csv(path, str(path))
+
+
+def read_text_csv(source: object, name: str) -> pd.DataFrame:
+    """A CSV table with every cell as text (null -> empty string): ``source`` is a path or
+    an open text file (``tf.io.gfile.GFile`` for ``gs://`` and ``s3://``); ``name`` names
+    it in errors."""
     try:
         return pd.read_csv(
-            path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8"
+            source, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8"
         )
     except pd.errors.EmptyDataError as e:
-        raise DataError(f"{path}: the file is empty (expected a CSV header line)") from e
+        raise DataError(f"{name}: the file is empty (expected a CSV header line)") from e
     except (pd.errors.ParserError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: not a readable UTF-8 CSV file ({e})") from e
+        raise DataError(f"{name}: not a readable UTF-8 CSV file ({e})") from e
 
 
 def read_text_tables(

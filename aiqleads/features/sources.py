@@ -17,22 +17,17 @@ from numpy.typing import NDArray
 
 from aiqleads import contracts as c
 from aiqleads import layout
+from aiqleads.data import io
 from aiqleads.errors import DataError
 
 TS_SECONDS = "ts_seconds"  # int64 seconds since the epoch, added to events
 DAY_SECONDS = 86_400
 
 
-def read_text(source: object, name: str) -> pd.DataFrame:
-    """A CSV table with every cell as text (empty cells as ""): ``source`` is a path or an
-    open text file (``tf.io.gfile.GFile`` for ``gs://`` and ``s3://``); ``name`` names it
-    in errors."""
-    try:
-        return pd.read_csv(source, dtype=str, keep_default_na=False, na_filter=False)
-    except pd.errors.EmptyDataError as e:
-        raise DataError(f"{name}: the file is empty (expected a CSV header line)") from e
-    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as e:
-        raise DataError(f"cannot read {name}: {e}") from e
+def empty_table(contract: c.Contract) -> pd.DataFrame:
+    """A typed table of ``contract`` with no rows."""
+    text = pd.DataFrame({col: pd.Series(dtype=str) for col in contract.columns})
+    return typed_table(text, contract, f"no {contract.name} rows")
 
 
 def typed_table(text: pd.DataFrame, contract: c.Contract, name: str) -> pd.DataFrame:
@@ -67,7 +62,7 @@ def typed_table(text: pd.DataFrame, contract: c.Contract, name: str) -> pd.DataF
 def _read(path: pathlib.Path, contract: c.Contract) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"missing {contract.name} file {path}: the data set layout is broken")
-    return typed_table(read_text(path, str(path)), contract, str(path))
+    return typed_table(io.read_text_csv(path, str(path)), contract, str(path))
 
 
 def _to_day(series: pd.Series) -> pd.Series:
@@ -98,16 +93,14 @@ def read_events(root: pathlib.Path | str, days: list[dt.date]) -> pd.DataFrame:
     """The events of ``days`` with an added int64 ``ts_seconds`` column."""
     frames = [_read(layout.table_path(pathlib.Path(root), c.EVENTS, d), c.EVENTS) for d in days]
     if not frames:
-        empty = pd.DataFrame({col: pd.Series(dtype=str) for col in c.EVENTS.columns})
-        return typed_table(empty, c.EVENTS, "no events")
+        return empty_table(c.EVENTS)
     return pd.concat(frames, ignore_index=True)
 
 
 def read_market(root: pathlib.Path | str, days: list[dt.date]) -> pd.DataFrame:
     frames = [_read(layout.table_path(pathlib.Path(root), c.MARKET, d), c.MARKET) for d in days]
     if not frames:
-        empty = pd.DataFrame({col: pd.Series(dtype=str) for col in c.MARKET.columns})
-        return typed_table(empty, c.MARKET, "no market rows")
+        return empty_table(c.MARKET)
     return pd.concat(frames, ignore_index=True)
 
 

@@ -37,7 +37,7 @@ import tensorflow as tf
 from apache_beam.metrics.metric import MetricsFilter
 
 from aiqleads import contracts as c
-from aiqleads.data import validate
+from aiqleads.data import io, validate
 from aiqleads.errors import DataError
 from aiqleads.features import sources
 from components.example_gen import interactions, offline_store, tf_examples
@@ -133,7 +133,7 @@ def _read_text(table: TableFile) -> pd.DataFrame:
     if not tf.io.gfile.exists(table.path):
         raise DataError(f"missing {table.contract_name} file {table.path}")
     with tf.io.gfile.GFile(table.path, "r") as handle:
-        return sources.read_text(handle, table.path)
+        return io.read_text_csv(handle, table.path)
 
 
 def _quarantine(table: TableFile, message: str, bad: pd.DataFrame) -> dict[str, Any]:
@@ -212,13 +212,9 @@ def shard_users(frame: pd.DataFrame, shards: int) -> Iterator[tuple[int, pd.Data
         yield int(shard), frame[groups == shard]
 
 
-def _empty_text(contract: c.Contract) -> pd.DataFrame:
-    return pd.DataFrame({col: pd.Series(dtype=str) for col in contract.columns})
-
-
 def _or_empty_leads(leads: pd.DataFrame | None) -> pd.DataFrame:
     if leads is None:
-        return sources.typed_table(_empty_text(c.LEADS), c.LEADS, "no leads")
+        return sources.empty_table(c.LEADS)
     return leads
 
 
@@ -263,7 +259,7 @@ class GroupExamples(beam.DoFn):  # type: ignore[misc]
         users = (
             pd.concat(parts["users"], ignore_index=True)
             if parts["users"]
-            else sources.typed_table(_empty_text(c.USERS), c.USERS, "no users")
+            else sources.empty_table(c.USERS)
         )
         tables = offline_store.OfflineTables(leads, users, history, market)
         examples = interactions.examples_for(history, tables, popularity, self._spec)

@@ -14,9 +14,8 @@ import tensorflow as tf
 
 from aiqleads import contracts as c
 from aiqleads import layout
-from aiqleads.data import validate
+from aiqleads.data import io, validate
 from aiqleads.errors import DataError
-from aiqleads.features import sources
 
 
 def uri(root: str | pathlib.Path, *parts: str) -> str:
@@ -81,7 +80,7 @@ def validate_window(data_root: str | pathlib.Path, window: list[dt.date]) -> Non
         if not tf.io.gfile.exists(path):
             raise DataError(f"missing file {path}: every span needs events.csv and market.csv")
         with tf.io.gfile.GFile(path, "r") as handle:
-            text = sources.read_text(handle, path)
+            text = io.read_text_csv(handle, path)
         contract = validate.contract_for_file(pathlib.Path(path))
         validate.raise_for_violations(validate.validate_frame(text, contract, source=path))
 
