@@ -7,17 +7,19 @@ negatives) and writes its Split-* folders:
 
 - ``pandas``: one process, pandas joins (`interactions.build_examples`), one TFRecord file;
 - ``beam``: the Beam pipeline with the default ``beam_args`` (DirectRunner in memory);
-- ``beam-mp``: the same with ``--direct_running_mode=multi_processing --direct_num_workers=2``.
+- ``beam-mp``: the same with ``--direct_running_mode=multi_processing --direct_num_workers=2``;
+- ``beam-state`` (``--history`` only): the Beam run of the newest day from the history state
+  the previous day's run left (that run is not timed), reading the window's spans only.
 
 The parent polls the child's process tree every 0.2 s and prints, per set and
 implementation: wall time, the launcher's peak RSS and the largest worker's, the peak of
 their sum, the cost per million events, and the log-log slope of time against events (1.0:
 linear). ``--history`` adds the daily run's time against the history length: sets of the
 same world (the users and leads of 30 days at ``--per-day``), the same events per day and
-30, 90, 180 days of them, read with the same 14-span window.
+30, 90, 180 days of them, read with the same 14-span window, with the size of the state.
 
     .venv/bin/python benchmarks/pipeline_scale.py [--events 100000,1000000]
-        [--impl pandas,beam,beam-mp] [--history 30,90,180] [--per-day 3000]
+        [--impl pandas,beam,beam-mp,beam-state] [--history 30,90,180] [--per-day 3000]
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ import psutil
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-IMPLEMENTATIONS = ("pandas", "beam", "beam-mp")
+IMPLEMENTATIONS = ("pandas", "beam", "beam-mp", "beam-state")
+CARRIED = "beam-state"
 MULTI_PROCESS = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
 IN_MEMORY = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 WINDOW, EVAL_DAYS, NEGATIVES, EVAL_NEGATIVES = 14, 2, 4, 49
@@ -57,14 +60,16 @@ def _synth(
     return out
 
 
-def _worker(impl: str, data: str, out: str) -> None:
-    """The child: one ExampleGen run; prints its counts as JSON on the last line."""
+def _worker(impl: str, data: str, out: str, state: str = "", yesterday: bool = False) -> None:
+    """The child: one ExampleGen run (of the day before the newest with ``yesterday``);
+    prints its counts as JSON on the last line."""
     import apache_beam as beam
 
     from components.example_gen import beam_examples, interactions, tf_examples, window
 
     sampling = interactions.SamplingConfig(negatives_per_positive=NEGATIVES)
-    days = window.select_window(data, WINDOW)
+    as_of = window.list_spans(data)[-2] if yesterday else None
+    days = window.select_window(data, WINDOW, as_of)
     if impl == "pandas":
         window.validate_window(data, days)
         frame = interactions.build_examples(data, days, EVAL_DAYS, sampling, EVAL_NEGATIVES)
@@ -75,16 +80,21 @@ def _worker(impl: str, data: str, out: str) -> None:
             counts[split] = len(records)
     else:
         argv = MULTI_PROCESS if impl == "beam-mp" else IN_MEMORY
-        run = beam_examples.plan(data, days, EVAL_DAYS, sampling, EVAL_NEGATIVES)
+        run = beam_examples.plan(data, days, EVAL_DAYS, sampling, EVAL_NEGATIVES, state_root=state)
+        if impl == CARRIED and not yesterday and run.carried is None:
+            raise SystemExit("no history state to start from")
         counts = beam_examples.generate(beam.Pipeline(argv=argv), run, out)
     print(json.dumps(counts), flush=True)
 
 
-def _measure(impl: str, data: pathlib.Path, scratch: pathlib.Path) -> dict[str, float]:
+def _measure(
+    impl: str, data: pathlib.Path, scratch: pathlib.Path, extra: tuple[str, ...] = ()
+) -> dict[str, float]:
     out = scratch / f"out-{impl}"
     shutil.rmtree(out, ignore_errors=True)
     log = scratch / f"{impl}.log"
     cmd = [sys.executable, __file__, "--worker", impl, "--data", str(data), "--out", str(out)]
+    cmd += extra
     started = time.perf_counter()
     with log.open("w") as sink:
         child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=sink, text=True)
@@ -164,9 +174,11 @@ def main() -> None:
     parser.add_argument("--worker", choices=IMPLEMENTATIONS, help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--state", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--yesterday", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        _worker(args.worker, args.data, args.out)
+        _worker(args.worker, args.data, args.out, args.state, args.yesterday)
         return
     impls = [i for i in args.impl.split(",") if i]
     unknown = sorted(set(impls) - set(IMPLEMENTATIONS))
@@ -183,12 +195,16 @@ def main() -> None:
     )
     try:
         results: dict[str, list[tuple[int, float]]] = {i: [] for i in impls}
+        if sizes and CARRIED in impls:
+            print(f"({CARRIED} is measured with --history only)")
         if sizes:
             print(header, flush=True)
         for size in sizes:
             data = _synth(scratch / f"data-{size}", size)
             events = _events_in(data)
             for impl in impls:
+                if impl == CARRIED:
+                    continue
                 r = _measure(impl, data, scratch)
                 results[impl].append((events, r["seconds"]))
                 print(
@@ -199,16 +215,18 @@ def main() -> None:
                     flush=True,
                 )
             shutil.rmtree(data, ignore_errors=True)
-        for impl in impls if sizes else ():
+        for impl in [i for i in impls if i != CARRIED] if sizes else ():
             print(f"log-log slope of time against events, {impl}: {_slope(results[impl]):.2f}")
         if sizes and len(impls) > 1 and "pandas" in impls:
             base = dict(results["pandas"])
-            for impl in impls:
+            for impl in [i for i in impls if i != CARRIED]:
                 ratios = [f"{s / base[e]:.2f}" for e, s in results[impl] if e in base]
                 print(f"time against pandas, {impl}: {' / '.join(ratios)}")
         if history:
             print(f"\ndaily run ({WINDOW}-span window) against history length", flush=True)
-            print(f"{'days':>6} {'events':>10} " + " ".join(f"{i:>9}" for i in impls))
+            columns = " ".join(f"{i:>10}" for i in impls)
+            state_columns = f" {'launcher':>9} {'state':>8}" if CARRIED in impls else ""
+            print(f"{'days':>6} {'events':>10} {columns}{state_columns}")
             for days in history:
                 # The same world (users, leads) and events a day; only the history grows.
                 data = _synth(
@@ -217,10 +235,23 @@ def main() -> None:
                     days=days,
                     world_events=args.per_day * 30,
                 )
-                seconds = [_measure(impl, data, scratch)["seconds"] for impl in impls]
+                seconds, extra = [], ""
+                for impl in impls:
+                    if impl != CARRIED:
+                        seconds.append(_measure(impl, data, scratch)["seconds"])
+                        continue
+                    state = scratch / f"state-{days}"
+                    flags = ("--state", str(state))
+                    _measure(impl, data, scratch, (*flags, "--yesterday"))  # leaves the state
+                    size = sum(p.stat().st_size for p in state.rglob("*") if p.is_file())
+                    r = _measure(impl, data, scratch, flags)
+                    seconds.append(r["seconds"])
+                    extra = f" {r['launcher_mib']:>8.0f}M {size / 2**20:>7.1f}M"
+                    shutil.rmtree(state, ignore_errors=True)
                 print(
                     f"{days:>6} {_events_in(data):>10,} "
-                    + " ".join(f"{s:>8.1f}s" for s in seconds),
+                    + " ".join(f"{s:>9.1f}s" for s in seconds)
+                    + extra,
                     flush=True,
                 )
                 shutil.rmtree(data, ignore_errors=True)

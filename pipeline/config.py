@@ -83,6 +83,10 @@ class ExampleGenConfig(_Section):
     # negatives (the NCF protocol draws 99; 49 discriminate as well here at half the
     # Evaluator's time, docs/pipeline.md); 0 samples eval negatives like training's.
     eval_negatives: int = Field(49, ge=0, le=1000)
+    # Each run leaves the user history (counts per user, lead and event type) under the
+    # pipeline root for the next day's, which then reads its window instead of every span
+    # (docs/pipeline.md, "Carried history"); the examples are the same either way.
+    carry_history: bool = True
 
     @pydantic.model_validator(mode="after")
     def _eval_inside_window(self) -> ExampleGenConfig:

@@ -20,8 +20,8 @@ from tfx.types import standard_component_specs as tfx_keys
 from components.drift_check import spec as drift_spec
 from components.drift_check.component import DriftCheck
 from components.drift_check.publish import PublishReference
+from components.example_gen import history_state, window
 from components.example_gen import spec as example_gen_spec
-from components.example_gen import window
 from components.example_gen.component import InteractionExampleGen
 from components.trainer import run_fn
 from pipeline import code_version, eval_config
@@ -70,12 +70,24 @@ def window_inputs(config: PipelineConfig) -> tuple[str, str]:
     return f"{data}:{code}", days[-1].isoformat()
 
 
-def trainer_custom_config(config: PipelineConfig, as_of: str) -> dict[str, Any]:
+def history_state_root(config: PipelineConfig, pipeline_root: str | None = None) -> str:
+    """Where ExampleGen leaves the history state ("" when ``carry_history`` is off): in its
+    component folder of the pipeline root (`history_state.root_beside`)."""
+    if not config.example_gen.carry_history:
+        return ""
+    root = pipeline_root or str(config.pipeline_root)
+    return window.uri(root, EXAMPLE_GEN, history_state.STATE_DIR)
+
+
+def trainer_custom_config(
+    config: PipelineConfig, as_of: str, state_root: str = ""
+) -> dict[str, Any]:
     """What ``run_fn`` receives as ``custom_config``."""
     eg = config.example_gen
     return {
         run_fn.DATA_ROOT: str(config.data_path),
         run_fn.AS_OF: as_of,
+        run_fn.HISTORY_STATE_ROOT: state_root,
         LATENCY_BUDGET_MS: config.smoke.latency_budget_ms,
         # How ExampleGen drew the negatives (SamplingConfig's fields), for recommend's
         # sampling-bias correction.
@@ -130,6 +142,7 @@ def create_pipeline(
         seed=eg.seed,
         as_of=window_end,
         eval_negatives=eg.eval_negatives,
+        carry_history=eg.carry_history,
     ).with_id(EXAMPLE_GEN)
     examples = example_gen.outputs[example_gen_spec.EXAMPLES_KEY]
     statistics_gen = tfx.components.StatisticsGen(examples=examples).with_id(STATISTICS_GEN)
@@ -172,7 +185,9 @@ def create_pipeline(
         components.append(transform)
 
     if stage == "push":
-        components += _train_evaluate_push(config, examples, schema, transform, window_end)
+        components += _train_evaluate_push(
+            config, examples, schema, transform, window_end, pipeline_root
+        )
         if config.drift.enabled:
             by_id = {c.id: c for c in components}
             pusher, evaluator = by_id[PUSHER], by_id[EVALUATOR]
@@ -194,7 +209,9 @@ def create_pipeline(
     )
 
 
-def _train_evaluate_push(config, examples, schema, transform, window_end) -> list[Any]:
+def _train_evaluate_push(
+    config, examples, schema, transform, window_end, pipeline_root
+) -> list[Any]:
     # Imported here: the model helper's packages are only needed for the full pipeline.
     from components.serving_smoke import spec as smoke_spec
     from components.serving_smoke.component import ServingSmokeValidation
@@ -206,7 +223,9 @@ def _train_evaluate_push(config, examples, schema, transform, window_end) -> lis
         schema=schema,
         train_args=tfx.proto.TrainArgs(num_steps=config.trainer.train_steps),
         eval_args=tfx.proto.EvalArgs(num_steps=config.trainer.eval_steps),
-        custom_config=trainer_custom_config(config, window_end),
+        custom_config=trainer_custom_config(
+            config, window_end, history_state_root(config, pipeline_root)
+        ),
     ).with_id(TRAINER)
     resolver = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,

@@ -27,6 +27,7 @@ import dataclasses
 import datetime as dt
 import itertools
 import json
+import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -40,8 +41,16 @@ from aiqleads import contracts as c
 from aiqleads.data import io, validate
 from aiqleads.errors import DataError
 from aiqleads.features import sources
-from components.example_gen import interactions, offline_store, tf_examples
+from components.example_gen import (
+    history_state,
+    interactions,
+    offline_store,
+    raw_tables,
+    tf_examples,
+)
 from components.example_gen.window import list_spans, table_uri, uri
+
+log = logging.getLogger(__name__)
 
 METRICS_NAMESPACE = "aiqleads_example_gen"
 QUARANTINE_DIR = "Quarantine"  # beside the Split-* folders of the Examples artifact
@@ -52,6 +61,8 @@ MIN_SHARDS, MAX_SHARDS = 4, 4096
 _QUARANTINE = "quarantine"
 _POPULARITY = "popularity"
 _UNKNOWN_LEADS = "unknown_leads"
+_STATE = "state-{}"
+OUTSIDE_DAY = "events_outside_their_day"  # a state folds spans by day: it needs none
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +75,7 @@ class TableFile:
     path: str
     contract_name: str
     check: bool
+    day_end: int = 0  # an events file: the end of its span's day (second)
 
     @property
     def contract(self) -> c.Contract:
@@ -82,6 +94,18 @@ class Plan:
     events: tuple[TableFile, ...]
     market: tuple[TableFile, ...]
     shards: int
+    state_root: str = ""  # "" : no state is read or written
+    carried: history_state.State | None = None  # the state read instead of older spans
+    carried_files: tuple[str, ...] = ()
+    staging: tuple[str, ...] = ()  # where this run writes each state of `hand_on`
+
+    @property
+    def hand_on(self) -> tuple[dt.date, ...]:
+        """The days the states this run writes are as of: the window's first (the next
+        day's window starts after it) and its last (the Trainer's serving snapshots)."""
+        if not self.staging:
+            return ()
+        return tuple(sorted({self.window[0], self.window[-1]}))
 
 
 def plan(
@@ -90,15 +114,19 @@ def plan(
     eval_days: int,
     sampling: interactions.SamplingConfig,
     eval_negatives: int = 0,
+    state_root: str = "",
 ) -> Plan:
-    """The files of a run (every span up to the window's end; the window's are checked) and
-    the number of user groups, from the event files' size."""
+    """The files of a run (every span up to the window's end, or with a usable state under
+    ``state_root`` the spans after it; the window's are checked) and the number of user
+    groups, from the event files' size."""
     interactions.check_window(window, eval_days, data_root)
     last_day = window[-1]
     spec = interactions.ExampleSpec(
         last_day, interactions.window_start_seconds(window), eval_days, sampling, eval_negatives
     )
-    days = [d for d in list_spans(data_root) if d <= last_day]
+    carried = history_state.latest(state_root, data_root, window[0]) if state_root else None
+    after = carried.as_of if carried is not None else dt.date.min
+    days = [d for d in list_spans(data_root) if after < d <= last_day]
     in_window = set(window)
     order = itertools.count()
     leads = TableFile(next(order), table_uri(data_root, c.LEADS), c.LEADS.name, True)
@@ -106,9 +134,9 @@ def plan(
     events, market = [], []
     for day in days:
         checked = day in in_window
-        events.append(
-            TableFile(next(order), table_uri(data_root, c.EVENTS, day), c.EVENTS.name, checked)
-        )
+        path = table_uri(data_root, c.EVENTS, day)
+        end = raw_tables.day_end_seconds(day)
+        events.append(TableFile(next(order), path, c.EVENTS.name, checked, day_end=end))
         market.append(
             TableFile(next(order), table_uri(data_root, c.MARKET, day), c.MARKET.name, checked)
         )
@@ -118,9 +146,29 @@ def plan(
             raise DataError(
                 f"missing file {table.path}: every span needs events.csv and market.csv"
             )
-    size = sum(tf.io.gfile.stat(e.path).length for e in events)
+    carried_files = tuple(sorted(tf.io.gfile.glob(carried.rows_pattern))) if carried else ()
+    size = sum(
+        tf.io.gfile.stat(path).length for path in [e.path for e in events] + list(carried_files)
+    )
     shards = int(np.clip(size // SHARD_TARGET_BYTES + 1, MIN_SHARDS, MAX_SHARDS))
-    return Plan(data_root, tuple(window), spec, leads, users, tuple(events), tuple(market), shards)
+    return Plan(
+        data_root,
+        tuple(window),
+        spec,
+        leads,
+        users,
+        tuple(events),
+        tuple(market),
+        shards,
+        state_root=state_root,
+        carried=carried,
+        carried_files=carried_files,
+        staging=(
+            tuple(history_state.staging_path(state_root) for _ in {window[0], window[-1]})
+            if state_root
+            else ()
+        ),
+    )
 
 
 def shard_of(user_ids: Iterable[object], shards: int) -> np.ndarray:
@@ -177,6 +225,7 @@ class ShardEvents(beam.DoFn):  # type: ignore[misc]
     def __init__(self, shards: int, window_start: int) -> None:
         self._shards = shards
         self._window_start = window_start
+        self._outside = beam.metrics.Metrics.counter(METRICS_NAMESPACE, OUTSIDE_DAY)
 
     def process(self, table: TableFile, leads: pd.DataFrame | None) -> Iterator[Any]:
         leads = _or_empty_leads(leads)
@@ -184,6 +233,10 @@ class ShardEvents(beam.DoFn):  # type: ignore[misc]
         if isinstance(frame, dict):
             yield beam.pvalue.TaggedOutput(_QUARANTINE, frame)
             return
+        if table.day_end:
+            ts = frame[interactions.TS].to_numpy()
+            day_start = table.day_end - raw_tables.DAY_SECONDS
+            self._outside.inc(int(((ts < day_start) | (ts >= table.day_end)).sum()))
         in_window = frame[frame[interactions.TS] >= self._window_start]
         if not in_window.empty:
             unknown = set(in_window[c.LEAD_ID]) - set(leads[c.LEAD_ID])
@@ -204,7 +257,7 @@ class ShardEvents(beam.DoFn):  # type: ignore[misc]
 
 
 def shard_users(frame: pd.DataFrame, shards: int) -> Iterator[tuple[int, pd.DataFrame]]:
-    """The users table -> (group, that group's users)."""
+    """A table keyed by user (users, carried rows) -> (group, that group's rows)."""
     if frame.empty:
         return
     groups = shard_of(frame[c.USER_ID], shards)
@@ -232,10 +285,13 @@ def concat_frames(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
 
 
 class GroupExamples(beam.DoFn):  # type: ignore[misc]
-    """One group's events and users -> serialized tf.Examples, tagged with their split."""
+    """One group's events, carried rows and users -> serialized tf.Examples, tagged with
+    their split, and for each second of ``cuts`` the group's carried rows up to it: its
+    history before that second, folded (tagged ``state-<i>``)."""
 
-    def __init__(self, spec: interactions.ExampleSpec) -> None:
+    def __init__(self, spec: interactions.ExampleSpec, cuts: tuple[int, ...] = ()) -> None:
         self._spec = spec
+        self._cuts = cuts
         self._counters = {
             split: beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"examples_{split}")
             for split in interactions.SPLITS
@@ -250,12 +306,18 @@ class GroupExamples(beam.DoFn):  # type: ignore[misc]
     ) -> Iterator[Any]:
         _, parts = element
         leads = _or_empty_leads(leads)
-        if not parts["events"]:
+        frames = [*parts["events"], *parts.get("carried", [])]
+        if not frames:
             return
         # The frames come in the runner's order: sorted, a group's rows are the same on any.
-        history = pd.concat(parts["events"], ignore_index=True)
+        history = pd.concat(frames, ignore_index=True)
         history = history.sort_values([interactions.TS, c.EVENT_ID], kind="stable")
         history = history.reset_index(drop=True)
+        for i, cut in enumerate(self._cuts):
+            for line in history_state.encode_rows(history_state.fold(history, cut)):
+                yield beam.pvalue.TaggedOutput(_STATE.format(i), line)
+        if not (history[interactions.TS] >= self._spec.window_start).any():
+            return  # carried users with no event in the window: no examples
         users = (
             pd.concat(parts["users"], ignore_index=True)
             if parts["users"]
@@ -291,11 +353,20 @@ def build(pipeline: beam.Pipeline, run: Plan, output_uri: str) -> None:
         | "MarketFiles" >> beam.Create(list(run.market))
         | "ReadMarket" >> beam.FlatMap(read_table).with_outputs(_QUARANTINE, main="table")
     )
-    market = beam.pvalue.AsSingleton(
-        market_read.table
+    market_tables = [market_read.table]
+    if run.carried is not None:
+        market_tables.append(
+            pipeline
+            | "CarriedMarketFile" >> beam.Create([run.carried])
+            | "ReadCarriedMarket" >> beam.Map(history_state.read_market)
+        )
+    market_frame = (
+        market_tables
+        | "MarketTables" >> beam.Flatten()
         | "MarketAll" >> beam.combiners.ToList()
         | "MarketFrame" >> beam.Map(concat_frames)
     )
+    market = beam.pvalue.AsSingleton(market_frame)
     sharded = (
         pipeline
         | "EventFiles" >> beam.Create(list(run.events))
@@ -308,10 +379,36 @@ def build(pipeline: beam.Pipeline, run: Plan, output_uri: str) -> None:
         sharded[_POPULARITY] | "Popularity" >> beam.CombineGlobally(add_counts)
     )
     users = users_read.table | "ShardUsers" >> beam.FlatMap(shard_users, run.shards)
-    grouped = {"events": sharded.events, "users": users} | "ByUserGroup" >> beam.CoGroupByKey()
+    keyed = {"events": sharded.events, "users": users}
+    if run.carried_files:
+        keyed["carried"] = (
+            pipeline
+            | "CarriedFiles" >> beam.Create(list(run.carried_files))
+            | "ReadCarried" >> beam.Map(history_state.read_rows)
+            | "ShardCarried" >> beam.FlatMap(shard_users, run.shards)
+        )
+    grouped = keyed | "ByUserGroup" >> beam.CoGroupByKey()
+    cuts = tuple(raw_tables.day_end_seconds(day) for day in run.hand_on)
+    states = [_STATE.format(i) for i in range(len(cuts))]
     splits = grouped | "Examples" >> beam.ParDo(
-        GroupExamples(spec), leads, market, popularity
-    ).with_outputs(*interactions.SPLITS)
+        GroupExamples(spec, cuts), leads, market, popularity
+    ).with_outputs(*states, *interactions.SPLITS)
+    for tag, day, staging in zip(states, run.hand_on, run.staging, strict=True):
+        _ = splits[tag] | f"Write-{tag}" >> beam.io.WriteToText(
+            uri(staging, history_state.ROWS_DIR, history_state.ROWS_PREFIX),
+            file_name_suffix=".jsonl",
+        )
+        _ = (
+            market_frame
+            | f"Market-{tag}" >> beam.Map(history_state.carried_market, day)
+            | f"MarketJson-{tag}" >> beam.Map(history_state.encode_market)
+            | f"WriteMarket-{tag}"
+            >> beam.io.WriteToText(
+                uri(staging, history_state.MARKET_PREFIX),
+                file_name_suffix=history_state.MARKET_SUFFIX,
+                shard_name_template="",
+            )
+        )
     for split in interactions.SPLITS:
         _ = splits[split] | f"Write{split}" >> beam.io.WriteToTFRecord(
             uri(output_uri, f"Split-{split}", RECORD_PREFIX),
@@ -373,9 +470,26 @@ def generate(
     """Run ``run`` on ``pipeline`` (not yet run) and return the example count per split;
     raise ``DataError`` with the pandas run's message when a file is quarantined."""
     build(pipeline, run, output_uri)
-    result = pipeline.run()
-    result.wait_until_finish()
+    try:
+        result = pipeline.run()
+        result.wait_until_finish()
+    except BaseException:
+        for staging in run.staging:
+            history_state.discard(staging)
+        raise
     quarantined = read_quarantine(output_uri)
+    outside = _counter(result, OUTSIDE_DAY) if run.staging else 0
+    if outside:
+        log.warning(
+            "%d events lie outside their span file's day: no history state is written, and "
+            "the next run reads every span",
+            outside,
+        )
+    for day, staging in zip(run.hand_on, run.staging, strict=True):
+        if quarantined or outside:
+            history_state.discard(staging)
+        else:
+            history_state.commit(run.state_root, staging, run.data_root, day)
     if quarantined:
         # No examples of a failed run stay behind; the quarantine output does.
         for split in interactions.SPLITS:

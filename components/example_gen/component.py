@@ -14,6 +14,8 @@ class InteractionExampleGen(base_component.BaseComponent):
 
     ``input_fingerprint`` (``window.fingerprint``) is computed where the pipeline is built;
     it changes when a span arrives or a file changes, so caching reuses unchanged runs.
+    With ``carry_history`` each run leaves the user history for the next day's
+    (`history_state`, in ``history_state/`` beside the component's outputs).
     """
 
     SPEC_CLASS = spec.InteractionExampleGenSpec
@@ -31,6 +33,7 @@ class InteractionExampleGen(base_component.BaseComponent):
         seed: int = 0,
         as_of: str = "",
         eval_negatives: int = 0,
+        carry_history: bool = False,
     ) -> None:
         component_spec = spec.InteractionExampleGenSpec(
             data_root=data_root,
@@ -43,6 +46,7 @@ class InteractionExampleGen(base_component.BaseComponent):
             seed=seed,
             eval_negatives=eval_negatives,
             input_fingerprint=input_fingerprint,
+            carry_history=int(carry_history),
             examples=types.Channel(type=standard_artifacts.Examples),
         )
         super().__init__(spec=component_spec)

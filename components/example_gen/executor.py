@@ -14,7 +14,13 @@ from tfx.proto.orchestration import execution_result_pb2
 from tfx.types import standard_artifact_utils
 
 from aiqleads.errors import DataError
-from components.example_gen import beam_examples, interactions, offline_store, window
+from components.example_gen import (
+    beam_examples,
+    history_state,
+    interactions,
+    offline_store,
+    window,
+)
 from components.example_gen import spec as s
 from components.executor_io import ComponentBeamExecutor, Execution, failed_execution
 
@@ -43,15 +49,28 @@ def generate(
     as_of: dt.date | None = None,
     eval_negatives: int = 0,
     pipeline: beam.Pipeline | None = None,
+    history_state_root: str = "",
 ) -> GenerateResult:
     """Build the window's examples on Beam and write ``Split-<name>`` folders under
-    ``output_uri``; ``pipeline`` (not yet run) defaults to the DirectRunner's."""
+    ``output_uri``; ``pipeline`` (not yet run) defaults to the DirectRunner's. With
+    ``history_state_root``, start from the newest usable state there and leave one for the
+    next day's run."""
     days = window.select_window(data_root, window_spans, as_of)
-    run = beam_examples.plan(data_root, days, eval_days, sampling, eval_negatives)
+    run = beam_examples.plan(
+        data_root, days, eval_days, sampling, eval_negatives, state_root=history_state_root
+    )
+    carried = (
+        f"the history state as of {run.carried.as_of} and "
+        if run.carried is not None
+        else "no history state, "
+        if history_state_root
+        else ""
+    )
     log.info(
-        "ExampleGen: window %s..%s, %d spans of history, %d user groups",
+        "ExampleGen: window %s..%s, %s%d spans read, %d user groups",
         days[0],
         days[-1],
+        carried,
         len(run.events),
         run.shards,
     )
@@ -80,6 +99,11 @@ def generate_from_properties(
         as_of=dt.date.fromisoformat(as_of) if as_of else None,
         eval_negatives=int(exec_properties.get(s.EVAL_NEGATIVES_KEY) or 0),
         pipeline=pipeline,
+        history_state_root=(
+            history_state.root_beside(output_uri)
+            if int(exec_properties.get(s.CARRY_HISTORY_KEY) or 0)
+            else ""
+        ),
     )
 
 

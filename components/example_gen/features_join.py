@@ -54,6 +54,63 @@ _COUNT_BY_TYPE = {
     "inquiry": f.USER_INQUIRIES,
     "purchase": f.USER_PURCHASES,
 }
+CARRIED_EVENTS = "_carried_events"
+"""A history column for carried rows (`history_state`): the row stands for this many events of
+one (user, lead, event type), all before the window, at the last one's time; NaN on an event
+row. Every join counts a carried row as that many events."""
+
+
+def event_multiplicity(history: pd.DataFrame) -> np.ndarray:
+    """How many events each history row stands for: 1, or a carried row's count."""
+    if CARRIED_EVENTS not in history.columns:
+        return np.ones(len(history))
+    return history[CARRIED_EVENTS].fillna(1.0).to_numpy(float)
+
+
+def is_carried(history: pd.DataFrame) -> np.ndarray:
+    """Which history rows are carried rows."""
+    if CARRIED_EVENTS not in history.columns:
+        return np.zeros(len(history), bool)
+    return np.isfinite(history[CARRIED_EVENTS].to_numpy(float))
+
+
+def carried_price_rows(hist: pd.DataFrame, carried: np.ndarray) -> pd.DataFrame:
+    """The prices the median needs of the carried rows of ``hist`` (which carries ``price``),
+    one row per event: per user, the middle of the carried prices, as wide as the user's
+    other rows could move the median, with the same number cut off below and above it.
+
+    Cutting a price below every possible median and one above it leaves every later median
+    unchanged, so the expanding median over these rows and the user's own events is the
+    median over every event, while the rows stay proportional to the user's new events, not
+    to the history behind the state.
+    """
+    price = hist[c.PRICE].to_numpy(float)
+    rows = hist[carried & np.isfinite(price)]
+    if rows.empty:
+        return pd.DataFrame({c.USER_ID: pd.Series(dtype=object), c.PRICE: pd.Series(dtype=float)})
+    live = hist[~carried].groupby(c.USER_ID).size()
+    frame = pd.DataFrame(
+        {
+            c.USER_ID: rows[c.USER_ID].to_numpy(),
+            c.PRICE: rows[c.PRICE].to_numpy(float),
+            "_n": event_multiplicity(rows).astype(np.int64),
+        }
+    ).sort_values([c.USER_ID, c.PRICE], kind="stable")
+    by_user = frame.groupby(c.USER_ID, sort=False)["_n"]
+    end = by_user.cumsum().to_numpy()
+    start = end - frame["_n"].to_numpy()
+    total = by_user.transform("sum").to_numpy()
+    moves = frame[c.USER_ID].map(live).fillna(0).to_numpy(np.int64)
+    lowest_median = (total - 1) // 2 - moves - 1  # ranks at or below it can never be a median
+    highest_median = total // 2 + moves + 1
+    cut = np.maximum(0, np.minimum(lowest_median, total - 1 - highest_median))
+    keep = np.clip(np.minimum(end, total - cut) - np.maximum(start, cut), 0, None)
+    return pd.DataFrame(
+        {
+            c.USER_ID: np.repeat(frame[c.USER_ID].to_numpy(), keep),
+            c.PRICE: np.repeat(frame[c.PRICE].to_numpy(), keep),
+        }
+    )
 
 
 def attach_lead_features(queries: pd.DataFrame, leads: pd.DataFrame) -> pd.DataFrame:
@@ -145,33 +202,47 @@ def attach_user_features(
     engaged with, else missing.
     """
     lead_info = leads[[c.LEAD_ID, c.LATITUDE, c.LONGITUDE, c.PRICE]]
-    hist = history[[c.USER_ID, c.LEAD_ID, c.EVENT_TYPE, QUERY_TS]].merge(
-        lead_info, on=c.LEAD_ID, how="left"
-    )
-    n_q = len(queries)
-    # Queries sort before history rows at the same second: "strictly before" for free.
+    columns = [c.USER_ID, c.LEAD_ID, c.EVENT_TYPE, QUERY_TS]
+    columns += [CARRIED_EVENTS] if CARRIED_EVENTS in history.columns else []
+    hist = history[columns].merge(lead_info, on=c.LEAD_ID, how="left")
+    weight = event_multiplicity(hist)
+    carried = is_carried(hist)
+    prices = carried_price_rows(hist, carried)
+    n_q, n_p = len(queries), len(prices)
+    # Queries sort before history rows at the same second: "strictly before" for free. The
+    # carried prices sort before everything (second -1): they are all before the window.
     stacked = pd.DataFrame(
         {
-            c.USER_ID: np.concatenate([queries[c.USER_ID].to_numpy(), hist[c.USER_ID].to_numpy()]),
+            c.USER_ID: np.concatenate(
+                [
+                    queries[c.USER_ID].to_numpy(),
+                    hist[c.USER_ID].to_numpy(),
+                    prices[c.USER_ID].to_numpy(),
+                ]
+            ),
             QUERY_TS: np.concatenate(
-                [queries[QUERY_TS].to_numpy(), hist[QUERY_TS].to_numpy()]
+                [queries[QUERY_TS].to_numpy(), hist[QUERY_TS].to_numpy(), np.full(n_p, -1)]
             ).astype(np.int64),
-            "_is_hist": np.concatenate([np.zeros(n_q, bool), np.ones(len(hist), bool)]),
-            "_row": np.concatenate([np.arange(n_q), np.full(len(hist), -1)]),
+            "_is_hist": np.concatenate([np.zeros(n_q, bool), np.ones(len(hist) + n_p, bool)]),
+            "_row": np.concatenate([np.arange(n_q), np.full(len(hist) + n_p, -1)]),
         }
     )
+    no_query, no_price = np.zeros(n_q), np.zeros(n_p)
     for event_type, col in _COUNT_BY_TYPE.items():
-        stacked[col] = np.concatenate(
-            [np.zeros(n_q), (hist[c.EVENT_TYPE] == event_type).to_numpy(float)]
-        )
+        is_type = (hist[c.EVENT_TYPE] == event_type).to_numpy(float)
+        stacked[col] = np.concatenate([no_query, is_type * weight, no_price])
     lat = hist[c.LATITUDE].to_numpy(float)
     lon = hist[c.LONGITUDE].to_numpy(float)
     has_geo = np.isfinite(lat) & np.isfinite(lon)
-    stacked["_geo_n"] = np.concatenate([np.zeros(n_q), has_geo.astype(float)])
-    stacked["_lat_sum"] = np.concatenate([np.zeros(n_q), np.where(has_geo, lat, 0.0)])
-    stacked["_lon_sum"] = np.concatenate([np.zeros(n_q), np.where(has_geo, lon, 0.0)])
-    stacked["_price"] = np.concatenate([np.full(n_q, np.nan), hist[c.PRICE].to_numpy(float)])
-    stacked["_hist_ts"] = np.where(stacked["_is_hist"], stacked[QUERY_TS], np.nan)
+    stacked["_geo_n"] = np.concatenate([no_query, has_geo * weight, no_price])
+    stacked["_lat_sum"] = np.concatenate([no_query, np.where(has_geo, lat * weight, 0.0), no_price])
+    stacked["_lon_sum"] = np.concatenate([no_query, np.where(has_geo, lon * weight, 0.0), no_price])
+    event_price = np.where(carried, np.nan, hist[c.PRICE].to_numpy(float))
+    stacked["_price"] = np.concatenate(
+        [np.full(n_q, np.nan), event_price, prices[c.PRICE].to_numpy(float)]
+    )
+    hist_ts = hist[QUERY_TS].to_numpy(float)
+    stacked["_hist_ts"] = np.concatenate([np.full(n_q, np.nan), hist_ts, np.full(n_p, np.nan)])
 
     stacked = stacked.sort_values([c.USER_ID, QUERY_TS, "_is_hist"], kind="stable")
     grouped = stacked.groupby(c.USER_ID, sort=False)
@@ -212,9 +283,10 @@ LEAD_GROUP_COLUMNS = {f.PROPERTY_TYPE: c.PROPERTY_TYPE, f.REGION: c.REGION}
 
 
 def pair_event_weights(history: pd.DataFrame) -> np.ndarray:
-    """Each history event's weight in ``user_lead_events`` (view 1 ... purchase 8)."""
+    """Each history row's weight in ``user_lead_events`` (view 1 ... purchase 8; a carried
+    row's times its count)."""
     weights = history[c.EVENT_TYPE].map(f.EVENT_WEIGHTS)
-    return weights.fillna(0.0).to_numpy(float)
+    return weights.fillna(0.0).to_numpy(float) * event_multiplicity(history)
 
 
 def _weighted_before(queries: pd.DataFrame, history: pd.DataFrame, keys: list[str]) -> np.ndarray:

@@ -23,6 +23,10 @@ HARD_FRACTION_KEY = "hard_fraction"
 POPULARITY_EXPONENT_KEY = "popularity_exponent"
 SEED_KEY = "seed"
 EVAL_NEGATIVES_KEY = "eval_negatives"  # per eval user; 0: eval negatives like training's
+# 1: runs hand the user history on to the next day's (`history_state`, beside the
+# component's outputs: not a path here, so a copied pipeline root keeps the cache); 0: every
+# run reads every span.
+CARRY_HISTORY_KEY = "carry_history"
 EXAMPLES_KEY = "examples"
 
 
@@ -40,6 +44,7 @@ class InteractionExampleGenSpec(component_spec.ComponentSpec):
         SEED_KEY: component_spec.ExecutionParameter(type=int),
         EVAL_NEGATIVES_KEY: component_spec.ExecutionParameter(type=int, optional=True),
         FINGERPRINT_KEY: component_spec.ExecutionParameter(type=str),
+        CARRY_HISTORY_KEY: component_spec.ExecutionParameter(type=int, optional=True),
     }
     INPUTS = {}
     OUTPUTS = {

@@ -37,6 +37,9 @@ DATA_ROOT = "data_root"
 AS_OF = "as_of"
 SAMPLING = "sampling"
 WINDOW_SPANS = "window_spans"
+# Where ExampleGen leaves the history state as of the window's last day: the snapshots read
+# it instead of every span when it is there and usable ("" or absent: every span).
+HISTORY_STATE_ROOT = "history_state_root"
 MAX_EPOCHS = 10  # progress lines: training steps are split over at most this many epochs
 SUMMARY_FILE = "training_summary.json"
 
@@ -133,20 +136,32 @@ def build_export(
     sampling: SamplingConfig | None = None,
     window_spans: int | None = None,
     prior_weight: float = model_lib.ModelConfig.sampling_prior_weight,
+    history_state_root: str = "",
 ):
     """The export module with the catalogue and users as of ``as_of``, and the prior of how
-    ExampleGen drew the negatives over the last ``window_spans`` spans (all when None)."""
-    catalogue = snapshots.load_catalogue(data_root, as_of)
-    users = snapshots.load_user_snapshot(data_root, as_of)
-    days = raw_tables.spans_up_to(data_root, as_of)
-    events = raw_tables.read_events(data_root, days)
-    prior = popularity(events, catalogue[f.LEAD_ID].to_numpy())
-    pairs = snapshots.load_pair_history(data_root, as_of)
-    shares = snapshots.load_user_shares(data_root, as_of)
+    ExampleGen drew the negatives over the last ``window_spans`` spans (all when None).
+
+    The history up to ``as_of`` comes from ExampleGen's history state as of that day under
+    ``history_state_root`` when there is a usable one (the same tables), else from every
+    span."""
+    history = snapshots.DayHistory.read(data_root, as_of, history_state_root)
+    log.info(
+        "trainer: serving snapshots as of %s from %s",
+        as_of,
+        f"the history state {history.state}" if history.state else "every span",
+    )
+    catalogue = snapshots.load_catalogue(data_root, as_of, history)
+    users = snapshots.load_user_snapshot(data_root, as_of, history)
+    prior = popularity(history.events, catalogue[f.LEAD_ID].to_numpy())
+    pairs = snapshots.load_pair_history(data_root, as_of, history)
+    shares = snapshots.load_user_shares(data_root, as_of, history)
     negatives = None
     if prior_weight > 0:
-        first = days[0] if window_spans is None else days[-window_spans:][0]
-        start = raw_tables.day_end_seconds(first) - raw_tables.DAY_SECONDS  # as ExampleGen
+        days = raw_tables.spans_up_to(data_root, as_of)
+        window_days = days if window_spans is None else days[-window_spans:]
+        start = raw_tables.day_end_seconds(window_days[0]) - raw_tables.DAY_SECONDS
+        # The window's events, as ExampleGen took them (a state holds no single events).
+        events = raw_tables.read_events(data_root, window_days) if history.state else history.events
         negatives = SamplingPrior.fit(
             events[events[raw_tables.TS_SECONDS] >= start],
             catalogue,
@@ -196,7 +211,14 @@ def run_fn(fn_args: Any) -> None:
     sampling, window_spans = sampling_settings(custom)
     model, tft_output, metrics = train(fn_args)
     module = build_export(
-        model, tft_output, data_root, as_of, sampling, window_spans, model.cfg.sampling_prior_weight
+        model,
+        tft_output,
+        data_root,
+        as_of,
+        sampling,
+        window_spans,
+        model.cfg.sampling_prior_weight,
+        str(custom.get(HISTORY_STATE_ROOT) or ""),
     )
     export(module, fn_args.serving_model_dir)
     summary = {"as_of": as_of.isoformat(), "catalogue_leads": module.n_leads, **metrics}

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from components.example_gen import features_join
 from transforms import features as f
 
 
@@ -21,7 +22,7 @@ def popularity(events: pd.DataFrame, lead_ids: np.ndarray) -> np.ndarray:
     """Engagement-weighted event count per lead of ``lead_ids`` (views 1 ... purchases 8)."""
     if events.empty:
         return np.zeros(len(lead_ids))
-    w = events["event_type"].map(f.EVENT_WEIGHTS).fillna(0.0)
+    w = pd.Series(features_join.pair_event_weights(events), index=events.index)
     per_lead = w.groupby(events["lead_id"]).sum()
     return per_lead.reindex(lead_ids).fillna(0.0).to_numpy(dtype=np.float64)
 

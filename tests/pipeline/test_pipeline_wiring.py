@@ -128,6 +128,25 @@ def test_trainer_custom_config_carries_window_end_and_hyperparameters(cfg):
     assert gen.exec_properties["popularity_exponent"] == 0.5
 
 
+def test_the_trainer_reads_the_history_state_where_example_gen_leaves_it(cfg):
+    from components.example_gen import history_state
+    from components.trainer import run_fn
+
+    root = "gs://bucket/pipeline-root"
+    by_id = {c.id: c for c in wiring.create_pipeline(cfg, pipeline_root=root).components}
+    trainer = by_id[wiring.TRAINER]
+    custom = json.loads(trainer.exec_properties["custom_config"])
+    # The executor finds the state beside its output (<root>/<component>/<output>/<id>).
+    examples_uri = f"{root}/{wiring.EXAMPLE_GEN}/examples/17"
+    assert custom[run_fn.HISTORY_STATE_ROOT] == history_state.root_beside(examples_uri)
+    assert by_id[wiring.EXAMPLE_GEN].exec_properties["carry_history"] == 1
+    off = cfg.with_overrides(example_gen={"carry_history": False})
+    by_id = {c.id: c for c in wiring.create_pipeline(off, pipeline_root=root).components}
+    assert by_id[wiring.EXAMPLE_GEN].exec_properties["carry_history"] == 0
+    custom = json.loads(by_id[wiring.TRAINER].exec_properties["custom_config"])
+    assert custom[run_fn.HISTORY_STATE_ROOT] == ""
+
+
 def test_code_fingerprints_key_the_cache_of_the_components_that_run_the_code(
     cfg, monkeypatch, tmp_path
 ):

@@ -12,12 +12,16 @@ import pathlib
 import shutil
 
 import apache_beam as beam
+import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 
+from aiqleads import contracts as c
 from aiqleads.data import synth
 from aiqleads.errors import DataError
-from components.example_gen import beam_examples, interactions, tf_examples, window
+from components.example_gen import beam_examples, interactions, snapshots, tf_examples, window
+from components.trainer import snapshot_tables
 
 TINY = pathlib.Path(__file__).resolve().parents[2] / "testdata" / "pipeline" / "tiny"
 SAMPLING = interactions.SamplingConfig(
@@ -118,3 +122,99 @@ def test_bad_data_fails_with_the_pandas_runs_message(tmp_path, relative, old, ne
     assert not (tmp_path / "out" / "Split-train").exists()
     records = beam_examples.read_quarantine(str(tmp_path / "out"))
     assert records and records[0]["file"].endswith(relative)
+
+
+def _read_records(out: pathlib.Path) -> dict[str, list]:
+    records = {}
+    for split in interactions.SPLITS:
+        files = tf.io.gfile.glob(str(out / f"Split-{split}" / "*.gz"))
+        dataset = tf.data.TFRecordDataset(files, compression_type="GZIP")
+        records[split] = sorted(r.numpy() for r in dataset)
+    return records
+
+
+def test_daily_runs_from_carried_state_write_the_records_of_a_full_read(smoke, tmp_path):
+    state_root = str(tmp_path / "state")
+    spans = window.list_spans(smoke)
+    plans = []
+    for i, day in enumerate(spans[-3:]):
+        days = window.select_window(smoke, 7, as_of=day)
+        run = beam_examples.plan(str(smoke), days, 1, SAMPLING, 20, state_root=state_root)
+        plans.append(run)
+        counts = beam_examples.generate(beam.Pipeline(), run, str(tmp_path / f"out{i}"))
+    # The first run read every span; each next one the spans after the state the one
+    # before handed on (as of its window's first day), carried from carried rows.
+    assert plans[0].carried is None and len(plans[0].events) == spans.index(spans[-3]) + 1
+    for before, run in zip(plans, plans[1:], strict=False):
+        assert run.carried is not None and run.carried.as_of == before.window[0]
+        assert [pathlib.Path(e.path).parent.name for e in run.events] == [
+            d.isoformat() for d in run.window
+        ]
+    # Each run left two states (its window's first day, for the next run; its last, for
+    # the Trainer's snapshots); the newest four are kept.
+    days = sorted({d for run in plans for d in (run.window[0], run.window[-1])})
+    assert sorted(p.name for p in (tmp_path / "state").iterdir()) == [
+        f"as_of={d}" for d in days[-4:]
+    ]
+    want = _pandas_records(str(smoke), list(plans[-1].window), eval_negatives=20)
+    got = _read_records(tmp_path / "out2")
+    for split in interactions.SPLITS:
+        assert counts[split] == len(want[split]) > 1000
+        assert got[split] == want[split], split
+
+    # The Trainer's serving snapshots from the last run's state as of its last day equal
+    # those from every span.
+    last = plans[-1].window[-1]
+    carried = snapshots.DayHistory.read(str(smoke), last, state_root)
+    full = snapshots.DayHistory.read(str(smoke), last)
+    assert carried.state and not full.state and len(carried.events) < len(full.events) / 2
+    for load in (snapshots.load_catalogue, snapshots.load_pair_history):
+        pd.testing.assert_frame_equal(load(smoke, last, carried), load(smoke, last, full))
+    users = snapshots.load_user_snapshot(smoke, last, carried)
+    pd.testing.assert_frame_equal(
+        users, snapshots.load_user_snapshot(smoke, last, full), rtol=1e-12
+    )
+    shares = snapshots.load_user_shares(smoke, last, carried)
+    for name, frame in snapshots.load_user_shares(smoke, last, full).items():
+        pd.testing.assert_frame_equal(shares[name], frame)
+    ids = snapshots.load_catalogue(smoke, last, full)[c.LEAD_ID].to_numpy()
+    np.testing.assert_array_equal(
+        snapshot_tables.popularity(carried.events, ids),
+        snapshot_tables.popularity(full.events, ids),
+    )
+
+
+def test_a_changed_span_makes_the_run_read_every_span(smoke, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(smoke, data)
+    state_root = str(tmp_path / "state")
+    spans = window.list_spans(data)
+    first = window.select_window(data, 7, as_of=spans[-2])
+    beam_examples.generate(
+        beam.Pipeline(),
+        beam_examples.plan(str(data), first, 1, SAMPLING, state_root=state_root),
+        str(tmp_path / "first"),
+    )
+    today = window.select_window(data, 7)
+    assert beam_examples.plan(str(data), today, 1, SAMPLING, state_root=state_root).carried
+    # A backfill rewrites an old span: the state no longer stands for it.
+    old = data / "spans" / spans[0].isoformat() / "events.csv"
+    old.write_text(old.read_text())
+    run = beam_examples.plan(str(data), today, 1, SAMPLING, state_root=state_root)
+    assert run.carried is None and len(run.events) == len(spans)
+
+
+def test_an_event_outside_its_span_day_leaves_no_state(tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(TINY, data)
+    events = data / "spans" / "2026-01-01" / "events.csv"
+    events.write_text(events.read_text().replace("2026-01-01T09:05:00Z", "2026-01-02T09:05:00Z"))
+    state_root = tmp_path / "state"
+    days = window.select_window(data, 3)
+    run = beam_examples.plan(str(data), days, 1, SAMPLING, state_root=str(state_root))
+    beam_examples.generate(beam.Pipeline(), run, str(tmp_path / "out"))
+    # A state folds whole span files up to its day: an event of another day in one would
+    # be lost, so none is written (and the examples are those of a full read).
+    assert not list(state_root.glob("as_of=*")) and not list(state_root.glob("staging-*"))
+    got = _read_records(tmp_path / "out")
+    assert got == _pandas_records(str(data), days, eval_negatives=0)
