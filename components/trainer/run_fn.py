@@ -136,20 +136,16 @@ def build_export(
     sampling: SamplingConfig | None = None,
     window_spans: int | None = None,
     prior_weight: float = model_lib.ModelConfig.sampling_prior_weight,
-    history_state_root: str = "",
+    history: snapshots.DayHistory | None = None,
 ):
     """The export module with the catalogue and users as of ``as_of``, and the prior of how
     ExampleGen drew the negatives over the last ``window_spans`` spans (all when None).
 
-    The history up to ``as_of`` comes from ExampleGen's history state as of that day under
-    ``history_state_root`` when there is a usable one (the same tables), else from every
-    span."""
-    history = snapshots.DayHistory.read(data_root, as_of, history_state_root)
-    log.info(
-        "trainer: serving snapshots as of %s from %s",
-        as_of,
-        f"the history state {history.state}" if history.state else "every span",
-    )
+    ``history`` is the history up to ``as_of`` (default: read from every span; `run_fn`
+    reads ExampleGen's history state as of that day when there is a usable one, which gives
+    the same tables)."""
+    if history is None:
+        history = snapshots.DayHistory.read(data_root, as_of)
     catalogue = snapshots.load_catalogue(data_root, as_of, history)
     users = snapshots.load_user_snapshot(data_root, as_of, history)
     prior = popularity(history.events, catalogue[f.LEAD_ID].to_numpy())
@@ -210,6 +206,9 @@ def run_fn(fn_args: Any) -> None:
     data_root, as_of = snapshot_day(custom)
     sampling, window_spans = sampling_settings(custom)
     model, tft_output, metrics = train(fn_args)
+    history = snapshots.DayHistory.read(data_root, as_of, str(custom.get(HISTORY_STATE_ROOT) or ""))
+    source = f"the history state {history.state}" if history.state else "every span"
+    log.info("trainer: serving snapshots as of %s from %s", as_of, source)
     module = build_export(
         model,
         tft_output,
@@ -218,10 +217,15 @@ def run_fn(fn_args: Any) -> None:
         sampling,
         window_spans,
         model.cfg.sampling_prior_weight,
-        str(custom.get(HISTORY_STATE_ROOT) or ""),
+        history,
     )
     export(module, fn_args.serving_model_dir)
-    summary = {"as_of": as_of.isoformat(), "catalogue_leads": module.n_leads, **metrics}
+    summary = {
+        "as_of": as_of.isoformat(),
+        "catalogue_leads": module.n_leads,
+        "history": history.state or "spans",
+        **metrics,
+    }
     log.info("trainer: exported %s (%s)", fn_args.serving_model_dir, summary)
     if getattr(fn_args, "model_run_dir", None):
         tf.io.gfile.makedirs(fn_args.model_run_dir)

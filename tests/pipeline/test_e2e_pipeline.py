@@ -7,6 +7,7 @@ day before is clean, the window ending on the newest span must be stopped by the
 from __future__ import annotations
 
 import datetime as dt
+import json
 import pathlib
 import shutil
 
@@ -122,6 +123,16 @@ def test_full_run_blesses_pushes_and_drift_keeps_the_previous_model(smoke_data, 
     base = cfg.serving_model_path
     versions = sorted(p.name for p in base.iterdir())
     assert len(versions) == 1 and (base / versions[0] / "saved_model.pb").is_file()
+    # ExampleGen left the history as of its window's first and last day; the Trainer's
+    # serving snapshots came from the last day's.
+    states = cfg.pipeline_root / wiring.EXAMPLE_GEN / "history_state"
+    window_first = dt.date(2026, 1, 1)  # 14 spans up to CLEAN_DAY: every span from the first
+    assert sorted(p.name for p in states.iterdir()) == [
+        f"as_of={window_first}",
+        f"as_of={CLEAN_DAY}",
+    ]
+    (trained,) = (cfg.pipeline_root / wiring.TRAINER).glob("model_run/*/training_summary.json")
+    assert json.loads(trained.read_text())["history"] == str(states / f"as_of={CLEAN_DAY}")
 
     model = tf.saved_model.load(str(base / versions[0]))
     recommend = model.signatures[f.RECOMMEND_SIGNATURE]
