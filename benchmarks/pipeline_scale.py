@@ -14,9 +14,11 @@ negatives) and writes its Split-* folders:
 The parent polls the child's process tree every 0.2 s and prints, per set and
 implementation: wall time, the launcher's peak RSS and the largest worker's, the peak of
 their sum, the cost per million events, and the log-log slope of time against events (1.0:
-linear). ``--history`` adds the daily run's time against the history length: sets of the
-same world (the users and leads of 30 days at ``--per-day``), the same events per day and
-30, 90, 180 days of them, read with the same 14-span window, with the size of the state.
+linear). ``--history`` adds the daily run's time against the history length: one set of the
+longest history (the users and leads of 30 days at ``--per-day`` events a day), of which
+each length keeps its newest 30, 90, 180 days, so every length has the same window (the
+same 14 span files) and only the history before it differs; with the examples written (the
+same for every length) and the size of the state.
 
     .venv/bin/python benchmarks/pipeline_scale.py [--events 100000,1000000]
         [--impl pandas,beam,beam-mp,beam-state] [--history 30,90,180] [--per-day 3000]
@@ -134,6 +136,18 @@ def _measure(
     }
 
 
+def _newest_days(full: pathlib.Path, out: pathlib.Path, days: int) -> pathlib.Path:
+    """A data set of ``full``'s tables and its newest ``days`` spans (links, not copies)."""
+    out.mkdir(parents=True)
+    for entry in full.iterdir():
+        if entry.name != "spans":
+            (out / entry.name).symlink_to(entry)
+    (out / "spans").mkdir()
+    for span in sorted((full / "spans").iterdir())[-days:]:
+        (out / "spans" / span.name).symlink_to(span)
+    return out
+
+
 def _events_in(data: pathlib.Path) -> int:
     total = 0
     for path in (data / "spans").glob("*/events.csv"):
@@ -226,19 +240,23 @@ def main() -> None:
             print(f"\ndaily run ({WINDOW}-span window) against history length", flush=True)
             columns = " ".join(f"{i:>10}" for i in impls)
             state_columns = f" {'launcher':>9} {'state':>8}" if CARRIED in impls else ""
-            print(f"{'days':>6} {'events':>10} {columns}{state_columns}")
+            print(f"{'days':>6} {'events':>10} {'examples':>9} {columns}{state_columns}")
+            longest = max(history)
+            full = _synth(
+                scratch / "hist-full",
+                args.per_day * longest,
+                days=longest,
+                world_events=args.per_day * 30,
+            )
             for days in history:
-                # The same world (users, leads) and events a day; only the history grows.
-                data = _synth(
-                    scratch / f"hist-{days}",
-                    args.per_day * days,
-                    days=days,
-                    world_events=args.per_day * 30,
-                )
-                seconds, extra = [], ""
+                # The same window (the newest 14 spans of one set); only the history differs.
+                data = _newest_days(full, scratch / f"hist-{days}", days)
+                seconds, extra, examples = [], "", 0
                 for impl in impls:
                     if impl != CARRIED:
-                        seconds.append(_measure(impl, data, scratch)["seconds"])
+                        r = _measure(impl, data, scratch)
+                        seconds.append(r["seconds"])
+                        examples = int(r["examples"])
                         continue
                     state = scratch / f"state-{days}"
                     flags = ("--state", str(state))
@@ -246,10 +264,11 @@ def main() -> None:
                     size = sum(p.stat().st_size for p in state.rglob("*") if p.is_file())
                     r = _measure(impl, data, scratch, flags)
                     seconds.append(r["seconds"])
+                    examples = int(r["examples"])
                     extra = f" {r['launcher_mib']:>8.0f}M {size / 2**20:>7.1f}M"
                     shutil.rmtree(state, ignore_errors=True)
                 print(
-                    f"{days:>6} {_events_in(data):>10,} "
+                    f"{days:>6} {_events_in(data):>10,} {examples:>9,} "
                     + " ".join(f"{s:>9.1f}s" for s in seconds)
                     + extra,
                     flush=True,
