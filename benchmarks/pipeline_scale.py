@@ -20,8 +20,15 @@ each length keeps its newest 30, 90, 180 days, so every length has the same wind
 same 14 span files) and only the history before it differs; with the examples written (the
 same for every length) and the size of the state.
 
+``--pipeline`` runs the whole pipeline (the default configuration, `aiqleads pipeline run`'s
+local runner, to a pushed model) on sets of that many events, and prints per component its
+wall time (from MLMD) and, from the same polling, the launcher's peak RSS while the component
+ran, the largest other process's and the peak of their sum; then the whole run's, the cost
+per million events and the slope.
+
     .venv/bin/python benchmarks/pipeline_scale.py [--events 100000,1000000]
         [--impl pandas,beam,beam-mp,beam-state] [--history 30,90,180] [--per-day 3000]
+        [--pipeline 100000,1000000,3000000] [--beam-args "--direct_running_mode=..."]
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import psutil
@@ -87,6 +95,95 @@ def _worker(impl: str, data: str, out: str, state: str = "", yesterday: bool = F
             raise SystemExit("no history state to start from")
         counts = beam_examples.generate(beam.Pipeline(argv=argv), run, out)
     print(json.dumps(counts), flush=True)
+
+
+def _pipeline_worker(data: str, runs: str, beam_args: str) -> None:
+    """The child of ``--pipeline``: one whole run to a pushed model; progress lines on
+    stdout, then its component timings and the pushed version as JSON on the last line."""
+    from pipeline import config, local_runner
+
+    overrides: dict[str, object] = {
+        "data_root": data,
+        "runs_dir": runs,
+        "serving_model_dir": f"{runs}/serving_models/{config.MODEL_NAME}",
+    }
+    if beam_args:
+        overrides["beam_args"] = tuple(beam_args.split())
+    cfg = config.load_config().with_overrides(**overrides)
+    summary = local_runner.run(cfg, stage="push", say=lambda line: print(line, flush=True))
+    timings = [[r.component, r.state, r.seconds] for r in summary.runs]
+    print(json.dumps({"runs": timings, "pushed": summary.pushed_to or ""}), flush=True)
+
+
+def _measure_pipeline(data: pathlib.Path, runs: pathlib.Path, beam_args: str) -> dict:
+    """One whole pipeline run in a child; the process tree's RSS polled every 0.2 s and
+    attributed to the component running (the child's progress lines say which)."""
+    log = runs.parent / f"{runs.name}.log"
+    cmd = [sys.executable, __file__, "--worker", "pipeline", "--data", str(data)]
+    cmd += ["--out", str(runs), "--beam-args", beam_args]
+    current = ["(start)"]
+    lines: list[str] = []
+
+    def follow(stream) -> None:
+        for line in stream:
+            lines.append(line.rstrip())
+            if line.startswith("[") and line.rstrip().endswith(" ..."):
+                current[0] = line.split("] ", 1)[1].rsplit(" ...", 1)[0]
+                print(f"    {line.rstrip()}", flush=True)
+
+    started = time.perf_counter()
+    per: dict[str, dict[str, float]] = {}
+    with log.open("w") as sink:
+        child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=sink, text=True)
+        reader = threading.Thread(target=follow, args=(child.stdout,), daemon=True)
+        reader.start()
+        root = psutil.Process(child.pid)
+        while child.poll() is None:
+            try:
+                procs = [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                break
+            launcher, largest, total = 0, 0, 0
+            for proc in procs:
+                try:
+                    rss = proc.memory_info().rss
+                except psutil.NoSuchProcess:
+                    continue
+                total += rss
+                if proc.pid == child.pid:
+                    launcher = rss
+                else:
+                    largest = max(largest, rss)
+            peak = per.setdefault(current[0], {"launcher": 0, "worker": 0, "sum": 0})
+            peak["launcher"] = max(peak["launcher"], launcher)
+            peak["worker"] = max(peak["worker"], largest)
+            peak["sum"] = max(peak["sum"], total)
+            time.sleep(0.2)
+        reader.join(timeout=10)
+    wall = time.perf_counter() - started
+    if child.returncode != 0 or not lines or not lines[-1].startswith("{"):
+        tail = log.read_text().splitlines()[-5:]
+        raise SystemExit(f"the pipeline on {data} failed (exit {child.returncode}): {tail}")
+    result = json.loads(lines[-1])
+    return {"seconds": wall, "runs": result["runs"], "pushed": result["pushed"], "peaks": per}
+
+
+def _print_pipeline(events: int, r: dict) -> None:
+    mib = 2**20
+    print(f"{"component":>29} {'state':>9} {'s':>8} {'launcher':>9} {'worker':>8} {'sum':>8}")
+    for component, state, seconds in r["runs"]:
+        peak = r["peaks"].get(component, {"launcher": 0, "worker": 0, "sum": 0})
+        print(
+            f"{component:>29} {state:>9} {seconds:>8.1f} {peak['launcher'] / mib:>8.0f}M "
+            f"{peak['worker'] / mib:>7.0f}M {peak['sum'] / mib:>7.0f}M"
+        )
+    top = {k: max(p[k] for p in r["peaks"].values()) / mib for k in ("launcher", "worker", "sum")}
+    print(
+        f"{events:,} events: whole run {r['seconds']:.1f} s ({r['seconds'] / events * 1e6:.1f} s "
+        f"per M events), peak RSS launcher {top['launcher']:.0f} MiB, largest other process "
+        f"{top['worker']:.0f} MiB, sum {top['sum']:.0f} MiB; pushed: {r['pushed'] or 'nothing'}",
+        flush=True,
+    )
 
 
 def _measure(
@@ -181,16 +278,30 @@ def _slope(points: list[tuple[int, float]]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", default="100000,1000000")
+    parser.add_argument(
+        "--events", default=None, help="ExampleGen alone (default 100000,1000000 without "
+        "--history or --pipeline)"
+    )
     parser.add_argument("--impl", default=",".join(IMPLEMENTATIONS))
     parser.add_argument("--history", default="", help="history lengths in days, e.g. 30,90,180")
     parser.add_argument("--per-day", type=int, default=3000, help="events a day (--history)")
-    parser.add_argument("--worker", choices=IMPLEMENTATIONS, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--pipeline", default="", help="event counts for whole pipeline runs, e.g. 100000,3000000"
+    )
+    parser.add_argument(
+        "--beam-args", default="", help="the whole runs' beam_args (default: the configuration's)"
+    )
+    parser.add_argument(
+        "--worker", choices=(*IMPLEMENTATIONS, "pipeline"), help=argparse.SUPPRESS
+    )
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--state", default="", help=argparse.SUPPRESS)
     parser.add_argument("--yesterday", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker == "pipeline":
+        _pipeline_worker(args.data, args.out, args.beam_args)
+        return
     if args.worker:
         _worker(args.worker, args.data, args.out, args.state, args.yesterday)
         return
@@ -198,8 +309,11 @@ def main() -> None:
     unknown = sorted(set(impls) - set(IMPLEMENTATIONS))
     if unknown:
         raise SystemExit(f"unknown --impl {unknown}; one of {list(IMPLEMENTATIONS)}")
+    if args.events is None:
+        args.events = "" if (args.history or args.pipeline) else "100000,1000000"
     sizes = _counts(args.events, "--events", 1_000, 50_000_000)
     history = _counts(args.history, "--history", 15, 3_650)
+    whole = _counts(args.pipeline, "--pipeline", 1_000, 50_000_000)
     if not 1 <= args.per_day <= 1_000_000:
         raise SystemExit(f"--per-day must be in 1..1000000, got {args.per_day}")
     scratch = pathlib.Path(tempfile.mkdtemp(prefix="aiqleads-scale-"))
@@ -274,6 +388,18 @@ def main() -> None:
                     flush=True,
                 )
                 shutil.rmtree(data, ignore_errors=True)
+        points: list[tuple[int, float]] = []
+        for size in whole:
+            data = _synth(scratch / f"whole-{size}", size)
+            events = _events_in(data)
+            print(f"\nwhole pipeline on {events:,} events ({data})", flush=True)
+            r = _measure_pipeline(data, scratch / f"runs-{size}", args.beam_args)
+            _print_pipeline(events, r)
+            points.append((events, r["seconds"]))
+            shutil.rmtree(scratch / f"runs-{size}", ignore_errors=True)
+            shutil.rmtree(data, ignore_errors=True)
+        if len(points) > 1:
+            print(f"log-log slope of the whole run's time against events: {_slope(points):.2f}")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
