@@ -170,7 +170,7 @@ def _measure_pipeline(data: pathlib.Path, runs: pathlib.Path, beam_args: str) ->
 
 def _print_pipeline(events: int, r: dict) -> None:
     mib = 2**20
-    print(f"{"component":>29} {'state':>9} {'s':>8} {'launcher':>9} {'worker':>8} {'sum':>8}")
+    print(f"{'component':>29} {'state':>9} {'s':>8} {'launcher':>9} {'worker':>8} {'sum':>8}")
     for component, state, seconds in r["runs"]:
         peak = r["peaks"].get(component, {"launcher": 0, "worker": 0, "sum": 0})
         print(
@@ -279,8 +279,9 @@ def _slope(points: list[tuple[int, float]]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--events", default=None, help="ExampleGen alone (default 100000,1000000 without "
-        "--history or --pipeline)"
+        "--events",
+        default=None,
+        help="ExampleGen alone (default 100000,1000000 without --history or --pipeline)",
     )
     parser.add_argument("--impl", default=",".join(IMPLEMENTATIONS))
     parser.add_argument("--history", default="", help="history lengths in days, e.g. 30,90,180")
@@ -291,9 +292,7 @@ def main() -> None:
     parser.add_argument(
         "--beam-args", default="", help="the whole runs' beam_args (default: the configuration's)"
     )
-    parser.add_argument(
-        "--worker", choices=(*IMPLEMENTATIONS, "pipeline"), help=argparse.SUPPRESS
-    )
+    parser.add_argument("--worker", choices=(*IMPLEMENTATIONS, "pipeline"), help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--state", default="", help=argparse.SUPPRESS)
