@@ -86,7 +86,7 @@ def run_check(
 
 def write_reference(statistics, schema, directory: str) -> None:
     """The reference the online monitor compares served traffic with (`spec.REFERENCE_*`)."""
-    os.makedirs(directory, exist_ok=True)
+    tf.io.gfile.makedirs(directory)
     io_utils.write_bytes_file(
         os.path.join(directory, s.REFERENCE_STATISTICS), statistics.SerializeToString()
     )
@@ -94,7 +94,7 @@ def write_reference(statistics, schema, directory: str) -> None:
 
 
 def write_report(report: drift.DriftReport, directory: str) -> None:
-    os.makedirs(directory, exist_ok=True)
+    tf.io.gfile.makedirs(directory)
     io_utils.write_string_file(os.path.join(directory, s.REPORT_JSON), report.to_json())
     io_utils.write_string_file(os.path.join(directory, s.REPORT_TEXT), report.to_text())
 

@@ -293,9 +293,11 @@ def _to_ram(local: str, ram: str) -> None:
             tf.io.gfile.copy(f"{directory}/{name}", f"{target}/{name}")
 
 
-def test_the_check_reads_and_writes_a_non_local_file_system_as_a_local_one(tmp_path):
+def test_the_check_reads_and_writes_a_non_local_file_system_as_a_local_one(tmp_path, monkeypatch):
     """Examples, serving logs and the report on `ram://` (in memory, as `gs://` would be
-    remote): no path goes through `open` or `pathlib`, and the report is the local one's."""
+    remote): no path goes through `open`, `os` or `pathlib` (which would leave a local
+    `ram:` folder), and the report is the local one's."""
+    monkeypatch.chdir(tmp_path)
     logs = tmp_path / "logs"
     logs.mkdir()
     lines = [json.dumps({"features": {f.REGION: "west"}, "user_id": "U1"})] * 20
@@ -327,6 +329,7 @@ def test_the_check_reads_and_writes_a_non_local_file_system_as_a_local_one(tmp_p
     assert in_memory.serving_records == 20
     assert in_memory.to_json() == executor.read_report(local.uri).to_json()
     assert "FAILED" in tf.io.gfile.GFile(page.uri).read()
+    assert not (tmp_path / "ram:").exists()
 
 
 def test_component_channels():
