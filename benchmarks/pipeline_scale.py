@@ -75,10 +75,11 @@ def _worker(impl: str, data: str, out: str, state: str = "", yesterday: bool = F
     prints its counts as JSON on the last line."""
     import apache_beam as beam
 
+    from aiqleads.data import uris
     from components.example_gen import beam_examples, interactions, tf_examples, window
 
     sampling = interactions.SamplingConfig(negatives_per_positive=NEGATIVES)
-    as_of = window.list_spans(data)[-2] if yesterday else None
+    as_of = uris.list_spans(data)[-2] if yesterday else None
     days = window.select_window(data, WINDOW, as_of)
     if impl == "pandas":
         window.validate_window(data, days)

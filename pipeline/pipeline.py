@@ -17,6 +17,7 @@ from typing import Any
 from tfx import v1 as tfx
 from tfx.types import standard_component_specs as tfx_keys
 
+from aiqleads.data import uris
 from components.drift_check import spec as drift_spec
 from components.drift_check.component import DriftCheck
 from components.drift_check.publish import PublishReference
@@ -76,7 +77,7 @@ def history_state_root(config: PipelineConfig, pipeline_root: str | None = None)
     if not config.example_gen.carry_history:
         return ""
     root = pipeline_root or str(config.pipeline_root)
-    return window.uri(root, EXAMPLE_GEN, history_state.STATE_DIR)
+    return uris.join(root, EXAMPLE_GEN, history_state.STATE_DIR)
 
 
 def trainer_custom_config(

@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 
 from aiqleads import contracts as c
 from aiqleads import layout
-from aiqleads.data import io
+from aiqleads.data import io, uris
 from aiqleads.errors import DataError
 
 TS_SECONDS = "ts_seconds"  # int64 seconds since the epoch, added to events
@@ -59,10 +59,11 @@ def typed_table(text: pd.DataFrame, contract: c.Contract, name: str) -> pd.DataF
     return frame
 
 
-def _read(path: pathlib.Path, contract: c.Contract) -> pd.DataFrame:
-    if not path.is_file():
+def _read(path: str, contract: c.Contract) -> pd.DataFrame:
+    if not uris.isfile(path):
         raise DataError(f"missing {contract.name} file {path}: the data set layout is broken")
-    return typed_table(io.read_text_csv(path, str(path)), contract, str(path))
+    with uris.open_text(path) as handle:
+        return typed_table(io.read_text_csv(handle, path), contract, path)
 
 
 def _to_day(series: pd.Series) -> pd.Series:
@@ -82,23 +83,23 @@ def day_end_seconds(day: dt.date) -> int:
 
 
 def read_leads(root: pathlib.Path | str) -> pd.DataFrame:
-    return _read(layout.table_path(pathlib.Path(root), c.LEADS), c.LEADS)
+    return _read(uris.table_uri(root, c.LEADS), c.LEADS)
 
 
 def read_users(root: pathlib.Path | str) -> pd.DataFrame:
-    return _read(layout.table_path(pathlib.Path(root), c.USERS), c.USERS)
+    return _read(uris.table_uri(root, c.USERS), c.USERS)
 
 
 def read_events(root: pathlib.Path | str, days: list[dt.date]) -> pd.DataFrame:
     """The events of ``days`` with an added int64 ``ts_seconds`` column."""
-    frames = [_read(layout.table_path(pathlib.Path(root), c.EVENTS, d), c.EVENTS) for d in days]
+    frames = [_read(uris.table_uri(root, c.EVENTS, d), c.EVENTS) for d in days]
     if not frames:
         return empty_table(c.EVENTS)
     return pd.concat(frames, ignore_index=True)
 
 
 def read_market(root: pathlib.Path | str, days: list[dt.date]) -> pd.DataFrame:
-    frames = [_read(layout.table_path(pathlib.Path(root), c.MARKET, d), c.MARKET) for d in days]
+    frames = [_read(uris.table_uri(root, c.MARKET, d), c.MARKET) for d in days]
     if not frames:
         return empty_table(c.MARKET)
     return pd.concat(frames, ignore_index=True)
@@ -106,4 +107,4 @@ def read_market(root: pathlib.Path | str, days: list[dt.date]) -> pd.DataFrame:
 
 def spans_up_to(root: pathlib.Path | str, as_of: dt.date) -> list[dt.date]:
     """Every span day on or before ``as_of``."""
-    return [d for d in layout.list_spans(pathlib.Path(root)) if d <= as_of]
+    return [d for d in uris.list_spans(root) if d <= as_of]

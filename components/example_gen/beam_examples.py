@@ -39,6 +39,8 @@ from apache_beam.metrics.metric import MetricsFilter
 
 from aiqleads import contracts as c
 from aiqleads.data import io, validate
+from aiqleads.data.uris import join as uri
+from aiqleads.data.uris import list_spans, table_uri
 from aiqleads.errors import DataError
 from aiqleads.features import sources
 from components.example_gen import (
@@ -48,7 +50,6 @@ from components.example_gen import (
     raw_tables,
     tf_examples,
 )
-from components.example_gen.window import list_spans, table_uri, uri
 
 log = logging.getLogger(__name__)
 

@@ -42,8 +42,9 @@ import pandas as pd
 import tensorflow as tf
 
 from aiqleads import contracts as c
+from aiqleads.data.uris import join as uri
+from aiqleads.data.uris import list_spans, table_uri
 from components.example_gen import features_join, raw_tables
-from components.example_gen.window import list_spans, table_uri, uri
 
 log = logging.getLogger(__name__)
 

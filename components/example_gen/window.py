@@ -13,39 +13,10 @@ import pathlib
 import tensorflow as tf
 
 from aiqleads import contracts as c
-from aiqleads import layout
 from aiqleads.data import io, validate
+from aiqleads.data.uris import join as uri
+from aiqleads.data.uris import list_spans, table_uri
 from aiqleads.errors import DataError
-
-
-def uri(root: str | pathlib.Path, *parts: str) -> str:
-    """A path under ``root``: joined by "/" for URLs (``gs://``), by pathlib for local ones
-    (so a local file is named in messages as everywhere else)."""
-    root = str(root)
-    if "://" in root:
-        return "/".join([root.rstrip("/"), *parts])
-    return str(pathlib.Path(root, *parts))
-
-
-def table_uri(root: str | pathlib.Path, contract: c.Contract, day: dt.date | None = None) -> str:
-    """Where a contract's file lives (`aiqleads.layout.table_path`), as a string path."""
-    if day is None:
-        return uri(root, contract.file_name)
-    return uri(root, layout.SPANS_DIR, layout.span_name(day), contract.file_name)
-
-
-def list_spans(root: str | pathlib.Path) -> list[dt.date]:
-    """The span days under ``root``, oldest first."""
-    spans_root = uri(root, layout.SPANS_DIR)
-    if not tf.io.gfile.isdir(spans_root):
-        return []
-    days = []
-    for name in tf.io.gfile.listdir(spans_root):
-        try:
-            days.append(dt.datetime.strptime(name.rstrip("/"), layout.SPAN_FORMAT).date())
-        except ValueError:
-            continue
-    return sorted(days)
 
 
 def select_window(

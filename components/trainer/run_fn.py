@@ -16,13 +16,13 @@ import json
 import logging
 import math
 import os
-import pathlib
 from typing import Any
 
 import tensorflow as tf
 import tensorflow_transform as tft
 
 from aiqleads import settings_io
+from aiqleads.data import uris
 from aiqleads.errors import DataError
 from components.example_gen import raw_tables, snapshots, window
 from components.example_gen.interactions import SamplingConfig
@@ -98,7 +98,7 @@ def snapshot_day(custom: dict[str, Any]) -> tuple[str, dt.date]:
     if missing:
         raise TrainerConfigError(f"custom_config needs {missing} for the serving snapshots")
     root = str(custom[DATA_ROOT])
-    if not pathlib.Path(root).is_dir():
+    if not uris.isdir(root):
         raise TrainerConfigError(f"custom_config data_root={root!r} is not a directory")
     if custom[AS_OF] in ("", None):
         try:

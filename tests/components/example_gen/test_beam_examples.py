@@ -18,10 +18,10 @@ import pytest
 import tensorflow as tf
 
 from aiqleads import contracts as c
-from aiqleads.data import synth
+from aiqleads.data import synth, uris
 from aiqleads.errors import DataError
 from components.example_gen import beam_examples, interactions, snapshots, tf_examples, window
-from components.trainer import snapshot_tables
+from components.trainer import run_fn, snapshot_tables
 
 TINY = pathlib.Path(__file__).resolve().parents[2] / "testdata" / "pipeline" / "tiny"
 SAMPLING = interactions.SamplingConfig(
@@ -80,17 +80,48 @@ def test_two_worker_processes_write_the_same_records(tmp_path):
     assert len(tf.io.gfile.glob(str(tmp_path / "out" / "Split-train" / "*.gz"))) == 2
 
 
-def test_a_data_root_on_another_file_system_reads_like_a_local_one(tmp_path):
-    remote = "ram://example_gen_test/data"
+def _tiny_on_ram(remote: str) -> str:
+    """TINY's tables copied to ``remote`` (TensorFlow's in-memory file system, which stands
+    for `gs://` or `s3://`: no local path reaches it)."""
     for path in TINY.rglob("*.csv"):
-        target = window.uri(remote, *path.relative_to(TINY).parts)
+        target = uris.join(remote, *path.relative_to(TINY).parts)
         tf.io.gfile.makedirs(target.rsplit("/", 1)[0])
         tf.io.gfile.copy(str(path), target, overwrite=True)
+    return remote
+
+
+def test_a_data_root_on_another_file_system_reads_like_a_local_one(tmp_path):
+    remote = _tiny_on_ram("ram://example_gen_test/data")
     days = window.select_window(remote, 4)
     assert days == window.select_window(TINY, 4)
     assert window.fingerprint(remote, days) == window.fingerprint(TINY, days)
     got, _ = _beam_records(remote, days, tmp_path / "out", 0, [])
     assert got == _pandas_records(str(TINY), days, eval_negatives=0)
+
+
+def test_the_trainers_snapshot_tables_read_another_file_system_like_a_local_one(
+    tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # a path through pathlib would leave a local "ram:" folder
+    remote = _tiny_on_ram("ram://snapshot_test/data")
+    root, day = run_fn.snapshot_day({run_fn.DATA_ROOT: remote, run_fn.AS_OF: ""})
+    assert (root, day) == (remote, uris.list_spans(TINY)[-1])
+    far, near = snapshots.DayHistory.read(remote, day), snapshots.DayHistory.read(TINY, day)
+    pd.testing.assert_frame_equal(far.events, near.events)
+    for load in (
+        snapshots.load_catalogue,
+        snapshots.load_user_snapshot,
+        snapshots.load_pair_history,
+        snapshots.load_user_shares,
+    ):
+        got, want = load(remote, day, far), load(TINY, day, near)
+        if isinstance(want, dict):  # the shares: a table per kind
+            assert got.keys() == want.keys()
+            for key in want:
+                pd.testing.assert_frame_equal(got[key], want[key])
+        else:
+            pd.testing.assert_frame_equal(got, want)
+    assert not (tmp_path / "ram:").exists()
 
 
 def _broken(tmp_path: pathlib.Path, relative: str, old: str, new: str) -> str:
@@ -135,7 +166,7 @@ def _read_records(out: pathlib.Path) -> dict[str, list]:
 
 def test_daily_runs_from_carried_state_write_the_records_of_a_full_read(smoke, tmp_path):
     state_root = str(tmp_path / "state")
-    spans = window.list_spans(smoke)
+    spans = uris.list_spans(smoke)
     plans = []
     for i, day in enumerate(spans[-3:]):
         days = window.select_window(smoke, 7, as_of=day)
@@ -188,7 +219,7 @@ def test_a_changed_span_makes_the_run_read_every_span(smoke, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(smoke, data)
     state_root = str(tmp_path / "state")
-    spans = window.list_spans(data)
+    spans = uris.list_spans(data)
     first = window.select_window(data, 7, as_of=spans[-2])
     beam_examples.generate(
         beam.Pipeline(),
