@@ -315,8 +315,9 @@ class GroupExamples(beam.DoFn):  # type: ignore[misc]
         history = history.sort_values([interactions.TS, c.EVENT_ID], kind="stable")
         history = history.reset_index(drop=True)
         for i, cut in enumerate(self._cuts):
-            for line in history_state.encode_rows(history_state.fold(history, cut)):
-                yield beam.pvalue.TaggedOutput(_STATE.format(i), line)
+            block = history_state.encode_rows(history_state.fold(history, cut))
+            if block:  # one element per group: its carried rows' lines
+                yield beam.pvalue.TaggedOutput(_STATE.format(i), block)
         if not (history[interactions.TS] >= self._spec.window_start).any():
             return  # carried users with no event in the window: no examples
         users = (
@@ -397,7 +398,7 @@ def build(pipeline: beam.Pipeline, run: Plan, output_uri: str) -> None:
     for tag, day, staging in zip(states, run.hand_on, run.staging, strict=True):
         _ = splits[tag] | f"Write-{tag}" >> beam.io.WriteToText(
             uri(staging, history_state.ROWS_DIR, history_state.ROWS_PREFIX),
-            file_name_suffix=".jsonl",
+            file_name_suffix=history_state.ROWS_SUFFIX,
         )
         _ = (
             market_frame

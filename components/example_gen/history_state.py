@@ -7,8 +7,9 @@ folds that (the carried rows it read, and its own events up to the end of the wi
 first day) into the state the next day's run starts from, and writes it under the state
 root (``as_of=YYYY-MM-DD/``):
 
-- ``rows/carried-*.jsonl``: one line per (user, lead, event type): ``[user, lead, type,
-  last second, count]``, written by the Beam pipeline, sharded like the events;
+- ``rows/carried-*.csv``: one line per (user, lead, event type): ``user,lead,type,last
+  second,count`` (CSV without a header, quoted where a value needs it), written by the Beam
+  pipeline one block of lines per user group, sharded like the events;
 - ``market.jsonl``: each region's latest market rows, for regions without a row in the
   spans read after the state;
 - ``state.json`` (written last, so a state without it is incomplete and never read): the
@@ -32,10 +33,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import io
 import json
 import logging
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
+from typing import IO
 
 import numpy as np
 import pandas as pd
@@ -49,7 +52,7 @@ from components.example_gen import features_join, raw_tables
 log = logging.getLogger(__name__)
 
 STATE_DIR = "history_state"  # beside the component's output folders
-FORMAT = 1  # the layout of the files below; a state of another format is not read
+FORMAT = 2  # the layout of the files below; a state of another format is not read
 DIR_PREFIX = "as_of="
 META_FILE = "state.json"
 ROWS_DIR = "rows"
@@ -185,20 +188,35 @@ def fold(history: pd.DataFrame, until_ts: int) -> pd.DataFrame:
     )
 
 
-def encode_rows(rows: pd.DataFrame) -> Iterator[str]:
-    """JSON lines of carried rows."""
-    for user, lead, kind, ts, count in rows[
-        [c.USER_ID, c.LEAD_ID, c.EVENT_TYPE, TS, CARRIED]
-    ].itertuples(index=False):
-        yield json.dumps([user, lead, kind, int(ts), int(count)], separators=(",", ":"))
+_ROW_COLUMNS = (c.USER_ID, c.LEAD_ID, c.EVENT_TYPE, TS, CARRIED)
+ROWS_SUFFIX = ".csv"
 
 
-def decode_rows(lines: Iterable[str]) -> pd.DataFrame:
-    """Carried rows as history rows (the events' columns, and the count)."""
-    values = [json.loads(line) for line in lines if line.strip()]
-    columns = [c.USER_ID, c.LEAD_ID, c.EVENT_TYPE, TS, CARRIED]
-    frame = pd.DataFrame(values, columns=columns)
-    frame[TS] = frame[TS].astype(np.int64)
+def encode_rows(rows: pd.DataFrame) -> str:
+    """Carried rows as one block of CSV lines (no header, no final newline; "" for none)."""
+    if rows.empty:
+        return ""
+    frame = rows[list(_ROW_COLUMNS)].astype({TS: np.int64, CARRIED: np.int64})
+    text: str = frame.to_csv(header=False, index=False, lineterminator="\n")
+    return text.rstrip("\n")
+
+
+def decode_rows(text: str | IO[str]) -> pd.DataFrame:
+    """Carried rows (CSV text or an open file of it) as history rows: the events' columns
+    and the count."""
+    source = io.StringIO(text) if isinstance(text, str) else text
+    try:
+        frame = pd.read_csv(
+            source,
+            header=None,
+            names=list(_ROW_COLUMNS),
+            dtype={c.USER_ID: str, c.LEAD_ID: str, c.EVENT_TYPE: str, TS: np.int64},
+            keep_default_na=False,
+            na_filter=False,
+        )
+    except pd.errors.EmptyDataError:
+        frame = pd.DataFrame({col: pd.Series(dtype=object) for col in _ROW_COLUMNS})
+        frame[TS] = frame[TS].astype(np.int64)
     frame[CARRIED] = frame[CARRIED].astype(float)
     frame[c.EVENT_ID] = ""
     return frame
@@ -213,7 +231,7 @@ def read_rows(path: str) -> pd.DataFrame:
 def read_all_rows(state: State) -> pd.DataFrame:
     """Every carried row of a state, as history rows."""
     frames = [read_rows(path) for path in sorted(tf.io.gfile.glob(state.rows_pattern))]
-    return pd.concat(frames, ignore_index=True) if frames else decode_rows([])
+    return pd.concat(frames, ignore_index=True) if frames else decode_rows("")
 
 
 def carried_market(market: pd.DataFrame, until: dt.date) -> pd.DataFrame:

@@ -69,7 +69,7 @@ def _carried(history: pd.DataFrame) -> pd.DataFrame:
     """The history with every event before the window folded into carried rows, through
     the state's own files (encoded and read back)."""
     rows = history_state.fold(history, WINDOW_START)
-    rows = history_state.decode_rows(list(history_state.encode_rows(rows)))
+    rows = history_state.decode_rows(history_state.encode_rows(rows))
     live = history[history[TS] >= WINDOW_START]
     out = pd.concat([rows, live], ignore_index=True)
     return out.sort_values([TS, c.EVENT_ID], kind="stable").reset_index(drop=True)
@@ -136,3 +136,25 @@ def test_state_market_keeps_each_regions_latest_day():
     )
     kept = history_state.carried_market(market, dt.date(2026, 1, 3))
     assert list(kept[c.DEMAND]) == [2.0, 3.0, 4.0]
+
+
+def test_carried_rows_round_trip_through_their_csv_lines():
+    """Values a CSV line must quote (a comma, a quote) come back as they were, with the
+    counts and seconds as integers; no rows give no text and an empty, typed frame."""
+    rows = pd.DataFrame(
+        {
+            c.USER_ID: ['u,1', 'u"2', "u3"],
+            c.LEAD_ID: ["L1", "L 2", "L,3"],
+            c.EVENT_TYPE: ["view", "inquiry", "view"],
+            history_state.TS: np.array([1_767_225_600, 5, 2**40], dtype=np.int64),
+            history_state.CARRIED: [3, 1, 12],
+        }
+    )
+    back = history_state.decode_rows(history_state.encode_rows(rows))
+    assert back[c.USER_ID].tolist() == rows[c.USER_ID].tolist()
+    assert back[c.LEAD_ID].tolist() == rows[c.LEAD_ID].tolist()
+    assert back[history_state.TS].tolist() == rows[history_state.TS].tolist()
+    assert back[history_state.CARRIED].tolist() == [3.0, 1.0, 12.0]
+    assert history_state.encode_rows(rows.iloc[:0]) == ""
+    empty = history_state.decode_rows("")
+    assert empty.empty and empty[history_state.TS].dtype == np.int64
