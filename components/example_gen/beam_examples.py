@@ -98,15 +98,10 @@ class Plan:
     state_root: str = ""  # "" : no state is read or written
     carried: history_state.State | None = None  # the state read instead of older spans
     carried_files: tuple[str, ...] = ()
-    staging: tuple[str, ...] = ()  # where this run writes each state of `hand_on`
-
-    @property
-    def hand_on(self) -> tuple[dt.date, ...]:
-        """The days the states this run writes are as of: the window's first (the next
-        day's window starts after it) and its last (the Trainer's serving snapshots)."""
-        if not self.staging:
-            return ()
-        return tuple(sorted({self.window[0], self.window[-1]}))
+    # The states this run writes: (the day each is as of, the folder it is staged in). As
+    # of the window's first day (the next day's window starts after it) and its last (the
+    # Trainer's serving snapshots).
+    hand_on: tuple[tuple[dt.date, str], ...] = ()
 
 
 def plan(
@@ -164,10 +159,9 @@ def plan(
         state_root=state_root,
         carried=carried,
         carried_files=carried_files,
-        staging=(
-            tuple(history_state.staging_path(state_root) for _ in {window[0], window[-1]})
-            if state_root
-            else ()
+        hand_on=tuple(
+            (day, history_state.staging_path(state_root))
+            for day in (sorted({window[0], window[-1]}) if state_root else ())
         ),
     )
 
@@ -229,11 +223,13 @@ class ShardEvents(beam.DoFn):  # type: ignore[misc]
         self._outside = beam.metrics.Metrics.counter(METRICS_NAMESPACE, OUTSIDE_DAY)
 
     def process(self, table: TableFile, leads: pd.DataFrame | None) -> Iterator[Any]:
-        leads = _or_empty_leads(leads)
         frame = _checked(table)
         if isinstance(frame, dict):
             yield beam.pvalue.TaggedOutput(_QUARANTINE, frame)
-            return
+        else:
+            yield from self._shard(table, frame, _or_empty_leads(leads))
+
+    def _shard(self, table: TableFile, frame: pd.DataFrame, leads: pd.DataFrame) -> Iterator[Any]:
         if table.day_end:
             ts = frame[interactions.TS].to_numpy()
             day_start = table.day_end - raw_tables.DAY_SECONDS
@@ -250,11 +246,7 @@ class ShardEvents(beam.DoFn):  # type: ignore[misc]
                 record["order"] = 1_000_000 + table.order
                 yield beam.pvalue.TaggedOutput(_QUARANTINE, record)
             yield beam.pvalue.TaggedOutput(_POPULARITY, in_window.groupby(c.LEAD_ID).size())
-        if frame.empty:
-            return
-        groups = shard_of(frame[c.USER_ID], self._shards)
-        for shard in np.unique(groups):
-            yield int(shard), frame[groups == shard]
+        yield from shard_users(frame, self._shards)
 
 
 def shard_users(frame: pd.DataFrame, shards: int) -> Iterator[tuple[int, pd.DataFrame]]:
@@ -305,8 +297,16 @@ class GroupExamples(beam.DoFn):  # type: ignore[misc]
         market: pd.DataFrame,
         popularity: pd.Series,
     ) -> Iterator[Any]:
-        _, parts = element
-        leads = _or_empty_leads(leads)
+        # A generator without `return` (Beam warns about a process method that has both).
+        yield from self._examples(element[1], _or_empty_leads(leads), market, popularity)
+
+    def _examples(
+        self,
+        parts: dict[str, list[pd.DataFrame]],
+        leads: pd.DataFrame,
+        market: pd.DataFrame,
+        popularity: pd.Series,
+    ) -> Iterator[Any]:
         frames = [*parts["events"], *parts.get("carried", [])]
         if not frames:
             return
@@ -390,12 +390,12 @@ def build(pipeline: beam.Pipeline, run: Plan, output_uri: str) -> None:
             | "ShardCarried" >> beam.FlatMap(shard_users, run.shards)
         )
     grouped = keyed | "ByUserGroup" >> beam.CoGroupByKey()
-    cuts = tuple(raw_tables.day_end_seconds(day) for day in run.hand_on)
+    cuts = tuple(raw_tables.day_end_seconds(day) for day, _ in run.hand_on)
     states = [_STATE.format(i) for i in range(len(cuts))]
     splits = grouped | "Examples" >> beam.ParDo(
         GroupExamples(spec, cuts), leads, market, popularity
     ).with_outputs(*states, *interactions.SPLITS)
-    for tag, day, staging in zip(states, run.hand_on, run.staging, strict=True):
+    for tag, (day, staging) in zip(states, run.hand_on, strict=True):
         _ = splits[tag] | f"Write-{tag}" >> beam.io.WriteToText(
             uri(staging, history_state.ROWS_DIR, history_state.ROWS_PREFIX),
             file_name_suffix=history_state.ROWS_SUFFIX,
@@ -476,18 +476,18 @@ def generate(
         result = pipeline.run()
         result.wait_until_finish()
     except BaseException:
-        for staging in run.staging:
+        for _, staging in run.hand_on:
             history_state.discard(staging)
         raise
     quarantined = read_quarantine(output_uri)
-    outside = _counter(result, OUTSIDE_DAY) if run.staging else 0
+    outside = _counter(result, OUTSIDE_DAY) if run.hand_on else 0
     if outside:
         log.warning(
             "%d events lie outside their span file's day: no history state is written, and "
             "the next run reads every span",
             outside,
         )
-    for day, staging in zip(run.hand_on, run.staging, strict=True):
+    for day, staging in run.hand_on:
         if quarantined or outside:
             history_state.discard(staging)
         else:
