@@ -47,6 +47,7 @@ import tensorflow as tf
 from aiqleads import contracts as c
 from aiqleads.data.uris import join as uri
 from aiqleads.data.uris import list_spans, table_uri
+from aiqleads.errors import DataError
 from components.example_gen import features_join, raw_tables
 
 log = logging.getLogger(__name__)
@@ -223,9 +224,16 @@ def decode_rows(text: str | IO[str]) -> pd.DataFrame:
 
 
 def read_rows(path: str) -> pd.DataFrame:
-    """One file of carried rows."""
+    """One file of carried rows; a file that is not such rows is a `DataError` that names
+    it (removing the state's folder makes the next run read every span)."""
     with tf.io.gfile.GFile(path, "r") as handle:
-        return decode_rows(handle)
+        try:
+            return decode_rows(handle)
+        except (pd.errors.ParserError, ValueError) as e:
+            raise DataError(
+                f"{path}: not a file of carried history rows ({e}); remove the state's "
+                "folder to have the next run read every span"
+            ) from e
 
 
 def read_all_rows(state: State) -> pd.DataFrame:

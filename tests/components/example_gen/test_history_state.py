@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from aiqleads import contracts as c
+from aiqleads.errors import DataError
 from components.example_gen import features_join, history_state
 from transforms import features as f
 
@@ -143,7 +144,7 @@ def test_carried_rows_round_trip_through_their_csv_lines():
     counts and seconds as integers; no rows give no text and an empty, typed frame."""
     rows = pd.DataFrame(
         {
-            c.USER_ID: ['u,1', 'u"2', "u3"],
+            c.USER_ID: ["u,1", 'u"2', "u3"],
             c.LEAD_ID: ["L1", "L 2", "L,3"],
             c.EVENT_TYPE: ["view", "inquiry", "view"],
             history_state.TS: np.array([1_767_225_600, 5, 2**40], dtype=np.int64),
@@ -158,3 +159,10 @@ def test_carried_rows_round_trip_through_their_csv_lines():
     assert history_state.encode_rows(rows.iloc[:0]) == ""
     empty = history_state.decode_rows("")
     assert empty.empty and empty[history_state.TS].dtype == np.int64
+
+
+def test_a_damaged_rows_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "carried-00000-of-00001.csv"
+    path.write_text("u1,L1,view,not-a-second,1\n")
+    with pytest.raises(DataError, match="not a file of carried history rows"):
+        history_state.read_rows(str(path))
