@@ -28,7 +28,7 @@ per million events and the slope.
 
     .venv/bin/python benchmarks/pipeline_scale.py [--events 100000,1000000]
         [--impl pandas,beam,beam-mp,beam-state] [--history 30,90,180] [--per-day 3000]
-        [--pipeline 100000,1000000,3000000] [--beam-args "--direct_running_mode=..."]
+        [--pipeline 100000,1000000,3000000] [--beam-args="--direct_running_mode=..."]
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def _measure_pipeline(data: pathlib.Path, runs: pathlib.Path, beam_args: str) ->
     attributed to the component running (the child's progress lines say which)."""
     log = runs.parent / f"{runs.name}.log"
     cmd = [sys.executable, __file__, "--worker", "pipeline", "--data", str(data)]
-    cmd += ["--out", str(runs), "--beam-args", beam_args]
+    cmd += ["--out", str(runs), f"--beam-args={beam_args}"]  # "=": the value starts with "--"
     current = ["(start)"]
     lines: list[str] = []
 
@@ -163,8 +163,18 @@ def _measure_pipeline(data: pathlib.Path, runs: pathlib.Path, beam_args: str) ->
         reader.join(timeout=10)
     wall = time.perf_counter() - started
     if child.returncode != 0 or not lines or not lines[-1].startswith("{"):
+        # What was measured up to the failure (an out-of-memory kill is a result too).
+        for component, peak in per.items():
+            print(
+                f"    {component}: launcher {peak['launcher'] / 2**20:.0f} MiB, largest other "
+                f"{peak['worker'] / 2**20:.0f} MiB, sum {peak['sum'] / 2**20:.0f} MiB",
+                flush=True,
+            )
         tail = log.read_text().splitlines()[-5:]
-        raise SystemExit(f"the pipeline on {data} failed (exit {child.returncode}): {tail}")
+        raise SystemExit(
+            f"the pipeline on {data} failed (exit {child.returncode}) after {wall:.0f} s "
+            f"in {current[0]}: {tail}"
+        )
     result = json.loads(lines[-1])
     return {"seconds": wall, "runs": result["runs"], "pushed": result["pushed"], "peaks": per}
 
@@ -291,7 +301,9 @@ def main() -> None:
         "--pipeline", default="", help="event counts for whole pipeline runs, e.g. 100000,3000000"
     )
     parser.add_argument(
-        "--beam-args", default="", help="the whole runs' beam_args (default: the configuration's)"
+        "--beam-args",
+        default="",
+        help="the whole runs' beam_args, as --beam-args=\"...\" (default: the configuration's)",
     )
     parser.add_argument("--worker", choices=(*IMPLEMENTATIONS, "pipeline"), help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
