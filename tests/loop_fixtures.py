@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 
@@ -265,3 +266,23 @@ def stack_token(request, monkeypatch):
 def wait_healthy(stack: ServedStack, timeout: float = 90) -> float:
     """Seconds until the stack answers through Envoy again (after a test killed a child)."""
     return wait_until(stack.healthy, timeout, "the stack answering again")
+
+
+# A label change reaches each model server within its file-system poll and each gateway within
+# its version refresh (2 s each by default); until every replica has it, answers come from
+# either version. Answers that held for this long come from every replica.
+SETTLED_SECONDS = 10.0
+
+
+def wait_settled(predicate, timeout: float, what: str, hold: float = SETTLED_SECONDS) -> float:
+    """Seconds until ``predicate`` has held at every check (every 0.5 s) for ``hold`` s."""
+    since: list[float] = []
+
+    def held() -> bool:
+        if not predicate():
+            since.clear()
+            return False
+        since[:] = since or [time.monotonic()]
+        return time.monotonic() - since[0] >= hold
+
+    return wait_until(held, timeout, what, interval=0.5)

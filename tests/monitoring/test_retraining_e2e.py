@@ -25,7 +25,7 @@ import urllib.parse
 import urllib.request
 
 import pytest
-from loop_fixtures import BIN, run_cli, wait_healthy
+from loop_fixtures import BIN, run_cli, wait_healthy, wait_settled
 
 from monitoring import alertmanager, dashboards, rules, stack_configs
 from serving import auth
@@ -226,7 +226,7 @@ def test_drift_alert_retrains_and_serves_a_new_version(
 
 
 def _serve_new_version(stack, world, version: int) -> None:
-    """Until the answers come from ``version``. The stack's deployment pins the stable label
+    """Until the answers come from ``version``, on every replica. The stack's deployment pins the stable label
     (`aiqleads models`), so the retrained version is promoted, as its blessing allows."""
 
     def serving() -> bool:
@@ -238,4 +238,4 @@ def _serve_new_version(stack, world, version: int) -> None:
             "--run-dir", str(stack.run_dir), "--pipeline-config", str(world.config),
             "--reason", f"retrained on {DRIFT_ALERT}",
         )  # fmt: skip
-    wait_until(serving, 90, f"version {version} in the answers", interval=1)
+    wait_settled(serving, 120, f"version {version} in every replica's answers")

@@ -23,7 +23,7 @@ import sys
 import time
 
 import pytest
-from loop_fixtures import run_cli  # loaded by tests/conftest.py
+from loop_fixtures import run_cli, wait_settled  # loaded by tests/conftest.py
 
 from serving.deployment import CANARY, DEPLOYMENT_DIR, ROLLBACK_CANARY, STABLE, Deployment
 from serving.process import wait_until
@@ -160,8 +160,8 @@ def _run_experiment(d: Delivery, loop_world, stable: int, canary: int, expected_
     d.models("canary", "--fraction", "0.5", "--reason", "A/B test")
     canary_user, stable_user = _in_arm(users, CANARY), _in_arm(users, STABLE)
     # A version the model servers had not loaded gets its label once it is loaded.
-    wait_until(lambda: d.answer(canary_user)["model_version"] == canary, 180, "canary answers")
-    wait_until(lambda: d.answer(stable_user)["model_version"] == stable, 180, "stable answers")
+    wait_settled(lambda: d.answer(canary_user)["model_version"] == canary, 180, "canary answers")
+    wait_settled(lambda: d.answer(stable_user)["model_version"] == stable, 60, "stable answers")
     sim = _start(
         "simulate", "--data", str(loop_world.data), "--url", d.front, "--duration",
         str(SIM_SECONDS), "--rate", str(RATE), "--seed", "7",
@@ -254,7 +254,7 @@ def test_rollback_under_load_switches_within_5_s_with_no_failed_request(delivery
     bench = _benchmark()
     users = _users(loop_world)[:200]  # repeat users: most answers come from the caches
     d.models("promote", str(d.weak), "--label", STABLE, "--force", "--reason", "to roll back")
-    wait_until(lambda: d.answer(users[0])["model_version"] == d.weak, 180, "weak as stable")
+    wait_settled(lambda: d.answer(users[0])["model_version"] == d.weak, 180, "weak as stable")
     with bench.Load(d.front, users, 200.0) as load:
         time.sleep(10)  # the weak version's answers fill both cache tiers
         d.models("rollback", "--reason", "rollback under load")
