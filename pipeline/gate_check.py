@@ -3,7 +3,7 @@
 The offline gate is calibrated with it (`benchmarks/offline_gate.py`: the trained model,
 per-region popularity, a degraded model) and the tests check with it that popularity fails
 the value thresholds: the same eval config (`pipeline.eval_config`), the same TFMA, on an
-ExampleGen eval split. Only the change thresholds are left out, since they need a baseline
+ExampleGen eval split, the same extractors (`pipeline.eval_extractors`). Only the change thresholds are left out, since they need a baseline
 model (the pipeline's Evaluator applies them against the latest blessed one).
 """
 
@@ -16,9 +16,20 @@ import tensorflow_model_analysis as tfma
 from components.evaluation_table import overall_metrics
 from pipeline.config import EvaluatorConfig
 from pipeline.eval_config import build_eval_config
+from pipeline.eval_extractors import custom_extractors
 from pipeline.ranking_metrics import AUC_NAME
 
 NDCG = "ndcg"
+
+
+def standalone_eval_config(cfg: EvaluatorConfig) -> tfma.EvalConfig:
+    """The Evaluator's eval config without its change thresholds (no baseline here)."""
+    eval_config = build_eval_config(cfg)
+    for spec in eval_config.metrics_specs:
+        for metric in spec.metrics:
+            for threshold in metric.per_slice_thresholds:
+                threshold.threshold.ClearField("change_threshold")
+    return eval_config
 
 
 def evaluate(
@@ -26,13 +37,11 @@ def evaluate(
     eval_files: str,
     cfg: EvaluatorConfig,
     output_dir: str | pathlib.Path,
+    trimmed: bool = True,
 ) -> dict[str, float]:
-    """Overall-slice metrics of ``model_dir`` on the TFRecords ``eval_files`` (a glob)."""
-    eval_config = build_eval_config(cfg)
-    for spec in eval_config.metrics_specs:
-        for metric in spec.metrics:
-            for threshold in metric.per_slice_thresholds:
-                threshold.threshold.ClearField("change_threshold")
+    """Overall-slice metrics of ``model_dir`` on the TFRecords ``eval_files`` (a glob), with
+    the Evaluator's extractors (``trimmed``) or TFMA's defaults (every feature kept)."""
+    eval_config = standalone_eval_config(cfg)
     shared = tfma.default_eval_shared_model(
         eval_saved_model_path=str(model_dir), eval_config=eval_config
     )
@@ -42,6 +51,7 @@ def evaluate(
         data_location=eval_files,
         file_format="tfrecords",
         output_path=str(output_dir),
+        extractors=custom_extractors(shared, eval_config, None) if trimmed else None,
     )
     return {row.name: row.candidate for row in overall_metrics(str(output_dir))}
 

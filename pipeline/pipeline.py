@@ -31,6 +31,7 @@ from pipeline.config import PipelineConfig
 SCHEMA_PATH = pathlib.Path(__file__).resolve().parent / "schema" / "schema.pbtxt"
 PREPROCESSING_FN = "transforms.preprocessing.preprocessing_fn"
 RUN_FN = "components.trainer.run_fn.run_fn"
+EVAL_EXTRACTORS = "pipeline.eval_extractors"  # its custom_extractors, the Evaluator's hook
 
 # Component ids, in run order (also the progress and benchmark labels).
 EXAMPLE_GEN = "InteractionExampleGen"
@@ -238,6 +239,7 @@ def _train_evaluate_push(
         model=trainer.outputs[tfx_keys.MODEL_KEY],
         baseline_model=resolver.outputs[tfx_keys.MODEL_KEY],  # the `model=` above
         eval_config=eval_config.build_eval_config(config.evaluator),
+        module_path=EVAL_EXTRACTORS,  # the per-example extracts cut before the per-user grouping
     ).with_id(EVALUATOR)
     smoke = ServingSmokeValidation(
         model=trainer.outputs[tfx_keys.MODEL_KEY],

@@ -67,6 +67,17 @@ def test_transform_waits_for_the_drift_check(cfg):
     assert transform.exec_properties["preprocessing_fn"] == wiring.PREPROCESSING_FN
 
 
+def test_the_evaluator_runs_the_trimming_extractors(cfg):
+    import importlib
+
+    from tfx.components.util import udf_utils
+
+    evaluator = {c.id: c for c in wiring.create_pipeline(cfg).components}[wiring.EVALUATOR]
+    assert evaluator.exec_properties["module_path"] == wiring.EVAL_EXTRACTORS
+    hook = udf_utils.get_fn(evaluator.exec_properties, "custom_extractors")
+    assert hook is importlib.import_module(wiring.EVAL_EXTRACTORS).custom_extractors
+
+
 def test_without_drift_check_transform_follows_the_validator(cfg):
     p = wiring.create_pipeline(cfg.with_overrides(drift={"enabled": False}), stage="transform")
     assert wiring.DRIFT_CHECK not in _ids(p)
