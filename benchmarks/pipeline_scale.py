@@ -24,11 +24,16 @@ same for every length) and the size of the state.
 local runner, to a pushed model) on sets of that many events, and prints per component its
 wall time (from MLMD) and, from the same polling, the launcher's peak RSS while the component
 ran, the largest other process's and the peak of their sum; then the whole run's, the cost
-per million events and the slope.
+per million events and the slope. With ``--evaluator`` each run is followed by the
+Evaluator's TFMA analysis of the pushed model on the run's eval split, twice, each in a fresh
+child: with TFMA's default extractors (every feature of every example reaches the per-user
+grouping) and with the pipeline's (`pipeline.eval_extractors`: only what the metrics and
+slices read); wall time, peak RSS and the bytes per eval example of each, and their ratio.
 
     .venv/bin/python benchmarks/pipeline_scale.py [--events 100000,1000000]
         [--impl pandas,beam,beam-mp,beam-state] [--history 30,90,180] [--per-day 3000]
         [--pipeline 100000,1000000,3000000] [--beam-args="--direct_running_mode=..."]
+        [--evaluator]
 """
 
 from __future__ import annotations
@@ -116,6 +121,75 @@ def _pipeline_worker(data: str, runs: str, beam_args: str) -> None:
     print(json.dumps({"runs": timings, "pushed": summary.pushed_to or ""}), flush=True)
 
 
+def _evaluate_worker(model: str, examples: str, out: str, defaults: bool) -> None:
+    """The child of ``--evaluator``: the gate's TFMA analysis (the Evaluator's eval config,
+    no baseline) of ``model`` on ``examples``; the eval example count as JSON."""
+    from pipeline import config, gate_check
+
+    cfg = config.load_config()
+    metrics = gate_check.evaluate(model, examples, cfg.evaluator, out, trimmed=not defaults)
+    print(json.dumps({"examples": int(metrics["example_count"])}), flush=True)
+
+
+def _eval_split(runs: pathlib.Path) -> str:
+    """The eval split ExampleGen wrote in the whole run under ``runs`` (a glob)."""
+    from components.example_gen import recorded
+    from pipeline import registry, run_report
+
+    sqlite = sorted((runs / "metadata").glob("*.sqlite"))[0]
+    found = [
+        a
+        for a in registry.artifacts(run_report.connect(sqlite), "Examples")
+        if recorded.WINDOW_LAST_PROPERTY in a.custom_properties
+    ]
+    return f"{max(found, key=lambda a: a.id).uri}/Split-eval/*"
+
+
+def _compare_evaluators(
+    runs: pathlib.Path, pushed: str, scratch: pathlib.Path
+) -> dict[str, dict[str, float]]:
+    """TFMA with its default extractors against the pipeline's, on the run's model and
+    eval split, one fresh child each; prints both and their ratio."""
+    split = _eval_split(runs)
+    rows = {}
+    for name, flags in (("defaults", ("--defaults",)), ("trimmed", ())):
+        extra = ("--model", pushed, "--examples", split, *flags)
+        rows[name] = r = _measure("evaluate", runs, scratch, extra, label=name)
+        print(
+            f"    evaluator, {name:<8} {r['seconds']:>7.1f} s, peak RSS launcher "
+            f"{r['launcher_mib']:>6.0f} MiB, sum {r['sum_mib']:>6.0f} MiB "
+            f"({int(r['examples']):,} eval examples)",
+            flush=True,
+        )
+    d, t = rows["defaults"], rows["trimmed"]
+    print(
+        f"    trimmed against defaults: time {t['seconds'] / d['seconds']:.2f}, peak RSS "
+        f"{t['sum_mib'] / d['sum_mib']:.2f}",
+        flush=True,
+    )
+    return rows
+
+
+def _print_marginal(compared: list[dict[str, dict[str, float]]]) -> None:
+    """Between the smallest and the largest eval set: the peak RSS each further eval example
+    adds, per extractor set, and the eval set whose analysis that would fit in 20 GiB."""
+    low, high = compared[0], compared[-1]
+    for name in ("defaults", "trimmed"):
+        a, b = low[name], high[name]
+        added = b["examples"] - a["examples"]
+        if added <= 0:
+            return
+        per = (b["sum_mib"] - a["sum_mib"]) * 2**20 / added
+        fixed = a["sum_mib"] * 2**20 - per * a["examples"]
+        fits = (20 * 2**30 - fixed) / per if per > 0 else math.inf
+        print(
+            f"evaluator, {name}: {per:,.0f} bytes of peak RSS per further eval example "
+            f"(from {int(a['examples']):,} to {int(b['examples']):,}); 20 GiB would hold "
+            f"about {fits / 1e6:.1f}M eval examples",
+            flush=True,
+        )
+
+
 def _measure_pipeline(data: pathlib.Path, runs: pathlib.Path, beam_args: str) -> dict:
     """One whole pipeline run in a child; the process tree's RSS polled every 0.2 s and
     attributed to the component running (the child's progress lines say which)."""
@@ -198,11 +272,16 @@ def _print_pipeline(events: int, r: dict) -> None:
 
 
 def _measure(
-    impl: str, data: pathlib.Path, scratch: pathlib.Path, extra: tuple[str, ...] = ()
+    impl: str,
+    data: pathlib.Path,
+    scratch: pathlib.Path,
+    extra: tuple[str, ...] = (),
+    label: str = "",
 ) -> dict[str, float]:
-    out = scratch / f"out-{impl}"
+    name = f"{impl}-{label}" if label else impl
+    out = scratch / f"out-{name}"
     shutil.rmtree(out, ignore_errors=True)
-    log = scratch / f"{impl}.log"
+    log = scratch / f"{name}.log"
     cmd = [sys.executable, __file__, "--worker", impl, "--data", str(data), "--out", str(out)]
     cmd += extra
     started = time.perf_counter()
@@ -305,7 +384,17 @@ def main() -> None:
         default="",
         help="the whole runs' beam_args, as --beam-args=\"...\" (default: the configuration's)",
     )
-    parser.add_argument("--worker", choices=(*IMPLEMENTATIONS, "pipeline"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--evaluator",
+        action="store_true",
+        help="after each --pipeline run, TFMA's default extractors against the pipeline's",
+    )
+    parser.add_argument(
+        "--worker", choices=(*IMPLEMENTATIONS, "pipeline", "evaluate"), help=argparse.SUPPRESS
+    )
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--examples", help=argparse.SUPPRESS)
+    parser.add_argument("--defaults", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--state", default="", help=argparse.SUPPRESS)
@@ -313,6 +402,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker == "pipeline":
         _pipeline_worker(args.data, args.out, args.beam_args)
+        return
+    if args.worker == "evaluate":
+        _evaluate_worker(args.model, args.examples, args.out, args.defaults)
         return
     if args.worker:
         _worker(args.worker, args.data, args.out, args.state, args.yesterday)
@@ -326,6 +418,8 @@ def main() -> None:
     sizes = _counts(args.events, "--events", 1_000, 50_000_000)
     history = _counts(args.history, "--history", 15, 3_650)
     whole = _counts(args.pipeline, "--pipeline", 1_000, 50_000_000)
+    if args.evaluator and not whole:
+        raise SystemExit("--evaluator compares on the models of --pipeline runs: give --pipeline")
     if not 1 <= args.per_day <= 1_000_000:
         raise SystemExit(f"--per-day must be in 1..1000000, got {args.per_day}")
     scratch = pathlib.Path(tempfile.mkdtemp(prefix="aiqleads-scale-"))
@@ -401,6 +495,7 @@ def main() -> None:
                 )
                 shutil.rmtree(data, ignore_errors=True)
         points: list[tuple[int, float]] = []
+        compared: list[dict[str, dict[str, float]]] = []
         for size in whole:
             data = _synth(scratch / f"whole-{size}", size)
             events = _events_in(data)
@@ -408,10 +503,14 @@ def main() -> None:
             r = _measure_pipeline(data, scratch / f"runs-{size}", args.beam_args)
             _print_pipeline(events, r)
             points.append((events, r["seconds"]))
+            if args.evaluator and r["pushed"]:
+                compared.append(_compare_evaluators(scratch / f"runs-{size}", r["pushed"], scratch))
             shutil.rmtree(scratch / f"runs-{size}", ignore_errors=True)
             shutil.rmtree(data, ignore_errors=True)
         if len(points) > 1:
             print(f"log-log slope of the whole run's time against events: {_slope(points):.2f}")
+        if len(compared) > 1:
+            _print_marginal(sorted(compared, key=lambda c: c["trimmed"]["examples"]))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
