@@ -4,11 +4,12 @@ metrics and slices read before TFMA groups them by user.
 The per-user metrics (``query_key``) make TFMA group every eval example's extracts by user
 (``_GroupByQueryKey``, a combine to a list per key). By default each extract carries every
 feature of the example and the serialized example itself, and a runner that holds that
-grouping in one process (Beam's in-memory DirectRunner) holds all of them at once: on a
-4.1M-example eval split that outgrew 24 GB. The metrics read only the label, the
-predictions, the weights, the user id (the query key) and the gain (the label,
-``engagement``); the slices read their own features. Everything else is dropped while the
-extracts are still batched, and the metrics are the same (tests/pipeline/test_eval_extractors.py).
+grouping in one process (Beam's in-memory DirectRunner) holds all of them at once: a
+4.1M-example eval split needs more than 24 GB that way (docs/benchmarks.md). The metrics
+read only the label, the predictions, the weights, the user id (the query key) and the gain
+(the label, ``engagement``); the slices read their own features. Everything else is dropped
+while the extracts are still batched, and the metrics are the same
+(tests/pipeline/test_eval_extractors.py).
 
 The TFX Evaluator finds ``custom_extractors`` through its ``module_path`` (pipeline.py).
 """

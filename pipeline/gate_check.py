@@ -2,9 +2,10 @@
 
 The offline gate is calibrated with it (`benchmarks/offline_gate.py`: the trained model,
 per-region popularity, a degraded model) and the tests check with it that popularity fails
-the value thresholds: the same eval config (`pipeline.eval_config`), the same TFMA, on an
-ExampleGen eval split, the same extractors (`pipeline.eval_extractors`). Only the change thresholds are left out, since they need a baseline
-model (the pipeline's Evaluator applies them against the latest blessed one).
+the value thresholds: the same eval config (`pipeline.eval_config`), the same TFMA and
+extractors (`pipeline.eval_extractors`), on an ExampleGen eval split. Only the change
+thresholds are left out, since they need a baseline model (the pipeline's Evaluator applies
+them against the latest blessed one).
 """
 
 from __future__ import annotations
