@@ -286,3 +286,23 @@ def wait_settled(predicate, timeout: float, what: str, hold: float = SETTLED_SEC
         return time.monotonic() - since[0] >= hold
 
     return wait_until(held, timeout, what, interval=0.5)
+
+
+def first_examples(world: LoopWorld):
+    """The world's pipeline config, MLMD store and its first run's ExampleGen output (the
+    eval split and window that run trained and evaluated on)."""
+    from components.example_gen import recorded
+    from pipeline import registry, run_report
+    from pipeline.config import load_config
+
+    cfg = load_config(world.config)
+    store = run_report.connect(cfg.metadata_path)
+    examples = min(
+        (
+            a
+            for a in registry.artifacts(store, "Examples")
+            if recorded.WINDOW_LAST_PROPERTY in a.custom_properties
+        ),
+        key=lambda a: a.id,
+    )
+    return cfg, store, examples

@@ -10,26 +10,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from loop_fixtures import LoopWorld  # loaded by tests/conftest.py
+from loop_fixtures import LoopWorld, first_examples  # loaded by tests/conftest.py
 
 pytestmark = pytest.mark.e2e
 
 
 def _model_and_eval_split(loop_world: LoopWorld):
-    from components.example_gen import recorded
-    from pipeline import registry, run_report
-    from pipeline.config import load_config
+    from pipeline import registry
 
-    cfg = load_config(loop_world.config)
-    store = run_report.connect(cfg.metadata_path)
-    examples = min(
-        (
-            a
-            for a in registry.artifacts(store, "Examples")
-            if recorded.WINDOW_LAST_PROPERTY in a.custom_properties
-        ),
-        key=lambda a: a.id,
-    )
+    cfg, store, examples = first_examples(loop_world)
     evaluation = min(registry.artifacts(store, "ModelEvaluation"), key=lambda a: a.id)
     model = loop_world.model_base / str(loop_world.versions()[0])
     return cfg, model, f"{examples.uri}/Split-eval/*", evaluation.uri

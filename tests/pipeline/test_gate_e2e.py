@@ -17,7 +17,7 @@ import shutil
 
 import pytest
 import yaml
-from loop_fixtures import run_cli  # loaded by tests/conftest.py
+from loop_fixtures import first_examples, run_cli  # loaded by tests/conftest.py
 
 pytestmark = pytest.mark.e2e
 
@@ -27,19 +27,8 @@ DEGRADED_LEARNING_RATE = 1e-5  # the default is 2e-3
 def _first_run(loop_world):
     """The loop world's first ExampleGen output (its eval split and window) and MLMD path."""
     from components.example_gen import recorded
-    from pipeline import registry, run_report
-    from pipeline.config import load_config
 
-    cfg = load_config(loop_world.config)
-    store = run_report.connect(cfg.metadata_path)
-    examples = min(
-        (
-            a
-            for a in registry.artifacts(store, "Examples")
-            if recorded.WINDOW_LAST_PROPERTY in a.custom_properties
-        ),
-        key=lambda a: a.id,
-    )
+    cfg, _, examples = first_examples(loop_world)
     last = examples.custom_properties[recorded.WINDOW_LAST_PROPERTY].string_value
     return cfg, examples.uri, dt.date.fromisoformat(last)
 
