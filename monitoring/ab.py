@@ -79,6 +79,8 @@ class Design:
             raise ValueError("mde must be in (0, 10), min_users >= 10 and looks in 1..20")
         if self.grid_seconds <= 0 or self.settle_seconds < 0:
             raise ValueError("grid_seconds must be > 0 and settle_seconds >= 0")
+        if not 1 <= self.max_p95_ratio <= 100 or not 0 <= self.min_p95_increase_ms <= 60_000:
+            raise ValueError("max_p95_ratio must be in 1..100 and min_p95_increase_ms in 0..60000")
 
 
 @dataclasses.dataclass(frozen=True)

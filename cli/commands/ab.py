@@ -56,6 +56,19 @@ def design_options(func):  # noqa: ANN001, ANN201 - a click decorator
             help="Users per arm before any decision [100].",
         ),
         click.option(
+            "--max-p95-ratio",
+            type=float,
+            default=None,
+            help="Latency guardrail: roll back a canary whose p95 exceeds stable's times this "
+            "[1.5] ...",
+        ),
+        click.option(
+            "--min-p95-increase-ms",
+            type=float,
+            default=None,
+            help="... and by at least this many ms [10].",
+        ),
+        click.option(
             "--grid",
             "grid_seconds",
             type=float,
