@@ -28,7 +28,8 @@ per million events and the slope. With ``--evaluator`` each run is followed by t
 Evaluator's TFMA analysis of the pushed model on the run's eval split, twice, each in a fresh
 child: with TFMA's default extractors (every feature of every example reaches the per-user
 grouping) and with the pipeline's (`pipeline.eval_extractors`: only what the metrics and
-slices read); wall time, peak RSS and the bytes per eval example of each, and their ratio.
+slices read); wall time and peak RSS of each and their ratios, and across the sizes the
+peak RSS each further eval example adds.
 
     .venv/bin/python benchmarks/pipeline_scale.py [--events 100000,1000000]
         [--impl pandas,beam,beam-mp,beam-state] [--history 30,90,180] [--per-day 3000]
