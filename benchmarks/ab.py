@@ -157,11 +157,16 @@ def switch_seconds(answers: list[Answer], changed_at: float, old: int, new: int)
     after = [a for a in answers if a.sent >= changed_at and a.status == 200]
     last_old = max((a.sent for a in after if a.version == old), default=changed_at)
     first_new = min((a.sent for a in after if a.version == new), default=math.nan)
-    failed = sum(1 for a in answers if a.status != 200)
+    failures = [a for a in answers if a.status != 200]
     return {
         "switch_s": last_old - changed_at,
         "first_new_s": first_new - changed_at,
-        "failed": failed,
+        "failed": len(failures),
+        # (status, seconds from the change to the send, seconds waited); status 0: no answer
+        "failures": [
+            (a.status, round(a.sent - changed_at, 3), round(a.done - a.sent, 3))
+            for a in failures[:20]
+        ],
         "answers": len(answers),
         "old_after_switch_cached": sum(
             1 for a in after if a.version == old and a.cached and a.sent > last_old

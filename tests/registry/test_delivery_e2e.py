@@ -250,6 +250,14 @@ def _benchmark():
     return module
 
 
+def _envoy_failures(run_dir: pathlib.Path) -> list[dict]:
+    """Envoy's access-log entries of the requests that failed or needed a retry (last 20)."""
+    log = run_dir / "logs" / "envoy-access.log"
+    lines = log.read_text().splitlines() if log.exists() else []
+    entries = [json.loads(line) for line in lines if line.startswith("{")]
+    return [e for e in entries if e.get("status") != 200 or e.get("flags") not in ("-", None)][-20:]
+
+
 @pytest.mark.timeout(900)
 def test_rollback_under_load_switches_within_5_s_with_no_failed_request(delivery, loop_world):
     """200 requests/s through Envoy; `aiqleads models rollback` in the middle."""
@@ -265,7 +273,7 @@ def test_rollback_under_load_switches_within_5_s_with_no_failed_request(delivery
         time.sleep(15)
     result = bench.switch_seconds(load.answers, changed, d.weak, d.good)
     print(f"\nrollback under 200 req/s: {result}")
-    assert result["failed"] == 0, result
+    assert result["failed"] == 0, (result, _envoy_failures(d.run_dir))
     assert result["answers"] >= 200 * 20, result  # the load was there
     assert result["switch_s"] <= 5.0, result
     # After the switch, no answer of the rolled-back version, from Redis or from the
