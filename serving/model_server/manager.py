@@ -111,6 +111,9 @@ class ModelManager:
 
         Models no longer listed are unloaded. Labels must point at available versions
         (FAILED_PRECONDITION otherwise, like TF Serving); the previous labels stay then.
+        A model whose new labels all point at versions loaded already, and still wanted,
+        switches them before the loads of its other new versions: a rollback to a loaded
+        version does not wait for the load of the version a further rollback would need.
         """
         configs = {m.name: m for m in server_config.model_config_list.config}
         with self._lock:
@@ -120,6 +123,13 @@ class ModelManager:
             for name, cfg in configs.items():
                 model = self._models.setdefault(name, _Model(config=cfg))
                 model.config = cfg
+        for name, cfg in configs.items():
+            labelled = set(cfg.version_labels.values())
+            wanted = wanted_versions(cfg.model_version_policy, list_versions(cfg.base_path))
+            with self._lock:
+                model = self._models[name]
+                if labelled <= set(model.servables) & wanted:
+                    model.labels = dict(cfg.version_labels)
         self.poll()
         with self._lock:
             for name, cfg in configs.items():

@@ -264,7 +264,12 @@ def test_rollback_under_load_switches_within_5_s_with_no_failed_request(delivery
     d = delivery
     bench = _benchmark()
     users = _users(loop_world)[:200]  # repeat users: most answers come from the caches
-    d.models("promote", str(d.weak), "--label", STABLE, "--force", "--reason", "to roll back")
+    # Stables weak, good, weak: the rollback goes to good and keeps weak (the stable before
+    # it) loaded, so it loads nothing. After a retraining the stable before good can be an
+    # unloaded model, which the model servers then load on the same two cores while serving;
+    # the switch does not wait for that load (tests/serving/model_server/test_labels.py).
+    for version in (d.weak, d.good, d.weak):
+        d.models("promote", str(version), "--label", STABLE, "--force", "--reason", "to roll back")
     wait_settled(lambda: d.answer(users[0])["model_version"] == d.weak, 180, "weak as stable")
     with bench.Load(d.front, users, 200.0) as load:
         time.sleep(10)  # the weak version's answers fill both cache tiers
