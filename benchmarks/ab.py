@@ -10,8 +10,12 @@ how small a CTR change the A/B test detects for a number of simulated users.
 change it prints the time from the change being written to the last answer of the old
 version (by send time) and the first of the new, failed requests, and the command's own
 duration. A promote of a version the model servers have not loaded waits for the load (and
-its warm-up); a rollback finds its target loaded (the deployment keeps it so). the same change under light probing (``--baseline-rate``, 10/s) is the baseline
-measured in the same run. Medians and p95 over ``--rounds``.
+its warm-up); a rollback finds its target loaded (the deployment keeps it so). The same
+change under light probing (``--baseline-rate``, 10/s) is the baseline measured in the same
+run. Medians and p95 over ``--rounds``. With ``--reload VERSION`` (a third version, such as
+the model before a retraining), each round also makes VERSION then the current stable the
+stables before it, so that the rollback under load must also load VERSION (the stable
+before the one restored, kept for a further rollback) on the same cores: a third row.
 
 ``sensitivity`` serves the stack's current stable version to both arms (an A/A test: the
 canary label on the same version), runs the simulator (`aiqleads simulate`) for
@@ -223,6 +227,31 @@ def one_switch(
     return out
 
 
+def reload_rollback(
+    run_dir: pathlib.Path, url: str, users: list[str], rate: float, to: int, reload: int
+) -> list[dict]:
+    """Stables ``reload``, then the current one, then ``to`` under load and a rollback: the
+    rollback's row, whose change also loads ``reload`` (unloaded by the promote of ``to``)."""
+    from serving.deployment import DEPLOYMENT_DIR, Deployment
+    from serving.settings import MODEL_NAME
+
+    current = Deployment(run_dir / DEPLOYMENT_DIR, MODEL_NAME).state().stable
+    assert current is not None and len({current, to, reload}) == 3, "three distinct versions"
+    for version in (reload, current):  # each waits for its load, if any
+        models_cli(
+            run_dir,
+            "promote",
+            str(version),
+            "--label",
+            "stable",
+            "--force",
+            "--reason",
+            "benchmark",
+        )
+    time.sleep(5.0)
+    return [r for r in one_switch(run_dir, url, users, rate, to, 5.0) if r["kind"] == "rollback"]
+
+
 def load_average() -> str:
     return " ".join(pathlib.Path("/proc/loadavg").read_text().split()[:3])
 
@@ -240,12 +269,18 @@ def switch(args: argparse.Namespace) -> None:
     users = [f"u{i:06d}" for i in range(1, args.users + 1)]
     print(f"load average at start: {load_average()}")
     rows: dict[str, list[dict]] = {"baseline": [], "load": []}
+    if args.reload is not None:
+        rows["reload"] = []
     for _ in range(args.rounds):
         rows["baseline"] += one_switch(run_dir, url, users, args.baseline_rate, args.to, 3.0)
         rows["load"] += one_switch(run_dir, url, users, args.rate, args.to, 5.0)
+        if args.reload is not None:
+            rows["reload"] += reload_rollback(run_dir, url, users, args.rate, args.to, args.reload)
     for kind in ("promote", "rollback"):
         for name, all_rows in rows.items():
             values = [r for r in all_rows if r["kind"] == kind]
+            if not values:
+                continue
             sw = [r["switch_s"] for r in values]
             rate = args.baseline_rate if name == "baseline" else args.rate
             print(
@@ -259,6 +294,14 @@ def switch(args: argparse.Namespace) -> None:
         base = statistics.median(r["switch_s"] for r in rows["baseline"] if r["kind"] == kind)
         under = statistics.median(r["switch_s"] for r in rows["load"] if r["kind"] == kind)
         print(f"{kind}: switch under load / baseline {under / base if base else math.nan:.2f}x")
+    if "reload" in rows:
+        base = statistics.median(r["switch_s"] for r in rows["baseline"] if r["kind"] == "rollback")
+        under = statistics.median(r["switch_s"] for r in rows["reload"])
+        print(
+            f"rollback that also loads {args.reload}: switch / baseline "
+            f"{under / base if base else math.nan:.2f}x; its failed requests (status, s after "
+            f"the change, s waited): {[f for r in rows['reload'] for f in r['failures']]}"
+        )
     print(f"load average at end: {load_average()}")
     print(json.dumps(rows))
 
@@ -352,6 +395,11 @@ def main() -> None:
     s.add_argument("--baseline-rate", type=float, default=10.0)
     s.add_argument("--rounds", type=int, default=3)
     s.add_argument("--users", type=int, default=300, help="distinct users in the load")
+    s.add_argument(
+        "--reload",
+        type=int,
+        help="a third version: also measure a rollback that must load it (see above)",
+    )
     t = sub.add_parser("sensitivity", help="minimum detectable CTR lift vs users per arm")
     t.add_argument("--run-dir", required=True)
     t.add_argument("--data", required=True, help="the synthetic data set the stack serves")

@@ -1,5 +1,6 @@
 """The Evaluator's trimmed extracts: only the features the metrics and slices read reach TFMA's
-per-user grouping, and every metric of every slice is the same as with TFMA's defaults.
+per-user grouping, and every metric of every slice is the same as with TFMA's defaults (NDCG
+within the spread that the order of tied predictions gives two runs of the defaults).
 
 On the closed loop's smoke world (`tests/loop_fixtures.py`): its first pushed model, its
 first ExampleGen eval split and the Evaluator's results of that run.
@@ -13,6 +14,13 @@ import pytest
 from loop_fixtures import LoopWorld, first_examples  # loaded by tests/conftest.py
 
 pytestmark = pytest.mark.e2e
+
+# TFMA's NDCG sorts a user's examples by prediction, and tied predictions stay in the order
+# Beam's grouping hands them over, which changes from run to run. Two runs of TFMA's own
+# defaults on a fresh loop world's first model and eval split differed in 33 of 343 metrics,
+# every one an NDCG, by at most 0.0032; every other metric was equal. So NDCG is compared
+# within three times that, the rest exactly.
+NDCG_TIES = 0.01
 
 
 def _model_and_eval_split(loop_world: LoopWorld):
@@ -109,7 +117,8 @@ def test_trimmed_extracts_keep_only_what_the_metrics_read_and_give_the_same_metr
     assert any("ndcg" in k for _, k in default) and any("hit_rate" in k for _, k in default)
     assert trimmed.keys() == default.keys()
     for key, value in default.items():
-        assert trimmed[key] == pytest.approx(value, rel=1e-9, abs=1e-12, nan_ok=True), key
+        tolerance = NDCG_TIES if 'name: "ndcg"' in key[1] else 1e-12
+        assert trimmed[key] == pytest.approx(value, rel=1e-9, abs=tolerance, nan_ok=True), key
 
 
 def _all_metrics_of(evaluate, model, eval_glob, cfg, output_dir, trimmed):
