@@ -180,13 +180,14 @@ def switch_seconds(answers: list[Answer], changed_at: float, old: int, new: int)
 
 def models_cli(run_dir: pathlib.Path, *args: str) -> float:
     """Run ``aiqleads models ARGS``; the time the change was written (its history line)."""
-    subprocess.run(
+    done = subprocess.run(
         [str(BIN / "aiqleads"), "models", *args, "--run-dir", str(run_dir)],
-        check=True,
         capture_output=True,
         text=True,
         timeout=120,
     )
+    if done.returncode != 0:  # the command's own one-line error, e.g. an unknown version
+        raise SystemExit(f"aiqleads models {args[0]}: {(done.stderr or done.stdout).strip()}")
     from serving.deployment import DEPLOYMENT_DIR, Deployment
     from serving.settings import MODEL_NAME
 
@@ -236,7 +237,6 @@ def reload_rollback(
     from serving.settings import MODEL_NAME
 
     current = Deployment(run_dir / DEPLOYMENT_DIR, MODEL_NAME).state().stable
-    assert current is not None and len({current, to, reload}) == 3, "three distinct versions"
     for version in (reload, current):  # each waits for its load, if any
         models_cli(
             run_dir,
@@ -264,6 +264,16 @@ def switch(args: argparse.Namespace) -> None:
     from serving import stack_file
 
     run_dir = pathlib.Path(args.run_dir)
+    if args.reload is not None:
+        from serving.deployment import DEPLOYMENT_DIR, Deployment
+        from serving.settings import MODEL_NAME
+
+        stable = Deployment(run_dir / DEPLOYMENT_DIR, MODEL_NAME).state().stable
+        if stable is None or len({stable, args.to, args.reload}) != 3:
+            raise SystemExit(
+                f"--reload {args.reload} must differ from --to {args.to} and from the "
+                f"stable ({stable})"
+            )
     use_dev_token(run_dir)
     url = stack_file.read(run_dir).front_url
     users = [f"u{i:06d}" for i in range(1, args.users + 1)]
@@ -406,7 +416,13 @@ def main() -> None:
     t.add_argument("--duration", type=float, default=120.0)
     t.add_argument("--rate", type=float, default=20.0)
     args = parser.parse_args()
-    {"switch": switch, "sensitivity": sensitivity}[args.command](args)
+    from aiqleads.errors import AiqleadsError
+
+    try:
+        {"switch": switch, "sensitivity": sensitivity}[args.command](args)
+    except AiqleadsError as e:  # no stack, a bad deployment folder...: one line, exit 2
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":
