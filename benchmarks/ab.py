@@ -178,6 +178,14 @@ def switch_seconds(answers: list[Answer], changed_at: float, old: int, new: int)
     }
 
 
+def deployment_of(run_dir: pathlib.Path):
+    """The deployment (labels, history) of the stack in ``run_dir``."""
+    from serving.deployment import DEPLOYMENT_DIR, Deployment
+    from serving.settings import MODEL_NAME
+
+    return Deployment(run_dir / DEPLOYMENT_DIR, MODEL_NAME)
+
+
 def models_cli(run_dir: pathlib.Path, *args: str) -> float:
     """Run ``aiqleads models ARGS``; the time the change was written (its history line)."""
     done = subprocess.run(
@@ -188,20 +196,14 @@ def models_cli(run_dir: pathlib.Path, *args: str) -> float:
     )
     if done.returncode != 0:  # the command's own one-line error, e.g. an unknown version
         raise SystemExit(f"aiqleads models {args[0]}: {(done.stderr or done.stdout).strip()}")
-    from serving.deployment import DEPLOYMENT_DIR, Deployment
-    from serving.settings import MODEL_NAME
-
-    return Deployment(run_dir / DEPLOYMENT_DIR, MODEL_NAME).history()[-1].time
+    return deployment_of(run_dir).history()[-1].time
 
 
 def one_switch(
     run_dir: pathlib.Path, url: str, users: list[str], rate: float, to: int, settle: float
 ) -> list[dict]:
     """Promote ``to`` to stable under load, then roll it back; both switches measured."""
-    from serving.deployment import DEPLOYMENT_DIR, Deployment
-    from serving.settings import MODEL_NAME
-
-    old = Deployment(run_dir / DEPLOYMENT_DIR, MODEL_NAME).state().stable
+    old = deployment_of(run_dir).state().stable
     assert old is not None and old != to
     out = []
     with Load(url, users, rate) as load:
@@ -233,10 +235,7 @@ def reload_rollback(
 ) -> list[dict]:
     """Stables ``reload``, then the current one, then ``to`` under load and a rollback: the
     rollback's row, whose change also loads ``reload`` (unloaded by the promote of ``to``)."""
-    from serving.deployment import DEPLOYMENT_DIR, Deployment
-    from serving.settings import MODEL_NAME
-
-    current = Deployment(run_dir / DEPLOYMENT_DIR, MODEL_NAME).state().stable
+    current = deployment_of(run_dir).state().stable
     for version in (reload, current):  # each waits for its load, if any
         models_cli(
             run_dir,
@@ -265,10 +264,7 @@ def switch(args: argparse.Namespace) -> None:
 
     run_dir = pathlib.Path(args.run_dir)
     if args.reload is not None:
-        from serving.deployment import DEPLOYMENT_DIR, Deployment
-        from serving.settings import MODEL_NAME
-
-        stable = Deployment(run_dir / DEPLOYMENT_DIR, MODEL_NAME).state().stable
+        stable = deployment_of(run_dir).state().stable
         if stable is None or len({stable, args.to, args.reload}) != 3:
             raise SystemExit(
                 f"--reload {args.reload} must differ from --to {args.to} and from the "
@@ -320,13 +316,11 @@ def sensitivity(args: argparse.Namespace) -> None:
     from monitoring import ab
     from monitoring.rollout import read_events
     from serving import stack_file
-    from serving.deployment import DEPLOYMENT_DIR, Deployment
-    from serving.settings import MODEL_NAME
 
     run_dir = pathlib.Path(args.run_dir)
     use_dev_token(run_dir)
     stack = stack_file.read(run_dir)
-    deployment = Deployment(run_dir / DEPLOYMENT_DIR, MODEL_NAME)
+    deployment = deployment_of(run_dir)
     state = deployment.state()
     assert state.stable is not None and state.canary is None, "needs a stack without a canary"
     # A/A: the canary label on a second copy of the stable version is not possible (one
